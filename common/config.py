@@ -1,0 +1,138 @@
+"""Study configuration: the settings every site must share, and their hash.
+
+A study fixes what is extracted and how the federation runs. Sites compare the
+extraction hash in the census; a site whose hash differs is refused, because its
+features would not mean the same thing as everyone else's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file is unreadable or invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExtractionSettings(_Strict):
+    """What pyradiomics computes for every sequence x region of a case."""
+
+    sequences: tuple[str, ...] = ("t1c", "flair")
+    regions: dict[str, int] = Field(
+        default_factory=lambda: {"enhancing": 1, "necrosis": 2, "oedema": 3},
+        description="study region name -> label value in the mask",
+    )
+    feature_classes: tuple[str, ...] = ("firstorder", "shape", "glcm")
+    resampled_spacing_mm: tuple[float, float, float] | None = (2.0, 2.0, 2.0)
+    normalize: bool = True
+    normalize_scale: float = 100.0
+    bin_width: float = 10.0
+    min_region_voxels: int = Field(default=10, ge=1)
+    geometry_tolerance: float = Field(default=1e-3, gt=0)
+
+    @field_validator("sequences")
+    @classmethod
+    def _sequences_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("sequences must be a non-empty list of distinct names")
+        return value
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_distinct(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value or len(set(value.values())) != len(value):
+            raise ValueError("regions must map distinct names to distinct label values")
+        return value
+
+    def pyradiomics_settings(self) -> dict:
+        """The pyradiomics `setting` block these options stand for."""
+        settings: dict = {
+            "binWidth": self.bin_width,
+            "normalize": self.normalize,
+            "normalizeScale": self.normalize_scale,
+            "additionalInfo": False,
+            "geometryTolerance": self.geometry_tolerance,
+        }
+        if self.resampled_spacing_mm is not None:
+            settings["resampledPixelSpacing"] = list(self.resampled_spacing_mm)
+            settings["interpolator"] = "sitkBSpline"
+        return settings
+
+
+class FederationSettings(_Strict):
+    """How the server runs the study protocol."""
+
+    classes: tuple[str, str] = ("HGG", "BM")
+    min_cell_size: int = Field(default=5, ge=1, description="counts below this are reported as '<k'")
+    holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
+    split_seed: int = 0
+    ridge_lambda: float = Field(default=1.0, ge=0)
+    newton_tolerance: float = Field(default=1e-8, gt=0)
+    max_newton_iterations: int = Field(default=50, ge=1)
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    histogram_bins: int = Field(default=1000, ge=2)
+    min_sites: int = Field(default=1, ge=1)
+    round_timeout_s: float = Field(default=600.0, gt=0)
+
+    @property
+    def positive_class(self) -> str:
+        return self.classes[0]
+
+    @model_validator(mode="after")
+    def _classes_distinct(self) -> FederationSettings:
+        if self.classes[0] == self.classes[1]:
+            raise ValueError("classes must be two distinct labels")
+        return self
+
+
+class StudyConfig(_Strict):
+    """Everything a study fixes; the YAML file a coordinator writes."""
+
+    name: str = "hgg-vs-bm"
+    extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
+    federation: FederationSettings = Field(default_factory=FederationSettings)
+
+    @cached_property
+    def extraction_hash(self) -> str:
+        """Hash of the extraction settings and extractor versions (first 16 hex digits)."""
+        import radiomics
+        import SimpleITK
+
+        payload = {
+            "extraction": self.extraction.model_dump(mode="json"),
+            "pyradiomics": radiomics.__version__,
+            "SimpleITK": SimpleITK.Version_VersionString(),
+        }
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> StudyConfig:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read study config {path}: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid study config {path}:\n{format_validation_error(exc)}") from exc
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem, naming the dotted key, e.g. `federation.min_cell_size: ...`."""
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {key}: {error['msg']}")
+    return "\n".join(lines)

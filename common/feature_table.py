@@ -1,0 +1,53 @@
+"""The site-local feature table: one row per case, one column per radiomic feature.
+
+Columns are `case_id`, `label`, then features named
+`<sequence>_<region>_<filter>_<class>_<feature>` (e.g. `t1c_enhancing_original_glcm_Contrast`).
+Provenance (extraction hash, versions, time) travels in the parquet schema metadata,
+so the table and its provenance can never be separated.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META_COLUMNS = ("case_id", "label")
+PROVENANCE_KEY = b"fedrad.provenance"
+
+
+def feature_name(sequence: str, region: str, filter_name: str, pyradiomics_key: str) -> str:
+    """Column name for a pyradiomics result key such as `original_glcm_Contrast`."""
+    if pyradiomics_key.startswith(f"{filter_name}_"):
+        pyradiomics_key = pyradiomics_key[len(filter_name) + 1 :]
+    return f"{sequence}_{region}_{filter_name}_{pyradiomics_key}"
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The feature columns of a table, in their stored order."""
+    return [column for column in table.columns if column not in META_COLUMNS]
+
+
+def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
+    """Write atomically (temp file + rename) so an interrupted write never leaves half a table."""
+    missing = [column for column in META_COLUMNS if column not in table.columns]
+    if missing:
+        raise ValueError(f"feature table lacks required columns {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
+    metadata = dict(arrow.schema.metadata or {})
+    metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True).encode()
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
+    tmp.replace(path)
+
+
+def read_feature_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
+    """Return the table and its provenance dict."""
+    arrow = pq.read_table(path)
+    raw = (arrow.schema.metadata or {}).get(PROVENANCE_KEY, b"{}")
+    return arrow.to_pandas(), json.loads(raw)

@@ -73,7 +73,7 @@ class FederationSettings(_Strict):
     """How the server runs the study protocol."""
 
     classes: tuple[str, str] = ("HGG", "BM")
-    min_cell_size: int = Field(default=5, ge=1, description="counts below this are reported as '<k'")
+    min_cell_size: int = Field(default=5, ge=1, description="smaller counts are reported as <k")
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     split_seed: int = 0
     ridge_lambda: float = Field(default=1.0, ge=0)
@@ -126,7 +126,8 @@ class StudyConfig(_Strict):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid study config {path}:\n{format_validation_error(exc)}") from exc
+            details = format_validation_error(exc)
+            raise ConfigError(f"invalid study config {path}:\n{details}") from exc
 
 
 def format_validation_error(exc: ValidationError) -> str:

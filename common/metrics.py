@@ -1,0 +1,116 @@
+"""Pooled evaluation from aggregates a site may share (METHODS.md 4).
+
+Sites send confusion counts at a fixed threshold and per-class score histograms on
+a fixed grid; no per-case prediction leaves a site. Summed histograms give the ROC
+at every grid edge, an AUC with a certified error bound and DeLong's variance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import norm
+
+
+@dataclass(frozen=True)
+class ConfusionCounts:
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+
+    @classmethod
+    def of(cls, y_true: np.ndarray, scores: np.ndarray, threshold: float) -> ConfusionCounts:
+        y = np.asarray(y_true).astype(bool)
+        predicted = np.asarray(scores) >= threshold
+        return cls(
+            tp=int(np.sum(predicted & y)),
+            fn=int(np.sum(~predicted & y)),
+            tn=int(np.sum(~predicted & ~y)),
+            fp=int(np.sum(predicted & ~y)),
+        )
+
+    def __add__(self, other: ConfusionCounts) -> ConfusionCounts:
+        return ConfusionCounts(
+            self.tp + other.tp, self.fn + other.fn, self.tn + other.tn, self.fp + other.fp
+        )
+
+    @property
+    def sensitivity(self) -> float:
+        return _ratio(self.tp, self.tp + self.fn)
+
+    @property
+    def specificity(self) -> float:
+        return _ratio(self.tn, self.tn + self.fp)
+
+    @property
+    def balanced_accuracy(self) -> float:
+        return (self.sensitivity + self.specificity) / 2
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
+def wilson_interval(successes: int, total: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    if total == 0:
+        return (float("nan"), float("nan"))
+    z = norm.ppf(0.5 + level / 2)
+    p = successes / total
+    centre = (p + z**2 / (2 * total)) / (1 + z**2 / total)
+    half = z * np.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / (1 + z**2 / total)
+    return (float(centre - half), float(centre + half))
+
+
+def score_edges(bins: int) -> np.ndarray:
+    """The fixed probability grid every site bins its scores on."""
+    return np.linspace(0.0, 1.0, bins + 1)
+
+
+def score_histograms(
+    y_true: np.ndarray, scores: np.ndarray, bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class counts of scores on the fixed grid: (positives, negatives)."""
+    y = np.asarray(y_true).astype(bool)
+    edges = score_edges(bins)
+    positives, _ = np.histogram(scores[y], bins=edges)
+    negatives, _ = np.histogram(scores[~y], bins=edges)
+    return positives, negatives
+
+
+@dataclass(frozen=True)
+class HistogramAUC:
+    auc: float
+    error_bound: float
+    standard_error: float
+
+    def confidence_interval(self, level: float = 0.95) -> tuple[float, float]:
+        half = norm.ppf(0.5 + level / 2) * self.standard_error
+        return (max(0.0, self.auc - half), min(1.0, self.auc + half))
+
+
+def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:
+    """AUC from summed per-class histograms, its certified bound and DeLong SE.
+
+    Pairs in different bins are ordered correctly; pairs sharing a bin count 1/2,
+    so |AUC_exact - AUC_hist| <= sum_b h1_b h0_b / (2 n1 n0).
+    """
+    h1 = np.asarray(positives, dtype=np.float64)
+    h0 = np.asarray(negatives, dtype=np.float64)
+    n1, n0 = h1.sum(), h0.sum()
+    if n1 == 0 or n0 == 0:
+        return HistogramAUC(float("nan"), float("nan"), float("nan"))
+    negatives_below = np.cumsum(h0) - h0
+    positives_above = h1.sum() - np.cumsum(h1)
+    placement_pos = (negatives_below + 0.5 * h0) / n0
+    placement_neg = (positives_above + 0.5 * h1) / n1
+    auc = float(np.sum(h1 * placement_pos) / n1)
+    bound = float(0.5 * np.sum(h1 * h0) / (n1 * n0))
+    variance = 0.0
+    if n1 > 1:
+        variance += np.sum(h1 * (placement_pos - auc) ** 2) / ((n1 - 1) * n1)
+    if n0 > 1:
+        variance += np.sum(h0 * (placement_neg - auc) ** 2) / ((n0 - 1) * n0)
+    return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))

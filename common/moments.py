@@ -1,0 +1,69 @@
+"""Pooled per-feature moments (METHODS.md 3.1).
+
+Sites send (n, mean, M2) rather than (sum, sum of squares): radiomic features such
+as energy reach 1e6, where sum-of-squares arithmetic cancels catastrophically.
+Chan, Golub & LeVeque's pairwise update combines them without that loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and centred sum of squares M2 = sum((x - mean)^2), per feature."""
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        """Moments of the rows of `x` (n x G)."""
+        x = np.asarray(x, dtype=np.float64)
+        mean = x.mean(axis=0)
+        return cls(n=x.shape[0], mean=mean, m2=((x - mean) ** 2).sum(axis=0))
+
+    def combine(self, other: Moments) -> Moments:
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + delta**2 * (self.n * other.n / n)
+        return Moments(n=n, mean=mean, m2=m2)
+
+    def variance(self, ddof: int = 0) -> np.ndarray:
+        return self.m2 / (self.n - ddof)
+
+
+def pool_moments(parts: Iterable[Moments]) -> Moments:
+    """Combine site moments; raises if there are none."""
+    pooled: Moments | None = None
+    for part in parts:
+        pooled = part if pooled is None else pooled.combine(part)
+    if pooled is None or pooled.n == 0:
+        raise ValueError("no site contributed any cases")
+    return pooled
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """z = (x - mean) / scale, with StandardScaler's ddof=0 scale; constant features get scale 1."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def from_moments(cls, moments: Moments) -> Standardizer:
+        scale = np.sqrt(moments.variance(ddof=0))
+        return cls(mean=moments.mean, scale=np.where(scale > 0, scale, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale

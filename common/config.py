@@ -116,6 +116,13 @@ class StudyConfig(_Strict):
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
+    @cached_property
+    def study_hash(self) -> str:
+        """Hash of the whole study (protocol settings too) plus the extraction hash."""
+        payload = {"study": self.model_dump(mode="json"), "extraction": self.extraction_hash}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
         path = Path(path)

@@ -1,0 +1,65 @@
+"""Terminal tables of a study's results."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _interval(values) -> str:
+    return f"[{_fmt(values[0])}, {_fmt(values[1])}]" if values else "-"
+
+
+def print_results(results: dict, console: Console) -> None:
+    metrics = results["metrics"]
+    federated = metrics["federated"]
+    pooled = metrics.get("pooled_reference", {})
+
+    table = Table(title="Hold-out performance: federated vs pooled reference")
+    for column in ("metric", "federated", "95% CI", "pooled reference"):
+        table.add_column(column)
+    auc = f"{_fmt(federated['auc'])} ± {_fmt(federated['auc_error_bound'], 4)} (bound)"
+    table.add_row("AUC", auc, _interval(federated.get("auc_ci")), _fmt(pooled.get("auc")))
+    for key in ("sensitivity", "specificity"):
+        table.add_row(
+            key, _fmt(federated[key]), _interval(federated.get(f"{key}_ci")), _fmt(pooled.get(key))
+        )
+    table.add_row(
+        "balanced accuracy",
+        _fmt(federated["balanced_accuracy"]),
+        "",
+        _fmt(pooled.get("balanced_accuracy")),
+    )
+    table.add_row("site-stratified AUC", _fmt(federated.get("site_stratified_auc")), "", "")
+    console.print(table)
+
+    sites = Table(title="Sites")
+    for column in ("site", "status", "cases (train / test)", "AUC", "sens", "spec", "note"):
+        sites.add_column(column)
+    for site in results["sites"]:
+        cases = ", ".join(
+            f"{label} {parts['train']}/{parts['test']}" for label, parts in site["cases"].items()
+        )
+        local = metrics["per_site"].get(site["name"], {})
+        note = site["reason"] or local.get("reason", "")
+        sites.add_row(
+            site["name"],
+            site["status"],
+            cases,
+            _fmt(local.get("auc")),
+            _fmt(local.get("sensitivity")),
+            _fmt(local.get("specificity")),
+            note,
+        )
+    console.print(sites)
+    model = results["model"]
+    console.print(
+        f"model: {model['kind']}, {len(model['coefficients'])} features, "
+        f"{model['iterations']} Newton iterations, converged={model['converged']}"
+    )

@@ -1,0 +1,106 @@
+"""A whole study on one machine: synthetic cohort -> site extraction -> Flower simulation.
+
+Each virtual site keeps its files in its own folder under the output directory, as a
+real site keeps them on its own disk; the ClientApp of simulated site i reads only
+`sites/<name>/features.parquet`. The ServerApp runs in Flower's simulation engine,
+and the same pipeline fit on the pooled features is added for comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from flwr.app import Context
+
+from fedrad.client.app import make_client_app
+from fedrad.common.config import StudyConfig
+from fedrad.server.app import make_server_app
+from fedrad.simulations.pooled import pooled_reference
+
+
+@dataclass(frozen=True)
+class SimulationPaths:
+    out_dir: Path
+
+    @property
+    def cohort(self) -> Path:
+        return self.out_dir / "cohort"
+
+    def site_dir(self, site: str) -> Path:
+        return self.out_dir / "sites" / site
+
+    def features(self, site: str) -> Path:
+        return self.site_dir(site) / "features.parquet"
+
+    @property
+    def results(self) -> Path:
+        return self.out_dir / "results.json"
+
+
+class PartitionLocator:
+    """Simulated site i (Flower's `partition-id`) reads the i-th site's feature table."""
+
+    def __init__(self, tables: dict[str, Path]):
+        self.sites = list(tables.items())
+
+    def __call__(self, context: Context) -> tuple[str, Path]:
+        name, path = self.sites[int(context.node_config["partition-id"])]
+        return name, path
+
+
+def run_federation(
+    tables: dict[str, Path],
+    study: StudyConfig,
+    log: Callable[[str], None] = print,
+    cpus: int | None = None,
+) -> dict:
+    """Run the study protocol in Flower's simulation engine over the given site tables."""
+    from flwr.simulation import run_simulation
+
+    outcome: dict = {}
+
+    def keep(results: dict) -> None:
+        outcome["results"] = results
+
+    server_app = make_server_app(study, on_results=keep, expected_sites=len(tables), log=log)
+    client_app = make_client_app(locate=PartitionLocator(tables), load_study=lambda _: study)
+    cpus = cpus or os.cpu_count() or 1
+    backend_config = {
+        "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "logging_level": "ERROR", "log_to_driver": False},
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        logging.getLogger("flwr").setLevel(logging.WARNING)
+        run_simulation(
+            server_app, client_app, num_supernodes=len(tables), backend_config=backend_config
+        )
+    if "results" not in outcome:
+        raise RuntimeError("the federation ended without results; see the Flower log above")
+    return outcome["results"]
+
+
+def attach_pooled_reference(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
+    """Add `metrics.pooled_reference`: the same fit on the included sites' pooled features."""
+    included = {s["name"] for s in results["sites"] if s["status"] == "included"}
+    features = list(results["model"]["coefficients"])
+    reference = pooled_reference(
+        {name: path for name, path in tables.items() if name in included}, features, study
+    )
+    results["metrics"]["pooled_reference"] = {
+        key: value for key, value in reference.items() if key not in ("coefficients", "iterations")
+    }
+    return results
+
+
+def write_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=2, allow_nan=True))
+    tmp.replace(path)

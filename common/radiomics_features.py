@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import radiomics
 import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
@@ -62,5 +63,11 @@ def extract_case(
         for region, label in settings.regions.items():
             result = extractor.execute(images[sequence], mask, label=label)
             for key, value in result.items():
-                features[feature_name(sequence, region, FILTER, key)] = float(value)
+                features[feature_name(sequence, region, FILTER, key)] = _real(value)
     return features
+
+
+def _real(value: object) -> float:
+    """Shape axis lengths can come back complex (eigenvalues of a symmetric matrix via `eig`,
+    pyradiomics issue #843); their imaginary part is rounding noise, so keep the real part."""
+    return float(np.real(value))

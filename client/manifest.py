@@ -1,0 +1,88 @@
+"""The site manifest: one CSV row per case, naming its label, images and mask.
+
+Problems with the file as a whole (missing, unreadable, required columns absent) stop the
+run; problems of single rows (duplicate case id, unknown label) only fail those cases.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+MASK_COLUMN = "mask"
+
+
+class ManifestError(ValueError):
+    """The manifest cannot be used at all; the message names the file and what to fix."""
+
+
+@dataclass(frozen=True)
+class CaseEntry:
+    """One manifest row, with paths resolved against the manifest's folder (None if blank)."""
+
+    line: int
+    case_id: str
+    label: str | None
+    images: dict[str, Path | None]
+    mask: Path | None
+
+
+def read_manifest(path: Path, sequences: Sequence[str]) -> list[CaseEntry]:
+    """Read the manifest; every study sequence must have a column, since no case could pass."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except FileNotFoundError as exc:
+        raise ManifestError(f"manifest not found: {path}") from exc
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+    frame.columns = [str(column).strip() for column in frame.columns]
+    required = ["case_id", "label", *sequences, MASK_COLUMN]
+    missing = [column for column in required if column not in frame.columns]
+    if missing:
+        raise ManifestError(
+            f"manifest {path} lacks column(s) {missing}; "
+            f"it needs case_id, label, one path column per study sequence, and mask"
+        )
+    frame = frame.apply(lambda column: column.str.strip())
+    blank_ids = [index + 2 for index, case_id in enumerate(frame["case_id"]) if not case_id]
+    if blank_ids:
+        raise ManifestError(f"manifest {path}: empty case_id on line(s) {blank_ids}")
+
+    folder = path.parent
+
+    def resolve(cell: str) -> Path | None:
+        return folder / cell if cell else None
+
+    return [
+        CaseEntry(
+            line=index + 2,  # header is line 1
+            case_id=row["case_id"],
+            label=row["label"] or None,
+            images={sequence: resolve(row[sequence]) for sequence in sequences},
+            mask=resolve(row[MASK_COLUMN]),
+        )
+        for index, row in enumerate(frame.to_dict("records"))
+    ]
+
+
+def row_problems(entries: Sequence[CaseEntry], classes: Sequence[str]) -> dict[int, str]:
+    """Manifest line -> reason, for rows that fail before any file is opened."""
+    counts = Counter(entry.case_id for entry in entries)
+    problems: dict[int, str] = {}
+    for entry in entries:
+        reasons = []
+        if counts[entry.case_id] > 1:
+            lines = [other.line for other in entries if other.case_id == entry.case_id]
+            reasons.append(f"duplicate case id on manifest lines {lines}")
+        if entry.label is not None and entry.label not in classes:
+            reasons.append(
+                f"label {entry.label!r} is not a study class ({', '.join(classes)}); "
+                "leave it empty for unlabelled cases"
+            )
+        if reasons:
+            problems[entry.line] = "; ".join(reasons)
+    return problems

@@ -1,0 +1,248 @@
+"""Site extraction end to end: QC failures by case id, feature names, cache, workers, CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from typer.testing import CliRunner
+
+from fedrad.client import extract as extract_module
+from fedrad.client.cli import site_app
+from fedrad.client.extract import ExtractionReport, extract_site
+from fedrad.common.config import ExtractionSettings, StudyConfig
+from fedrad.common.feature_table import read_feature_table
+
+STUDY = StudyConfig(
+    extraction=ExtractionSettings(
+        sequences=("t1c", "flair"),
+        feature_classes=("firstorder", "shape"),
+        resampled_spacing_mm=None,
+    )
+)
+SIZE = 24
+GOOD = {"g1": "HGG", "g2": "BM", "g3": ""}
+BAD = {
+    "empty": "region enhancing (label 1) is empty",
+    "geometry": "flair/mask geometry mismatch: spacing",
+    "truncated": "t1c file truncated_t1c.nii.gz: corrupt compressed data",
+    "nan": "t1c file nan_t1c.nii.gz: 1 NaN/Inf voxel(s) stored",
+    "dup": "duplicate case id on manifest lines",
+    "badlabel": "label 'GBM' is not a study class",
+    "nofile": "missing sequence flair: file not found",
+}
+
+
+def lesion_labels() -> np.ndarray:
+    """Necrotic core (2) inside an enhancing shell (1) inside oedema (3)."""
+    radius = np.linalg.norm(np.indices((SIZE,) * 3) - (SIZE - 1) / 2, axis=0)
+    labels = np.zeros((SIZE,) * 3, np.uint8)
+    labels[radius < 8] = 3
+    labels[radius < 6] = 1
+    labels[radius < 3] = 2
+    return labels
+
+
+def write(array: np.ndarray, path: Path, spacing: float = 1.0) -> str:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((spacing,) * 3)
+    sitk.WriteImage(image, str(path))
+    return path.name
+
+
+def write_case(folder: Path, case_id: str, seed: int, suffix: str = ".nii.gz") -> dict[str, str]:
+    """A synthetic case whose intensities differ by region; returns its manifest row."""
+    rng = np.random.default_rng(seed)
+    labels = lesion_labels()
+    row = {"case_id": case_id, "label": "HGG"}
+    for sequence, contrast in [("t1c", 40.0), ("flair", -25.0)]:
+        array = rng.normal(100, 10, labels.shape) + contrast * (labels == 1) + 15 * (labels == 3)
+        row[sequence] = write(array.astype(np.float32), folder / f"{case_id}_{sequence}{suffix}")
+    row["mask"] = write(labels, folder / f"{case_id}_mask{suffix}")
+    return row
+
+
+def write_manifest(folder: Path, rows: list[dict[str, str]], name: str = "manifest.csv") -> Path:
+    path = folder / name
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def good_rows(folder: Path) -> list[dict[str, str]]:
+    """Three good cases, one of them NRRD and one unlabelled."""
+    return [
+        {
+            **write_case(folder, case_id, seed, ".nrrd" if case_id == "g3" else ".nii.gz"),
+            "label": label,
+        }
+        for seed, (case_id, label) in enumerate(GOOD.items())
+    ]
+
+
+def bad_rows(folder: Path) -> list[dict[str, str]]:
+    """One row per failure in BAD (two for the duplicate id)."""
+    rows = {case_id: write_case(folder, case_id, 10 + seed) for seed, case_id in enumerate(BAD)}
+    write(np.zeros((SIZE,) * 3, np.uint8), folder / rows["empty"]["mask"])
+    flair = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / rows["geometry"]["flair"])))
+    write(flair, folder / rows["geometry"]["flair"], spacing=1.5)
+    truncated = folder / rows["truncated"]["t1c"]
+    truncated.write_bytes(truncated.read_bytes()[:-200])
+    t1c = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / rows["nan"]["t1c"])))
+    t1c[12, 12, 12] = np.nan
+    write(t1c, folder / rows["nan"]["t1c"])
+    rows["badlabel"]["label"] = "GBM"
+    rows["nofile"]["flair"] = "nowhere.nii.gz"
+    return [*rows.values(), {**rows["dup"], "label": "BM"}]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> tuple[Path, Path, ExtractionReport]:
+    """A cohort of good and bad cases, extracted once in-process."""
+    folder = tmp_path_factory.mktemp("site")
+    manifest = write_manifest(folder, [*good_rows(folder), *bad_rows(folder)])
+    out = folder / "out" / "features.parquet"
+    return manifest, out, extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+
+
+def test_good_cases_have_finite_features_with_contract_names(site):
+    _, out, report = site
+    table, provenance = read_feature_table(out)
+    assert report.ok == list(table["case_id"]) == list(GOOD)
+    assert table["label"].fillna("unlabelled").tolist() == ["HGG", "BM", "unlabelled"]
+    features = list(table.columns[2:])
+    assert features == sorted(features)
+    for region in STUDY.extraction.regions:
+        for sequence in STUDY.extraction.sequences:
+            assert f"{sequence}_{region}_original_firstorder_Mean" in features
+        assert f"t1c_{region}_original_shape_VoxelVolume" in features
+        assert not any(name.startswith(f"flair_{region}_original_shape") for name in features)
+    assert np.isfinite(table[features].to_numpy(dtype=float)).all()
+    enhancing = table["t1c_enhancing_original_firstorder_Mean"]
+    assert (table["t1c_necrosis_original_firstorder_Mean"] < enhancing - 20).all()
+    assert provenance["extraction_hash"] == STUDY.extraction_hash
+    assert (provenance["n_cases"], provenance["n_failed"]) == (3, len(BAD) + 1)
+    assert {"pyradiomics", "SimpleITK", "fedrad", "created"} <= provenance.keys()
+
+
+@pytest.mark.parametrize("case_id", list(BAD))
+def test_each_bad_case_is_reported_by_id_and_skipped(site, case_id):
+    _, out, report = site
+    assert BAD[case_id] in report.failed[case_id]
+    qc = pd.read_csv(out.with_name("features.qc.csv"), keep_default_na=False)
+    rows = qc[qc["case_id"] == case_id]
+    assert (rows["status"] == "failed").all()
+    assert rows["reason"].str.contains(BAD[case_id], regex=False).all()
+    assert len(rows) == (2 if case_id == "dup" else 1)
+
+
+def test_qc_report_has_a_row_per_manifest_row_with_stage(site):
+    manifest, out, _ = site
+    qc = pd.read_csv(out.with_name("features.qc.csv"), keep_default_na=False)
+    assert list(qc["case_id"]) == list(pd.read_csv(manifest, keep_default_na=False)["case_id"])
+    stages = dict(zip(qc["case_id"], qc["stage"], strict=False))
+    assert stages["g1"] == "" and stages["empty"] == "qc"
+
+
+def test_rerun_takes_everything_from_cache(site, monkeypatch):
+    manifest, out, first = site
+    before, _ = read_feature_table(out)
+    assert first.from_cache == 0
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached case was recomputed")
+
+    monkeypatch.setattr(extract_module, "extract_case", must_not_run)
+    again = extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+    assert again.from_cache == len(GOOD)
+    assert again.failed == first.failed
+    pd.testing.assert_frame_equal(read_feature_table(out)[0], before, check_exact=True)
+
+
+def test_changed_file_reextracts_only_that_case(tmp_path: Path):
+    manifest = write_manifest(tmp_path, good_rows(tmp_path))
+    out = tmp_path / "features.parquet"
+    extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+    before = read_feature_table(out)[0].set_index("case_id")
+    write_case(tmp_path, "g2", seed=99)
+    report = extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+    after = read_feature_table(out)[0].set_index("case_id")
+    assert report.from_cache == 2
+    pd.testing.assert_frame_equal(after.drop(index="g2"), before.drop(index="g2"))
+    assert after.loc["g2", "t1c_enhancing_original_firstorder_Mean"] != pytest.approx(
+        before.loc["g2", "t1c_enhancing_original_firstorder_Mean"]
+    )
+
+
+def test_two_workers_give_the_same_result_as_one(site, tmp_path: Path):
+    manifest, out, serial = site
+    parallel = extract_site(manifest, tmp_path / "p.parquet", STUDY, workers=2, show_progress=False)
+    assert (parallel.ok, parallel.failed, parallel.from_cache) == (serial.ok, serial.failed, 0)
+    pd.testing.assert_frame_equal(
+        read_feature_table(tmp_path / "p.parquet")[0], read_feature_table(out)[0], check_exact=True
+    )
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(site_app, ["extract", *args, "--workers", "1"])
+
+
+@pytest.fixture
+def study_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "extraction:\n"
+        "  sequences: [t1c, flair]\n"
+        "  feature_classes: [firstorder, shape]\n"
+        "  resampled_spacing_mm: null\n"
+    )
+    return path
+
+
+def test_cli_exits_0_when_every_case_is_extracted(tmp_path: Path, study_yaml: Path):
+    manifest = write_manifest(tmp_path, good_rows(tmp_path)[:1])
+    out = tmp_path / "f.parquet"
+    result = invoke("--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml))
+    assert result.exit_code == 0, result.output
+    assert "Extracted 1 case(s)" in result.output
+    assert read_feature_table(out)[1]["extraction_hash"] == STUDY.extraction_hash
+
+
+def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path):
+    manifest, out, _ = site
+    result = invoke("--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml))
+    assert result.exit_code == 1, result.output
+    assert "(3 from cache)" in result.output
+    for case_id in BAD:
+        assert case_id in result.output
+
+
+@pytest.mark.parametrize(
+    ("manifest_text", "study_text", "message"),
+    [
+        (None, None, "manifest not found"),
+        ("case_id,label,t1c,flair\n", None, "lacks column(s) ['mask']"),
+        ("case_id,label,t1c,flair,mask\n", "extraction: [", "cannot read study config"),
+        ("case_id,label,t1c,flair,mask\n", "extraction:\n  bin_width: -1x\n", "bin_width"),
+        ("case_id,label,t1c,flair,mask\n", "extraction:\n  feature_classes: [glcmm]\n", "glcmm"),
+    ],
+)
+def test_cli_exits_2_on_bad_config_or_usage(tmp_path: Path, manifest_text, study_text, message):
+    manifest = tmp_path / "manifest.csv"
+    if manifest_text is not None:
+        manifest.write_text(manifest_text)
+    args = ["--manifest", str(manifest), "--out", str(tmp_path / "f.parquet")]
+    if study_text is not None:
+        (tmp_path / "study.yaml").write_text(study_text)
+        args += ["--study", str(tmp_path / "study.yaml")]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
+    if study_text is not None:
+        assert "study.yaml" in result.output
+
+
+def test_cli_usage_error_exits_2():
+    assert CliRunner().invoke(site_app, ["extract", "--workers", "0"]).exit_code == 2

@@ -141,8 +141,8 @@ class StudyProtocol:
         features = sorted(set.intersection(*(set(self.sites[n].features) for n in included)))
         if not features:
             raise ProtocolError("the included sites share no feature")
-        for node in included:
-            self.log(f"census: {self.sites[node].label} {self.sites[node].cases}")
+        for site in sorted((self.sites[n] for n in included), key=lambda site: site.label):
+            self.log(f"census: {site.label} {site.cases}")
         return features
 
     def standardize(self, nodes: list[int], features: list[str]) -> tuple[Standardizer, list[int]]:
@@ -272,7 +272,7 @@ class StudyProtocol:
             },
             "sites": [
                 {"name": s.label, "status": s.status, "reason": s.reason, "cases": s.cases}
-                for s in self.sites.values()
+                for s in sorted(self.sites.values(), key=lambda site: site.label)
             ],
             "metrics": metrics,
             "model": {

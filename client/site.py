@@ -1,24 +1,30 @@
 """What a site computes for each protocol phase, from its own feature table.
 
-Plain functions over arrays: the ClientApp only moves their results. Everything
-returned here is an aggregate a site may share (DESIGN.md, "What may leave a site");
-counts below the study's minimum cell size are suppressed, never sent exactly.
+Plain functions over arrays; the ClientApp only moves their results. Everything
+returned is an aggregate a site may share (DESIGN.md, "What may leave a site"):
+a phase over fewer than the study's minimum cell size k of cases is refused, and
+counts below k are suppressed, never sent exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from fedrad.common import combat
 from fedrad.common.config import StudyConfig
-from fedrad.common.feature_table import feature_columns, read_feature_table
-from fedrad.common.logistic import NewtonTerms, newton_terms, predict_proba, with_intercept
-from fedrad.common.metrics import ConfusionCounts, score_histograms
-from fedrad.common.moments import Moments, Standardizer
-from fedrad.common.split import holdout_mask
+from fedrad.common.feature_table import feature_columns, read_feature_table, write_feature_table
+from fedrad.common.logistic import newton_terms, with_intercept
+from fedrad.common.metrics import score_histograms
+from fedrad.common.moments import Moments
+from fedrad.common.pipeline import Partition, Payload, PipelineParams
+from fedrad.common.selection import Comoments
+from fedrad.common.split import fold_ids, holdout_mask
+
+CALIBRATION_BINS = 10
 
 
 class SiteSkipped(Exception):
@@ -27,46 +33,72 @@ class SiteSkipped(Exception):
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's labelled cases, split into training and hold-out parts."""
+    """A site's labelled cases. `batch` is each case's ComBat batch (its site by default)."""
 
     name: str
     extraction_hash: str
     features: list[str]
+    case_ids: list[str]
+    labels: list[str]
     x: np.ndarray
     y: np.ndarray
-    labels: list[str]
-    holdout: np.ndarray
+    batch: np.ndarray
+    table_path: Path | None = None
 
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
         table, provenance = read_feature_table(table_path)
-        federation = study.federation
-        table = table[table["label"].isin(federation.classes)].reset_index(drop=True)
+        classes = study.federation.classes
+        table = table[table["label"].isin(classes)].reset_index(drop=True)
         features = feature_columns(table)
-        labels = table["label"].astype(str).tolist()
         return cls(
             name=name,
             extraction_hash=str(provenance.get("extraction_hash", "")),
             features=features,
+            case_ids=table["case_id"].astype(str).tolist(),
+            labels=table["label"].astype(str).tolist(),
             x=table[features].to_numpy(dtype=np.float64),
-            y=(table["label"] == federation.positive_class).to_numpy(dtype=np.float64),
-            labels=labels,
-            holdout=holdout_mask(
-                table["case_id"].astype(str).tolist(),
-                labels,
-                federation.holdout_fraction,
-                federation.split_seed,
-            ),
+            y=(table["label"] == study.federation.positive_class).to_numpy(dtype=np.float64),
+            batch=np.full(len(table), name),
+            table_path=Path(table_path),
+        )
+
+    @classmethod
+    def pooled(cls, sites: list[SiteData], features: list[str]) -> SiteData:
+        """All sites' cases in one place, each keeping its site as its batch."""
+        return cls(
+            name="pooled",
+            extraction_hash=sites[0].extraction_hash,
+            features=list(features),
+            case_ids=[case for site in sites for case in site.case_ids],
+            labels=[label for site in sites for label in site.labels],
+            x=np.vstack([site.columns(features) for site in sites]),
+            y=np.concatenate([site.y for site in sites]),
+            batch=np.concatenate([site.batch for site in sites]),
         )
 
     def columns(self, features: list[str]) -> np.ndarray:
         missing = sorted(set(features) - set(self.features))
         if missing:
-            raise SiteSkipped(
-                f"site {self.name} lacks {len(missing)} study features, e.g. {missing[0]}"
-            )
+            raise SiteSkipped(f"{self.name} lacks {len(missing)} study features, e.g. {missing[0]}")
         index = {name: i for i, name in enumerate(self.features)}
         return self.x[:, [index[name] for name in features]]
+
+    def rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
+        """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`."""
+        n = len(self.case_ids)
+        if partition.scheme in ("all", "unseen"):
+            everything = np.ones(n, dtype=bool)
+            return everything if (partition.scheme == "all") == (role == "train") else ~everything
+        strata = [f"{batch}|{label}" for batch, label in zip(self.batch, self.labels, strict=True)]
+        validation = study.validation
+        if partition.scheme == "holdout":
+            test = holdout_mask(self.case_ids, strata, validation.holdout_fraction, validation.seed)
+        else:
+            test = (
+                fold_ids(self.case_ids, strata, validation.folds, validation.seed) == partition.fold
+            )
+        return test if role == "test" else ~test
 
 
 def suppressed(count: int, min_cell_size: int) -> str:
@@ -75,71 +107,237 @@ def suppressed(count: int, min_cell_size: int) -> str:
 
 
 def census(data: SiteData, study: StudyConfig) -> dict[str, str]:
-    """Case counts per class and split, suppressed below k."""
+    """Case counts per class, suppressed below k."""
     k = study.federation.min_cell_size
-    report = {}
-    for label in study.federation.classes:
-        is_label = np.array([value == label for value in data.labels], dtype=bool)
-        report[f"train.{label}"] = suppressed(int(np.sum(is_label & ~data.holdout)), k)
-        report[f"test.{label}"] = suppressed(int(np.sum(is_label & data.holdout)), k)
-    return report
+    return {
+        f"cases.{label}": suppressed(sum(value == label for value in data.labels), k)
+        for label in study.federation.classes
+    }
 
 
-def _part(data: SiteData, features: list[str], holdout: bool, k: int):
-    rows = data.holdout if holdout else ~data.holdout
+# -- the pipeline as this site applies it ----------------------------------------------------
+def _enough(rows: np.ndarray, data: SiteData, what: str, study: StudyConfig) -> np.ndarray:
+    k = study.federation.min_cell_size
     if rows.sum() < k:
-        part = "hold-out" if holdout else "training"
-        raise SiteSkipped(f"site {data.name} has fewer than {k} {part} cases")
-    return data.columns(features)[rows], data.y[rows]
+        raise SiteSkipped(f"{data.name} has fewer than {k} {what} cases")
+    return rows
 
 
-def training_moments(data: SiteData, features: list[str], study: StudyConfig) -> Moments:
-    x, _ = _part(data, features, holdout=False, k=study.federation.min_cell_size)
-    return Moments.of(x)
+def _design(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray | None:
+    """ComBat covariates of the fit: the diagnosis under option B (METHODS.md 1.4), else none."""
+    if study.harmonization.preserve_diagnosis:
+        return data.y[rows, None]
+    return None
 
 
-def training_newton_terms(
+def _estimates(data: SiteData, params: PipelineParams, partition: Partition, study: StudyConfig):
+    """This site's ComBat estimates: its own EB on its training cases, or, for a site unseen
+    in training, from its own unlabelled cases with the pooled model frozen."""
+    fit, settings = params.combat, study.harmonization
+    method = {
+        "eb": settings.empirical_bayes,
+        "parametric": settings.parametric,
+        "mean_only": False,
+    }
+    x = data.columns(params.features)
+    train = data.rows(partition, "train", study)
+    if train.any():
+        _, estimates = combat.site_harmonize(
+            x[train],
+            data.batch[train],
+            _design(data, train, study),
+            fit.ols,
+            fit.var_pooled,
+            **method,
+        )
+        return estimates
+    frozen = combat.frozen_estimates(fit.ols, fit.var_pooled, **method)
+    return combat.fit_new_batches(x, data.batch, frozen)
+
+
+def harmonized(
     data: SiteData,
-    features: list[str],
-    standardizer: Standardizer,
-    beta: np.ndarray,
+    params: PipelineParams,
+    partition: Partition,
+    rows: np.ndarray,
     study: StudyConfig,
-) -> NewtonTerms:
-    x, y = _part(data, features, holdout=False, k=study.federation.min_cell_size)
-    return newton_terms(with_intercept(standardizer.transform(x)), y, beta)
+) -> np.ndarray:
+    """The `rows` of the study features after ComBat; the transform never reads a label."""
+    x = data.columns(params.features)[rows]
+    if params.combat is None:
+        return x
+    estimates = _estimates(data, params, partition, study)
+    return combat.apply_label_free(x, data.batch[rows], estimates)
 
 
-@dataclass(frozen=True)
-class SiteEvaluation:
-    counts: ConfusionCounts
-    positives_histogram: np.ndarray
-    negatives_histogram: np.ndarray
-    local_auc: float
-
-    @property
-    def n_positive(self) -> int:
-        return int(self.positives_histogram.sum())
-
-    @property
-    def n_negative(self) -> int:
-        return int(self.negatives_histogram.sum())
-
-
-def holdout_evaluation(
+def model_inputs(
     data: SiteData,
-    features: list[str],
-    standardizer: Standardizer,
-    beta: np.ndarray,
+    params: PipelineParams,
+    partition: Partition,
+    rows: np.ndarray,
     study: StudyConfig,
-) -> SiteEvaluation:
-    federation = study.federation
-    x, y = _part(data, features, holdout=True, k=federation.min_cell_size)
-    scores = predict_proba(standardizer.transform(x), beta)
-    positives, negatives = score_histograms(y, scores, federation.histogram_bins)
-    both_classes = 0 < y.sum() < len(y)
-    return SiteEvaluation(
-        counts=ConfusionCounts.of(y, scores, federation.threshold),
-        positives_histogram=positives,
-        negatives_histogram=negatives,
-        local_auc=float(roc_auc_score(y, scores)) if both_classes else float("nan"),
+) -> np.ndarray:
+    """Harmonized, selected and standardized features of `rows`."""
+    z = harmonized(data, params, partition, rows, study)
+    if params.selected is not None:
+        z = z[:, params.selected]
+    return params.standardizer.transform(z) if params.standardizer is not None else z
+
+
+# -- phase handlers: (data, study, request) -> reply ------------------------------------------
+def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+    return _enough(data.rows(partition, "train", study), data, "training", study)
+
+
+def combat_ols(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    levels = tuple(request.values["combat.levels"])
+    sums = combat.site_ols_sums(x, data.batch[rows], _design(data, rows, study), levels)
+    return Payload(arrays={"dtd": sums.dtd, "dty": sums.dty, "counts": sums.counts})
+
+
+def combat_ssr(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    fit = params.combat
+    sums = combat.site_ssr(x, data.batch[rows], _design(data, rows, study), fit.ols, fit.levels)
+    return Payload(arrays={"ssr": sums.ssr}, values={"n": int(sums.n)})
+
+
+def screen(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Per-class moments of the harmonized training features (Welch screening, METHODS.md 3.2)."""
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    z = harmonized(data, params, partition, rows, study)
+    y = data.y[rows].astype(bool)
+    k = study.federation.min_cell_size
+    if min(y.sum(), (~y).sum()) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of a class")
+    positives, negatives = Moments.of(z[y]), Moments.of(z[~y])
+    return Payload(
+        arrays={
+            "positives.mean": positives.mean,
+            "positives.m2": positives.m2,
+            "negatives.mean": negatives.mean,
+            "negatives.m2": negatives.m2,
+        },
+        values={"positives.n": positives.n, "negatives.n": negatives.n},
     )
+
+
+def site_effect(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Per-batch moments of the training features before and after harmonization."""
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    raw = data.columns(params.features)[rows]
+    after = harmonized(data, params, partition, rows, study)
+    batches = sorted(set(data.batch[rows]))
+    arrays: dict[str, np.ndarray] = {}
+    for stage, values in (("raw", raw), ("harmonized", after)):
+        parts = [Moments.of(values[data.batch[rows] == batch]) for batch in batches]
+        arrays[f"{stage}.mean"] = np.vstack([part.mean for part in parts])
+        arrays[f"{stage}.m2"] = np.vstack([part.m2 for part in parts])
+    counts = [int(np.sum(data.batch[rows] == batch)) for batch in batches]
+    return Payload(arrays=arrays, values={"batches": batches, "counts": counts})
+
+
+def comoments(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Centred cross-products of the candidate features (redundancy removal, METHODS.md 3.1)."""
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    candidates = request.arrays["candidates"].astype(int)
+    moments = Comoments.of(harmonized(data, params, partition, rows, study)[:, candidates])
+    return Payload(arrays={"mean": moments.mean, "cross": moments.cross}, values={"n": moments.n})
+
+
+def newton(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    x = with_intercept(model_inputs(data, params, partition, rows, study))
+    terms = newton_terms(x, data.y[rows], params.beta)
+    return Payload(
+        arrays={"gradient": terms.gradient, "hessian": terms.hessian},
+        values={"deviance": terms.deviance, "n": terms.n},
+    )
+
+
+def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Score histograms per class and calibration sums for the training or test cases."""
+    from scipy.special import expit
+    from sklearn.metrics import roc_auc_score
+
+    params, partition = _request(request)
+    role = str(request.values["role"])
+    rows = _enough(data.rows(partition, role, study), data, role, study)
+    p = expit(with_intercept(model_inputs(data, params, partition, rows, study)) @ params.beta)
+    y = data.y[rows]
+    positives, negatives = score_histograms(y, p, study.federation.histogram_bins)
+    calibration_bin = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    values: dict = {}
+    if 0 < y.sum() < len(y):
+        values["local-auc"] = float(roc_auc_score(y, p))
+    return Payload(
+        arrays={
+            "positives": positives,
+            "negatives": negatives,
+            "calibration.sum_p": np.bincount(calibration_bin, p, CALIBRATION_BINS),
+            "calibration.sum_y": np.bincount(calibration_bin, y, CALIBRATION_BINS),
+            "calibration.count": np.bincount(calibration_bin, minlength=CALIBRATION_BINS),
+        },
+        values=values,
+    )
+
+
+def persist(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Keep this site's harmonized table and ComBat estimates on its own disk; send nothing."""
+    params, partition = _request(request)
+    if data.table_path is None:
+        raise SiteSkipped(f"{data.name} has no folder to keep local artifacts in")
+    rows = np.ones(len(data.case_ids), dtype=bool)
+    folder = data.table_path.parent
+    table, provenance = read_feature_table(data.table_path)
+    table = table[table["label"].isin(study.federation.classes)].reset_index(drop=True)
+    table[params.features] = harmonized(data, params, partition, rows, study)
+    write_feature_table(table, folder / "harmonized.parquet", {**provenance, "harmonized": True})
+    if params.combat is not None:
+        estimates = _estimates(data, params, partition, study)
+        np.savez(folder / "combat_estimates.npz", **combat.as_arrays(estimates))
+    return Payload()
+
+
+def _request(request: Payload) -> tuple[PipelineParams, Partition]:
+    return PipelineParams.from_payload(request), Partition.from_values(request.values)
+
+
+HANDLERS: dict[str, Callable[[SiteData, StudyConfig, Payload], Payload]] = {
+    "combat-ols": combat_ols,
+    "combat-ssr": combat_ssr,
+    "screen": screen,
+    "comoments": comoments,
+    "site-effect": site_effect,
+    "newton": newton,
+    "scores": scores,
+    "persist": persist,
+}
+
+
+def handle(kind: str, data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Answer one protocol request, or say why this site sits the phase out."""
+    if kind == "census":
+        return Payload(
+            values={
+                "site": data.name,
+                "extraction-hash": data.extraction_hash,
+                "study-hash": study.study_hash,
+                "features": data.features,
+                "batches": sorted(set(data.batch)),
+                **census(data, study),
+            }
+        )
+    try:
+        return HANDLERS[kind](data, study, request)
+    except SiteSkipped as skipped:
+        return Payload(values={"skipped": str(skipped)})

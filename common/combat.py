@@ -458,6 +458,32 @@ def _estimates(
     )
 
 
+def frozen_estimates(
+    fit: OLSFit, var_pooled: Array, *, eb: bool, parametric: bool, mean_only: bool
+) -> CombatEstimates:
+    """α̂, β̂, σ̂ with no batch effects yet: where a site unseen in training starts (§1.4)."""
+    n_features = fit.alpha.shape[0]
+    per_batch, per_feature = np.zeros(0), np.zeros((0, n_features))
+    effects = BatchEffects(
+        levels=(),
+        counts=np.zeros(0, dtype=np.int64),
+        gamma_hat=per_feature,
+        delta_hat=per_feature,
+        gamma_bar=per_batch,
+        t2=per_batch,
+        a_prior=per_batch,
+        b_prior=per_batch,
+        gamma_star=per_feature,
+        delta_star=per_feature,
+    )
+    return _estimates(fit, var_pooled, effects, eb=eb, parametric=parametric, mean_only=mean_only)
+
+
+def as_arrays(estimates: CombatEstimates) -> dict[str, Array]:
+    """Every field as an array (levels as strings), e.g. for `np.savez` at the site."""
+    return {name: np.asarray(value) for name, value in _field_values(estimates).items()}
+
+
 def site_harmonize(
     Y_s: ArrayLike,
     batch_s: ArrayLike,

@@ -11,6 +11,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -70,16 +71,10 @@ class ExtractionSettings(_Strict):
 
 
 class FederationSettings(_Strict):
-    """How the server runs the study protocol."""
+    """Who takes part and what may leave a site."""
 
     classes: tuple[str, str] = ("HGG", "BM")
     min_cell_size: int = Field(default=5, ge=1, description="smaller counts are reported as <k")
-    holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
-    split_seed: int = 0
-    ridge_lambda: float = Field(default=1.0, ge=0)
-    newton_tolerance: float = Field(default=1e-8, gt=0)
-    max_newton_iterations: int = Field(default=50, ge=1)
-    threshold: float = Field(default=0.5, gt=0, lt=1)
     histogram_bins: int = Field(default=1000, ge=2)
     min_sites: int = Field(default=1, ge=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
@@ -95,12 +90,56 @@ class FederationSettings(_Strict):
         return self
 
 
+class HarmonizationSettings(_Strict):
+    """Distributed ComBat with batches = sites (METHODS.md 2.1).
+
+    `preserve_diagnosis` is option B of METHODS.md 1.4: the diagnosis enters the
+    ComBat fit on training cases, and every case is transformed label-free.
+    """
+
+    method: Literal["none", "combat"] = "combat"
+    parametric: bool = True
+    empirical_bayes: bool = True
+    covariates: tuple[str, ...] = ()
+    preserve_diagnosis: bool = False
+
+
+class SelectionSettings(_Strict):
+    """Feature selection, fit on training cases only."""
+
+    min_coefficient_of_variation: float = Field(default=1e-6, ge=0)
+    screen: Literal["welch", "none"] = "welch"
+    candidates: int = Field(default=60, ge=1, description="top-screened features")
+    redundancy_threshold: float = Field(default=0.9, gt=0, le=1)
+    max_features: int = Field(default=20, ge=1)
+
+
+class ModelSettings(_Strict):
+    kind: Literal["ridge-logistic"] = "ridge-logistic"
+    ridge_lambda: float = Field(default=1.0, ge=0)
+    newton_tolerance: float = Field(default=1e-8, gt=0)
+    max_newton_iterations: int = Field(default=50, ge=1)
+
+
+class ValidationSettings(_Strict):
+    """How cases are split; every fit sees only its training part (DESIGN.md phase 6)."""
+
+    scheme: Literal["holdout", "kfold", "leave-one-site-out"] = "holdout"
+    holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
+    folds: int = Field(default=5, ge=2)
+    seed: int = 0
+
+
 class StudyConfig(_Strict):
     """Everything a study fixes; the YAML file a coordinator writes."""
 
     name: str = "hgg-vs-bm"
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
+    harmonization: HarmonizationSettings = Field(default_factory=HarmonizationSettings)
+    selection: SelectionSettings = Field(default_factory=SelectionSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
 
     @cached_property
     def extraction_hash(self) -> str:

@@ -114,3 +114,38 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:
     if n0 > 1:
         variance += np.sum(h0 * (placement_neg - auc) ** 2) / ((n0 - 1) * n0)
     return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
+
+
+def counts_at_edge(positives: np.ndarray, negatives: np.ndarray, edge: int) -> ConfusionCounts:
+    """Confusion counts for 'positive if score >= edges[edge]', read off the histograms."""
+    return ConfusionCounts(
+        tp=int(positives[edge:].sum()),
+        fn=int(positives[:edge].sum()),
+        tn=int(negatives[:edge].sum()),
+        fp=int(negatives[edge:].sum()),
+    )
+
+
+def youden_edge(positives: np.ndarray, negatives: np.ndarray) -> int:
+    """The grid edge that maximizes sensitivity + specificity (Youden's J) on these counts."""
+    n1, n0 = max(positives.sum(), 1), max(negatives.sum(), 1)
+    sensitivity = positives[::-1].cumsum()[::-1] / n1  # at edge j: share of positives in bins >= j
+    specificity = np.concatenate([[0.0], negatives.cumsum()[:-1]]) / n0
+    return int(np.argmax(sensitivity + specificity))
+
+
+def reliability(sum_p: np.ndarray, sum_y: np.ndarray, counts: np.ndarray) -> dict:
+    """Reliability bins and expected calibration error from per-bin sums of p and y."""
+    filled = counts > 0
+    mean_p = np.divide(sum_p, counts, out=np.full(len(counts), np.nan), where=filled)
+    observed = np.divide(sum_y, counts, out=np.full(len(counts), np.nan), where=filled)
+    total = counts.sum()
+    ece = float(np.sum(np.abs(sum_p - sum_y)[filled]) / total) if total else float("nan")
+    return {
+        "bins": [
+            {"mean_predicted": float(p), "observed_rate": float(o), "count": int(c)}
+            for p, o, c in zip(mean_p, observed, counts, strict=True)
+        ],
+        "expected_calibration_error": ece,
+        "calibration_in_the_large": float((sum_y.sum() - sum_p.sum()) / total) if total else None,
+    }

@@ -67,3 +67,20 @@ class Standardizer:
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (np.asarray(x, dtype=np.float64) - self.mean) / self.scale
+
+
+def group_f_statistic(groups: list[Moments]) -> tuple[np.ndarray, np.ndarray]:
+    """One-way ANOVA F and p-value per feature across groups (e.g. sites) from their moments.
+
+    Used to show how much of a feature's variance is a site effect, before and after
+    harmonization, without any per-case value leaving a site.
+    """
+    from scipy.stats import f as f_distribution
+
+    pooled = pool_moments(groups)
+    between = sum(g.n * (g.mean - pooled.mean) ** 2 for g in groups)
+    within = sum(g.m2 for g in groups)
+    df_between, df_within = len(groups) - 1, pooled.n - len(groups)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        statistic = (between / df_between) / (within / df_within)
+    return statistic, f_distribution.sf(statistic, df_between, df_within)

@@ -11,6 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedrad.common.config import StudyConfig
 from fedrad.server.protocol import StudyProtocol
+from fedrad.server.transport import GridTransport
 
 ResultsSink = Callable[[dict], None]
 
@@ -29,7 +30,8 @@ def make_server_app(
         run_config = context.run_config
         run_study = study or _study_from(run_config)
         sink = on_results or _writer_to(Path(str(run_config.get("out-dir", "."))).resolve())
-        protocol = StudyProtocol(grid, run_study, expected_sites, log=log)
+        transport = GridTransport(grid, run_study.federation.round_timeout_s)
+        protocol = StudyProtocol(transport, run_study, expected_sites, log=log)
         sink(protocol.run())
 
     return app

@@ -1,29 +1,53 @@
-"""The study protocol the aggregator drives: census, standardization, Newton, evaluation.
+"""The study protocol the aggregator drives (DESIGN.md phases 1-6).
 
-Each phase sends one message per site through a Flower `Grid` and combines the
-replies with the plain functions of `fedrad.common`. A site that errs, times out or
-sends a malformed or non-finite update is named and set aside; the fit restarts
-without it so the model is always exactly the pooled fit of the sites it names.
+Census, then for every fit of the validation design: distributed ComBat ->
+federated screening and redundancy removal -> pooled standardization -> exact
+Newton logistic regression, each from sums the sites send; then evaluation from
+summed histograms. A site that errs, times out or sends a malformed or non-finite
+update is named and set aside, and the fit in progress restarts without it, so
+every model is exactly the pooled fit of the sites it names.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
-from flwr.serverapp import Grid
 
+from fedrad.common import combat
 from fedrad.common.config import StudyConfig
 from fedrad.common.logistic import LogisticFit, NewtonTerms, fit_newton, sum_terms
-from fedrad.common.metrics import ConfusionCounts, histogram_auc, wilson_interval
-from fedrad.common.moments import Moments, Standardizer, pool_moments
+from fedrad.common.metrics import (
+    counts_at_edge,
+    histogram_auc,
+    reliability,
+    score_edges,
+    wilson_interval,
+    youden_edge,
+)
+from fedrad.common.moments import Moments, Standardizer, group_f_statistic, pool_moments
+from fedrad.common.pipeline import CombatFit, Partition, Payload, PipelineParams
+from fedrad.common.selection import (
+    Comoments,
+    drop_redundant,
+    non_constant_mask,
+    pool_comoments,
+    welch_t,
+)
+from fedrad.server.transport import Transport
 
 
 class SiteFailed(Exception):
     """A site's reply is missing, an error, or malformed; the message names the site."""
+
+    def __init__(self, node_id: int, reason: str):
+        super().__init__(reason)
+        self.node_id = node_id
+
+
+class SiteSkippedFit(Exception):
+    """A site cannot contribute to this fit (e.g. too few cases of a class in it)."""
 
     def __init__(self, node_id: int, reason: str):
         super().__init__(reason)
@@ -40,8 +64,9 @@ class SiteRecord:
     name: str = ""
     status: str = "pending"
     reason: str = ""
-    cases: dict[str, dict[str, str]] = field(default_factory=dict)
+    cases: dict[str, str] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -51,218 +76,463 @@ class SiteRecord:
         self.status, self.reason = status, reason
 
 
+@dataclass
+class FittedPipeline:
+    params: PipelineParams
+    fit: LogisticFit
+    sites: list[str]
+    selection: dict
+    threshold_edge: int
+
+
+@dataclass
+class Evaluation:
+    """Summed test-set aggregates of one or more fits, and per-site figures."""
+
+    bins: int
+    positives: np.ndarray = None
+    negatives: np.ndarray = None
+    calibration: np.ndarray = None  # rows: sum_p, sum_y, count
+    per_site: dict = field(default_factory=dict)
+    strata: list[tuple[float, float]] = field(default_factory=list)
+    confusion: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+
+    def __post_init__(self):
+        self.positives = np.zeros(self.bins)
+        self.negatives = np.zeros(self.bins)
+        self.calibration = np.zeros((3, 10))
+
+
 class StudyProtocol:
-    """Runs one study over the nodes of a grid and returns its results dict."""
+    """Runs one study over the nodes of a transport and returns its results dict."""
 
     def __init__(
         self,
-        grid: Grid,
+        transport: Transport,
         study: StudyConfig,
         expected_sites: int | None = None,
         log: Callable[[str], None] = print,
     ):
-        self.grid = grid
+        self.transport = transport
         self.study = study
-        self.settings = study.federation
-        self.expected_sites = expected_sites or self.settings.min_sites
+        self.expected_sites = expected_sites or study.federation.min_sites
         self.log = log
         self.sites: dict[int, SiteRecord] = {}
         self.rounds: list[dict] = []
 
     # -- messaging --------------------------------------------------------------------
-    def _ask_each(
-        self, nodes: list[int], message_type: str, content: RecordDict
-    ) -> tuple[dict[int, Message], dict[int, str]]:
-        """Send to `nodes`; return (replies with content, reason per node without one)."""
-        messages = [Message(content, dst_node_id=n, message_type=message_type) for n in nodes]
-        replies = self.grid.send_and_receive(messages, timeout=self.settings.round_timeout_s)
-        by_node = {reply.metadata.src_node_id: reply for reply in replies}
-        ok, failed = {}, {}
-        for node in nodes:
-            reply = by_node.get(node)
-            if reply is None:
-                failed[node] = f"no reply to {message_type} within the timeout"
-            elif reply.has_error():
-                failed[node] = f"{message_type} failed at the site: {reply.error.reason}"
-            else:
-                ok[node] = reply
-        return ok, failed
-
-    def _ask(self, nodes: list[int], message_type: str, content: RecordDict) -> dict[int, Message]:
-        """Like `_ask_each`, but a site that did not reply raises `SiteFailed` naming it."""
-        replies, failed = self._ask_each(nodes, message_type, content)
+    def _ask(self, requests: dict[int, tuple[str, Payload]]) -> dict[int, Payload]:
+        """Replies of all `requests`; a silent site raises SiteFailed, a skipping one
+        SiteSkippedFit, each naming the site."""
+        replies, failed = self.transport.ask(requests)
         for node, reason in failed.items():
             raise SiteFailed(node, reason)
+        for node, reply in replies.items():
+            if "skipped" in reply.values:
+                raise SiteSkippedFit(node, str(reply.values["skipped"]))
         return replies
 
-    # -- phases -----------------------------------------------------------------------
-    def wait_for_sites(self, timeout_s: float = 120.0) -> list[int]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            nodes = sorted(self.grid.get_node_ids())
-            if len(nodes) >= self.expected_sites or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        if len(nodes) < self.settings.min_sites:
+    def _ask_training(
+        self,
+        kind: str,
+        nodes: list[int],
+        params: PipelineParams,
+        partitions: dict[int, Partition],
+        arrays: dict | None = None,
+        values: dict | None = None,
+    ) -> dict[int, Payload]:
+        """Ask `nodes` for `kind` over their training parts, given the pipeline so far."""
+        requests = {}
+        for node in nodes:
+            payload = params.to_payload(partitions[node])
+            payload.arrays |= arrays or {}
+            payload.values |= values or {}
+            requests[node] = (kind, payload)
+        return self._ask(requests)
+
+    # -- phase 1: census --------------------------------------------------------------
+    def census(self) -> list[str]:
+        """Ask every site who it is and what it has; refuse sites that do not match."""
+        nodes = self.transport.wait_for_nodes(self.expected_sites, timeout_s=120.0)
+        if len(nodes) < self.study.federation.min_sites:
             raise ProtocolError(
-                f"only {len(nodes)} site(s) connected, the study needs {self.settings.min_sites}"
+                f"only {len(nodes)} site(s) connected; the study needs "
+                f"{self.study.federation.min_sites}"
             )
         self.sites = {node: SiteRecord(node) for node in nodes}
-        return nodes
-
-    def census(self) -> list[str]:
-        """Ask every site who it is and what it has; refuse sites that do not match the study."""
-        replies, failed = self._ask_each(list(self.sites), "query.census", RecordDict())
+        replies, failed = self.transport.ask({node: ("census", Payload()) for node in nodes})
         for node, reason in failed.items():
             self.sites[node].set_aside("failed", reason)
-        classes = self.settings.classes
         for node, reply in replies.items():
-            record = reply.content["census"]
-            site = self.sites[node]
-            site.name = str(record["site"])
-            site.features = list(record["features"])
+            values, site = reply.values, self.sites[node]
+            site.name = str(values["site"])
+            site.features = list(values["features"])
+            site.batches = list(values["batches"])
             site.cases = {
-                label: {part: str(record[f"{part}.{label}"]) for part in ("train", "test")}
-                for label in classes
+                label: str(values[f"cases.{label}"]) for label in self.study.federation.classes
             }
-            if record["extraction-hash"] != self.study.extraction_hash:
+            if values["extraction-hash"] != self.study.extraction_hash:
                 site.set_aside(
                     "refused",
-                    f"extraction hash {record['extraction-hash']} differs from the study's "
+                    f"extraction hash {values['extraction-hash']} differs from the study's "
                     f"{self.study.extraction_hash}: re-extract with the study config",
                 )
-            elif record["study-hash"] != self.study.study_hash:
-                site.set_aside("refused", "study settings differ from the aggregator's study")
+            elif values["study-hash"] != self.study.study_hash:
+                site.set_aside("refused", "its study settings differ from the aggregator's study")
             else:
                 site.status = "included"
-        included = self._included()
+        included = self.included()
         if not included:
             raise ProtocolError("no site passed the census: " + self._reasons())
         features = sorted(set.intersection(*(set(self.sites[n].features) for n in included)))
         if not features:
             raise ProtocolError("the included sites share no feature")
-        for site in sorted((self.sites[n] for n in included), key=lambda site: site.label):
-            self.log(f"census: {site.label} {site.cases}")
+        for site in sorted((self.sites[n] for n in included), key=lambda s: s.label):
+            self.log(f"census: {site.label} cases {site.cases}")
         return features
 
-    def standardize(self, nodes: list[int], features: list[str]) -> tuple[Standardizer, list[int]]:
-        content = RecordDict({"config": ConfigRecord({"features": features})})
-        replies = self._ask(nodes, "query.moments", content)
-        parts, contributors = [], []
-        for node, reply in replies.items():
-            if "skipped" in reply.content:
-                self.log(f"moments: {self.sites[node].label} skipped: {_skip_reason(reply)}")
-                continue
-            arrays = reply.content["moments"]
-            mean, m2 = arrays["mean"].numpy(), arrays["m2"].numpy()
-            n = int(reply.content["metrics"]["n"])
-            _check_finite(node, (len(features),), mean=mean, m2=m2)
-            parts.append(Moments(n=n, mean=mean, m2=m2))
-            contributors.append(node)
-        if not parts:
-            raise ProtocolError("no site has enough training cases to contribute")
-        return Standardizer.from_moments(pool_moments(parts)), contributors
+    # -- phases 3-5: one pipeline fit -------------------------------------------------
+    def fit(
+        self, features: list[str], partitions: dict[int, Partition], tag: str
+    ) -> FittedPipeline:
+        """Fit harmonization, selection, scaling and model on the training parts; a site
+        that cannot contribute is left out of this fit (named), a failing one set aside."""
+        training = [node for node, part in partitions.items() if part.scheme != "unseen"]
+        excluded: dict[str, str] = {}
+        while True:
+            training = [node for node in training if self.sites[node].status == "included"]
+            if not training:
+                raise ProtocolError(f"{tag}: no site can contribute: " + self._reasons())
+            try:
+                fitted = self._fit_once(features, training, partitions, tag)
+                fitted.selection["excluded_sites"] = excluded
+                return fitted
+            except SiteSkippedFit as skip:
+                excluded[self.sites[skip.node_id].label] = str(skip)
+                self.log(f"{tag}: {self.sites[skip.node_id].label} left out of this fit ({skip})")
+                training.remove(skip.node_id)
+            except SiteFailed as failure:
+                self._set_aside(failure)
 
-    def fit(self, nodes: list[int], features: list[str], standardizer: Standardizer) -> LogisticFit:
-        n_params = len(features) + 1
+    def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
+        params = PipelineParams(features=features)
+        if self.study.harmonization.method == "combat":
+            params = self._fit_combat(params, nodes, partitions)
+        params, selection, scaler_moments = self._select(params, nodes, partitions)
+        standardizer = Standardizer.from_moments(scaler_moments)
+        params = PipelineParams(params.features, params.combat, params.selected, standardizer)
+        fit = self._fit_model(params, nodes, partitions, tag)
+        params = PipelineParams(
+            params.features, params.combat, params.selected, standardizer, fit.beta
+        )
+        train_scores = self._ask_training(
+            "scores", nodes, params, partitions, values={"role": "train"}
+        )
+        positives = sum(r.arrays["positives"] for r in train_scores.values())
+        negatives = sum(r.arrays["negatives"] for r in train_scores.values())
+        return FittedPipeline(
+            params=params,
+            fit=fit,
+            sites=sorted(self.sites[n].label for n in nodes),
+            selection=selection,
+            threshold_edge=youden_edge(positives, negatives),
+        )
+
+    def _fit_combat(self, params: PipelineParams, nodes, partitions) -> PipelineParams:
+        levels = tuple(sorted({batch for n in nodes for batch in self.sites[n].batches}))
+        replies = self._ask_training(
+            "combat-ols", nodes, params, partitions, values={"combat.levels": list(levels)}
+        )
+        total = None
+        for node, reply in replies.items():
+            sums = combat.OLSSums(reply.arrays["dtd"], reply.arrays["dty"], reply.arrays["counts"])
+            _check_finite(node, dtd=sums.dtd, dty=sums.dty)
+            total = sums if total is None else total + sums
+        ols = combat.pooled_ols(total)
+        provisional = PipelineParams(
+            params.features, CombatFit(ols, np.ones_like(ols.alpha), levels)
+        )
+        replies = self._ask_training("combat-ssr", nodes, provisional, partitions)
+        ssr = None
+        for node, reply in replies.items():
+            part = combat.SSRSums(reply.arrays["ssr"], int(reply.values["n"]))
+            _check_finite(node, ssr=part.ssr)
+            ssr = part if ssr is None else ssr + part
+        return PipelineParams(params.features, CombatFit(ols, combat.pooled_variance(ssr), levels))
+
+    def _select(self, params: PipelineParams, nodes, partitions):
+        """Near-constant filter and Welch screening from per-class moments, then redundancy
+        removal from the pooled correlation of the best candidates (METHODS.md 3.1-3.2)."""
+        settings = self.study.selection
+        replies = self._ask_training("screen", nodes, params, partitions)
+        positives, negatives = [], []
+        for node, reply in replies.items():
+            arrays, values = reply.arrays, reply.values
+            _check_finite(node, **arrays)
+            positives.append(
+                Moments(
+                    int(values["positives.n"]), arrays["positives.mean"], arrays["positives.m2"]
+                )
+            )
+            negatives.append(
+                Moments(
+                    int(values["negatives.n"]), arrays["negatives.mean"], arrays["negatives.m2"]
+                )
+            )
+        pooled_pos, pooled_neg = pool_moments(positives), pool_moments(negatives)
+        everything = pooled_pos.combine(pooled_neg)
+        keep = non_constant_mask(everything, min_cv=settings.min_coefficient_of_variation)
+        if settings.screen == "welch":
+            score = np.abs(welch_t(pooled_pos, pooled_neg).t)
+        else:
+            score = np.zeros(len(params.features))
+        score = np.where(keep, np.nan_to_num(score, nan=0.0), -np.inf)
+        order = np.argsort(-score, kind="stable")
+        candidates = order[: min(settings.candidates, int(keep.sum()))]
+        replies = self._ask_training(
+            "comoments",
+            nodes,
+            params,
+            partitions,
+            arrays={"candidates": candidates.astype(np.int64)},
+        )
+        parts = []
+        for node, reply in replies.items():
+            _check_finite(node, **reply.arrays)
+            parts.append(
+                Comoments(int(reply.values["n"]), reply.arrays["mean"], reply.arrays["cross"])
+            )
+        correlation = pool_comoments(parts).correlation()
+        kept = drop_redundant(
+            correlation,
+            score[candidates],
+            threshold=settings.redundancy_threshold,
+            max_features=settings.max_features,
+        )
+        selected = np.sort(candidates[np.asarray(kept, dtype=int)])
+        moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
+        selection = {
+            "n_features": len(params.features),
+            "non_constant": int(keep.sum()),
+            "kept": [params.features[i] for i in selected],
+            "welch_t": {params.features[i]: float(score[i]) for i in selected},
+        }
+        params = PipelineParams(params.features, params.combat, selected)
+        return params, selection, moments
+
+    def _fit_model(self, params: PipelineParams, nodes, partitions, tag: str) -> LogisticFit:
+        settings = self.study.model
+        n_params = len(params.selected) + 1
 
         def summed_terms(beta: np.ndarray) -> NewtonTerms:
-            content = _model_content(features, standardizer, beta)
-            replies = self._ask(nodes, "train.newton", content)
+            current = PipelineParams(
+                params.features, params.combat, params.selected, params.standardizer, beta
+            )
+            replies = self._ask_training("newton", nodes, current, partitions)
             terms = []
-            for node in nodes:
-                reply = replies[node]
-                if "skipped" in reply.content:
-                    raise SiteFailed(node, f"stopped contributing: {_skip_reason(reply)}")
-                arrays, metrics = reply.content["terms"], reply.content["metrics"]
-                gradient, hessian = arrays["gradient"].numpy(), arrays["hessian"].numpy()
-                deviance = np.array(float(metrics["deviance"]))
-                _check_finite(node, (n_params,), gradient=gradient)
-                _check_finite(node, (n_params, n_params), hessian=hessian)
-                _check_finite(node, (), deviance=deviance)
-                terms.append(NewtonTerms(gradient, hessian, float(deviance), int(metrics["n"])))
+            for node, reply in replies.items():
+                gradient, hessian = reply.arrays["gradient"], reply.arrays["hessian"]
+                deviance = np.array(float(reply.values["deviance"]))
+                _check_shape(node, (n_params,), gradient=gradient)
+                _check_shape(node, (n_params, n_params), hessian=hessian)
+                _check_finite(node, gradient=gradient, hessian=hessian, deviance=deviance)
+                terms.append(
+                    NewtonTerms(gradient, hessian, float(deviance), int(reply.values["n"]))
+                )
             return sum_terms(terms)
 
         def record(iteration: int, deviance: float) -> None:
-            self.rounds.append({"phase": "newton", "iteration": iteration, "deviance": deviance})
-            self.log(f"newton iteration {iteration}: penalized deviance {deviance:.6f}")
+            self.rounds.append(
+                {"fit": tag, "phase": "newton", "iteration": iteration, "deviance": deviance}
+            )
 
-        return fit_newton(
+        fit = fit_newton(
             summed_terms,
             n_params,
-            ridge_lambda=self.settings.ridge_lambda,
-            tolerance=self.settings.newton_tolerance,
-            max_iterations=self.settings.max_newton_iterations,
+            ridge_lambda=settings.ridge_lambda,
+            tolerance=settings.newton_tolerance,
+            max_iterations=settings.max_newton_iterations,
             on_iteration=record,
         )
-
-    def evaluate(self, features: list[str], standardizer: Standardizer, beta: np.ndarray) -> dict:
-        nodes = self._included()
-        replies, failed = self._ask_each(
-            nodes, "evaluate", _model_content(features, standardizer, beta)
+        self.log(
+            f"{tag}: {len(nodes)} sites, {n_params - 1} features, "
+            f"{fit.iterations} Newton iterations"
         )
-        bins = self.settings.histogram_bins
-        positives, negatives = np.zeros(bins), np.zeros(bins)
-        total = ConfusionCounts(0, 0, 0, 0)
-        per_site: dict[str, dict] = {}
-        strata = []
+        return fit
+
+    # -- phase 6: evaluation ----------------------------------------------------------
+    def evaluate(
+        self, fitted: FittedPipeline, partitions: dict[int, Partition], into: Evaluation
+    ) -> dict:
+        """Score the test cases; add their sums to `into`; return this fit's own figures."""
+        nodes = [n for n in partitions if self.sites[n].status == "included"]
+        requests = {}
+        for node in nodes:
+            payload = fitted.params.to_payload(partitions[node])
+            payload.values["role"] = "test"
+            requests[node] = ("scores", payload)
+        replies, failed = self.transport.ask(requests)
+        edge = fitted.threshold_edge
+        positives, negatives = np.zeros(into.bins), np.zeros(into.bins)
         for node, reason in failed.items():
-            per_site[self.sites[node].label] = {"status": "failed", "reason": reason}
+            into.per_site.setdefault(self.sites[node].label, []).append(
+                {"status": "failed", "reason": reason}
+            )
         for node, reply in replies.items():
             name = self.sites[node].label
-            if "skipped" in reply.content:
-                per_site[name] = {"status": "skipped", "reason": _skip_reason(reply)}
+            if "skipped" in reply.values:
+                into.per_site.setdefault(name, []).append(
+                    {"status": "skipped", "reason": reply.values["skipped"]}
+                )
                 continue
-            arrays, metrics = reply.content["histograms"], reply.content["metrics"]
-            site_pos, site_neg = arrays["positives"].numpy(), arrays["negatives"].numpy()
+            arrays = reply.arrays
             try:
-                _check_finite(node, (bins,), positives=site_pos, negatives=site_neg)
+                _check_shape(
+                    node, (into.bins,), positives=arrays["positives"], negatives=arrays["negatives"]
+                )
+                _check_finite(node, **arrays)
             except SiteFailed as exc:
-                per_site[name] = {"status": "failed", "reason": str(exc)}
+                into.per_site.setdefault(name, []).append({"status": "failed", "reason": str(exc)})
                 continue
-            counts = ConfusionCounts(*(int(metrics[key]) for key in ("tp", "fn", "tn", "fp")))
-            positives, negatives, total = positives + site_pos, negatives + site_neg, total + counts
-            per_site[name] = {
+            site_pos, site_neg = arrays["positives"], arrays["negatives"]
+            positives, negatives = positives + site_pos, negatives + site_neg
+            into.calibration += np.vstack(
+                [
+                    arrays["calibration.sum_p"],
+                    arrays["calibration.sum_y"],
+                    arrays["calibration.count"],
+                ]
+            )
+            local = counts_at_edge(site_pos, site_neg, edge)
+            figures = {
                 "status": "evaluated",
-                "auc": float(metrics["local-auc"]) if "local-auc" in metrics else None,
-                "sensitivity": counts.sensitivity,
-                "specificity": counts.specificity,
-                "balanced_accuracy": counts.balanced_accuracy,
+                "auc": reply.values.get("local-auc"),
+                "sensitivity": local.sensitivity,
+                "specificity": local.specificity,
+                "balanced_accuracy": local.balanced_accuracy,
             }
-            if "local-auc" in metrics:
-                strata.append((float(metrics["local-auc"]), site_pos.sum() * site_neg.sum()))
+            into.per_site.setdefault(name, []).append(figures)
+            if "local-auc" in reply.values:
+                into.strata.append(
+                    (float(reply.values["local-auc"]), site_pos.sum() * site_neg.sum())
+                )
+        into.positives += positives
+        into.negatives += negatives
+        counts = counts_at_edge(positives, negatives, edge)
+        into.confusion = [
+            a + b
+            for a, b in zip(
+                into.confusion, (counts.tp, counts.fn, counts.tn, counts.fp), strict=True
+            )
+        ]
+        auc = histogram_auc(positives, negatives)
         return {
-            "federated": _pooled_metrics(positives, negatives, total, strata),
-            "per_site": per_site,
+            "auc": auc.auc,
+            "auc_error_bound": auc.error_bound,
+            "sensitivity": counts.sensitivity,
+            "specificity": counts.specificity,
+            "threshold": float(score_edges(into.bins)[edge]),
+            "n_positive": int(positives.sum()),
+            "n_negative": int(negatives.sum()),
         }
 
     # -- driver -----------------------------------------------------------------------
     def run(self) -> dict:
-        self.wait_for_sites()
         features = self.census()
-        while True:
-            nodes = self._included()
-            if not nodes:
-                raise ProtocolError("every site dropped out: " + self._reasons())
-            try:
-                standardizer, contributors = self.standardize(nodes, features)
-                fit = self.fit(contributors, features, standardizer)
-                break
-            except SiteFailed as failure:
-                site = self.sites[failure.node_id]
-                site.set_aside("dropped", str(failure))
-                self.log(f"{site.label} set aside ({failure}); restarting the fit without it")
-                self.rounds.clear()
-        metrics = self.evaluate(features, standardizer, fit.beta)
-        return self._results(features, fit, metrics)
+        validation = self.study.validation
+        evaluation = Evaluation(self.study.federation.histogram_bins)
+        folds = []
+        for tag, train_parts, test_parts in self._design():
+            fitted = self.fit(features, train_parts, tag)
+            figures = self.evaluate(fitted, test_parts, evaluation)
+            folds.append({"fit": tag, "training_sites": fitted.sites, **figures})
+            self.log(f"{tag}: test AUC {figures['auc']:.3f}")
+        final_parts = self._final_partitions()
+        final = (
+            fitted if validation.scheme == "holdout" else self.fit(features, final_parts, "final")
+        )
+        self._persist(final, final_parts)
+        harmonization = self._site_effects(final, final_parts)
+        return self._results(final, evaluation, folds) | {"harmonization": harmonization}
 
-    def _included(self) -> list[int]:
+    def _design(self):
+        """(tag, training partitions, test partitions) of every fit the validation needs."""
+        scheme = self.study.validation.scheme
+        nodes = self.included()
+        if scheme == "holdout":
+            parts = {node: Partition("holdout") for node in nodes}
+            yield "holdout", parts, parts
+        elif scheme == "kfold":
+            for fold in range(self.study.validation.folds):
+                parts = {node: Partition("kfold", fold) for node in nodes}
+                yield f"fold {fold + 1}", parts, parts
+        else:
+            for held_out in nodes:
+                if self.sites[held_out].status != "included":
+                    continue
+                train = {n: Partition("all") for n in self.included() if n != held_out}
+                yield (
+                    f"held-out {self.sites[held_out].label}",
+                    train,
+                    {held_out: Partition("unseen")},
+                )
+
+    def _final_partitions(self) -> dict[int, Partition]:
+        scheme = "holdout" if self.study.validation.scheme == "holdout" else "all"
+        return {node: Partition(scheme) for node in self.included()}
+
+    def _persist(self, final: FittedPipeline, partitions: dict[int, Partition]) -> None:
+        """Each site keeps its harmonized table and ComBat estimates on its own disk."""
+        requests = {
+            node: ("persist", final.params.to_payload(part)) for node, part in partitions.items()
+        }
+        _, failed = self.transport.ask(requests)
+        for node, reason in failed.items():
+            self.log(f"{self.sites[node].label}: could not keep local artifacts ({reason})")
+
+    def _site_effects(self, final: FittedPipeline, partitions: dict[int, Partition]) -> dict:
+        """Per-feature site-effect F statistic of the training cases, before and after ComBat."""
+        nodes = [n for n in partitions if self.sites[n].label in final.sites]
+        replies = self._ask_training("site-effect", nodes, final.params, partitions)
+        summary = {"method": self.study.harmonization.method}
+        features = final.params.features
+        for stage in ("raw", "harmonized"):
+            groups = [
+                Moments(int(n), mean, m2)
+                for reply in replies.values()
+                for n, mean, m2 in zip(
+                    reply.values["counts"],
+                    reply.arrays[f"{stage}.mean"],
+                    reply.arrays[f"{stage}.m2"],
+                    strict=True,
+                )
+            ]
+            if len(groups) < 2:
+                return summary | {"note": "site effects need at least two sites"}
+            statistic, p_value = group_f_statistic(groups)
+            name = "before" if stage == "raw" else "after"
+            summary[name] = {
+                "median_f": float(np.nanmedian(statistic)),
+                "share_of_features_with_site_effect_p_lt_0.05": float(np.mean(p_value < 0.05)),
+            }
+            summary.setdefault("per_feature_f", {})[name] = dict(
+                zip(features, map(float, statistic), strict=True)
+            )
+        return summary
+
+    def included(self) -> list[int]:
         return [node for node, site in self.sites.items() if site.status == "included"]
+
+    def _set_aside(self, failure: SiteFailed) -> None:
+        site = self.sites[failure.node_id]
+        site.set_aside("dropped", str(failure))
+        self.log(f"{site.label} set aside ({failure}); the fit in progress restarts without it")
 
     def _reasons(self) -> str:
         return "; ".join(f"{s.label}: {s.reason}" for s in self.sites.values() if s.reason)
 
-    def _results(self, features: list[str], fit: LogisticFit, metrics: dict) -> dict:
+    def _results(self, final: FittedPipeline, evaluation: Evaluation, folds: list[dict]) -> dict:
+        params = final.params
         return {
             "study": {
                 "name": self.study.name,
@@ -274,68 +544,64 @@ class StudyProtocol:
                 {"name": s.label, "status": s.status, "reason": s.reason, "cases": s.cases}
                 for s in sorted(self.sites.values(), key=lambda site: site.label)
             ],
-            "metrics": metrics,
-            "model": {
-                "kind": "ridge-logistic-regression",
-                "ridge_lambda": self.settings.ridge_lambda,
-                "scale": "coefficients act on features standardized with the pooled "
-                "training mean and standard deviation",
-                "iterations": fit.iterations,
-                "converged": fit.converged,
-                "intercept": float(fit.beta[0]),
-                "coefficients": dict(zip(features, map(float, fit.beta[1:]), strict=True)),
+            "metrics": {
+                "federated": _pooled_metrics(evaluation),
+                "per_site": {
+                    name: entries[0] if len(entries) == 1 else {"folds": entries}
+                    for name, entries in sorted(evaluation.per_site.items())
+                },
             },
+            "model": {
+                "kind": self.study.model.kind,
+                "ridge_lambda": self.study.model.ridge_lambda,
+                "scale": "coefficients act on harmonized features standardized with the pooled "
+                "training mean and standard deviation",
+                "training_sites": final.sites,
+                "iterations": final.fit.iterations,
+                "converged": final.fit.converged,
+                "threshold": float(score_edges(evaluation.bins)[final.threshold_edge]),
+                "intercept": float(final.fit.beta[0]),
+                "coefficients": dict(
+                    zip(params.model_features, map(float, final.fit.beta[1:]), strict=True)
+                ),
+            },
+            "selection": final.selection,
+            "validation": {"scheme": self.study.validation.scheme, "fits": folds},
             "rounds": list(self.rounds),
         }
 
 
-def _model_content(features: list[str], standardizer: Standardizer, beta: np.ndarray) -> RecordDict:
-    return RecordDict(
-        {
-            "model": ArrayRecord(
-                {
-                    "beta": Array(np.asarray(beta, dtype=np.float64)),
-                    "mean": Array(standardizer.mean),
-                    "scale": Array(standardizer.scale),
-                }
-            ),
-            "config": ConfigRecord({"features": features}),
-        }
-    )
-
-
-def _skip_reason(reply: Message) -> str:
-    return str(reply.content["skipped"]["reason"])
-
-
-def _check_finite(node: int, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
-    for name, array in arrays.items():
-        if array.shape != shape:
-            raise SiteFailed(node, f"malformed update: {name} has shape {array.shape}, not {shape}")
-        if not np.all(np.isfinite(array)):
-            raise SiteFailed(node, f"non-finite values in {name}")
-
-
-def _pooled_metrics(
-    positives: np.ndarray,
-    negatives: np.ndarray,
-    counts: ConfusionCounts,
-    strata: list[tuple[float, float]],
-) -> dict:
-    auc = histogram_auc(positives, negatives)
-    weights = sum(weight for _, weight in strata)
+def _pooled_metrics(evaluation: Evaluation) -> dict:
+    auc = histogram_auc(evaluation.positives, evaluation.negatives)
+    tp, fn, tn, fp = evaluation.confusion
+    sensitivity = tp / (tp + fn) if tp + fn else float("nan")
+    specificity = tn / (tn + fp) if tn + fp else float("nan")
+    weights = sum(weight for _, weight in evaluation.strata)
     return {
         "auc": auc.auc,
         "auc_error_bound": auc.error_bound,
         "auc_ci": list(auc.confidence_interval()),
         "site_stratified_auc": (
-            sum(a * w for a, w in strata) / weights if weights else float("nan")
+            sum(a * w for a, w in evaluation.strata) / weights if weights else float("nan")
         ),
-        "sensitivity": counts.sensitivity,
-        "sensitivity_ci": list(wilson_interval(counts.tp, counts.tp + counts.fn)),
-        "specificity": counts.specificity,
-        "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
-        "balanced_accuracy": counts.balanced_accuracy,
-        "n_positive": int(positives.sum()),
-        "n_negative": int(negatives.sum()),
+        "sensitivity": sensitivity,
+        "sensitivity_ci": list(wilson_interval(tp, tp + fn)),
+        "specificity": specificity,
+        "specificity_ci": list(wilson_interval(tn, tn + fp)),
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "calibration": reliability(*evaluation.calibration),
+        "n_positive": int(evaluation.positives.sum()),
+        "n_negative": int(evaluation.negatives.sum()),
     }
+
+
+def _check_shape(node: int, shape: tuple[int, ...], **arrays: np.ndarray) -> None:
+    for name, array in arrays.items():
+        if array.shape != shape:
+            raise SiteFailed(node, f"malformed update: {name} has shape {array.shape}, not {shape}")
+
+
+def _check_finite(node: int, **arrays: np.ndarray) -> None:
+    for name, array in arrays.items():
+        if not np.all(np.isfinite(array)):
+            raise SiteFailed(node, f"non-finite values in {name}")

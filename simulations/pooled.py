@@ -1,60 +1,32 @@
-"""The centralized reference: the same pipeline fit on all sites' features pooled.
+"""The centralized reference: the same study run on all sites' cases pooled in one place.
 
-Only a simulation can compute it (it needs every case in one place); it is what the
-federated result must reproduce.
+Only a simulation can compute it, since it needs every case at once. It runs the
+very protocol code over an in-process transport with a single site that holds
+every case (each keeping its own site as its ComBat batch), so any difference from
+the federated result is a difference of aggregation, which must be nil.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
-from fedrad.common.logistic import (
-    LogisticFit,
-    fit_newton,
-    newton_terms,
-    predict_proba,
-    with_intercept,
-)
-from fedrad.common.metrics import ConfusionCounts, wilson_interval
-from fedrad.common.moments import Moments, Standardizer
+from fedrad.server.protocol import StudyProtocol
+from fedrad.server.transport import LocalTransport
 
 
-def pooled_reference(tables: dict[str, Path], features: list[str], study: StudyConfig) -> dict:
-    """Fit on the pooled training cases, evaluate exactly on the pooled hold-out cases."""
+def pooled_reference(
+    tables: dict[str, Path], study: StudyConfig, log: Callable[[str], None] = lambda _: None
+) -> dict:
+    """Results of the study on the pooled cases of `tables` (site name -> feature table).
+
+    Under leave-one-site-out the held-out site must stay apart, so the sites stay
+    separate there and only their sums are pooled, as a central analysis would.
+    """
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
-    x = np.vstack([site.columns(features) for site in sites])
-    y = np.concatenate([site.y for site in sites])
-    test = np.concatenate([site.holdout for site in sites])
-    standardizer = Standardizer.from_moments(Moments.of(x[~test]))
-    fit = fit_pooled(standardizer.transform(x[~test]), y[~test], study)
-    scores = predict_proba(standardizer.transform(x[test]), fit.beta)
-    counts = ConfusionCounts.of(y[test], scores, study.federation.threshold)
-    return {
-        "auc": float(roc_auc_score(y[test], scores)),
-        "sensitivity": counts.sensitivity,
-        "sensitivity_ci": list(wilson_interval(counts.tp, counts.tp + counts.fn)),
-        "specificity": counts.specificity,
-        "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
-        "balanced_accuracy": counts.balanced_accuracy,
-        "n_positive": int(y[test].sum()),
-        "n_negative": int((1 - y[test]).sum()),
-        "coefficients": fit.beta.tolist(),
-        "iterations": fit.iterations,
-    }
-
-
-def fit_pooled(x: np.ndarray, y: np.ndarray, study: StudyConfig) -> LogisticFit:
-    design = with_intercept(x)
-    settings = study.federation
-    return fit_newton(
-        lambda beta: newton_terms(design, y, beta),
-        design.shape[1],
-        ridge_lambda=settings.ridge_lambda,
-        tolerance=settings.newton_tolerance,
-        max_iterations=settings.max_newton_iterations,
-    )
+    if study.validation.scheme != "leave-one-site-out":
+        features = sorted(set.intersection(*(set(site.features) for site in sites)))
+        sites = [SiteData.pooled(sites, features)]
+    return StudyProtocol(LocalTransport(sites, study), study, log=log).run()

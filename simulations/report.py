@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -14,6 +15,20 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _interval(values) -> str:
     return f"[{_fmt(values[0])}, {_fmt(values[1])}]" if values else "-"
+
+
+def _mean_figures(entries: list[dict]) -> dict:
+    evaluated = [entry for entry in entries if entry.get("status") == "evaluated"]
+    keys = ("auc", "sensitivity", "specificity")
+    means = (
+        {
+            key: float(np.nanmean([e[key] if e[key] is not None else np.nan for e in evaluated]))
+            for key in keys
+        }
+        if evaluated
+        else {}
+    )
+    return means | {"reason": "" if evaluated else "not evaluated"}
 
 
 def print_results(results: dict, console: Console) -> None:
@@ -40,13 +55,13 @@ def print_results(results: dict, console: Console) -> None:
     console.print(table)
 
     sites = Table(title="Sites")
-    for column in ("site", "status", "cases (train / test)", "AUC", "sens", "spec", "note"):
+    for column in ("site", "status", "cases", "AUC", "sens", "spec", "note"):
         sites.add_column(column)
     for site in results["sites"]:
-        cases = ", ".join(
-            f"{label} {parts['train']}/{parts['test']}" for label, parts in site["cases"].items()
-        )
+        cases = ", ".join(f"{label} {count}" for label, count in site["cases"].items())
         local = metrics["per_site"].get(site["name"], {})
+        if "folds" in local:  # one entry per fit: show the mean of the evaluated ones
+            local = _mean_figures(local["folds"])
         note = site["reason"] or local.get("reason", "")
         sites.add_row(
             site["name"],
@@ -60,6 +75,15 @@ def print_results(results: dict, console: Console) -> None:
     console.print(sites)
     model = results["model"]
     console.print(
-        f"model: {model['kind']}, {len(model['coefficients'])} features, "
-        f"{model['iterations']} Newton iterations, converged={model['converged']}"
+        f"model: {model['kind']} on {len(model['coefficients'])} selected features, "
+        f"{model['iterations']} Newton iterations, converged={model['converged']}, "
+        f"validation: {results['validation']['scheme']}"
     )
+    harmonization = results.get("harmonization", {})
+    if "before" in harmonization:
+        key = "share_of_features_with_site_effect_p_lt_0.05"
+        console.print(
+            f"site effect (share of features with p<0.05): "
+            f"{harmonization['before'][key]:.0%} before, {harmonization['after'][key]:.0%} after "
+            f"{harmonization['method']}"
+        )

@@ -95,14 +95,13 @@ def _known_deprecation(record: logging.LogRecord) -> bool:
 
 
 def attach_pooled_reference(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
-    """Add `metrics.pooled_reference`: the same fit on the included sites' pooled features."""
+    """Add `metrics.pooled_reference`: the same study on the included sites' pooled cases."""
     included = {s["name"] for s in results["sites"] if s["status"] == "included"}
-    features = list(results["model"]["coefficients"])
     reference = pooled_reference(
-        {name: path for name, path in tables.items() if name in included}, features, study
+        {name: path for name, path in tables.items() if name in included}, study
     )
-    results["metrics"]["pooled_reference"] = {
-        key: value for key, value in reference.items() if key not in ("coefficients", "iterations")
+    results["metrics"]["pooled_reference"] = reference["metrics"]["federated"] | {
+        "model": reference["model"]
     }
     return results
 

@@ -92,6 +92,7 @@ def make_site_tables(
     sizes: tuple[int, ...] = (60, 45, 80),
     n_features: int = 6,
     seed: int = 0,
+    site_shift: float = 0.3,
 ) -> dict[str, Path]:
     """Feature tables with a class signal and per-site offsets, written like extraction does."""
     rng = np.random.default_rng(seed)
@@ -101,7 +102,12 @@ def make_site_tables(
     tables = {}
     for index, n in enumerate(sizes):
         y = rng.random(n) < 0.3 + 0.15 * index
-        x = rng.normal(size=(n, n_features)) + np.outer(y, signal) + 1000.0 + 0.3 * index
+        x = (
+            rng.normal(size=(n, n_features))
+            + 1.5 * np.outer(y, signal)
+            + 1000.0
+            + site_shift * index * rng.uniform(0.5, 1.5, n_features)
+        )
         table = pd.DataFrame(x, columns=names)
         table.insert(0, "label", np.where(y, positive, negative))
         table.insert(0, "case_id", [f"s{index}-{i:03d}" for i in range(n)])

@@ -20,7 +20,7 @@ def simulation(tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("simulate")
     result = CliRunner().invoke(
         app,
-        ["simulate", "--out", str(out), "--sites", "3", "--cases-per-site", "30", "--size", "64"],
+        ["simulate", "--out", str(out), "--sites", "3", "--cases-per-site", "30"],
     )
     return out, result
 
@@ -57,7 +57,7 @@ def test_rerun_reuses_cohort_and_extraction_cache(simulation):
     before = (out / "results.json").read_text()
     result = CliRunner().invoke(
         app,
-        ["simulate", "--out", str(out), "--sites", "3", "--cases-per-site", "30", "--size", "64"],
+        ["simulate", "--out", str(out), "--sites", "3", "--cases-per-site", "30"],
     )
     assert result.exit_code == 0, result.output
     assert "reusing" in result.output

@@ -1,4 +1,4 @@
-"""The ServerApp's protocol over an in-process grid: exact, private and robust."""
+"""The study protocol over Flower messages (in-process grid): exact, private and robust."""
 
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ import numpy as np
 import pytest
 from conftest import InProcessGrid, make_site_tables
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
-from simulations_helpers import features_of
 
 from fedrad.client.app import make_client_app
-from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.client.site import SiteData
+from fedrad.common.config import FederationSettings, StudyConfig, ValidationSettings
 from fedrad.common.feature_table import read_feature_table, write_feature_table
+from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
+from fedrad.server.transport import GridTransport
+from fedrad.simulations.pooled import pooled_reference
 
-STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, ridge_lambda=0.5))
+STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
 
 
 def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> InProcessGrid:
@@ -27,62 +30,87 @@ def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> InProcessGrid:
 
 
 def _run(grid: InProcessGrid, study: StudyConfig = STUDY) -> dict:
-    return StudyProtocol(grid, study, expected_sites=len(grid.contexts), log=lambda _: None).run()
+    transport = GridTransport(grid, timeout_s=60)
+    return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
 
 
-def _beta(results: dict) -> np.ndarray:
-    model = results["model"]
-    return np.array([model["intercept"], *model["coefficients"].values()])
+def _max_difference(a: dict, b: dict) -> float:
+    assert list(a) == list(b)
+    return max(abs(a[name] - b[name]) for name in a)
 
 
-def test_federated_fit_equals_pooled_fit(tmp_path):
-    from fedrad.simulations.pooled import pooled_reference
-
-    tables = make_site_tables(tmp_path, STUDY)
-    results = _run(_grid(tables))
-    reference = pooled_reference(tables, features_of(tables), STUDY)
+@pytest.mark.parametrize("scheme", ["holdout", "kfold"])
+def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
+    study = STUDY.model_copy(update={"validation": ValidationSettings(scheme=scheme, folds=3)})
+    tables = make_site_tables(tmp_path, study)
+    results = _run(_grid(tables, study), study)
+    reference = pooled_reference(tables, study)
 
     assert [s["status"] for s in results["sites"]] == ["included"] * 3
-    assert np.max(np.abs(_beta(results) - np.array(reference["coefficients"]))) <= 1e-10
-    assert results["model"]["iterations"] == reference["iterations"]
-    federated = results["metrics"]["federated"]
-    assert abs(federated["auc"] - reference["auc"]) <= federated["auc_error_bound"]
-    for key in ("sensitivity", "specificity", "balanced_accuracy"):
-        assert federated[key] == pytest.approx(reference[key], abs=1e-12)
+    model, pooled_model = results["model"], reference["model"]
+    assert model["iterations"] == pooled_model["iterations"]
+    assert abs(model["intercept"] - pooled_model["intercept"]) <= 1e-10
+    assert _max_difference(model["coefficients"], pooled_model["coefficients"]) <= 1e-10
+    assert results["selection"]["kept"] == reference["selection"]["kept"]
+    federated, pooled = results["metrics"]["federated"], reference["metrics"]["federated"]
+    for key in ("auc", "sensitivity", "specificity", "balanced_accuracy"):
+        assert federated[key] == pytest.approx(pooled[key], abs=1e-12)
     assert federated["auc"] > 0.7
+    fits = results["validation"]["fits"]
+    assert len(fits) == (1 if scheme == "holdout" else 3)
+    assert sum(fit["n_positive"] + fit["n_negative"] for fit in fits) == (
+        federated["n_positive"] + federated["n_negative"]
+    )
+
+
+def test_harmonization_removes_the_site_effect(tmp_path):
+    tables = make_site_tables(tmp_path, STUDY, site_shift=2.0)
+    results = _run(_grid(tables))
+    effect = results["harmonization"]
+    assert effect["before"]["share_of_features_with_site_effect_p_lt_0.05"] == 1.0
+    assert effect["after"]["median_f"] < 0.01 * effect["before"]["median_f"]
+    for name, path in tables.items():
+        harmonized, _ = read_feature_table(path.parent / "harmonized.parquet")
+        raw, _ = read_feature_table(path)
+        assert list(harmonized.columns) == list(raw.columns)
+        assert (path.parent / "combat_estimates.npz").exists(), name
+
+
+def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
+    study = STUDY.model_copy(update={"validation": ValidationSettings(scheme="leave-one-site-out")})
+    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    results = _run(_grid(tables, study), study)
+    fits = results["validation"]["fits"]
+    assert [fit["fit"] for fit in fits] == [f"held-out site0{i}" for i in (1, 2, 3)]
+    for fit in fits:
+        held_out = fit["fit"].removeprefix("held-out ")
+        assert held_out not in fit["training_sites"] and len(fit["training_sites"]) == 2
+        assert fit["auc"] > 0.7
+    assert results["model"]["training_sites"] == ["site01", "site02", "site03"]
 
 
 def test_nothing_per_case_leaves_a_site(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY, sizes=(40, 12, 50))
+    tables = make_site_tables(tmp_path, STUDY, sizes=(41, 13, 53))
     grid = _grid(tables)
     _run(grid)
-    n_features = len(features_of(tables))
-    bins = STUDY.federation.histogram_bins
-    allowed_shapes = {
-        (),
-        (n_features,),
-        (n_features + 1,),
-        (n_features + 1, n_features + 1),
-        (bins,),
-    }
-    case_ids = set()
-    for path in tables.values():
-        table, _ = read_feature_table(path)
-        case_ids |= set(table["case_id"])
-        assert len(table) > n_features + 1  # a per-case array could not hide among the shapes
+    case_ids, case_counts = set(), set()
+    for name, path in tables.items():
+        site = SiteData.load(path, name, STUDY)
+        case_ids |= set(site.case_ids)
+        test = site.rows(Partition("holdout"), "test", STUDY)
+        case_counts |= {len(test), int(test.sum()), int((~test).sum())}
+    protocol_sizes = {1, 3, 6, 7, 10, 200}  # batches, features, parameters, bins
+    assert not case_counts & protocol_sizes, "test precondition: pick other cohort sizes"
     for node, message_type, reply in grid.sent:
         for record in reply.content.values():
             if isinstance(record, ArrayRecord):
                 for name, array in record.items():
                     shape = array.numpy().shape
-                    assert shape in allowed_shapes, f"{message_type} from {node}: {name} {shape}"
+                    assert not set(shape) & case_counts, (
+                        f"{message_type} from {node}: {name} {shape}"
+                    )
             if isinstance(record, ConfigRecord):
-                assert not case_ids & {str(value) for value in record.values()}
                 assert not any(case_id in repr(dict(record)) for case_id in case_ids)
-    census = [reply.content["census"] for _, kind, reply in grid.sent if kind == "query.census"]
-    small_site = next(record for record in census if record["site"] == "site02")
-    test_counts = [value for key, value in small_site.items() if key.startswith("test.")]
-    assert test_counts and all(value.startswith("<") for value in test_counts)
 
 
 def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
@@ -97,19 +125,21 @@ def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
     assert "site02" not in results["metrics"]["per_site"]
 
 
-def test_site_dropping_out_mid_fit_is_named_and_fit_equals_pooled_without_it(tmp_path):
-    from fedrad.simulations.pooled import pooled_reference
-
+def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it(tmp_path):
     tables = make_site_tables(tmp_path, STUDY)
     grid = _grid(tables)
-    grid.drop_after[102] = 3  # census, moments, first Newton step, then silence
+    grid.drop_after[102] = 4  # census, ComBat sums, SSR, screening; then silence
     results = _run(grid)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site02"]["status"] == "dropped"
     assert "no reply" in status["site02"]["reason"]
     remaining = {name: path for name, path in tables.items() if name != "site02"}
-    reference = pooled_reference(remaining, features_of(tables), STUDY)
-    assert np.max(np.abs(_beta(results) - np.array(reference["coefficients"]))) <= 1e-10
+    reference = pooled_reference(remaining, STUDY)
+    assert results["model"]["training_sites"] == ["site01", "site03"]
+    difference = _max_difference(
+        results["model"]["coefficients"], reference["model"]["coefficients"]
+    )
+    assert difference <= 1e-10
 
 
 @pytest.mark.parametrize("corruption", ["nan", "shape"])
@@ -118,28 +148,35 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
     grid = _grid(tables)
 
     def tamper(node: int, reply: Message) -> Message:
-        if node == 103 and "terms" in reply.content:
-            gradient = reply.content["terms"]["gradient"].numpy()
+        arrays = reply.content["arrays"]
+        if node == 103 and "gradient" in arrays:
+            gradient = arrays["gradient"].numpy()
             bad = np.append(gradient, 1.0) if corruption == "shape" else gradient * np.nan
-            reply.content["terms"]["gradient"] = Array(bad)
+            arrays["gradient"] = Array(bad)
         return reply
 
     grid.tamper = tamper
     results = _run(grid)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site03"]["status"] == "dropped"
-    expected = "non-finite" if corruption == "nan" else "malformed"
-    assert expected in status["site03"]["reason"]
+    assert ("non-finite" if corruption == "nan" else "malformed") in status["site03"]["reason"]
     assert results["model"]["converged"]
+    assert results["model"]["training_sites"] == ["site01", "site02"]
 
 
 def test_site_below_min_cell_size_contributes_nothing(tmp_path):
-    study = StudyConfig(federation=FederationSettings(min_cell_size=10, ridge_lambda=0.5))
+    study = StudyConfig(federation=FederationSettings(min_cell_size=10, histogram_bins=200))
     tables = make_site_tables(tmp_path, study, sizes=(60, 12, 80))
     grid = _grid(tables, study)
     results = _run(grid, study)
-    phases = {
-        kind for node, kind, reply in grid.sent if node == 102 and "skipped" not in reply.content
+    answered = {
+        kind for node, kind, r in grid.sent if node == 102 and "skipped" not in r.content["values"]
     }
-    assert phases == {"query.census"}
+    assert answered <= {"query.census", "query.persist"}
     assert results["metrics"]["per_site"]["site02"]["status"] == "skipped"
+    assert "site02" in results["selection"]["excluded_sites"]
+    census = next(
+        r.content["values"] for n, kind, r in grid.sent if n == 102 and kind == "query.census"
+    )
+    counts = [value for key, value in census.items() if key.startswith("cases.")]
+    assert "<10" in counts and all(value == "<10" or int(value) >= 10 for value in counts)

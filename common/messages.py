@@ -1,0 +1,38 @@
+"""Protocol payloads as Flower records, and the message type of each protocol request."""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+from fedrad.common.pipeline import Payload
+
+MESSAGE_TYPES = {
+    "census": "query.census",
+    "combat-ols": "query.combat_ols",
+    "combat-ssr": "query.combat_ssr",
+    "screen": "query.screen",
+    "comoments": "query.comoments",
+    "site-effect": "query.site_effect",
+    "newton": "train.newton",
+    "scores": "evaluate.scores",
+    "persist": "query.persist",
+}
+
+
+def to_record(payload: Payload) -> RecordDict:
+    arrays = {name: Array(np.ascontiguousarray(value)) for name, value in payload.arrays.items()}
+    return RecordDict({"arrays": ArrayRecord(arrays), "values": ConfigRecord(dict(payload.values))})
+
+
+def from_record(content: RecordDict) -> Payload:
+    arrays = content["arrays"] if "arrays" in content else ArrayRecord()
+    values = content["values"] if "values" in content else ConfigRecord()
+    return Payload(
+        arrays={name: array.numpy() for name, array in arrays.items()},
+        values={name: _plain(value) for name, value in values.items()},
+    )
+
+
+def _plain(value):
+    return list(value) if isinstance(value, list | tuple) else value

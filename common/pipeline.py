@@ -1,0 +1,118 @@
+"""What the aggregator tells a site about the pipeline fitted so far, as plain arrays.
+
+A study fits harmonization -> standardization -> selection -> model, each from
+sums the sites send. The server returns every fitted piece in `PipelineParams`; a
+site rebuilds the same transform from it, so a ClientApp needs no memory between
+messages (a SuperNode may start a fresh process for each one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from fedrad.common.combat import OLSFit
+from fedrad.common.moments import Standardizer
+
+Scheme = Literal["holdout", "kfold", "all", "unseen"]
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Which of a site's cases train and which test, for one fit.
+
+    `holdout`/`kfold` split every site's cases; `all` trains on every case (the
+    final fit, or a training site under leave-one-site-out); `unseen` is the held-out
+    site, which has no training cases and harmonizes itself from its own data.
+    """
+
+    scheme: Scheme
+    fold: int = 0
+
+    def to_values(self) -> dict:
+        return {"partition.scheme": self.scheme, "partition.fold": self.fold}
+
+    @classmethod
+    def from_values(cls, values: dict) -> Partition:
+        return cls(scheme=str(values["partition.scheme"]), fold=int(values["partition.fold"]))
+
+
+@dataclass
+class Payload:
+    """A message body, free of Flower types: named arrays and named plain values."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CombatFit:
+    """The pooled ComBat model a site needs for its round 3 (METHODS.md 2.1)."""
+
+    ols: OLSFit
+    var_pooled: np.ndarray
+    levels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PipelineParams:
+    """Pooled pieces fitted so far; later fields stay None until their phase has run."""
+
+    features: list[str]
+    combat: CombatFit | None = None
+    selected: np.ndarray | None = None
+    standardizer: Standardizer | None = None
+    beta: np.ndarray | None = None
+
+    def to_payload(self, partition: Partition) -> Payload:
+        payload = Payload(values={"features": list(self.features), **partition.to_values()})
+        if self.combat is not None:
+            ols = self.combat.ols
+            payload.arrays |= {
+                "combat.batch_means": ols.batch_means,
+                "combat.beta": ols.beta,
+                "combat.alpha": ols.alpha,
+                "combat.x_mean": ols.x_mean,
+                "combat.var_pooled": self.combat.var_pooled,
+            }
+            payload.values["combat.levels"] = list(self.combat.levels)
+        if self.selected is not None:
+            payload.arrays["selected"] = np.asarray(self.selected, dtype=np.int64)
+        if self.standardizer is not None:
+            payload.arrays["scaler.mean"] = self.standardizer.mean
+            payload.arrays["scaler.scale"] = self.standardizer.scale
+        if self.beta is not None:
+            payload.arrays["beta"] = np.asarray(self.beta, dtype=np.float64)
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: Payload) -> PipelineParams:
+        arrays, values = payload.arrays, payload.values
+        combat = None
+        if "combat.alpha" in arrays:
+            ols = OLSFit(
+                batch_means=arrays["combat.batch_means"],
+                beta=arrays["combat.beta"],
+                alpha=arrays["combat.alpha"],
+                x_mean=arrays["combat.x_mean"],
+            )
+            combat = CombatFit(ols, arrays["combat.var_pooled"], tuple(values["combat.levels"]))
+        standardizer = None
+        if "scaler.mean" in arrays:
+            standardizer = Standardizer(mean=arrays["scaler.mean"], scale=arrays["scaler.scale"])
+        return cls(
+            features=list(values["features"]),
+            combat=combat,
+            selected=arrays.get("selected"),
+            standardizer=standardizer,
+            beta=arrays.get("beta"),
+        )
+
+    @property
+    def model_features(self) -> list[str]:
+        """The features the model reads, in the order of beta[1:]."""
+        if self.selected is None:
+            return list(self.features)
+        return [self.features[i] for i in self.selected]

@@ -124,7 +124,7 @@ class ModelSettings(_Strict):
 class ValidationSettings(_Strict):
     """How cases are split; every fit sees only its training part (DESIGN.md phase 6)."""
 
-    scheme: Literal["holdout", "kfold", "leave-one-site-out"] = "holdout"
+    scheme: Literal["holdout", "kfold", "leave-one-site-out", "single-site"] = "holdout"
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     folds: int = Field(default=5, ge=2)
     seed: int = 0
@@ -161,6 +161,16 @@ class StudyConfig(_Strict):
         payload = {"study": self.model_dump(mode="json"), "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def updated(self, **sections: dict) -> StudyConfig:
+        """A validated copy with some settings changed, e.g. `updated(validation={"folds": 3})`.
+
+        Unlike `model_copy(update=...)`, this re-validates and recomputes the hashes.
+        """
+        data = self.model_dump(mode="json")
+        for section, changes in sections.items():
+            data[section] = {**data.get(section, {}), **changes}
+        return StudyConfig.model_validate(data)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:

@@ -8,6 +8,7 @@ messages (a SuperNode may start a fresh process for each one).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +46,12 @@ class Payload:
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of content (array data plus values as JSON): what a site sends, roughly."""
+        arrays = sum(np.asarray(value).nbytes for value in self.arrays.values())
+        return arrays + len(json.dumps(self.values, default=str))
 
 
 @dataclass(frozen=True)

@@ -467,14 +467,20 @@ class StudyProtocol:
                 parts = {node: Partition("kfold", fold) for node in nodes}
                 yield f"fold {fold + 1}", parts, parts
         else:
-            for held_out in nodes:
-                if self.sites[held_out].status != "included":
+            for node in nodes:
+                if self.sites[node].status != "included":
                     continue
-                train = {n: Partition("all") for n in self.included() if n != held_out}
+                others = [n for n in self.included() if n != node]
+                if scheme == "leave-one-site-out":
+                    train, test = others, [node]
+                    tag = f"held-out {self.sites[node].label}"
+                else:  # single-site: what one site's data alone gives the others
+                    train, test = [node], others
+                    tag = f"trained at {self.sites[node].label}"
                 yield (
-                    f"held-out {self.sites[held_out].label}",
-                    train,
-                    {held_out: Partition("unseen")},
+                    tag,
+                    {n: Partition("all") for n in train},
+                    {n: Partition("unseen") for n in test},
                 )
 
     def _final_partitions(self) -> dict[int, Partition]:
@@ -567,6 +573,10 @@ class StudyProtocol:
             },
             "selection": final.selection,
             "validation": {"scheme": self.study.validation.scheme, "fits": folds},
+            "traffic_bytes_from_sites": {
+                kind: {self.sites[node].label: size for node, size in sorted(sizes.items())}
+                for kind, sizes in self.transport.traffic.items()
+            },
             "rounds": list(self.rounds),
         }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import defaultdict
 
 from flwr.app import Message
 from flwr.serverapp import Grid
@@ -24,6 +25,15 @@ Replies = tuple[dict[int, Payload], dict[int, str]]
 
 
 class Transport(ABC):
+    """Delivers requests and keeps count of what each site sent back, per request kind."""
+
+    def __init__(self) -> None:
+        self.traffic: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+    def _count(self, kind: str, node: int, reply: Payload) -> Payload:
+        self.traffic[kind][node] += reply.size_bytes
+        return reply
+
     @abstractmethod
     def wait_for_nodes(self, expected: int, timeout_s: float) -> list[int]:
         """The connected nodes, once `expected` are there or the timeout passed."""
@@ -37,6 +47,7 @@ class GridTransport(Transport):
     """Flower's Message API: one message per node, replies collected with a timeout."""
 
     def __init__(self, grid: Grid, timeout_s: float):
+        super().__init__()
         self.grid = grid
         self.timeout_s = timeout_s
 
@@ -63,7 +74,7 @@ class GridTransport(Transport):
             elif reply.has_error():
                 failed[node] = f"{kind} failed at the site: {reply.error.reason}"
             else:
-                replies[node] = from_record(reply.content)
+                replies[node] = self._count(kind, node, from_record(reply.content))
         return replies, failed
 
 
@@ -71,6 +82,7 @@ class LocalTransport(Transport):
     """Site handlers called directly, for pooled references and in-process comparisons."""
 
     def __init__(self, sites: list[SiteData], study: StudyConfig):
+        super().__init__()
         self.sites = dict(enumerate(sites, start=1))
         self.study = study
 
@@ -79,6 +91,6 @@ class LocalTransport(Transport):
 
     def ask(self, requests: Requests) -> Replies:
         return {
-            node: handle(kind, self.sites[node], self.study, payload)
+            node: self._count(kind, node, handle(kind, self.sites[node], self.study, payload))
             for node, (kind, payload) in requests.items()
         }, {}

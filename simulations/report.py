@@ -87,3 +87,27 @@ def print_results(results: dict, console: Console) -> None:
             f"{harmonization['before'][key]:.0%} before, {harmonization['after'][key]:.0%} after "
             f"{harmonization['method']}"
         )
+
+
+def print_comparison(comparison: dict, console: Console) -> None:
+    check = comparison["federated_vs_pooled"]
+    verdict = "[green]agree[/green]" if check["agrees"] else "[red]DISAGREE[/red]"
+    console.print(
+        f"federated vs pooled ({check['validation']}): AUC {_fmt(check['federated_auc'])} vs "
+        f"{_fmt(check['pooled_auc'])}, difference {check['difference']:.2e} -> {verdict} "
+        f"(limit {check['agrees_within']})"
+    )
+    table = Table(title="On sites the model never saw")
+    for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc", "site-stratified AUC"):
+        table.add_column(column)
+    for name, figures in comparison["on_unseen_sites"].items():
+        table.add_row(
+            name,
+            _fmt(figures["auc"]),
+            _interval(figures["auc_ci"]),
+            _fmt(figures["sensitivity"]),
+            _fmt(figures["specificity"]),
+            _fmt(figures["balanced_accuracy"]),
+            _fmt(figures["site_stratified_auc"]),
+        )
+    console.print(table)

@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
 from fedrad.client.app import make_client_app
 from fedrad.client.site import SiteData
-from fedrad.common.config import FederationSettings, StudyConfig, ValidationSettings
+from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
@@ -41,7 +41,7 @@ def _max_difference(a: dict, b: dict) -> float:
 
 @pytest.mark.parametrize("scheme", ["holdout", "kfold"])
 def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
-    study = STUDY.model_copy(update={"validation": ValidationSettings(scheme=scheme, folds=3)})
+    study = STUDY.updated(validation={"scheme": scheme, "folds": 3})
     tables = make_site_tables(tmp_path, study)
     results = _run(_grid(tables, study), study)
     reference = pooled_reference(tables, study)
@@ -77,7 +77,7 @@ def test_harmonization_removes_the_site_effect(tmp_path):
 
 
 def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
-    study = STUDY.model_copy(update={"validation": ValidationSettings(scheme="leave-one-site-out")})
+    study = STUDY.updated(validation={"scheme": "leave-one-site-out"})
     tables = make_site_tables(tmp_path, study, site_shift=2.0)
     results = _run(_grid(tables, study), study)
     fits = results["validation"]["fits"]

@@ -1,0 +1,144 @@
+"""Study-level behaviour: ComBat inside the pipeline, leakage, external tables, comparisons."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_site_tables
+
+from fedrad.client.site import SiteData
+from fedrad.common.combat import combat
+from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
+from fedrad.common.feature_table import read_feature_table, write_feature_table
+from fedrad.common.pipeline import Partition
+from fedrad.server.protocol import StudyProtocol
+from fedrad.server.transport import LocalTransport
+from fedrad.simulations.compare import compare
+from fedrad.simulations.feature_tables import split_feature_table
+from fedrad.simulations.pooled import pooled_reference
+
+STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
+
+
+def _run(tables, study=STUDY) -> dict:
+    sites = [SiteData.load(path, name, study) for name, path in tables.items()]
+    return StudyProtocol(LocalTransport(sites, study), study, log=lambda _: None).run()
+
+
+def test_sites_keep_harmonized_tables_equal_to_centralized_combat(tmp_path):
+    tables = make_site_tables(tmp_path, STUDY, site_shift=3.0)
+    _run(tables)
+    sites = [SiteData.load(path, name, STUDY) for name, path in tables.items()]
+    features = sites[0].features
+    train = [site.rows(Partition("holdout"), "train", STUDY) for site in sites]
+    y = np.vstack([site.columns(features)[rows] for site, rows in zip(sites, train, strict=True)])
+    batch = np.concatenate([site.batch[rows] for site, rows in zip(sites, train, strict=True)])
+    expected, _ = combat(y, batch)
+    kept = []
+    for site, rows in zip(sites, train, strict=True):
+        table, provenance = read_feature_table(tables[site.name].parent / "harmonized.parquet")
+        assert provenance["harmonized"] is True
+        kept.append(table[features].to_numpy()[rows])
+    assert np.max(np.abs(np.vstack(kept) - expected)) <= 1e-10 * np.max(np.abs(y))
+
+
+def test_option_b_keeps_the_federated_fit_equal_to_pooled(tmp_path):
+    study = STUDY.updated(
+        harmonization={"preserve_diagnosis": True}, validation={"scheme": "kfold"}
+    )
+    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    federated, pooled = _run(tables, study), pooled_reference(tables, study)
+    coefficients = federated["model"]["coefficients"]
+    reference = pooled["model"]["coefficients"]
+    assert max(abs(coefficients[k] - reference[k]) for k in coefficients) <= 1e-10
+    assert federated["metrics"]["federated"]["auc"] == pytest.approx(
+        pooled["metrics"]["federated"]["auc"], abs=1e-12
+    )
+
+
+def test_shuffled_labels_give_chance_level_cross_validated_auc(tmp_path):
+    """The whole pipeline (ComBat fit, screening, model, evaluation) inside every fold."""
+    study = STUDY.updated(validation={"scheme": "kfold", "folds": 3})
+    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    rng = np.random.default_rng(0)
+    originals = {name: read_feature_table(path) for name, path in tables.items()}
+    aucs = []
+    for _ in range(12):
+        for name, (table, provenance) in originals.items():
+            shuffled = table.assign(label=rng.permutation(table["label"].to_numpy()))
+            write_feature_table(shuffled, tables[name], provenance)
+        aucs.append(_run(tables, study)["metrics"]["federated"]["auc"])
+    standard_error = np.std(aucs, ddof=1) / np.sqrt(len(aucs))
+    assert abs(np.mean(aucs) - 0.5) <= max(2 * standard_error, 0.03)
+    for name, (table, provenance) in originals.items():
+        write_feature_table(table, tables[name], provenance)
+    assert _run(tables, study)["metrics"]["federated"]["auc"] > 0.75
+
+
+def test_traffic_is_counted_per_site_and_request(tmp_path):
+    tables = make_site_tables(tmp_path, STUDY)
+    traffic = _run(tables)["traffic_bytes_from_sites"]
+    assert set(traffic["newton"]) == {"site01", "site02", "site03"}
+    assert all(size > 0 for size in traffic["newton"].values())
+    # a site's Newton replies (gradient + Hessian) outweigh its census-free ComBat SSR reply
+    assert traffic["newton"]["site01"] > traffic["combat-ssr"]["site01"]
+
+
+def _csv(tmp_path, n=90, labels=("HGG", "BM")):
+    rng = np.random.default_rng(5)
+    y = rng.random(n) < 0.5
+    table = pd.DataFrame(rng.normal(size=(n, 4)) + 1.2 * y[:, None], columns=list("abcd"))
+    table["diagnostics_Versions_PyRadiomics"] = "3.1.4"
+    table["dx"] = np.where(y, *labels)
+    table["hospital"] = rng.choice(["A", "B", "C"], n)
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    return path, table
+
+
+def test_external_table_split_by_site_column(tmp_path):
+    path, table = _csv(tmp_path)
+    tables = split_feature_table(path, "dx", tmp_path / "sites", STUDY, site_column="hospital")
+    assert sorted(tables) == ["A", "B", "C"]
+    part, _ = read_feature_table(tables["A"])
+    assert list(part.columns) == ["case_id", "label", "a", "b", "c", "d"]
+    assert len(part) == int((table["hospital"] == "A").sum())
+    assert _run(tables)["metrics"]["federated"]["auc"] > 0.7
+
+
+def test_external_table_split_into_stratified_sites_with_site_effects(tmp_path):
+    path, table = _csv(tmp_path, labels=("1", "0"))
+    tables = split_feature_table(
+        path, "dx", tmp_path / "sites", STUDY, split_sites=3, site_effects=1.0
+    )
+    parts = [read_feature_table(p)[0] for p in tables.values()]
+    assert sum(len(p) for p in parts) == len(table)
+    shares = [np.mean(p["label"] == "HGG") for p in parts]
+    assert max(shares) - min(shares) < 0.1
+    means = np.array([p["a"].mean() for p in parts])
+    assert np.ptp(means) > 0.3  # the added site effects are there
+
+
+def test_external_table_with_unknown_labels_is_refused_by_name(tmp_path):
+    path, _ = _csv(tmp_path, labels=("glioma", "met"))
+    with pytest.raises(ConfigError, match="label column"):
+        split_feature_table(path, "dx", tmp_path / "sites", STUDY, split_sites=2)
+    with pytest.raises(ConfigError, match="'nope'"):
+        split_feature_table(path, "nope", tmp_path / "sites", STUDY, split_sites=2)
+
+
+def test_compare_reports_agreement_and_every_arm(tmp_path):
+    tables = make_site_tables(tmp_path, STUDY, site_shift=2.0)
+    results = _run(tables)
+    results["metrics"]["pooled_reference"] = pooled_reference(tables, STUDY)["metrics"]["federated"]
+    comparison = compare(results, tables, STUDY)
+    assert comparison["federated_vs_pooled"]["agrees"]
+    assert set(comparison["on_unseen_sites"]) == {
+        "federated + ComBat",
+        "federated, no harmonization",
+        "each site alone + ComBat",
+        "each site alone, no harmonization",
+    }
+    for figures in comparison["on_unseen_sites"].values():
+        assert 0.0 <= figures["auc"] <= 1.0

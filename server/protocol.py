@@ -181,6 +181,9 @@ class StudyProtocol:
                 site.set_aside("refused", "its study settings differ from the aggregator's study")
             else:
                 site.status = "included"
+        # Node ids are random per run; ordering by site name makes every sum run in the same
+        # order, so a rerun reproduces the model bit for bit.
+        self.sites = dict(sorted(self.sites.items(), key=lambda item: item[1].label))
         included = self.included()
         if not included:
             raise ProtocolError("no site passed the census: " + self._reasons())

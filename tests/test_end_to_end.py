@@ -39,7 +39,8 @@ def test_simulate_writes_results_matching_the_pooled_reference(simulation):
     assert [site["name"] for site in results["sites"]] == ["site01", "site02", "site03"]
     assert all(site["status"] == "included" for site in results["sites"])
     assert set(results["metrics"]["per_site"]) == {"site01", "site02", "site03"}
-    assert len(results["model"]["coefficients"]) > 50
+    assert list(results["model"]["coefficients"]) == results["selection"]["kept"]
+    assert len(results["selection"]["kept"]) >= 5
     assert "Hold-out performance" in result.output
 
 

@@ -7,15 +7,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from flwr.app import Context, Error, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
-
-from fedrad.common.config import StudyConfig
-from fedrad.common.feature_table import write_feature_table
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -84,34 +80,3 @@ class InProcessGrid(Grid):
             self.sent.append((node, message.metadata.message_type, reply))
             replies.append(reply)
         return replies
-
-
-def make_site_tables(
-    root: Path,
-    study: StudyConfig,
-    sizes: tuple[int, ...] = (60, 45, 80),
-    n_features: int = 6,
-    seed: int = 0,
-    site_shift: float = 0.3,
-) -> dict[str, Path]:
-    """Feature tables with a class signal and per-site offsets, written like extraction does."""
-    rng = np.random.default_rng(seed)
-    signal = rng.normal(size=n_features)
-    names = [f"t1c_enhancing_original_firstorder_F{i}" for i in range(n_features)]
-    positive, negative = study.federation.classes
-    tables = {}
-    for index, n in enumerate(sizes):
-        y = rng.random(n) < 0.3 + 0.15 * index
-        x = (
-            rng.normal(size=(n, n_features))
-            + 1.5 * np.outer(y, signal)
-            + 1000.0
-            + site_shift * index * rng.uniform(0.5, 1.5, n_features)
-        )
-        table = pd.DataFrame(x, columns=names)
-        table.insert(0, "label", np.where(y, positive, negative))
-        table.insert(0, "case_id", [f"s{index}-{i:03d}" for i in range(n)])
-        path = root / f"site{index + 1:02d}" / "features.parquet"
-        write_feature_table(table, path, {"extraction_hash": study.extraction_hash})
-        tables[f"site{index + 1:02d}"] = path
-    return tables

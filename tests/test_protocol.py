@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import InProcessGrid, make_site_tables
+from conftest import InProcessGrid
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
 from fedrad.client.app import make_client_app
@@ -17,6 +17,7 @@ from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
 from fedrad.server.transport import GridTransport
 from fedrad.simulations.pooled import pooled_reference
+from fedrad.simulations.synth_features import write_site_feature_tables
 
 STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
 
@@ -42,7 +43,7 @@ def _max_difference(a: dict, b: dict) -> float:
 @pytest.mark.parametrize("scheme", ["holdout", "kfold"])
 def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
     study = STUDY.updated(validation={"scheme": scheme, "folds": 3})
-    tables = make_site_tables(tmp_path, study)
+    tables = write_site_feature_tables(tmp_path, study)
     results = _run(_grid(tables, study), study)
     reference = pooled_reference(tables, study)
 
@@ -64,7 +65,7 @@ def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
 
 
 def test_harmonization_removes_the_site_effect(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY, site_shift=2.0)
+    tables = write_site_feature_tables(tmp_path, STUDY, site_shift=2.0)
     results = _run(_grid(tables))
     effect = results["harmonization"]
     assert effect["before"]["share_of_features_with_site_effect_p_lt_0.05"] == 1.0
@@ -78,7 +79,7 @@ def test_harmonization_removes_the_site_effect(tmp_path):
 
 def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
     study = STUDY.updated(validation={"scheme": "leave-one-site-out"})
-    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    tables = write_site_feature_tables(tmp_path, study, site_shift=2.0)
     results = _run(_grid(tables, study), study)
     fits = results["validation"]["fits"]
     assert [fit["fit"] for fit in fits] == [f"held-out site0{i}" for i in (1, 2, 3)]
@@ -90,7 +91,7 @@ def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
 
 
 def test_nothing_per_case_leaves_a_site(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY, sizes=(41, 13, 53))
+    tables = write_site_feature_tables(tmp_path, STUDY, sizes=(41, 13, 53))
     grid = _grid(tables)
     _run(grid)
     case_ids, case_counts = set(), set()
@@ -114,7 +115,7 @@ def test_nothing_per_case_leaves_a_site(tmp_path):
 
 
 def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY)
+    tables = write_site_feature_tables(tmp_path, STUDY)
     table, provenance = read_feature_table(tables["site02"])
     write_feature_table(table, tables["site02"], {**provenance, "extraction_hash": "0" * 16})
     results = _run(_grid(tables))
@@ -126,7 +127,7 @@ def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
 
 
 def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY)
+    tables = write_site_feature_tables(tmp_path, STUDY)
     grid = _grid(tables)
     grid.drop_after[102] = 4  # census, ComBat sums, SSR, screening; then silence
     results = _run(grid)
@@ -144,7 +145,7 @@ def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it
 
 @pytest.mark.parametrize("corruption", ["nan", "shape"])
 def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
-    tables = make_site_tables(tmp_path, STUDY)
+    tables = write_site_feature_tables(tmp_path, STUDY)
     grid = _grid(tables)
 
     def tamper(node: int, reply: Message) -> Message:
@@ -166,7 +167,7 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
 
 def test_site_below_min_cell_size_contributes_nothing(tmp_path):
     study = StudyConfig(federation=FederationSettings(min_cell_size=10, histogram_bins=200))
-    tables = make_site_tables(tmp_path, study, sizes=(60, 12, 80))
+    tables = write_site_feature_tables(tmp_path, study, sizes=(60, 12, 80))
     grid = _grid(tables, study)
     results = _run(grid, study)
     answered = {

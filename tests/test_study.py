@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_site_tables
 
 from fedrad.client.site import SiteData
 from fedrad.common.combat import combat
@@ -17,6 +16,7 @@ from fedrad.server.transport import LocalTransport
 from fedrad.simulations.compare import compare
 from fedrad.simulations.feature_tables import split_feature_table
 from fedrad.simulations.pooled import pooled_reference
+from fedrad.simulations.synth_features import write_site_feature_tables
 
 STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
 
@@ -27,7 +27,7 @@ def _run(tables, study=STUDY) -> dict:
 
 
 def test_sites_keep_harmonized_tables_equal_to_centralized_combat(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY, site_shift=3.0)
+    tables = write_site_feature_tables(tmp_path, STUDY, site_shift=3.0)
     _run(tables)
     sites = [SiteData.load(path, name, STUDY) for name, path in tables.items()]
     features = sites[0].features
@@ -47,7 +47,7 @@ def test_option_b_keeps_the_federated_fit_equal_to_pooled(tmp_path):
     study = STUDY.updated(
         harmonization={"preserve_diagnosis": True}, validation={"scheme": "kfold"}
     )
-    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    tables = write_site_feature_tables(tmp_path, study, site_shift=2.0)
     federated, pooled = _run(tables, study), pooled_reference(tables, study)
     coefficients = federated["model"]["coefficients"]
     reference = pooled["model"]["coefficients"]
@@ -60,7 +60,7 @@ def test_option_b_keeps_the_federated_fit_equal_to_pooled(tmp_path):
 def test_shuffled_labels_give_chance_level_cross_validated_auc(tmp_path):
     """The whole pipeline (ComBat fit, screening, model, evaluation) inside every fold."""
     study = STUDY.updated(validation={"scheme": "kfold", "folds": 3})
-    tables = make_site_tables(tmp_path, study, site_shift=2.0)
+    tables = write_site_feature_tables(tmp_path, study, site_shift=2.0)
     rng = np.random.default_rng(0)
     originals = {name: read_feature_table(path) for name, path in tables.items()}
     aucs = []
@@ -77,7 +77,7 @@ def test_shuffled_labels_give_chance_level_cross_validated_auc(tmp_path):
 
 
 def test_traffic_is_counted_per_site_and_request(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY)
+    tables = write_site_feature_tables(tmp_path, STUDY)
     traffic = _run(tables)["traffic_bytes_from_sites"]
     assert set(traffic["newton"]) == {"site01", "site02", "site03"}
     assert all(size > 0 for size in traffic["newton"].values())
@@ -129,7 +129,7 @@ def test_external_table_with_unknown_labels_is_refused_by_name(tmp_path):
 
 
 def test_compare_reports_agreement_and_every_arm(tmp_path):
-    tables = make_site_tables(tmp_path, STUDY, site_shift=2.0)
+    tables = write_site_feature_tables(tmp_path, STUDY, site_shift=2.0)
     results = _run(tables)
     results["metrics"]["pooled_reference"] = pooled_reference(tables, STUDY)["metrics"]["federated"]
     comparison = compare(results, tables, STUDY)

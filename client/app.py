@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from fedrad.client.site import SiteData
     from fedrad.common.config import StudyConfig
 
-SiteLocator = Callable[[Context], tuple[str, Path]]
-"""Maps a node's context to (site name, feature table path)."""
+SiteLoader = Callable[[Context], "tuple[SiteData, StudyConfig]"]
+"""Gives a node's site data and study, from its context."""
 
 
 def locate_from_node_config(context: Context) -> tuple[str, Path]:
@@ -38,32 +38,41 @@ def study_from_node_config(context: Context) -> StudyConfig:
     return StudyConfig.from_yaml(str(study_path)) if study_path else StudyConfig()
 
 
-def make_client_app(
-    locate: SiteLocator = locate_from_node_config,
-    load_study: Callable[[Context], StudyConfig] = study_from_node_config,
-) -> ClientApp:
-    """Build the ClientApp; simulations pass their own locator (partition id -> site)."""
-    from fedrad.common.messages import MESSAGE_TYPES
+class TableLoader:
+    """Reads a site's feature table once per process (again only if the file changes)."""
 
-    app = ClientApp()
-    loaded: dict[tuple[str, float], tuple[SiteData, StudyConfig]] = {}
+    def __init__(
+        self,
+        locate: Callable[[Context], tuple[str, Path]] = locate_from_node_config,
+        load_study: Callable[[Context], StudyConfig] = study_from_node_config,
+    ):
+        self.locate, self.load_study = locate, load_study
+        self._loaded: dict[tuple[str, int], tuple[SiteData, StudyConfig]] = {}
 
-    def site(context: Context) -> tuple[SiteData, StudyConfig]:
+    def __call__(self, context: Context) -> tuple[SiteData, StudyConfig]:
         from fedrad.client.site import SiteData
 
-        name, path = locate(context)
-        key = (str(path), path.stat().st_mtime)
-        if key not in loaded:
-            study = load_study(context)
-            loaded[key] = (SiteData.load(path, name, study), study)
-        return loaded[key]
+        name, path = self.locate(context)
+        key = (str(path), path.stat().st_mtime_ns)
+        if key not in self._loaded:
+            study = self.load_study(context)
+            self._loaded[key] = (SiteData.load(path, name, study), study)
+        return self._loaded[key]
+
+
+def make_client_app(load_site: SiteLoader | None = None) -> ClientApp:
+    """Build the ClientApp; simulations pass their own loader (partition id -> site)."""
+    from fedrad.common.messages import MESSAGE_TYPES
+
+    load_site = load_site or TableLoader()
+    app = ClientApp()
 
     def answer(kind: str) -> Callable[[Message, Context], Message]:
         def handler(msg: Message, context: Context) -> Message:
             from fedrad.client.site import handle
             from fedrad.common.messages import from_record, to_record
 
-            data, study = site(context)
+            data, study = load_site(context)
             reply = handle(kind, data, study, from_record(msg.content))
             return Message(to_record(reply), reply_to=msg)
 
@@ -73,6 +82,15 @@ def make_client_app(
     for kind, message_type in MESSAGE_TYPES.items():
         category, action = message_type.split(".")
         register[category](action)(answer(kind))
+
+    @app.train()
+    def train_network(msg: Message, context: Context) -> Message:
+        """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally."""
+        from fedrad.client.local_training import train_round
+
+        data, study = load_site(context)
+        return Message(train_round(data, study, msg.content), reply_to=msg)
+
     return app
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fedrad.common import combat
+from fedrad.common import combat, mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import feature_columns, read_feature_table, write_feature_table
 from fedrad.common.logistic import newton_terms, with_intercept
@@ -184,6 +184,15 @@ def model_inputs(
     return params.standardizer.transform(z) if params.standardizer is not None else z
 
 
+def predict(params: PipelineParams, z: np.ndarray) -> np.ndarray:
+    """P(positive class) from the fitted model: the MLP if there is one, else logistic."""
+    from scipy.special import expit
+
+    if params.network is not None:
+        return mlp.predict(params.network, z)
+    return expit(with_intercept(z) @ params.beta)
+
+
 # -- phase handlers: (data, study, request) -> reply ------------------------------------------
 def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
     return _enough(data.rows(partition, "train", study), data, "training", study)
@@ -266,13 +275,12 @@ def newton(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
 
 def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     """Score histograms per class and calibration sums for the training or test cases."""
-    from scipy.special import expit
     from sklearn.metrics import roc_auc_score
 
     params, partition = _request(request)
     role = str(request.values["role"])
     rows = _enough(data.rows(partition, role, study), data, role, study)
-    p = expit(with_intercept(model_inputs(data, params, partition, rows, study)) @ params.beta)
+    p = predict(params, model_inputs(data, params, partition, rows, study))
     y = data.y[rows]
     positives, negatives = score_histograms(y, p, study.federation.histogram_bins)
     calibration_bin = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)

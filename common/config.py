@@ -115,10 +115,22 @@ class SelectionSettings(_Strict):
 
 
 class ModelSettings(_Strict):
-    kind: Literal["ridge-logistic"] = "ridge-logistic"
+    """Exact federated ridge logistic regression, or an MLP trained with a Flower strategy."""
+
+    kind: Literal["ridge-logistic", "mlp"] = "ridge-logistic"
     ridge_lambda: float = Field(default=1.0, ge=0)
     newton_tolerance: float = Field(default=1e-8, gt=0)
     max_newton_iterations: int = Field(default=50, ge=1)
+    strategy: Literal["fedavg", "fedprox", "fedmedian", "fedtrimmedavg", "krum"] = "fedavg"
+    rounds: int = Field(default=30, ge=1)
+    local_epochs: int = Field(default=2, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    batch_size: int = Field(default=16, ge=1)
+    hidden_units: int = Field(default=16, ge=1)
+    proximal_mu: float = Field(default=0.01, ge=0, description="FedProx only")
+    trim_fraction: float = Field(default=0.2, ge=0, lt=0.5, description="FedTrimmedAvg only")
+    assumed_malicious_sites: int = Field(default=0, ge=0, description="Krum only")
+    seed: int = 0
 
 
 class ValidationSettings(_Strict):

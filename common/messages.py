@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
@@ -36,3 +39,19 @@ def from_record(content: RecordDict) -> Payload:
 
 def _plain(value):
     return list(value) if isinstance(value, list | tuple) else value
+
+
+def payload_to_bytes(payload: Payload) -> bytes:
+    """A payload as one bytes value, for a ConfigRecord (Flower strategies carry a single
+    ArrayRecord of weights, so the pipeline travels in their config)."""
+    buffer = io.BytesIO()
+    values = np.frombuffer(json.dumps(payload.values).encode(), dtype=np.uint8)
+    np.savez(buffer, **payload.arrays, __values__=values)
+    return buffer.getvalue()
+
+
+def payload_from_bytes(blob: bytes) -> Payload:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files if name != "__values__"}
+        values = json.loads(stored["__values__"].tobytes().decode())
+    return Payload(arrays=arrays, values=values)

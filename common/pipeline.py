@@ -72,6 +72,7 @@ class PipelineParams:
     selected: np.ndarray | None = None
     standardizer: Standardizer | None = None
     beta: np.ndarray | None = None
+    network: dict[str, np.ndarray] | None = None
 
     def to_payload(self, partition: Partition) -> Payload:
         payload = Payload(values={"features": list(self.features), **partition.to_values()})
@@ -92,6 +93,8 @@ class PipelineParams:
             payload.arrays["scaler.scale"] = self.standardizer.scale
         if self.beta is not None:
             payload.arrays["beta"] = np.asarray(self.beta, dtype=np.float64)
+        for name, value in (self.network or {}).items():
+            payload.arrays[f"network.{name}"] = value
         return payload
 
     @classmethod
@@ -115,6 +118,12 @@ class PipelineParams:
             selected=arrays.get("selected"),
             standardizer=standardizer,
             beta=arrays.get("beta"),
+            network={
+                name.removeprefix("network."): value
+                for name, value in arrays.items()
+                if name.startswith("network.")
+            }
+            or None,
         )
 
     @property

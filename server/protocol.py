@@ -11,13 +11,15 @@ every model is exactly the pooled fit of the sites it names.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord
 
-from fedrad.common import combat
+from fedrad.common import combat, mlp
 from fedrad.common.config import StudyConfig
-from fedrad.common.logistic import LogisticFit, NewtonTerms, fit_newton, sum_terms
+from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
+from fedrad.common.messages import payload_to_bytes
 from fedrad.common.metrics import (
     counts_at_edge,
     histogram_auc,
@@ -35,7 +37,9 @@ from fedrad.common.selection import (
     pool_comoments,
     welch_t,
 )
-from fedrad.server.transport import Transport
+from fedrad.server.grids import NodeSubset
+from fedrad.server.strategies import make_strategy
+from fedrad.server.transport import GridTransport
 
 
 class SiteFailed(Exception):
@@ -79,7 +83,7 @@ class SiteRecord:
 @dataclass
 class FittedPipeline:
     params: PipelineParams
-    fit: LogisticFit
+    model: dict
     sites: list[str]
     selection: dict
     threshold_edge: int
@@ -108,7 +112,7 @@ class StudyProtocol:
 
     def __init__(
         self,
-        transport: Transport,
+        transport: GridTransport,
         study: StudyConfig,
         expected_sites: int | None = None,
         log: Callable[[str], None] = print,
@@ -222,12 +226,11 @@ class StudyProtocol:
         if self.study.harmonization.method == "combat":
             params = self._fit_combat(params, nodes, partitions)
         params, selection, scaler_moments = self._select(params, nodes, partitions)
-        standardizer = Standardizer.from_moments(scaler_moments)
-        params = PipelineParams(params.features, params.combat, params.selected, standardizer)
-        fit = self._fit_model(params, nodes, partitions, tag)
-        params = PipelineParams(
-            params.features, params.combat, params.selected, standardizer, fit.beta
-        )
+        params = replace(params, standardizer=Standardizer.from_moments(scaler_moments))
+        if self.study.model.kind == "mlp":
+            params, model = self._fit_network(params, nodes, partitions, tag)
+        else:
+            params, model = self._fit_logistic(params, nodes, partitions, tag)
         train_scores = self._ask_training(
             "scores", nodes, params, partitions, values={"role": "train"}
         )
@@ -235,7 +238,7 @@ class StudyProtocol:
         negatives = sum(r.arrays["negatives"] for r in train_scores.values())
         return FittedPipeline(
             params=params,
-            fit=fit,
+            model=model,
             sites=sorted(self.sites[n].label for n in nodes),
             selection=selection,
             threshold_edge=youden_edge(positives, negatives),
@@ -261,7 +264,7 @@ class StudyProtocol:
             part = combat.SSRSums(reply.arrays["ssr"], int(reply.values["n"]))
             _check_finite(node, ssr=part.ssr)
             ssr = part if ssr is None else ssr + part
-        return PipelineParams(params.features, CombatFit(ols, combat.pooled_variance(ssr), levels))
+        return replace(params, combat=CombatFit(ols, combat.pooled_variance(ssr), levels))
 
     def _select(self, params: PipelineParams, nodes, partitions):
         """Near-constant filter and Welch screening from per-class moments, then redundancy
@@ -320,18 +323,14 @@ class StudyProtocol:
             "kept": [params.features[i] for i in selected],
             "welch_t": {params.features[i]: float(score[i]) for i in selected},
         }
-        params = PipelineParams(params.features, params.combat, selected)
-        return params, selection, moments
+        return replace(params, selected=selected), selection, moments
 
-    def _fit_model(self, params: PipelineParams, nodes, partitions, tag: str) -> LogisticFit:
+    def _fit_logistic(self, params: PipelineParams, nodes, partitions, tag: str):
         settings = self.study.model
         n_params = len(params.selected) + 1
 
         def summed_terms(beta: np.ndarray) -> NewtonTerms:
-            current = PipelineParams(
-                params.features, params.combat, params.selected, params.standardizer, beta
-            )
-            replies = self._ask_training("newton", nodes, current, partitions)
+            replies = self._ask_training("newton", nodes, replace(params, beta=beta), partitions)
             terms = []
             for node, reply in replies.items():
                 gradient, hessian = reply.arrays["gradient"], reply.arrays["hessian"]
@@ -361,7 +360,53 @@ class StudyProtocol:
             f"{tag}: {len(nodes)} sites, {n_params - 1} features, "
             f"{fit.iterations} Newton iterations"
         )
-        return fit
+        model = {
+            "kind": settings.kind,
+            "ridge_lambda": settings.ridge_lambda,
+            "scale": "coefficients act on harmonized features standardized with the pooled "
+            "training mean and standard deviation",
+            "iterations": fit.iterations,
+            "converged": fit.converged,
+            "intercept": float(fit.beta[0]),
+            "coefficients": dict(zip(params.model_features, map(float, fit.beta[1:]), strict=True)),
+        }
+        return replace(params, beta=fit.beta), model
+
+    def _fit_network(self, params: PipelineParams, nodes, partitions, tag: str):
+        """An MLP trained by a Flower strategy on the training sites (not exact: FedAvg & co.)."""
+        settings = self.study.model
+        (partition,) = {partitions[node] for node in nodes}  # every design trains one way
+        weights = mlp.initial_weights(len(params.selected), settings.hidden_units, settings.seed)
+        config = ConfigRecord(
+            {"pipeline": payload_to_bytes(params.to_payload(partition)), "server-round": 0}
+        )
+        result = make_strategy(settings, len(nodes)).start(
+            grid=NodeSubset(self.transport.grid, nodes),
+            initial_arrays=ArrayRecord({name: Array(value) for name, value in weights.items()}),
+            num_rounds=settings.rounds,
+            timeout=self.study.federation.round_timeout_s,
+            train_config=config,
+        )
+        network = {name: array.numpy() for name, array in result.arrays.items()}
+        losses = [
+            float(metrics["train-loss"])
+            for _, metrics in sorted(result.train_metrics_clientapp.items())
+        ]
+        for round_number, loss in enumerate(losses, start=1):
+            self.rounds.append(
+                {"fit": tag, "phase": "mlp", "round": round_number, "train_loss": loss}
+            )
+        self.log(f"{tag}: {len(nodes)} sites, {settings.strategy}, {settings.rounds} rounds")
+        model = {
+            "kind": settings.kind,
+            "strategy": settings.strategy,
+            "rounds": settings.rounds,
+            "hidden_units": settings.hidden_units,
+            "features": params.model_features,
+            "n_parameters": int(sum(value.size for value in network.values())),
+            "train_loss_by_round": losses,
+        }
+        return replace(params, network=network), model
 
     # -- phase 6: evaluation ----------------------------------------------------------
     def evaluate(
@@ -541,7 +586,6 @@ class StudyProtocol:
         return "; ".join(f"{s.label}: {s.reason}" for s in self.sites.values() if s.reason)
 
     def _results(self, final: FittedPipeline, evaluation: Evaluation, folds: list[dict]) -> dict:
-        params = final.params
         return {
             "study": {
                 "name": self.study.name,
@@ -560,19 +604,10 @@ class StudyProtocol:
                     for name, entries in sorted(evaluation.per_site.items())
                 },
             },
-            "model": {
-                "kind": self.study.model.kind,
-                "ridge_lambda": self.study.model.ridge_lambda,
-                "scale": "coefficients act on harmonized features standardized with the pooled "
-                "training mean and standard deviation",
+            "model": final.model
+            | {
                 "training_sites": final.sites,
-                "iterations": final.fit.iterations,
-                "converged": final.fit.converged,
                 "threshold": float(score_edges(evaluation.bins)[final.threshold_edge]),
-                "intercept": float(final.fit.beta[0]),
-                "coefficients": dict(
-                    zip(params.model_features, map(float, final.fit.beta[1:]), strict=True)
-                ),
             },
             "selection": final.selection,
             "validation": {"scheme": self.study.validation.scheme, "fits": folds},

@@ -1,57 +1,41 @@
-"""How protocol requests reach sites: over a Flower Grid, or straight into site code.
+"""How protocol requests reach sites: Flower messages over a Grid.
 
-The protocol speaks in `Payload`s; a transport delivers one request per node and
-returns each node's reply or the reason there is none. `LocalTransport` runs the
-same site handlers in-process, which is how the pooled reference is computed with
-the very code the federation runs.
+The protocol speaks in `Payload`s; the transport sends each node its request as a
+Flower message and returns each node's reply or the reason there is none, counting
+the bytes every site sends. `in_process_transport` runs the sites' ClientApps in
+this process through the same messages: it is how the pooled reference and the
+comparison arms are computed with the very code a federation runs.
 """
 
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
 from collections import defaultdict
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from fedrad.client.site import SiteData, handle
+from fedrad.client.app import make_client_app
+from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import MESSAGE_TYPES, from_record, to_record
 from fedrad.common.pipeline import Payload
+from fedrad.server.grids import InProcessGrid
 
 Requests = dict[int, tuple[str, Payload]]
 Replies = tuple[dict[int, Payload], dict[int, str]]
 
 
-class Transport(ABC):
-    """Delivers requests and keeps count of what each site sent back, per request kind."""
-
-    def __init__(self) -> None:
-        self.traffic: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-
-    def _count(self, kind: str, node: int, reply: Payload) -> Payload:
-        self.traffic[kind][node] += reply.size_bytes
-        return reply
-
-    @abstractmethod
-    def wait_for_nodes(self, expected: int, timeout_s: float) -> list[int]:
-        """The connected nodes, once `expected` are there or the timeout passed."""
-
-    @abstractmethod
-    def ask(self, requests: Requests) -> Replies:
-        """Send each node its (kind, payload); return (replies, reason per silent node)."""
-
-
-class GridTransport(Transport):
-    """Flower's Message API: one message per node, replies collected with a timeout."""
+class GridTransport:
+    """One message per node, replies collected with a timeout."""
 
     def __init__(self, grid: Grid, timeout_s: float):
-        super().__init__()
         self.grid = grid
         self.timeout_s = timeout_s
+        self.traffic: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
     def wait_for_nodes(self, expected: int, timeout_s: float) -> list[int]:
+        """The connected nodes, once `expected` are there or the timeout passed."""
         deadline = time.monotonic() + timeout_s
         while True:
             nodes = sorted(self.grid.get_node_ids())
@@ -60,6 +44,7 @@ class GridTransport(Transport):
             time.sleep(0.5)
 
     def ask(self, requests: Requests) -> Replies:
+        """Send each node its (kind, payload); return (replies, reason per silent node)."""
         messages = [
             Message(to_record(payload), dst_node_id=node, message_type=MESSAGE_TYPES[kind])
             for node, (kind, payload) in requests.items()
@@ -74,23 +59,13 @@ class GridTransport(Transport):
             elif reply.has_error():
                 failed[node] = f"{kind} failed at the site: {reply.error.reason}"
             else:
-                replies[node] = self._count(kind, node, from_record(reply.content))
+                replies[node] = from_record(reply.content)
+                self.traffic[kind][node] += replies[node].size_bytes
         return replies, failed
 
 
-class LocalTransport(Transport):
-    """Site handlers called directly, for pooled references and in-process comparisons."""
-
-    def __init__(self, sites: list[SiteData], study: StudyConfig):
-        super().__init__()
-        self.sites = dict(enumerate(sites, start=1))
-        self.study = study
-
-    def wait_for_nodes(self, expected: int, timeout_s: float) -> list[int]:
-        return list(self.sites)
-
-    def ask(self, requests: Requests) -> Replies:
-        return {
-            node: self._count(kind, node, handle(kind, self.sites[node], self.study, payload))
-            for node, (kind, payload) in requests.items()
-        }, {}
+def in_process_transport(sites: list[SiteData], study: StudyConfig) -> GridTransport:
+    """The federation's own message path, with every site's ClientApp called in-process."""
+    app = make_client_app(lambda context: (sites[int(context.node_config["site-index"])], study))
+    grid = InProcessGrid(app, [{"site-index": index} for index in range(len(sites))])
+    return GridTransport(grid, study.federation.round_timeout_s)

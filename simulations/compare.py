@@ -13,7 +13,7 @@ from pathlib import Path
 from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import LocalTransport
+from fedrad.server.transport import in_process_transport
 
 AGREEMENT = 0.005
 """Largest AUC difference allowed between the federated and the pooled fit."""
@@ -21,7 +21,7 @@ AGREEMENT = 0.005
 
 def _run(tables: dict[str, Path], study: StudyConfig) -> dict:
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
-    return StudyProtocol(LocalTransport(sites, study), study, log=lambda _: None).run()
+    return StudyProtocol(in_process_transport(sites, study), study, log=lambda _: None).run()
 
 
 def _summary(results: dict) -> dict:

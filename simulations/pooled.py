@@ -14,7 +14,7 @@ from pathlib import Path
 from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import LocalTransport
+from fedrad.server.transport import in_process_transport
 
 
 def pooled_reference(
@@ -29,4 +29,4 @@ def pooled_reference(
     if study.validation.scheme != "leave-one-site-out":
         features = sorted(set.intersection(*(set(site.features) for site in sites)))
         sites = [SiteData.pooled(sites, features)]
-    return StudyProtocol(LocalTransport(sites, study), study, log=log).run()
+    return StudyProtocol(in_process_transport(sites, study), study, log=log).run()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flwr.app import Context
 
-from fedrad.client.app import make_client_app
+from fedrad.client.app import TableLoader, make_client_app
 from fedrad.common.config import StudyConfig
 from fedrad.server.app import make_server_app
 from fedrad.simulations.pooled import pooled_reference
@@ -69,7 +69,7 @@ def run_federation(
         outcome["results"] = results
 
     server_app = make_server_app(study, on_results=keep, expected_sites=len(tables), log=log)
-    client_app = make_client_app(locate=PartitionLocator(tables), load_study=lambda _: study)
+    client_app = make_client_app(TableLoader(PartitionLocator(tables), lambda _: study))
     cpus = cpus or os.cpu_count() or 1
     backend_config = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},

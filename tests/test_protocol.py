@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import InProcessGrid
+from conftest import FaultyGrid
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
-from fedrad.client.app import make_client_app
+from fedrad.client.app import TableLoader, make_client_app
 from fedrad.client.site import SiteData
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
@@ -22,15 +22,15 @@ from fedrad.simulations.synth_features import write_site_feature_tables
 STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
 
 
-def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> InProcessGrid:
-    app = make_client_app(
-        locate=lambda ctx: (str(ctx.node_config["site-name"]), Path(ctx.node_config["path"])),
-        load_study=lambda ctx: study,
-    )
-    return InProcessGrid(app, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
+def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> FaultyGrid:
+    def locate(context):
+        return str(context.node_config["site-name"]), Path(context.node_config["path"])
+
+    app = make_client_app(TableLoader(locate, lambda _: study))
+    return FaultyGrid(app, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
 
 
-def _run(grid: InProcessGrid, study: StudyConfig = STUDY) -> dict:
+def _run(grid: FaultyGrid, study: StudyConfig = STUDY) -> dict:
     transport = GridTransport(grid, timeout_s=60)
     return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
 
@@ -129,7 +129,7 @@ def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
 def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it(tmp_path):
     tables = write_site_feature_tables(tmp_path, STUDY)
     grid = _grid(tables)
-    grid.drop_after[102] = 4  # census, ComBat sums, SSR, screening; then silence
+    grid.drop_after[2] = 4  # census, ComBat sums, SSR, screening; then silence
     results = _run(grid)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site02"]["status"] == "dropped"
@@ -150,7 +150,7 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
 
     def tamper(node: int, reply: Message) -> Message:
         arrays = reply.content["arrays"]
-        if node == 103 and "gradient" in arrays:
+        if node == 3 and "gradient" in arrays:
             gradient = arrays["gradient"].numpy()
             bad = np.append(gradient, 1.0) if corruption == "shape" else gradient * np.nan
             arrays["gradient"] = Array(bad)
@@ -171,13 +171,13 @@ def test_site_below_min_cell_size_contributes_nothing(tmp_path):
     grid = _grid(tables, study)
     results = _run(grid, study)
     answered = {
-        kind for node, kind, r in grid.sent if node == 102 and "skipped" not in r.content["values"]
+        kind for node, kind, r in grid.sent if node == 2 and "skipped" not in r.content["values"]
     }
     assert answered <= {"query.census", "query.persist"}
     assert results["metrics"]["per_site"]["site02"]["status"] == "skipped"
     assert "site02" in results["selection"]["excluded_sites"]
     census = next(
-        r.content["values"] for n, kind, r in grid.sent if n == 102 and kind == "query.census"
+        r.content["values"] for n, kind, r in grid.sent if n == 2 and kind == "query.census"
     )
     counts = [value for key, value in census.items() if key.startswith("cases.")]
     assert "<10" in counts and all(value == "<10" or int(value) >= 10 for value in counts)

@@ -12,7 +12,7 @@ from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import LocalTransport
+from fedrad.server.transport import in_process_transport
 from fedrad.simulations.compare import compare
 from fedrad.simulations.feature_tables import split_feature_table
 from fedrad.simulations.pooled import pooled_reference
@@ -23,7 +23,7 @@ STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bin
 
 def _run(tables, study=STUDY) -> dict:
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
-    return StudyProtocol(LocalTransport(sites, study), study, log=lambda _: None).run()
+    return StudyProtocol(in_process_transport(sites, study), study, log=lambda _: None).run()
 
 
 def test_sites_keep_harmonized_tables_equal_to_centralized_combat(tmp_path):

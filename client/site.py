@@ -9,12 +9,12 @@ counts below k are suppressed, never sent exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from fedrad.common import combat, mlp
+from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import feature_columns, read_feature_table, write_feature_table
 from fedrad.common.logistic import newton_terms, with_intercept
@@ -86,6 +86,8 @@ class SiteData:
 
     def rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
         """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`."""
+        if partition.inner is not None:
+            return self._inner_rows(partition, role, study)
         n = len(self.case_ids)
         if partition.scheme in ("all", "unseen"):
             everything = np.ones(n, dtype=bool)
@@ -99,6 +101,19 @@ class SiteData:
                 fold_ids(self.case_ids, strata, validation.folds, validation.seed) == partition.fold
             )
         return test if role == "test" else ~test
+
+    def _inner_rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
+        """Inner CV fold `partition.inner` of the outer fit's training cases."""
+        outer = self.rows(replace(partition, inner=None), "train", study)
+        members = np.flatnonzero(outer)
+        strata = [f"{self.batch[i]}|{self.labels[i]}" for i in members]
+        validation = study.validation
+        inner = fold_ids(
+            [self.case_ids[i] for i in members], strata, validation.inner_folds, validation.seed + 1
+        )
+        test = np.zeros(len(self.case_ids), dtype=bool)
+        test[members[inner == partition.inner]] = True
+        return test if role == "test" else outer & ~test
 
 
 def suppressed(count: int, min_cell_size: int) -> str:
@@ -273,6 +288,27 @@ def newton(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     )
 
 
+def loss(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Summed negative log-likelihood at beta over the requested cases (L1 line search and
+    held-out deviance, METHODS.md 3.4)."""
+    params, partition = _request(request)
+    role = str(request.values.get("role", "train"))
+    rows = _enough(data.rows(partition, role, study), data, role, study)
+    x = with_intercept(model_inputs(data, params, partition, rows, study))
+    total, n = lasso.loss_terms(x, data.y[rows], params.beta)
+    return Payload(values={"loss": total, "n": n})
+
+
+def lambda_max_sums(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    params, partition = _request(request)
+    rows = _training(data, partition, study)
+    sums = lasso.LambdaMaxSums.of(model_inputs(data, params, partition, rows, study), data.y[rows])
+    return Payload(
+        arrays={"sum_x": sums.sum_x, "sum_xy": sums.sum_xy},
+        values={"n": sums.n, "sum_y": sums.sum_y},
+    )
+
+
 def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     """Score histograms per class and calibration sums for the training or test cases."""
     from sklearn.metrics import roc_auc_score
@@ -327,6 +363,8 @@ HANDLERS: dict[str, Callable[[SiteData, StudyConfig, Payload], Payload]] = {
     "comoments": comoments,
     "site-effect": site_effect,
     "newton": newton,
+    "loss": loss,
+    "lambda-max": lambda_max_sums,
     "scores": scores,
     "persist": persist,
 }

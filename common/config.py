@@ -117,8 +117,13 @@ class SelectionSettings(_Strict):
 class ModelSettings(_Strict):
     """Exact federated ridge logistic regression, or an MLP trained with a Flower strategy."""
 
-    kind: Literal["ridge-logistic", "mlp"] = "ridge-logistic"
+    kind: Literal["ridge-logistic", "lasso-logistic", "mlp"] = "ridge-logistic"
     ridge_lambda: float = Field(default=1.0, ge=0)
+    lasso_lambda: float | None = Field(
+        default=None, gt=0, description="L1 penalty; None chooses it by federated inner CV"
+    )
+    lasso_path_length: int = Field(default=15, ge=2)
+    lasso_min_ratio: float = Field(default=0.02, gt=0, lt=1)
     newton_tolerance: float = Field(default=1e-8, gt=0)
     max_newton_iterations: int = Field(default=50, ge=1)
     strategy: Literal["fedavg", "fedprox", "fedmedian", "fedtrimmedavg", "krum"] = "fedavg"
@@ -139,6 +144,7 @@ class ValidationSettings(_Strict):
     scheme: Literal["holdout", "kfold", "leave-one-site-out", "single-site"] = "holdout"
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     folds: int = Field(default=5, ge=2)
+    inner_folds: int = Field(default=3, ge=2, description="for tuning inside each fit")
     seed: int = 0
 
 

@@ -18,6 +18,8 @@ MESSAGE_TYPES = {
     "comoments": "query.comoments",
     "site-effect": "query.site_effect",
     "newton": "train.newton",
+    "loss": "train.loss",
+    "lambda-max": "train.lambda_max",
     "scores": "evaluate.scores",
     "persist": "query.persist",
 }

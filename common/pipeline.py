@@ -27,17 +27,26 @@ class Partition:
     `holdout`/`kfold` split every site's cases; `all` trains on every case (the
     final fit, or a training site under leave-one-site-out); `unseen` is the held-out
     site, which has no training cases and harmonizes itself from its own data.
+    `inner` picks an inner cross-validation fold inside the training part (for
+    choosing the L1 penalty without touching the test part).
     """
 
     scheme: Scheme
     fold: int = 0
+    inner: int | None = None
 
     def to_values(self) -> dict:
-        return {"partition.scheme": self.scheme, "partition.fold": self.fold}
+        values = {"partition.scheme": self.scheme, "partition.fold": self.fold}
+        return values if self.inner is None else values | {"partition.inner": self.inner}
 
     @classmethod
     def from_values(cls, values: dict) -> Partition:
-        return cls(scheme=str(values["partition.scheme"]), fold=int(values["partition.fold"]))
+        inner = values.get("partition.inner")
+        return cls(
+            scheme=str(values["partition.scheme"]),
+            fold=int(values["partition.fold"]),
+            inner=None if inner is None else int(inner),
+        )
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
-from fedrad.common import combat, mlp
+from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
 from fedrad.common.messages import payload_to_bytes
@@ -227,10 +227,12 @@ class StudyProtocol:
             params = self._fit_combat(params, nodes, partitions)
         params, selection, scaler_moments = self._select(params, nodes, partitions)
         params = replace(params, standardizer=Standardizer.from_moments(scaler_moments))
-        if self.study.model.kind == "mlp":
-            params, model = self._fit_network(params, nodes, partitions, tag)
-        else:
-            params, model = self._fit_logistic(params, nodes, partitions, tag)
+        fit_model = {
+            "ridge-logistic": self._fit_logistic,
+            "lasso-logistic": self._fit_lasso,
+            "mlp": self._fit_network,
+        }[self.study.model.kind]
+        params, model = fit_model(params, nodes, partitions, tag)
         train_scores = self._ask_training(
             "scores", nodes, params, partitions, values={"role": "train"}
         )
@@ -328,20 +330,7 @@ class StudyProtocol:
     def _fit_logistic(self, params: PipelineParams, nodes, partitions, tag: str):
         settings = self.study.model
         n_params = len(params.selected) + 1
-
-        def summed_terms(beta: np.ndarray) -> NewtonTerms:
-            replies = self._ask_training("newton", nodes, replace(params, beta=beta), partitions)
-            terms = []
-            for node, reply in replies.items():
-                gradient, hessian = reply.arrays["gradient"], reply.arrays["hessian"]
-                deviance = np.array(float(reply.values["deviance"]))
-                _check_shape(node, (n_params,), gradient=gradient)
-                _check_shape(node, (n_params, n_params), hessian=hessian)
-                _check_finite(node, gradient=gradient, hessian=hessian, deviance=deviance)
-                terms.append(
-                    NewtonTerms(gradient, hessian, float(deviance), int(reply.values["n"]))
-                )
-            return sum_terms(terms)
+        summed_terms = self._summed_terms(params, nodes, partitions)
 
         def record(iteration: int, deviance: float) -> None:
             self.rounds.append(
@@ -365,6 +354,95 @@ class StudyProtocol:
             "ridge_lambda": settings.ridge_lambda,
             "scale": "coefficients act on harmonized features standardized with the pooled "
             "training mean and standard deviation",
+            "iterations": fit.iterations,
+            "converged": fit.converged,
+            "intercept": float(fit.beta[0]),
+            "coefficients": dict(zip(params.model_features, map(float, fit.beta[1:]), strict=True)),
+        }
+        return replace(params, beta=fit.beta), model
+
+    def _summed_terms(self, params, nodes, partitions) -> Callable[[np.ndarray], NewtonTerms]:
+        """Sum of the sites' Newton terms at beta over the training part of `partitions`."""
+        n_params = len(params.selected) + 1
+
+        def summed_terms(beta: np.ndarray) -> NewtonTerms:
+            replies = self._ask_training("newton", nodes, replace(params, beta=beta), partitions)
+            terms = []
+            for node, reply in replies.items():
+                gradient, hessian = reply.arrays["gradient"], reply.arrays["hessian"]
+                deviance = np.array(float(reply.values["deviance"]))
+                _check_shape(node, (n_params,), gradient=gradient)
+                _check_shape(node, (n_params, n_params), hessian=hessian)
+                _check_finite(node, gradient=gradient, hessian=hessian, deviance=deviance)
+                terms.append(
+                    NewtonTerms(gradient, hessian, float(deviance), int(reply.values["n"]))
+                )
+            return sum_terms(terms)
+
+        return summed_terms
+
+    def _summed_loss(self, params, nodes, partitions, role: str = "train"):
+        """Sum of the sites' negative log-likelihoods at beta (and their case count)."""
+
+        def summed_loss(beta: np.ndarray) -> tuple[float, int]:
+            replies = self._ask_training(
+                "loss", nodes, replace(params, beta=beta), partitions, values={"role": role}
+            )
+            parts = []
+            for node, reply in replies.items():
+                _check_finite(node, loss=np.array(float(reply.values["loss"])))
+                parts.append((float(reply.values["loss"]), int(reply.values["n"])))
+            return lasso.sum_losses(parts)
+
+        return summed_loss
+
+    def _fit_lasso(self, params: PipelineParams, nodes, partitions, tag: str):
+        """L1 logistic regression by proximal Newton (METHODS.md 3.4); the penalty comes from
+        the study or from federated inner cross-validation on the training part."""
+        settings = self.study.model
+        n_params = len(params.selected) + 1
+        penalty, curve = settings.lasso_lambda, None
+        if penalty is None:
+            replies = self._ask_training("lambda-max", nodes, params, partitions)
+            sums = [
+                lasso.LambdaMaxSums(
+                    int(r.values["n"]),
+                    float(r.values["sum_y"]),
+                    r.arrays["sum_x"],
+                    r.arrays["sum_xy"],
+                )
+                for r in replies.values()
+            ]
+            lambdas = lasso.lambda_path(
+                lasso.lambda_max(sum(sums[1:], sums[0])),
+                settings.lasso_path_length,
+                settings.lasso_min_ratio,
+            )
+            folds = []
+            for inner in range(self.study.validation.inner_folds):
+                inner_parts = {node: replace(partitions[node], inner=inner) for node in nodes}
+                held_out_loss = self._summed_loss(params, nodes, inner_parts, role="test")
+                folds.append(
+                    lasso.LassoFold(
+                        self._summed_terms(params, nodes, inner_parts),
+                        self._summed_loss(params, nodes, inner_parts),
+                        lambda beta, loss=held_out_loss: _deviance_summary(*loss(beta)),
+                    )
+                )
+            cv = lasso.cross_validate_lasso(folds, lambdas, n_params)
+            penalty = cv.lambda_min
+            curve = {"lambdas": cv.lambdas.tolist(), "mean_deviance": cv.criteria.tolist()}
+        fit = lasso.fit_lasso(
+            self._summed_terms(params, nodes, partitions),
+            self._summed_loss(params, nodes, partitions),
+            n_params,
+            penalty,
+        )
+        self.log(f"{tag}: L1 lambda {penalty:.4g}, {int(np.sum(fit.beta[1:] != 0))} nonzero")
+        model = {
+            "kind": settings.kind,
+            "lasso_lambda": penalty,
+            "cross_validation": curve,
             "iterations": fit.iterations,
             "converged": fit.converged,
             "intercept": float(fit.beta[0]),
@@ -641,6 +719,11 @@ def _pooled_metrics(evaluation: Evaluation) -> dict:
         "n_positive": int(evaluation.positives.sum()),
         "n_negative": int(evaluation.negatives.sum()),
     }
+
+
+def _deviance_summary(total_loss: float, n: int) -> np.ndarray:
+    """[held-out deviance, n]: what `lasso.mean_deviance` reads."""
+    return np.array([2.0 * total_loss, n])
 
 
 def _check_shape(node: int, shape: tuple[int, ...], **arrays: np.ndarray) -> None:

@@ -142,3 +142,22 @@ def test_compare_reports_agreement_and_every_arm(tmp_path):
     }
     for figures in comparison["on_unseen_sites"].values():
         assert 0.0 <= figures["auc"] <= 1.0
+
+
+def test_lasso_with_federated_inner_cv_equals_the_pooled_fit(tmp_path):
+    study = STUDY.updated(
+        model={"kind": "lasso-logistic", "lasso_path_length": 8}, selection={"screen": "none"}
+    )
+    tables = write_site_feature_tables(tmp_path, study, n_features=12, signal_strength=1.0)
+    federated, pooled = _run(tables, study), pooled_reference(tables, study)
+    model, reference = federated["model"], pooled["model"]
+    assert model["lasso_lambda"] == pytest.approx(reference["lasso_lambda"], rel=1e-12)
+    assert model["cross_validation"]["lambdas"][0] > model["lasso_lambda"]
+    assert (
+        max(
+            abs(model["coefficients"][k] - reference["coefficients"][k])
+            for k in model["coefficients"]
+        )
+        <= 1e-9
+    )
+    assert federated["metrics"]["federated"]["auc"] > 0.7

@@ -335,6 +335,20 @@ def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     )
 
 
+def calibration(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Newton terms of logit P(y) = a + b logit(p) over the test cases (calibration line)."""
+    params, partition = _request(request)
+    rows = _enough(data.rows(partition, "test", study), data, "test", study)
+    p = np.clip(
+        predict(params, model_inputs(data, params, partition, rows, study)), 1e-12, 1 - 1e-12
+    )
+    terms = newton_terms(with_intercept(np.log(p / (1 - p))), data.y[rows], request.arrays["gamma"])
+    return Payload(
+        arrays={"gradient": terms.gradient, "hessian": terms.hessian},
+        values={"deviance": terms.deviance, "n": terms.n},
+    )
+
+
 def persist(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     """Keep this site's harmonized table and ComBat estimates on its own disk; send nothing."""
     params, partition = _request(request)
@@ -366,6 +380,7 @@ HANDLERS: dict[str, Callable[[SiteData, StudyConfig, Payload], Payload]] = {
     "loss": loss,
     "lambda-max": lambda_max_sums,
     "scores": scores,
+    "calibration": calibration,
     "persist": persist,
 }
 

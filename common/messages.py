@@ -21,6 +21,7 @@ MESSAGE_TYPES = {
     "loss": "train.loss",
     "lambda-max": "train.lambda_max",
     "scores": "evaluate.scores",
+    "calibration": "evaluate.calibration",
     "persist": "query.persist",
 }
 

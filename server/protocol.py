@@ -567,19 +567,56 @@ class StudyProtocol:
         features = self.census()
         validation = self.study.validation
         evaluation = Evaluation(self.study.federation.histogram_bins)
-        folds = []
+        folds, evaluated = [], []
         for tag, train_parts, test_parts in self._design():
             fitted = self.fit(features, train_parts, tag)
             figures = self.evaluate(fitted, test_parts, evaluation)
             folds.append({"fit": tag, "training_sites": fitted.sites, **figures})
+            evaluated.append((fitted, test_parts))
             self.log(f"{tag}: test AUC {figures['auc']:.3f}")
+        calibration = self._calibration_line(evaluated)
         final_parts = self._final_partitions()
         final = (
             fitted if validation.scheme == "holdout" else self.fit(features, final_parts, "final")
         )
         self._persist(final, final_parts)
-        harmonization = self._site_effects(final, final_parts)
-        return self._results(final, evaluation, folds) | {"harmonization": harmonization}
+        results = self._results(final, evaluation, folds)
+        results["metrics"]["federated"]["calibration"] |= calibration
+        return results | {"harmonization": self._site_effects(final, final_parts)}
+
+    def _calibration_line(self, evaluated: list[tuple[FittedPipeline, dict]]) -> dict:
+        """Calibration intercept and slope: logistic regression of the test outcomes on the
+        logit of the predicted risk, fit by Newton from summed site terms over every fit."""
+
+        def summed_terms(gamma: np.ndarray) -> NewtonTerms:
+            terms = []
+            for fitted, test_parts in evaluated:
+                nodes = [n for n in test_parts if self.sites[n].status == "included"]
+                requests = {}
+                for node in nodes:
+                    payload = fitted.params.to_payload(test_parts[node])
+                    payload.arrays["gamma"] = gamma
+                    requests[node] = ("calibration", payload)
+                replies, failed = self.transport.ask(requests)
+                if failed:
+                    raise SiteFailed(next(iter(failed)), next(iter(failed.values())))
+                terms += [
+                    NewtonTerms(
+                        r.arrays["gradient"],
+                        r.arrays["hessian"],
+                        r.values["deviance"],
+                        r.values["n"],
+                    )
+                    for r in replies.values()
+                    if "skipped" not in r.values
+                ]
+            return sum_terms(terms)
+
+        try:
+            fit = fit_newton(summed_terms, 2)
+        except (SiteFailed, ValueError, np.linalg.LinAlgError) as exc:
+            return {"line": f"not available: {exc}"}
+        return {"intercept": float(fit.beta[0]), "slope": float(fit.beta[1])}
 
     def _design(self):
         """(tag, training partitions, test partitions) of every fit the validation needs."""

@@ -57,6 +57,11 @@ def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
     for key in ("auc", "sensitivity", "specificity", "balanced_accuracy"):
         assert federated[key] == pytest.approx(pooled[key], abs=1e-12)
     assert federated["auc"] > 0.7
+    for key in ("intercept", "slope"):
+        assert federated["calibration"][key] == pytest.approx(
+            pooled["calibration"][key], abs=1e-10
+        )
+    assert federated["calibration"]["slope"] > 0
     fits = results["validation"]["fits"]
     assert len(fits) == (1 if scheme == "holdout" else 3)
     assert sum(fit["n_positive"] + fit["n_negative"] for fit in fits) == (

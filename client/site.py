@@ -18,9 +18,9 @@ from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import feature_columns, read_feature_table, write_feature_table
 from fedrad.common.logistic import newton_terms, with_intercept
-from fedrad.common.metrics import score_histograms
+from fedrad.common.metrics import ConfusionCounts, ScoreBlocks, score_histograms
 from fedrad.common.moments import Moments
-from fedrad.common.pipeline import Partition, Payload, PipelineParams
+from fedrad.common.pipeline import Partition, Payload, PipelineParams, unbundle
 from fedrad.common.selection import Comoments
 from fedrad.common.split import fold_ids, holdout_mask
 
@@ -310,23 +310,37 @@ def lambda_max_sums(data: SiteData, study: StudyConfig, request: Payload) -> Pay
 
 
 def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
-    """Score histograms per class and calibration sums for the training or test cases."""
+    """Evaluate every fit that tests this site on its test cases, pooled: score blocks per
+    class (bins merged to >= k cases each), calibration sums and the site's AUC over all of
+    its out-of-fold scores, plus confusion counts per fit at that fit's threshold."""
     from sklearn.metrics import roc_auc_score
 
-    params, partition = _request(request)
-    role = str(request.values["role"])
-    rows = _enough(data.rows(partition, role, study), data, role, study)
-    p = predict(params, model_inputs(data, params, partition, rows, study))
-    y = data.y[rows]
-    positives, negatives = score_histograms(y, p, study.federation.histogram_bins)
-    calibration_bin = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
-    values: dict = {}
+    fits = unbundle(request)
+    y_all, p_all, values = [], [], {}
+    for index, fit in enumerate(fits):
+        params, partition = _request(fit)
+        rows = data.rows(partition, "test", study)
+        p = predict(params, model_inputs(data, params, partition, rows, study))
+        counts = ConfusionCounts.of(data.y[rows], p, float(fit.values["threshold"]))
+        values |= {f"{index}/{key}": getattr(counts, key) for key in ("tp", "fn", "tn", "fp")}
+        y_all.append(data.y[rows])
+        p_all.append(p)
+    y, p = np.concatenate(y_all), np.concatenate(p_all)
+    federation = study.federation
+    if len(y) < federation.min_cell_size:
+        raise SiteSkipped(f"{data.name} has fewer than {federation.min_cell_size} test cases")
+    blocks = ScoreBlocks.merged(
+        *score_histograms(y, p, federation.histogram_bins), federation.min_cell_size
+    )
     if 0 < y.sum() < len(y):
         values["local-auc"] = float(roc_auc_score(y, p))
+    calibration_bin = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
     return Payload(
         arrays={
-            "positives": positives,
-            "negatives": negatives,
+            "blocks.lo": blocks.lo,
+            "blocks.hi": blocks.hi,
+            "blocks.positives": blocks.positives,
+            "blocks.negatives": blocks.negatives,
             "calibration.sum_p": np.bincount(calibration_bin, p, CALIBRATION_BINS),
             "calibration.sum_y": np.bincount(calibration_bin, y, CALIBRATION_BINS),
             "calibration.count": np.bincount(calibration_bin, minlength=CALIBRATION_BINS),
@@ -336,13 +350,20 @@ def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
 
 
 def calibration(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
-    """Newton terms of logit P(y) = a + b logit(p) over the test cases (calibration line)."""
-    params, partition = _request(request)
-    rows = _enough(data.rows(partition, "test", study), data, "test", study)
-    p = np.clip(
-        predict(params, model_inputs(data, params, partition, rows, study)), 1e-12, 1 - 1e-12
-    )
-    terms = newton_terms(with_intercept(np.log(p / (1 - p))), data.y[rows], request.arrays["gamma"])
+    """Newton terms of logit P(y) = a + b logit(p) over this site's out-of-fold test cases
+    of every fit in the bundle (the calibration line)."""
+    logits, outcomes = [], []
+    for fit in unbundle(request):
+        params, partition = _request(fit)
+        rows = data.rows(partition, "test", study)
+        p = np.clip(
+            predict(params, model_inputs(data, params, partition, rows, study)), 1e-12, 1 - 1e-12
+        )
+        logits.append(np.log(p / (1 - p)))
+        outcomes.append(data.y[rows])
+    y = np.concatenate(outcomes)
+    _enough(np.ones(len(y), dtype=bool), data, "test", study)
+    terms = newton_terms(with_intercept(np.concatenate(logits)), y, request.arrays["gamma"])
     return Payload(
         arrays={"gradient": terms.gradient, "hessian": terms.hessian},
         values={"deviance": terms.deviance, "n": terms.n},

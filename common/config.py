@@ -139,9 +139,13 @@ class ModelSettings(_Strict):
 
 
 class ValidationSettings(_Strict):
-    """How cases are split; every fit sees only its training part (DESIGN.md phase 6)."""
+    """How cases are split; every fit sees only its training part (DESIGN.md phase 6).
 
-    scheme: Literal["holdout", "kfold", "leave-one-site-out", "single-site"] = "holdout"
+    k-fold by default: every case is tested once, so each site can merge all its
+    out-of-fold scores into blocks of >= k cases and the pooled AUC stays sharp.
+    """
+
+    scheme: Literal["holdout", "kfold", "leave-one-site-out", "single-site"] = "kfold"
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     folds: int = Field(default=5, ge=2)
     inner_folds: int = Field(default=3, ge=2, description="for tuning inside each fit")

@@ -116,22 +116,106 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:
     return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
 
 
-def counts_at_edge(positives: np.ndarray, negatives: np.ndarray, edge: int) -> ConfusionCounts:
-    """Confusion counts for 'positive if score >= edges[edge]', read off the histograms."""
-    return ConfusionCounts(
-        tp=int(positives[edge:].sum()),
-        fn=int(positives[:edge].sum()),
-        tn=int(negatives[:edge].sum()),
-        fp=int(negatives[edge:].sum()),
-    )
+@dataclass(frozen=True)
+class ScoreBlocks:
+    """Per-class score counts in blocks of adjacent bins of the fixed grid, [lo, hi) in edge
+    indices; a site merges bins until every block holds at least k cases before sending, so
+    no block discloses fewer than k patients' scores (METHODS.md 4.2, "Disclosure").
+
+    Blocks of different sites overlap; a positive-negative pair whose blocks overlap
+    cannot be ordered and counts 1/2, which the certified bound accounts for. With
+    one-bin blocks everything reduces to `histogram_auc`.
+    """
+
+    lo: np.ndarray
+    hi: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
+
+    @classmethod
+    def merged(cls, positives: np.ndarray, negatives: np.ndarray, min_count: int) -> ScoreBlocks:
+        """Greedy left-to-right merge into blocks of >= min_count cases (the last block is
+        folded into the one before it if it is short)."""
+        totals = np.asarray(positives) + np.asarray(negatives)
+        bounds, running = [0], 0
+        for index, count in enumerate(totals):
+            running += count
+            if running >= min_count:
+                bounds.append(index + 1)
+                running = 0
+        if bounds[-1] != len(totals):
+            if len(bounds) > 1 and running < min_count:
+                bounds[-1] = len(totals)
+            else:
+                bounds.append(len(totals))
+        lo, hi = np.array(bounds[:-1]), np.array(bounds[1:])
+        cumulative_pos = np.concatenate([[0], np.cumsum(positives)])
+        cumulative_neg = np.concatenate([[0], np.cumsum(negatives)])
+        return cls(
+            lo=lo,
+            hi=hi,
+            positives=cumulative_pos[hi] - cumulative_pos[lo],
+            negatives=cumulative_neg[hi] - cumulative_neg[lo],
+        )
+
+    @classmethod
+    def empty(cls) -> ScoreBlocks:
+        nothing = np.zeros(0)
+        return cls(nothing.astype(int), nothing.astype(int), nothing, nothing)
+
+    def __add__(self, other: ScoreBlocks) -> ScoreBlocks:
+        return ScoreBlocks(
+            *(
+                np.concatenate([getattr(self, name), getattr(other, name)])
+                for name in ("lo", "hi", "positives", "negatives")
+            )
+        )
+
+    def auc(self, within: np.ndarray | None = None, site: np.ndarray | None = None) -> HistogramAUC:
+        """AUC, its certified error bound and DeLong SE from the blocks of every site.
+
+        A positive-negative pair in overlapping blocks counts the probability P that a
+        uniform draw from the positive's block exceeds one from the negative's (1/2 for
+        the same block); its true contribution is 0, 1/2 or 1, so that pair's error is at
+        most max(P, 1 - P), which the bound sums. If `site` labels each block with its site
+        and `within` gives each site's exact count of concordant within-site pairs (its
+        local AUC times n1 n0), within-site pairs are counted exactly instead.
+        """
+        n1, n0 = self.positives.sum(), self.negatives.sum()
+        if n1 == 0 or n0 == 0:
+            return HistogramAUC(float("nan"), float("nan"), float("nan"))
+        order = _probability_above(self.lo, self.hi)  # [positive block, negative block]
+        overlap = (self.hi[:, None] > self.lo[None, :]) & (self.lo[:, None] < self.hi[None, :])
+        worst = np.where(overlap, np.maximum(order, 1 - order), 0.0)
+        pairs = np.outer(self.positives, self.negatives)
+        placement_pos = order @ self.negatives / n0
+        placement_neg = self.positives @ order / n1
+        if site is None:
+            concordant = float(np.sum(pairs * order))
+        else:
+            between = site[:, None] != site[None, :]
+            concordant = float(np.sum(pairs * order * between) + np.sum(within))
+            worst = worst * between
+        auc = concordant / (n1 * n0)
+        bound = float(np.sum(pairs * worst) / (n1 * n0))
+        variance = 0.0
+        if n1 > 1:
+            variance += self.positives @ (placement_pos - auc) ** 2 / ((n1 - 1) * n1)
+        if n0 > 1:
+            variance += self.negatives @ (placement_neg - auc) ** 2 / ((n0 - 1) * n0)
+        return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
 
 
-def youden_edge(positives: np.ndarray, negatives: np.ndarray) -> int:
-    """The grid edge that maximizes sensitivity + specificity (Youden's J) on these counts."""
-    n1, n0 = max(positives.sum(), 1), max(negatives.sum(), 1)
-    sensitivity = positives[::-1].cumsum()[::-1] / n1  # at edge j: share of positives in bins >= j
-    specificity = np.concatenate([[0.0], negatives.cumsum()[:-1]]) / n0
-    return int(np.argmax(sensitivity + specificity))
+def _probability_above(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """P(X > Y) for X uniform on block i and Y uniform on block j, for every (i, j)."""
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    width = hi - lo
+
+    def integral(t: np.ndarray) -> np.ndarray:  # of F_j(x) dx from -inf to t, F_j the CDF of Y
+        inside = np.clip(t - lo[None, :], 0.0, width[None, :])
+        return inside**2 / (2 * width[None, :]) + np.maximum(t - hi[None, :], 0.0)
+
+    return (integral(hi[:, None]) - integral(lo[:, None])) / width[:, None]
 
 
 def reliability(sum_p: np.ndarray, sum_y: np.ndarray, counts: np.ndarray) -> dict:

@@ -141,3 +141,22 @@ class PipelineParams:
         if self.selected is None:
             return list(self.features)
         return [self.features[i] for i in self.selected]
+
+
+def bundle(payloads: list[Payload]) -> Payload:
+    """Several payloads in one message (e.g. every fit that tests a site), keyed `i/name`."""
+    merged = Payload(values={"bundle.size": len(payloads)})
+    for index, payload in enumerate(payloads):
+        merged.arrays |= {f"{index}/{name}": value for name, value in payload.arrays.items()}
+        merged.values |= {f"{index}/{name}": value for name, value in payload.values.items()}
+    return merged
+
+
+def unbundle(payload: Payload) -> list[Payload]:
+    parts = [Payload() for _ in range(int(payload.values["bundle.size"]))]
+    for source, target in ((payload.arrays, "arrays"), (payload.values, "values")):
+        for key, value in source.items():
+            if "/" in key:
+                index, name = key.split("/", 1)
+                getattr(parts[int(index)], target)[name] = value
+    return parts

@@ -21,15 +21,13 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
 from fedrad.common.messages import payload_to_bytes
 from fedrad.common.metrics import (
-    counts_at_edge,
-    histogram_auc,
+    ConfusionCounts,
+    ScoreBlocks,
     reliability,
-    score_edges,
     wilson_interval,
-    youden_edge,
 )
 from fedrad.common.moments import Moments, Standardizer, group_f_statistic, pool_moments
-from fedrad.common.pipeline import CombatFit, Partition, Payload, PipelineParams
+from fedrad.common.pipeline import CombatFit, Partition, Payload, PipelineParams, bundle
 from fedrad.common.selection import (
     Comoments,
     drop_redundant,
@@ -86,25 +84,20 @@ class FittedPipeline:
     model: dict
     sites: list[str]
     selection: dict
-    threshold_edge: int
+    threshold: float
 
 
 @dataclass
 class Evaluation:
-    """Summed test-set aggregates of one or more fits, and per-site figures."""
+    """Summed test-set aggregates over every fit, and each site's figures."""
 
-    bins: int
-    positives: np.ndarray = None
-    negatives: np.ndarray = None
-    calibration: np.ndarray = None  # rows: sum_p, sum_y, count
+    blocks: ScoreBlocks = field(default_factory=ScoreBlocks.empty)
+    block_sites: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    within_site_concordant: list[float] = field(default_factory=list)
+    confusion: ConfusionCounts = field(default_factory=lambda: ConfusionCounts(0, 0, 0, 0))
+    calibration: np.ndarray = field(default_factory=lambda: np.zeros((3, 10)))  # sum_p, sum_y, n
     per_site: dict = field(default_factory=dict)
     strata: list[tuple[float, float]] = field(default_factory=list)
-    confusion: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
-
-    def __post_init__(self):
-        self.positives = np.zeros(self.bins)
-        self.negatives = np.zeros(self.bins)
-        self.calibration = np.zeros((3, 10))
 
 
 class StudyProtocol:
@@ -233,17 +226,12 @@ class StudyProtocol:
             "mlp": self._fit_network,
         }[self.study.model.kind]
         params, model = fit_model(params, nodes, partitions, tag)
-        train_scores = self._ask_training(
-            "scores", nodes, params, partitions, values={"role": "train"}
-        )
-        positives = sum(r.arrays["positives"] for r in train_scores.values())
-        negatives = sum(r.arrays["negatives"] for r in train_scores.values())
         return FittedPipeline(
             params=params,
             model=model,
             sites=sorted(self.sites[n].label for n in nodes),
             selection=selection,
-            threshold_edge=youden_edge(positives, negatives),
+            threshold=selection.pop("training_prevalence"),
         )
 
     def _fit_combat(self, params: PipelineParams, nodes, partitions) -> PipelineParams:
@@ -294,7 +282,9 @@ class StudyProtocol:
             score = np.abs(welch_t(pooled_pos, pooled_neg).t)
         else:
             score = np.zeros(len(params.features))
-        score = np.where(keep, np.nan_to_num(score, nan=0.0), -np.inf)
+        # Rounded so that features equal up to float noise (e.g. GLCM SumAverage is twice
+        # JointAverage) rank by name order whatever order the sites' sums were added in.
+        score = np.where(keep, np.round(np.nan_to_num(score, nan=0.0), 9), -np.inf)
         order = np.argsort(-score, kind="stable")
         candidates = order[: min(settings.candidates, int(keep.sum()))]
         replies = self._ask_training(
@@ -320,6 +310,7 @@ class StudyProtocol:
         selected = np.sort(candidates[np.asarray(kept, dtype=int)])
         moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
         selection = {
+            "training_prevalence": pooled_pos.n / everything.n,
             "n_features": len(params.features),
             "non_constant": int(keep.sum()),
             "kept": [params.features[i] for i in selected],
@@ -487,130 +478,127 @@ class StudyProtocol:
         return replace(params, network=network), model
 
     # -- phase 6: evaluation ----------------------------------------------------------
-    def evaluate(
-        self, fitted: FittedPipeline, partitions: dict[int, Partition], into: Evaluation
-    ) -> dict:
-        """Score the test cases; add their sums to `into`; return this fit's own figures."""
-        nodes = [n for n in partitions if self.sites[n].status == "included"]
-        requests = {}
-        for node in nodes:
-            payload = fitted.params.to_payload(partitions[node])
-            payload.values["role"] = "test"
-            requests[node] = ("scores", payload)
+    def evaluate(self, evaluated: list[tuple[FittedPipeline, dict[int, Partition]]]) -> tuple:
+        """Score every site's test cases under every fit that tests it, in one request per
+        site, so each site merges all its out-of-fold scores into blocks of >= k cases.
+        Returns the pooled aggregates and each fit's own sensitivity and specificity."""
+        bundles: dict[int, list[tuple[int, Payload]]] = {}
+        for index, (fitted, partitions) in enumerate(evaluated):
+            for node, partition in partitions.items():
+                if self.sites[node].status == "included":
+                    payload = fitted.params.to_payload(partition)
+                    payload.values["threshold"] = fitted.threshold
+                    bundles.setdefault(node, []).append((index, payload))
+        requests = {
+            node: ("scores", bundle([p for _, p in fits])) for node, fits in bundles.items()
+        }
         replies, failed = self.transport.ask(requests)
-        edge = fitted.threshold_edge
-        positives, negatives = np.zeros(into.bins), np.zeros(into.bins)
-        for node, reason in failed.items():
-            into.per_site.setdefault(self.sites[node].label, []).append(
-                {"status": "failed", "reason": reason}
-            )
+        evaluation = Evaluation()
+        per_fit = [ConfusionCounts(0, 0, 0, 0) for _ in evaluated]
+        outcomes = {node: {"status": "failed", "reason": reason} for node, reason in failed.items()}
         for node, reply in replies.items():
-            name = self.sites[node].label
             if "skipped" in reply.values:
-                into.per_site.setdefault(name, []).append(
-                    {"status": "skipped", "reason": reply.values["skipped"]}
-                )
+                outcomes[node] = {"status": "skipped", "reason": reply.values["skipped"]}
                 continue
-            arrays = reply.arrays
             try:
-                _check_shape(
-                    node, (into.bins,), positives=arrays["positives"], negatives=arrays["negatives"]
-                )
-                _check_finite(node, **arrays)
+                blocks = _blocks(node, reply)
+                _check_finite(node, **reply.arrays)
             except SiteFailed as exc:
-                into.per_site.setdefault(name, []).append({"status": "failed", "reason": str(exc)})
+                outcomes[node] = {"status": "failed", "reason": str(exc)}
                 continue
-            site_pos, site_neg = arrays["positives"], arrays["negatives"]
-            positives, negatives = positives + site_pos, negatives + site_neg
-            into.calibration += np.vstack(
-                [
-                    arrays["calibration.sum_p"],
-                    arrays["calibration.sum_y"],
-                    arrays["calibration.count"],
-                ]
+            counts = ConfusionCounts(0, 0, 0, 0)
+            for position, (index, _) in enumerate(bundles[node]):
+                fit_counts = ConfusionCounts(
+                    *(int(reply.values[f"{position}/{key}"]) for key in ("tp", "fn", "tn", "fp"))
+                )
+                per_fit[index] += fit_counts
+                counts += fit_counts
+            evaluation.blocks += blocks
+            evaluation.block_sites = np.concatenate(
+                [evaluation.block_sites, np.full(len(blocks.lo), node)]
             )
-            local = counts_at_edge(site_pos, site_neg, edge)
-            figures = {
+            evaluation.confusion += counts
+            evaluation.calibration += np.vstack(
+                [reply.arrays[f"calibration.{key}"] for key in ("sum_p", "sum_y", "count")]
+            )
+            outcomes[node] = {
                 "status": "evaluated",
                 "auc": reply.values.get("local-auc"),
-                "sensitivity": local.sensitivity,
-                "specificity": local.specificity,
-                "balanced_accuracy": local.balanced_accuracy,
+                "sensitivity": counts.sensitivity,
+                "specificity": counts.specificity,
+                "balanced_accuracy": counts.balanced_accuracy,
             }
-            into.per_site.setdefault(name, []).append(figures)
+            pairs = blocks.positives.sum() * blocks.negatives.sum()
+            local_auc = float(reply.values.get("local-auc", 0.0))
+            evaluation.within_site_concordant.append(local_auc * pairs)
             if "local-auc" in reply.values:
-                into.strata.append(
-                    (float(reply.values["local-auc"]), site_pos.sum() * site_neg.sum())
-                )
-        into.positives += positives
-        into.negatives += negatives
-        counts = counts_at_edge(positives, negatives, edge)
-        into.confusion = [
-            a + b
-            for a, b in zip(
-                into.confusion, (counts.tp, counts.fn, counts.tn, counts.fp), strict=True
-            )
-        ]
-        auc = histogram_auc(positives, negatives)
-        return {
-            "auc": auc.auc,
-            "auc_error_bound": auc.error_bound,
-            "sensitivity": counts.sensitivity,
-            "specificity": counts.specificity,
-            "threshold": float(score_edges(into.bins)[edge]),
-            "n_positive": int(positives.sum()),
-            "n_negative": int(negatives.sum()),
+                evaluation.strata.append((local_auc, pairs))
+        evaluation.per_site = {
+            self.sites[node].label: outcome for node, outcome in sorted(outcomes.items())
         }
+        figures = [
+            {
+                "sensitivity": counts.sensitivity,
+                "specificity": counts.specificity,
+                "threshold": fitted.threshold,
+                "n_positive": counts.tp + counts.fn,
+                "n_negative": counts.tn + counts.fp,
+            }
+            for counts, (fitted, _) in zip(per_fit, evaluated, strict=True)
+        ]
+        return evaluation, figures
 
     # -- driver -----------------------------------------------------------------------
     def run(self) -> dict:
         features = self.census()
-        validation = self.study.validation
-        evaluation = Evaluation(self.study.federation.histogram_bins)
-        folds, evaluated = [], []
+        fitted_parts = []
         for tag, train_parts, test_parts in self._design():
-            fitted = self.fit(features, train_parts, tag)
-            figures = self.evaluate(fitted, test_parts, evaluation)
-            folds.append({"fit": tag, "training_sites": fitted.sites, **figures})
-            evaluated.append((fitted, test_parts))
-            self.log(f"{tag}: test AUC {figures['auc']:.3f}")
+            fitted_parts.append((tag, self.fit(features, train_parts, tag), test_parts))
+        evaluated = [(fitted, test_parts) for _, fitted, test_parts in fitted_parts]
+        evaluation, figures = self.evaluate(evaluated)
+        folds = [
+            {"fit": tag, "training_sites": fitted.sites, **fit_figures}
+            for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
+        ]
         calibration = self._calibration_line(evaluated)
         final_parts = self._final_partitions()
-        final = (
-            fitted if validation.scheme == "holdout" else self.fit(features, final_parts, "final")
-        )
+        if self.study.validation.scheme == "holdout":
+            final = evaluated[0][0]
+        else:
+            final = self.fit(features, final_parts, "final")
         self._persist(final, final_parts)
         results = self._results(final, evaluation, folds)
         results["metrics"]["federated"]["calibration"] |= calibration
+        auc = results["metrics"]["federated"]["auc"]
+        self.log(f"pooled {self.study.validation.scheme} AUC {auc:.3f}")
         return results | {"harmonization": self._site_effects(final, final_parts)}
 
     def _calibration_line(self, evaluated: list[tuple[FittedPipeline, dict]]) -> dict:
         """Calibration intercept and slope: logistic regression of the test outcomes on the
-        logit of the predicted risk, fit by Newton from summed site terms over every fit."""
+        logit of the predicted risk, by Newton from summed site terms over every fit."""
+        fits: dict[int, list[Payload]] = {}
+        for fitted, partitions in evaluated:
+            for node, partition in partitions.items():
+                if self.sites[node].status == "included":
+                    fits.setdefault(node, []).append(fitted.params.to_payload(partition))
 
         def summed_terms(gamma: np.ndarray) -> NewtonTerms:
-            terms = []
-            for fitted, test_parts in evaluated:
-                nodes = [n for n in test_parts if self.sites[n].status == "included"]
-                requests = {}
-                for node in nodes:
-                    payload = fitted.params.to_payload(test_parts[node])
-                    payload.arrays["gamma"] = gamma
-                    requests[node] = ("calibration", payload)
-                replies, failed = self.transport.ask(requests)
-                if failed:
-                    raise SiteFailed(next(iter(failed)), next(iter(failed.values())))
-                terms += [
-                    NewtonTerms(
-                        r.arrays["gradient"],
-                        r.arrays["hessian"],
-                        r.values["deviance"],
-                        r.values["n"],
-                    )
-                    for r in replies.values()
-                    if "skipped" not in r.values
-                ]
-            return sum_terms(terms)
+            requests = {}
+            for node, payloads in fits.items():
+                request = bundle(payloads)
+                request.arrays["gamma"] = gamma
+                requests[node] = ("calibration", request)
+            replies, failed = self.transport.ask(requests)
+            if failed:
+                node, reason = next(iter(failed.items()))
+                raise SiteFailed(node, reason)
+            return sum_terms(
+                NewtonTerms(
+                    r.arrays["gradient"], r.arrays["hessian"], r.values["deviance"], r.values["n"]
+                )
+                for r in replies.values()
+                if "skipped" not in r.values
+            )
 
         try:
             fit = fit_newton(summed_terms, 2)
@@ -714,15 +702,13 @@ class StudyProtocol:
             ],
             "metrics": {
                 "federated": _pooled_metrics(evaluation),
-                "per_site": {
-                    name: entries[0] if len(entries) == 1 else {"folds": entries}
-                    for name, entries in sorted(evaluation.per_site.items())
-                },
+                "per_site": evaluation.per_site,
             },
             "model": final.model
             | {
                 "training_sites": final.sites,
-                "threshold": float(score_edges(evaluation.bins)[final.threshold_edge]),
+                "threshold": final.threshold,
+                "threshold_rule": "pooled training prevalence of the positive class",
             },
             "selection": final.selection,
             "validation": {"scheme": self.study.validation.scheme, "fits": folds},
@@ -735,10 +721,10 @@ class StudyProtocol:
 
 
 def _pooled_metrics(evaluation: Evaluation) -> dict:
-    auc = histogram_auc(evaluation.positives, evaluation.negatives)
-    tp, fn, tn, fp = evaluation.confusion
-    sensitivity = tp / (tp + fn) if tp + fn else float("nan")
-    specificity = tn / (tn + fp) if tn + fp else float("nan")
+    auc = evaluation.blocks.auc(
+        within=np.array(evaluation.within_site_concordant), site=evaluation.block_sites
+    )
+    counts = evaluation.confusion
     weights = sum(weight for _, weight in evaluation.strata)
     return {
         "auc": auc.auc,
@@ -747,15 +733,28 @@ def _pooled_metrics(evaluation: Evaluation) -> dict:
         "site_stratified_auc": (
             sum(a * w for a, w in evaluation.strata) / weights if weights else float("nan")
         ),
-        "sensitivity": sensitivity,
-        "sensitivity_ci": list(wilson_interval(tp, tp + fn)),
-        "specificity": specificity,
-        "specificity_ci": list(wilson_interval(tn, tn + fp)),
-        "balanced_accuracy": (sensitivity + specificity) / 2,
+        "sensitivity": counts.sensitivity,
+        "sensitivity_ci": list(wilson_interval(counts.tp, counts.tp + counts.fn)),
+        "specificity": counts.specificity,
+        "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
+        "balanced_accuracy": counts.balanced_accuracy,
         "calibration": reliability(*evaluation.calibration),
-        "n_positive": int(evaluation.positives.sum()),
-        "n_negative": int(evaluation.negatives.sum()),
+        "n_positive": int(evaluation.blocks.positives.sum()),
+        "n_negative": int(evaluation.blocks.negatives.sum()),
     }
+
+
+def _blocks(node: int, reply: Payload) -> ScoreBlocks:
+    """A site's score blocks, checked: sorted, inside the grid, finite non-negative counts."""
+    arrays = reply.arrays
+    blocks = ScoreBlocks(
+        *(arrays[f"blocks.{name}"] for name in ("lo", "hi", "positives", "negatives"))
+    )
+    sizes = {len(blocks.lo), len(blocks.hi), len(blocks.positives), len(blocks.negatives)}
+    if len(sizes) != 1 or np.any(blocks.hi <= blocks.lo):
+        raise SiteFailed(node, "malformed update: score blocks are inconsistent")
+    _check_finite(node, positives=blocks.positives, negatives=blocks.negatives)
+    return blocks
 
 
 def _deviance_summary(total_loss: float, n: int) -> np.ndarray:

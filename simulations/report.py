@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -17,26 +16,13 @@ def _interval(values) -> str:
     return f"[{_fmt(values[0])}, {_fmt(values[1])}]" if values else "-"
 
 
-def _mean_figures(entries: list[dict]) -> dict:
-    evaluated = [entry for entry in entries if entry.get("status") == "evaluated"]
-    keys = ("auc", "sensitivity", "specificity")
-    means = (
-        {
-            key: float(np.nanmean([e[key] if e[key] is not None else np.nan for e in evaluated]))
-            for key in keys
-        }
-        if evaluated
-        else {}
-    )
-    return means | {"reason": "" if evaluated else "not evaluated"}
-
-
 def print_results(results: dict, console: Console) -> None:
     metrics = results["metrics"]
     federated = metrics["federated"]
     pooled = metrics.get("pooled_reference", {})
 
-    table = Table(title="Hold-out performance: federated vs pooled reference")
+    scheme = results["validation"]["scheme"]
+    table = Table(title=f"Performance on held-out cases ({scheme}): federated vs pooled reference")
     for column in ("metric", "federated", "95% CI", "pooled reference"):
         table.add_column(column)
     auc = f"{_fmt(federated['auc'])} ± {_fmt(federated['auc_error_bound'], 4)} (bound)"
@@ -60,8 +46,6 @@ def print_results(results: dict, console: Console) -> None:
     for site in results["sites"]:
         cases = ", ".join(f"{label} {count}" for label, count in site["cases"].items())
         local = metrics["per_site"].get(site["name"], {})
-        if "folds" in local:  # one entry per fit: show the mean of the evaluated ones
-            local = _mean_figures(local["folds"])
         note = site["reason"] or local.get("reason", "")
         sites.add_row(
             site["name"],
@@ -91,11 +75,12 @@ def print_results(results: dict, console: Console) -> None:
 
 def print_comparison(comparison: dict, console: Console) -> None:
     check = comparison["federated_vs_pooled"]
-    verdict = "[green]agree[/green]" if check["agrees"] else "[red]DISAGREE[/red]"
+    verdict = "[green]agree[/green]" if check["agrees"] else "[yellow]differ[/yellow]"
     console.print(
-        f"federated vs pooled ({check['validation']}): AUC {_fmt(check['federated_auc'])} vs "
-        f"{_fmt(check['pooled_auc'])}, difference {check['difference']:.2e} -> {verdict} "
-        f"(limit {check['agrees_within']})"
+        f"federated vs pooled ({check['validation']}): same model to "
+        f"{check['max_coefficient_difference']:.1e}; AUC {_fmt(check['federated_auc'])} "
+        f"(certified ± {check['federated_auc_bound']:.3f}) vs {_fmt(check['pooled_auc'])}: "
+        f"difference {check['difference']:.4f} -> {verdict} at {check['agrees_within']}"
     )
     table = Table(title="On sites the model never saw")
     for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc", "site-stratified AUC"):

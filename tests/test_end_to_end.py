@@ -32,16 +32,18 @@ def test_simulate_writes_results_matching_the_pooled_reference(simulation):
     federated = results["metrics"]["federated"]
     pooled = results["metrics"]["pooled_reference"]
     assert federated["auc"] > 0.7
-    assert abs(federated["auc"] - pooled["auc"]) <= 0.01
     assert abs(federated["auc"] - pooled["auc"]) <= federated["auc_error_bound"] + 1e-12
+    assert abs(federated["auc"] - pooled["auc"]) <= 0.02
     for key in ("sensitivity", "specificity", "balanced_accuracy"):
         assert federated[key] == pytest.approx(pooled[key], abs=1e-12)
     assert [site["name"] for site in results["sites"]] == ["site01", "site02", "site03"]
     assert all(site["status"] == "included" for site in results["sites"])
     assert set(results["metrics"]["per_site"]) == {"site01", "site02", "site03"}
     assert list(results["model"]["coefficients"]) == results["selection"]["kept"]
+    model, reference = results["model"]["coefficients"], pooled["model"]["coefficients"]
+    assert max(abs(model[name] - reference[name]) for name in model) <= 1e-10
     assert len(results["selection"]["kept"]) >= 5
-    assert "Hold-out performance" in result.output
+    assert "Performance on held-out cases (kfold)" in result.output
 
 
 def test_each_site_keeps_its_own_feature_table(simulation):

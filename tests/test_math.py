@@ -6,7 +6,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from fedrad.common.logistic import fit_newton, newton_terms, sum_terms, with_intercept
-from fedrad.common.metrics import ConfusionCounts, histogram_auc, score_histograms, wilson_interval
+from fedrad.common.metrics import (
+    ConfusionCounts,
+    ScoreBlocks,
+    histogram_auc,
+    score_histograms,
+    wilson_interval,
+)
 from fedrad.common.moments import Moments, Standardizer, pool_moments
 
 
@@ -104,3 +110,46 @@ def test_confusion_counts_and_wilson():
     assert counts.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2) / 2)
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+
+
+def _scores(seed: int, n: int):
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.4
+    return y, 1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y)))
+
+
+def test_unmerged_score_blocks_equal_the_histogram_auc():
+    y, scores = _scores(11, 300)
+    histograms = score_histograms(y, scores, 100)
+    blocks = ScoreBlocks.merged(*histograms, min_count=1)
+    merged, plain = blocks.auc(), histogram_auc(*histograms)
+    assert merged.auc == pytest.approx(plain.auc, abs=1e-14)
+    assert merged.error_bound == pytest.approx(plain.error_bound, abs=1e-14)
+    assert merged.standard_error == pytest.approx(plain.standard_error, abs=1e-14)
+
+
+def test_merged_blocks_hold_k_cases_and_bound_the_exact_pooled_auc():
+    sites = [_scores(seed, n) for seed, n in ((1, 37), (2, 90), (3, 15))]
+    pooled = ScoreBlocks.empty()
+    for y, scores in sites:
+        blocks = ScoreBlocks.merged(*score_histograms(y, scores, 1000), min_count=5)
+        assert np.all(blocks.positives + blocks.negatives >= 5)
+        assert blocks.lo[0] == 0 and blocks.hi[-1] == 1000
+        assert np.all(blocks.lo[1:] == blocks.hi[:-1])
+        pooled = pooled + blocks
+    y = np.concatenate([y for y, _ in sites])
+    scores = np.concatenate([s for _, s in sites])
+    exact = roc_auc_score(y, scores)
+    result = pooled.auc()
+    assert abs(result.auc - exact) <= result.error_bound
+
+    # within-site pairs counted exactly from each site's own AUC: a tighter, still valid bound
+    labels = np.concatenate(
+        [
+            np.full(len(ScoreBlocks.merged(*score_histograms(y_s, s_s, 1000), 5).lo), i)
+            for i, (y_s, s_s) in enumerate(sites)
+        ]
+    )
+    within = np.array([roc_auc_score(y_s, s_s) * y_s.sum() * (~y_s).sum() for y_s, s_s in sites])
+    sharper = pooled.auc(within=within, site=labels)
+    assert abs(sharper.auc - exact) <= sharper.error_bound < result.error_bound

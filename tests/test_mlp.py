@@ -19,6 +19,7 @@ from fedrad.simulations.synth_features import write_site_feature_tables
 STUDY = StudyConfig(
     federation=FederationSettings(min_cell_size=3, histogram_bins=200),
     model={"kind": "mlp", "rounds": 15, "hidden_units": 8},
+    validation={"scheme": "holdout"},
 )
 
 

@@ -9,14 +9,19 @@ counts below k are suppressed, never sent exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
-from fedrad.common.feature_table import feature_columns, read_feature_table, write_feature_table
+from fedrad.common.feature_table import (
+    CLINICAL_PREFIX,
+    feature_columns,
+    read_feature_table,
+    write_feature_table,
+)
 from fedrad.common.logistic import newton_terms, with_intercept
 from fedrad.common.metrics import ConfusionCounts, ScoreBlocks, score_histograms
 from fedrad.common.moments import Moments
@@ -43,6 +48,7 @@ class SiteData:
     x: np.ndarray
     y: np.ndarray
     batch: np.ndarray
+    clinical: dict[str, np.ndarray] = field(default_factory=dict)
     table_path: Path | None = None
 
     @classmethod
@@ -60,6 +66,11 @@ class SiteData:
             x=table[features].to_numpy(dtype=np.float64),
             y=(table["label"] == study.federation.positive_class).to_numpy(dtype=np.float64),
             batch=np.full(len(table), name),
+            clinical={
+                column.removeprefix(CLINICAL_PREFIX): table[column].to_numpy()
+                for column in table.columns
+                if column.startswith(CLINICAL_PREFIX)
+            },
             table_path=Path(table_path),
         )
 
@@ -75,6 +86,10 @@ class SiteData:
             x=np.vstack([site.columns(features) for site in sites]),
             y=np.concatenate([site.y for site in sites]),
             batch=np.concatenate([site.batch for site in sites]),
+            clinical={
+                name: np.concatenate([site.clinical[name] for site in sites])
+                for name in set.intersection(*(set(site.clinical) for site in sites))
+            },
         )
 
     def columns(self, features: list[str]) -> np.ndarray:
@@ -139,10 +154,30 @@ def _enough(rows: np.ndarray, data: SiteData, what: str, study: StudyConfig) -> 
 
 
 def _design(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray | None:
-    """ComBat covariates of the fit: the diagnosis under option B (METHODS.md 1.4), else none."""
+    """ComBat covariates of the fit: the study's clinical covariates, plus the diagnosis
+    under option B (METHODS.md 1.4); None when there are none."""
+    covariates = _covariates(data, rows, study)
     if study.harmonization.preserve_diagnosis:
-        return data.y[rows, None]
-    return None
+        diagnosis = data.y[rows, None]
+        return diagnosis if covariates is None else np.hstack([covariates, diagnosis])
+    return covariates
+
+
+def _covariates(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray | None:
+    """The clinical covariates of `rows`, coded the same way at every site."""
+    wanted = study.harmonization.covariates
+    if not wanted:
+        return None
+    missing = sorted(set(wanted) - set(data.clinical))
+    if missing:
+        raise SiteSkipped(f"{data.name} lacks clinical covariate(s) {missing} in its table")
+    categorical = {n: data.clinical[n][rows].astype(str) for n, lv in wanted.items() if lv}
+    continuous = {n: data.clinical[n][rows] for n, lv in wanted.items() if not lv}
+    levels = {name: list(lv) for name, lv in wanted.items() if lv}
+    try:
+        return combat.covariate_matrix(categorical, continuous, levels)
+    except ValueError as exc:
+        raise SiteSkipped(f"{data.name}: {exc}") from exc
 
 
 def _estimates(data: SiteData, params: PipelineParams, partition: Partition, study: StudyConfig):
@@ -182,6 +217,12 @@ def harmonized(
     if params.combat is None:
         return x
     estimates = _estimates(data, params, partition, study)
+    settings, seen = study.harmonization, data.rows(partition, "train", study).any()
+    if settings.covariates and seen and not settings.preserve_diagnosis:
+        # option A with clinical covariates: the standard transform, which reads no label
+        return combat.apply_with_covariates(
+            x, data.batch[rows], _covariates(data, rows, study), estimates
+        )
     return combat.apply_label_free(x, data.batch[rows], estimates)
 
 

@@ -100,7 +100,11 @@ class HarmonizationSettings(_Strict):
     method: Literal["none", "combat"] = "combat"
     parametric: bool = True
     empirical_bayes: bool = True
-    covariates: tuple[str, ...] = ()
+    covariates: dict[str, tuple[str, ...] | None] = Field(
+        default_factory=dict,
+        description="clinical covariate -> its levels (categorical) or null (continuous), "
+        "e.g. {age: null, sex: [F, M]}; the feature table holds them as clinical_<name>",
+    )
     preserve_diagnosis: bool = False
 
 

@@ -1,7 +1,8 @@
 """The site-local feature table: one row per case, one column per radiomic feature.
 
-Columns are `case_id`, `label`, then features named
-`<sequence>_<region>_<filter>_<class>_<feature>` (e.g. `t1c_enhancing_original_glcm_Contrast`).
+Columns are `case_id`, `label`, optional clinical covariates `clinical_<name>` (e.g.
+`clinical_age`), then features named `<sequence>_<region>_<filter>_<class>_<feature>`
+(e.g. `t1c_enhancing_original_glcm_Contrast`).
 Provenance (extraction hash, versions, time) travels in the parquet schema metadata,
 so the table and its provenance can never be separated.
 """
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 META_COLUMNS = ("case_id", "label")
+CLINICAL_PREFIX = "clinical_"
 PROVENANCE_KEY = b"fedrad.provenance"
 
 
@@ -28,7 +30,11 @@ def feature_name(sequence: str, region: str, filter_name: str, pyradiomics_key: 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
     """The feature columns of a table, in their stored order."""
-    return [column for column in table.columns if column not in META_COLUMNS]
+    return [
+        column
+        for column in table.columns
+        if column not in META_COLUMNS and not column.startswith(CLINICAL_PREFIX)
+    ]
 
 
 def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:

@@ -24,8 +24,13 @@ def write_site_feature_tables(
     seed: int = 0,
     site_shift: float = 0.3,
     signal_strength: float = 1.5,
+    clinical: bool = False,
 ) -> dict[str, Path]:
-    """Write `root/siteNN/features.parquet` per site; return site name -> path."""
+    """Write `root/siteNN/features.parquet` per site; return site name -> path.
+
+    With `clinical`, cases also get an age and a sex (`clinical_age`, `clinical_sex`)
+    and age shifts every feature a little, as a ComBat covariate to preserve.
+    """
     rng = np.random.default_rng(seed)
     signal = rng.normal(size=n_features)
     names = [f"t1c_enhancing_original_firstorder_F{i}" for i in range(n_features)]
@@ -40,6 +45,11 @@ def write_site_feature_tables(
             + site_shift * (index % 7) * rng.uniform(0.5, 1.5, n_features)
         )
         table = pd.DataFrame(x, columns=names)
+        if clinical:
+            age = np.round(rng.normal(60, 10, n))
+            table[names] += 0.05 * (age[:, None] - 60) * rng.uniform(0.5, 1.5, n_features)
+            table.insert(0, "clinical_sex", rng.choice(["F", "M"], n))
+            table.insert(0, "clinical_age", age)
         table.insert(0, "label", np.where(y, positive, negative))
         table.insert(0, "case_id", [f"s{index}-{i:03d}" for i in range(n)])
         name = f"site{index + 1:02d}"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fedrad.client.site import SiteData
-from fedrad.common.combat import combat
+from fedrad.common.combat import combat, covariate_matrix
 from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
@@ -169,3 +169,37 @@ def test_lasso_with_federated_inner_cv_equals_the_pooled_fit(tmp_path):
         <= 1e-9
     )
     assert federated["metrics"]["federated"]["auc"] > 0.7
+
+
+def test_combat_with_clinical_covariates_equals_centralized_combat(tmp_path):
+    study = STUDY.updated(harmonization={"covariates": {"age": None, "sex": ["F", "M"]}})
+    tables = write_site_feature_tables(tmp_path, study, site_shift=3.0, clinical=True)
+    federated, pooled = _run(tables, study), pooled_reference(tables, study)
+    coefficients, reference = federated["model"]["coefficients"], pooled["model"]["coefficients"]
+    assert max(abs(coefficients[k] - reference[k]) for k in coefficients) <= 1e-10
+
+    sites = [SiteData.load(path, name, study) for name, path in tables.items()]
+    features = sites[0].features
+    assert not any(name.startswith("clinical_") for name in features)
+    train = [site.rows(Partition("holdout"), "train", study) for site in sites]
+    y = np.vstack([s.columns(features)[rows] for s, rows in zip(sites, train, strict=True)])
+    batch = np.concatenate([s.batch[rows] for s, rows in zip(sites, train, strict=True)])
+    age = np.concatenate([s.clinical["age"][rows] for s, rows in zip(sites, train, strict=True)])
+    sex = np.concatenate([s.clinical["sex"][rows] for s, rows in zip(sites, train, strict=True)])
+    x = covariate_matrix({"sex": sex}, {"age": age}, {"sex": ["F", "M"]})
+    expected, _ = combat(y, batch, x)
+    kept = []
+    for site, rows in zip(sites, train, strict=True):
+        table, _ = read_feature_table(tables[site.name].parent / "harmonized.parquet")
+        kept.append(table[features].to_numpy()[rows])
+    assert np.max(np.abs(np.vstack(kept) - expected)) <= 1e-10 * np.max(np.abs(y))
+
+
+def test_site_without_a_required_covariate_is_left_out_by_name(tmp_path):
+    study = STUDY.updated(harmonization={"covariates": {"age": None}})
+    tables = write_site_feature_tables(tmp_path, study, clinical=True)
+    table, provenance = read_feature_table(tables["site02"])
+    write_feature_table(table.drop(columns=["clinical_age"]), tables["site02"], provenance)
+    results = _run(tables, study)
+    assert "clinical covariate" in results["selection"]["excluded_sites"]["site02"]
+    assert results["model"]["training_sites"] == ["site01", "site03"]

@@ -1,4 +1,8 @@
-"""`fedrad site ...`: the site operator's commands."""
+"""`fedrad site ...`: the site operator's commands.
+
+Exit status (DESIGN.md): 0 every case passed, 1 the job ran but some cases failed (named
+in the output), 2 bad configuration or usage (the message names the file or key).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,27 @@ from rich.text import Text
 
 from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.manifest import ManifestError
+from fedrad.client.qc_report import print_report, status_frame, write_html
+from fedrad.client.site_check import check_site
+from fedrad.client.site_config import SiteConfig
+from fedrad.client.site_plan import manifest_path
 from fedrad.common.config import ConfigError, StudyConfig
-from fedrad.common.radiomics_features import check_feature_classes
 
 site_app = typer.Typer(no_args_is_help=True)
+
+StudyOption = Annotated[
+    Path | None, typer.Option(help="Study config YAML; default: the built-in study.")
+]
+SiteOption = Annotated[
+    Path | None,
+    typer.Option(help="Site config YAML (label values, manifest); default: labels 1..n."),
+]
+ManifestOption = Annotated[
+    Path | None, typer.Option(help="Site manifest CSV; default: the site config's manifest.")
+]
+WorkersOption = Annotated[
+    int | None, typer.Option(min=1, help="Parallel processes; default: all cores.")
+]
 
 
 @site_app.callback()
@@ -24,49 +45,81 @@ def site() -> None:
     """Site operator commands."""
 
 
-def _load_study(path: Path | None) -> StudyConfig:
-    """The study, with its feature classes checked now so the error names the file."""
-    if path is None:
-        return StudyConfig()
-    config = StudyConfig.from_yaml(path)
+def _configs(study: Path | None, site: Path | None, manifest: Path | None):
+    """(study, site config, manifest path); ConfigError / ManifestError name what is wrong."""
+    study_config = StudyConfig.from_yaml(study) if study else StudyConfig()
+    site_config = SiteConfig.from_yaml(site) if site else SiteConfig()
+    return study_config, site_config, manifest_path(manifest, site_config)
+
+
+def _fail_usage(exc: Exception) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    return typer.Exit(2)
+
+
+@site_app.command()
+def check(
+    site: SiteOption = None,
+    manifest: ManifestOption = None,
+    study: StudyOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for qc.csv and qc.html.")] = Path("qc"),
+    workers: WorkersOption = None,
+) -> None:
+    """QC report of every case: unreadable, missing or inconsistent files, by case id.
+
+    Writes OUT/qc.csv and OUT/qc.html. Exit status: 0 every case usable, 1 some case is
+    not (listed), 2 bad config or usage.
+    """
     try:
-        check_feature_classes(config.extraction)
-    except ConfigError as exc:
-        raise ConfigError(f"invalid study config {path}:\n  {exc}") from exc
-    return config
+        study_config, site_config, manifest_file = _configs(study, site, manifest)
+        report = check_site(manifest_file, study_config, site_config, workers)
+    except (ManifestError, ConfigError, OSError) as exc:
+        raise _fail_usage(exc) from exc
+    console = Console()
+    print_report(report.plan, report.statuses, console)
+    out.mkdir(parents=True, exist_ok=True)
+    status_frame(report.statuses).to_csv(out / "qc.csv", index=False)
+    write_html(report.plan, report.statuses, out / "qc.html", study_config.extraction_hash)
+    console.print(f"QC report -> {escape(str(out / 'qc.csv'))}, {escape(str(out / 'qc.html'))}")
+    raise typer.Exit(0 if report.all_usable else 1)
 
 
 def _print_summary(report: ExtractionReport, console: Console) -> None:
     cached = f" ({report.from_cache} from cache)" if report.from_cache else ""
     console.print(f"Extracted {len(report.ok)} case(s){cached} -> {escape(str(report.table_path))}")
-    if report.failed:
-        table = Table("case id", "reason", title=f"{len(report.failed)} case(s) failed")
-        for case_id, reason in report.failed.items():
-            table.add_row(Text(case_id), Text(reason))
-        console.print(table)
+    for title, cases in [("failed", report.failed), ("extracted with QC flags", report.flagged)]:
+        if cases:
+            table = Table("case id", "reason", title=f"{len(cases)} case(s) {title}")
+            for case_id, reason in cases.items():
+                table.add_row(Text(case_id), Text(reason))
+            console.print(table)
     console.print(f"QC report -> {escape(str(report.qc_path))}")
 
 
 @site_app.command()
 def extract(
-    manifest: Annotated[Path, typer.Option(help="Site manifest CSV (paths relative to it).")],
     out: Annotated[Path, typer.Option(help="Feature table to write (parquet).")],
-    study: Annotated[
-        Path | None, typer.Option(help="Study config YAML; default: the built-in study.")
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(min=1, help="Parallel processes; default: all cores.")
-    ] = None,
+    site: SiteOption = None,
+    manifest: ManifestOption = None,
+    study: StudyOption = None,
+    workers: WorkersOption = None,
 ) -> None:
-    """QC every case of the manifest and extract its radiomic features, cached per case.
+    """QC every case and extract its radiomic features, cached per case.
 
+    An interrupted run keeps every finished case; run the same command again to resume.
     Exit status: 0 all cases extracted, 1 some cases failed (listed), 2 bad config or usage.
     """
-    errors = Console(stderr=True)
     try:
-        report = extract_site(manifest, out, _load_study(study), workers=workers)
+        study_config, site_config, manifest_file = _configs(study, site, manifest)
+        report = extract_site(manifest_file, out, study_config, workers, site=site_config)
     except (ManifestError, ConfigError, OSError) as exc:
-        errors.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
+        raise _fail_usage(exc) from exc
+    except KeyboardInterrupt as exc:
+        cache = out.with_name(out.name + ".cache")
+        Console(stderr=True).print(
+            f"interrupted: finished cases are cached in {escape(str(cache))}; "
+            "run the same command again to resume"
+        )
+        raise typer.Exit(1) from exc
     _print_summary(report, Console())
     raise typer.Exit(1 if report.failed else 0)

@@ -31,8 +31,15 @@ class CaseEntry:
     mask: Path | None
 
 
-def read_manifest(path: Path, sequences: Sequence[str]) -> list[CaseEntry]:
-    """Read the manifest; every study sequence must have a column, since no case could pass."""
+def read_manifest(
+    path: Path, sequences: Sequence[str], missing: Sequence[str] = ()
+) -> list[CaseEntry]:
+    """Read the manifest: a column per sequence the site has, none for those it lacks.
+
+    A sequence the site lacks altogether is declared in the site config (`missing_sequences`)
+    rather than inferred from an absent column, so a misspelt column header stops the run
+    instead of silently dropping a sequence from the site's features.
+    """
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except FileNotFoundError as exc:
@@ -41,11 +48,18 @@ def read_manifest(path: Path, sequences: Sequence[str]) -> list[CaseEntry]:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
     frame.columns = [str(column).strip() for column in frame.columns]
     required = ["case_id", "label", *sequences, MASK_COLUMN]
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
+    absent = [column for column in required if column not in frame.columns]
+    if absent:
         raise ManifestError(
-            f"manifest {path} lacks column(s) {missing}; "
-            f"it needs case_id, label, one path column per study sequence, and mask"
+            f"manifest {path} lacks column(s) {absent}; it needs case_id, label, one path "
+            "column per study sequence, and mask (declare a sequence the site does not have "
+            "under missing_sequences in the site config)"
+        )
+    contradicted = [name for name in missing if name in frame.columns]
+    if contradicted:
+        raise ManifestError(
+            f"manifest {path} has column(s) {contradicted} that the site config declares "
+            "missing_sequences; remove one or the other"
         )
     frame = frame.apply(lambda column: column.str.strip())
     blank_ids = [index + 2 for index, case_id in enumerate(frame["case_id"]) if not case_id]

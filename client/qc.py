@@ -2,22 +2,36 @@
 
 `read_case` and `check_case` return plain reasons for the site operator instead of raising,
 so one case reports all its problems at once and a bad case never stops the others.
+Problems make a case unusable; notes (e.g. a mask resampled onto an image grid) are kept
+with its features as QC flags.
 """
 
 from __future__ import annotations
 
 import gzip
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from fedrad.client.dicom import read_series
 from fedrad.client.manifest import MASK_COLUMN, CaseEntry
+from fedrad.client.site_config import SiteLayout
 from fedrad.common.config import ExtractionSettings
 
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
 _NIFTI_HEADER_SIZES = (348, 540)  # NIfTI-1, NIfTI-2; read in the file's byte order
+
+
+@dataclass
+class CaseCheck:
+    """QC outcome of one readable case; `masks` holds the label map on each sequence's grid."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    masks: dict[str, sitk.Image] = field(default_factory=dict)
 
 
 def missing_files(entry: CaseEntry) -> list[str]:
@@ -27,15 +41,15 @@ def missing_files(entry: CaseEntry) -> list[str]:
         kind = "mask" if name == MASK_COLUMN else f"sequence {name}"
         if path is None:
             reasons.append(f"missing {kind}: no path in the manifest")
-        elif not path.is_file():
+        elif not path.exists():
             reasons.append(f"missing {kind}: file not found: {path}")
     return reasons
 
 
 def read_image(path: Path) -> sitk.Image:
-    """Read one volume; raises ValueError with ITK's last (most specific) error line."""
+    """Read a NIfTI/NRRD file or a DICOM series folder; ValueError has ITK's last error line."""
     try:
-        return sitk.ReadImage(str(path))
+        return read_series(path) if path.is_dir() else sitk.ReadImage(str(path))
     except RuntimeError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         raise ValueError(lines[-1] if lines else "unreadable") from exc
@@ -86,33 +100,51 @@ def read_case(entry: CaseEntry) -> tuple[dict[str, sitk.Image], sitk.Image | Non
     return images, mask, reasons
 
 
+def check_case(
+    images: dict[str, sitk.Image],
+    mask: sitk.Image,
+    settings: ExtractionSettings,
+    layout: SiteLayout,
+) -> CaseCheck:
+    """Shape, NaN/Inf, label values, geometry (resampling the mask if close), region sizes."""
+    check = CaseCheck()
+    for name, image in [*images.items(), (MASK_COLUMN, mask)]:
+        array = sitk.GetArrayViewFromImage(image)
+        problem = _shape_problem(name, image) or _non_finite(name, array)
+        if problem:
+            check.problems.append(problem)
+    if check.problems:
+        return check
+    labels = sitk.GetArrayViewFromImage(mask)
+    label_problem = _label_problem(labels, layout)
+    if label_problem:
+        check.problems.append(label_problem)
+    for name, image in images.items():
+        aligned, problem, note = _align(name, image, mask, settings)
+        if problem:
+            check.problems.append(problem)
+            continue
+        check.masks[name] = aligned
+        if note:
+            check.notes.append(note)
+    check.problems += _region_problems(labels, layout, settings, "")
+    for name, aligned in check.masks.items():
+        if aligned is not mask:
+            where = f" after resampling onto the {name} grid"
+            check.problems += _region_problems(
+                sitk.GetArrayViewFromImage(aligned), layout, settings, where
+            )
+    return check
+
+
 def _shape_problem(name: str, image: sitk.Image) -> str | None:
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         return (
             f"{name} is a {image.GetDimension()}-D image with "
             f"{image.GetNumberOfComponentsPerPixel()} component(s); expected a 3-D scalar volume"
         )
-    return None
-
-
-def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
-    return tuple(round(value, 4) for value in values)
-
-
-def _geometry_mismatch(
-    name: str, image: sitk.Image, mask: sitk.Image, tolerance: float
-) -> str | None:
-    """Compare like ITK does: origin and spacing within tolerance x spacing, direction absolute."""
-    if image.GetSize() != mask.GetSize():
-        return f"{name}/mask geometry mismatch: size {image.GetSize()} vs {mask.GetSize()}"
-    coordinate_tolerance = tolerance * mask.GetSpacing()[0]
-    for what, ours, theirs, atol in [
-        ("spacing", image.GetSpacing(), mask.GetSpacing(), coordinate_tolerance),
-        ("origin", image.GetOrigin(), mask.GetOrigin(), coordinate_tolerance),
-        ("direction", image.GetDirection(), mask.GetDirection(), tolerance),
-    ]:
-        if not np.allclose(ours, theirs, rtol=0, atol=atol):
-            return f"{name}/mask geometry mismatch: {what} {_rounded(ours)} vs {_rounded(theirs)}"
+    if min(image.GetSize()) < 2:
+        return f"{name} has size {image.GetSize()}: a single slice, not a 3-D volume"
     return None
 
 
@@ -123,31 +155,102 @@ def _non_finite(name: str, array: np.ndarray) -> str | None:
     return f"{name} has {bad} NaN/Inf voxel(s)" if bad else None
 
 
-def check_case(
-    images: dict[str, sitk.Image], mask: sitk.Image, settings: ExtractionSettings
-) -> list[str]:
-    """Reasons a readable case cannot be extracted: shape, geometry, NaN/Inf, region sizes."""
-    reasons = []
-    for name, image in [*images.items(), (MASK_COLUMN, mask)]:
-        problem = _shape_problem(name, image) or _non_finite(
-            name, sitk.GetArrayViewFromImage(image)
+def _label_problem(labels: np.ndarray, layout: SiteLayout) -> str | None:
+    """Label values the site config does not map (or that are not whole numbers)."""
+    values = np.unique(labels)
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        return (
+            f"mask has non-integer values (e.g. {fractional[0]:g}); a label map holds whole numbers"
         )
-        if problem:
-            reasons.append(problem)
-    if reasons:
-        return reasons
-    for name, image in images.items():
-        mismatch = _geometry_mismatch(name, image, mask, settings.geometry_tolerance)
-        if mismatch:
-            reasons.append(mismatch)
-    labels = sitk.GetArrayViewFromImage(mask)
-    for region, value in settings.regions.items():
-        voxels = int(np.count_nonzero(labels == value))
+    unknown = [int(value) for value in values if value != 0 and int(value) not in layout.labels]
+    if unknown:
+        mapped = ", ".join(str(value) for value in sorted(layout.labels))
+        return (
+            f"mask has label value(s) {unknown} that the site config does not map "
+            f"(mapped: {mapped}); add them under `labels`"
+        )
+    return None
+
+
+def _rounded(values: tuple[float, ...]) -> tuple[float, ...]:
+    return tuple(round(value, 4) for value in values)
+
+
+def _geometry_mismatch(image: sitk.Image, mask: sitk.Image, tolerance: float) -> str | None:
+    """Compare like ITK does: origin and spacing within tolerance x spacing, direction absolute."""
+    if image.GetSize() != mask.GetSize():
+        return f"size {image.GetSize()} vs {mask.GetSize()}"
+    coordinate_tolerance = tolerance * mask.GetSpacing()[0]
+    for what, ours, theirs, atol in [
+        ("spacing", image.GetSpacing(), mask.GetSpacing(), coordinate_tolerance),
+        ("origin", image.GetOrigin(), mask.GetOrigin(), coordinate_tolerance),
+        ("direction", image.GetDirection(), mask.GetDirection(), tolerance),
+    ]:
+        if not np.allclose(ours, theirs, rtol=0, atol=atol):
+            return f"{what} {_rounded(ours)} vs {_rounded(theirs)}"
+    return None
+
+
+def _extent_offset(image: sitk.Image, mask: sitk.Image) -> float:
+    """Largest distance (mm) between corresponding corners of the two volumes' extents."""
+
+    def corners(volume: sitk.Image) -> np.ndarray:
+        size = np.array(volume.GetSize(), dtype=float)
+        return np.array(
+            [
+                volume.TransformContinuousIndexToPhysicalPoint(tuple(point))
+                for point in (np.full(3, -0.5), size - 0.5)
+            ]
+        )
+
+    return float(np.max(np.abs(corners(image) - corners(mask))))
+
+
+def _align(
+    name: str, image: sitk.Image, mask: sitk.Image, settings: ExtractionSettings
+) -> tuple[sitk.Image | None, str | None, str | None]:
+    """(mask on the image grid, problem, note): the mask itself, a resampled copy, or refused."""
+    mismatch = _geometry_mismatch(image, mask, settings.geometry_tolerance)
+    if mismatch is None:
+        return mask, None, None
+    same_direction = np.allclose(
+        image.GetDirection(), mask.GetDirection(), rtol=0, atol=settings.geometry_tolerance
+    )
+    offset = _extent_offset(image, mask)
+    limit = settings.mask_resample_tolerance_mm
+    if not same_direction or offset > limit:
+        why = "directions differ" if not same_direction else f"extents differ by {offset:.3g} mm"
+        return (
+            None,
+            f"{name}/mask geometry mismatch: {mismatch} ({why}; "
+            f"mask_resample_tolerance_mm is {limit:g})",
+            None,
+        )
+    resampled = sitk.Resample(
+        mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID()
+    )
+    return (
+        resampled,
+        None,
+        f"mask resampled onto the {name} grid ({mismatch}; within {offset:.3g} mm)",
+    )
+
+
+def _region_problems(
+    labels: np.ndarray, layout: SiteLayout, settings: ExtractionSettings, where: str
+) -> list[str]:
+    problems = []
+    for region, values in layout.regions.items():
+        voxels = int(np.count_nonzero(np.isin(labels, values)))
+        named = (
+            f"region {region} (label{'s' if len(values) > 1 else ''} {', '.join(map(str, values))})"
+        )
         if voxels == 0:
-            reasons.append(f"region {region} (label {value}) is empty")
+            problems.append(f"{named} is empty{where}")
         elif voxels < settings.min_region_voxels:
-            reasons.append(
-                f"region {region} (label {value}) has {voxels} voxel(s), "
+            problems.append(
+                f"{named} has {voxels} voxel(s){where}, "
                 f"fewer than min_region_voxels={settings.min_region_voxels}"
             )
-    return reasons
+    return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedrad.client.coverage import coverage
 from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import (
@@ -136,13 +137,15 @@ def suppressed(count: int, min_cell_size: int) -> str:
     return str(count) if count >= min_cell_size else f"<{min_cell_size}"
 
 
-def census(data: SiteData, study: StudyConfig) -> dict[str, str]:
-    """Case counts per class, suppressed below k."""
+def census(data: SiteData, study: StudyConfig) -> dict[str, str | list[str]]:
+    """Case counts per class (suppressed below k), and the study sequences and regions the
+    site's features cover (`coverage`), so the server can run on what all sites share."""
     k = study.federation.min_cell_size
-    return {
+    counts = {
         f"cases.{label}": suppressed(sum(value == label for value in data.labels), k)
         for label in study.federation.classes
     }
+    return {**counts, **coverage(data.features, study.extraction)}
 
 
 # -- the pipeline as this site applies it ----------------------------------------------------

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -25,49 +33,186 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+FEATURE_CLASSES = ("firstorder", "shape", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+ImageFilter = Literal["original", "log", "wavelet"]
+Interpolator = Literal["bspline", "linear", "nearest", "lanczos"]
+SITK_INTERPOLATORS = {
+    "bspline": "sitkBSpline",
+    "linear": "sitkLinear",
+    "nearest": "sitkNearestNeighbor",
+    "lanczos": "sitkLanczosWindowedSinc",
+}
+RESERVED_NAMES = ("mask", "label")  # manifest columns; `mask` also prefixes shape features
+
+
+def _check_name(kind: str, name: str) -> str:
+    """Names become parts of feature columns (`<sequence>_<region>_...`): no `_`, no spaces."""
+    plain = name.replace("-", "")
+    if not (plain.isascii() and plain.isalnum() and name == name.lower() and name[:1].isalpha()):
+        raise ValueError(
+            f"{kind} name {name!r}: use lower-case letters, digits and '-', starting with a letter"
+        )
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{kind} name {name!r} is reserved")
+    return name
+
+
+def _distinct(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    if not names or len(set(names)) != len(names):
+        raise ValueError(f"{kind} must be a non-empty list of distinct names")
+    return names
+
+
 class ExtractionSettings(_Strict):
-    """What pyradiomics computes for every sequence x region of a case."""
+    """What every site extracts from every case; the extraction hash covers all of it.
+
+    Tissues are the study's vocabulary for what a mask label means (each site maps its own
+    label values onto them in its site config); regions are the volumes features are
+    computed on, each the union of one or more tissues (e.g. tumour core = enhancing +
+    necrosis). Preprocessing and feature keys mean what the pyradiomics setting they map to
+    means (see `pyradiomics_settings`).
+    """
 
     sequences: tuple[str, ...] = ("t1c", "flair")
-    regions: dict[str, int] = Field(
-        default_factory=lambda: {"enhancing": 1, "necrosis": 2, "oedema": 3},
-        description="study region name -> label value in the mask",
+    tissues: tuple[str, ...] = ("enhancing", "necrosis", "oedema")
+    regions: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "enhancing": ("enhancing",),
+            "necrosis": ("necrosis",),
+            "oedema": ("oedema",),
+        },
+        description="region name -> the tissues it unites",
     )
-    feature_classes: tuple[str, ...] = ("firstorder", "shape", "glcm")
-    resampled_spacing_mm: tuple[float, float, float] | None = (2.0, 2.0, 2.0)
+    resampled_spacing_mm: tuple[PositiveFloat, PositiveFloat, PositiveFloat] | None = (
+        2.0,
+        2.0,
+        2.0,
+    )
+    interpolator: Interpolator = "bspline"
+    crop_padding: int = Field(
+        default=5, ge=0, description="voxels kept around a region when resampling (padDistance)"
+    )
     normalize: bool = True
-    normalize_scale: float = 100.0
-    bin_width: float = 10.0
+    normalize_scale: PositiveFloat = 100.0
+    voxel_array_shift: float = 0.0
+    bin_width: PositiveFloat = 10.0
+    feature_classes: tuple[str, ...] = ("firstorder", "shape", "glcm")
+    filters: tuple[ImageFilter, ...] = ("original",)
+    log_sigmas_mm: tuple[PositiveFloat, ...] = (1.0, 2.0, 3.0)
+    wavelet: str = "coif1"
+    wavelet_level: int = Field(default=1, ge=1)
     min_region_voxels: int = Field(default=10, ge=1)
     geometry_tolerance: float = Field(default=1e-3, gt=0)
+    mask_resample_tolerance_mm: float = Field(
+        default=1.0, ge=0, description="resample a mask onto an image grid this close; else refuse"
+    )
 
     @field_validator("sequences")
     @classmethod
-    def _sequences_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _sequence_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_name("sequence", name) for name in _distinct("sequences", value))
+
+    @field_validator("tissues")
+    @classmethod
+    def _tissue_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_name("tissue", name) for name in _distinct("tissues", value))
+
+    @field_validator("regions", mode="before")
+    @classmethod
+    def _regions_as_tissue_lists(cls, value: object) -> object:
+        """Accept `oedema: oedema` for a one-tissue region; explain the pre-site-config form."""
+        if not isinstance(value, dict):
+            return value
+        if any(isinstance(members, int) for members in value.values()):
+            raise ValueError(
+                "regions now name the tissues each region unites (e.g. core: [enhancing, "
+                "necrosis]); mask label values belong in the site config under `labels`"
+            )
+        return {
+            name: (members,) if isinstance(members, str) else members
+            for name, members in value.items()
+        }
+
+    @field_validator("feature_classes")
+    @classmethod
+    def _known_classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in value if name not in FEATURE_CLASSES]
+        if unknown:
+            raise ValueError(
+                f"unknown pyradiomics class(es) {unknown}; known: {', '.join(FEATURE_CLASSES)}"
+            )
+        return _distinct("feature_classes", value)
+
+    @field_validator("filters")
+    @classmethod
+    def _distinct_filters(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _distinct("filters", value)
+
+    @field_validator("log_sigmas_mm")
+    @classmethod
+    def _distinct_sigmas(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         if not value or len(set(value)) != len(value):
-            raise ValueError("sequences must be a non-empty list of distinct names")
+            raise ValueError("log_sigmas_mm must be a non-empty list of distinct widths")
         return value
 
-    @field_validator("regions")
+    @field_validator("wavelet")
     @classmethod
-    def _regions_distinct(cls, value: dict[str, int]) -> dict[str, int]:
-        if not value or len(set(value.values())) != len(value):
-            raise ValueError("regions must map distinct names to distinct label values")
+    def _known_wavelet(cls, value: str) -> str:
+        import pywt
+
+        if value not in pywt.wavelist(kind="discrete"):
+            raise ValueError(f"unknown wavelet {value!r}; e.g. coif1, db2, haar, sym4")
         return value
+
+    @model_validator(mode="after")
+    def _regions_of_known_tissues(self) -> ExtractionSettings:
+        if not self.regions:
+            raise ValueError("regions: name at least one region")
+        seen: dict[frozenset[str], str] = {}
+        for name, members in self.regions.items():
+            _check_name("region", name)
+            unknown = [tissue for tissue in members if tissue not in self.tissues]
+            if not members or unknown:
+                raise ValueError(
+                    f"regions.{name}: {unknown or 'no tissues'} not among the study tissues "
+                    f"({', '.join(self.tissues)})"
+                )
+            key = frozenset(members)
+            if key in seen:
+                raise ValueError(f"regions.{name} unites the same tissues as regions.{seen[key]}")
+            seen[key] = name
+        return self
+
+    @property
+    def resampling(self) -> bool:
+        return self.resampled_spacing_mm is not None
 
     def pyradiomics_settings(self) -> dict:
-        """The pyradiomics `setting` block these options stand for."""
+        """The pyradiomics `setting` block these options stand for (label 1 of a region mask)."""
         settings: dict = {
             "binWidth": self.bin_width,
             "normalize": self.normalize,
             "normalizeScale": self.normalize_scale,
+            "voxelArrayShift": self.voxel_array_shift,
+            "interpolator": SITK_INTERPOLATORS[self.interpolator],
+            "resampledPixelSpacing": (
+                list(self.resampled_spacing_mm) if self.resampled_spacing_mm else None
+            ),
+            "padDistance": self.crop_padding,
             "additionalInfo": False,
             "geometryTolerance": self.geometry_tolerance,
+            "label": 1,
         }
-        if self.resampled_spacing_mm is not None:
-            settings["resampledPixelSpacing"] = list(self.resampled_spacing_mm)
-            settings["interpolator"] = "sitkBSpline"
         return settings
+
+    def pyradiomics_image_types(self) -> dict[str, dict]:
+        """The pyradiomics `imageType` block: filter name -> its custom settings."""
+        custom = {
+            "original": ("Original", {}),
+            "log": ("LoG", {"sigma": list(self.log_sigmas_mm)}),
+            "wavelet": ("Wavelet", {"wavelet": self.wavelet, "level": self.wavelet_level}),
+        }
+        return dict(custom[name] for name in self.filters)
 
 
 class FederationSettings(_Strict):

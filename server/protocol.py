@@ -69,6 +69,7 @@ class SiteRecord:
     cases: dict[str, str] = field(default_factory=dict)
     features: list[str] = field(default_factory=list)
     batches: list[str] = field(default_factory=list)
+    sequences_missing: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -165,10 +166,13 @@ class StudyProtocol:
             site.name = str(values["site"])
             site.features = list(values["features"])
             site.batches = list(values["batches"])
+            site.sequences_missing = list(values.get("sequences-missing", []))
             site.cases = {
                 label: str(values[f"cases.{label}"]) for label in self.study.federation.classes
             }
-            if values["extraction-hash"] != self.study.extraction_hash:
+            if not site.features:
+                site.set_aside("refused", "its feature table has no study feature")
+            elif values["extraction-hash"] != self.study.extraction_hash:
                 site.set_aside(
                     "refused",
                     f"extraction hash {values['extraction-hash']} differs from the study's "
@@ -184,11 +188,13 @@ class StudyProtocol:
         included = self.included()
         if not included:
             raise ProtocolError("no site passed the census: " + self._reasons())
+        # sites missing a sequence or region shrink the study to the features all share
         features = sorted(set.intersection(*(set(self.sites[n].features) for n in included)))
         if not features:
             raise ProtocolError("the included sites share no feature")
         for site in sorted((self.sites[n] for n in included), key=lambda s: s.label):
-            self.log(f"census: {site.label} cases {site.cases}")
+            missing = f", missing {site.sequences_missing}" if site.sequences_missing else ""
+            self.log(f"census: {site.label} cases {site.cases}{missing}")
         return features
 
     # -- phases 3-5: one pipeline fit -------------------------------------------------
@@ -697,7 +703,13 @@ class StudyProtocol:
                 "config": self.study.model_dump(mode="json"),
             },
             "sites": [
-                {"name": s.label, "status": s.status, "reason": s.reason, "cases": s.cases}
+                {
+                    "name": s.label,
+                    "status": s.status,
+                    "reason": s.reason,
+                    "cases": s.cases,
+                    "sequences_missing": s.sequences_missing,
+                }
                 for s in sorted(self.sites.values(), key=lambda site: site.label)
             ],
             "metrics": {

@@ -1,4 +1,5 @@
-"""Site extraction end to end: QC failures by case id, feature names, cache, workers, CLI."""
+"""Site extraction end to end: QC failures by case id, feature names, cache, resume, site
+conventions, workers, CLI."""
 
 from __future__ import annotations
 
@@ -117,14 +118,19 @@ def test_good_cases_have_finite_features_with_contract_names(site):
     for region in STUDY.extraction.regions:
         for sequence in STUDY.extraction.sequences:
             assert f"{sequence}_{region}_original_firstorder_Mean" in features
-        assert f"t1c_{region}_original_shape_VoxelVolume" in features
-        assert not any(name.startswith(f"flair_{region}_original_shape") for name in features)
+            assert not any(
+                name.startswith(f"{sequence}_{region}_original_shape") for name in features
+            )
+        assert f"mask_{region}_original_shape_VoxelVolume" in features
     assert np.isfinite(table[features].to_numpy(dtype=float)).all()
     enhancing = table["t1c_enhancing_original_firstorder_Mean"]
     assert (table["t1c_necrosis_original_firstorder_Mean"] < enhancing - 20).all()
     assert provenance["extraction_hash"] == STUDY.extraction_hash
     assert (provenance["n_cases"], provenance["n_failed"]) == (3, len(BAD) + 1)
     assert {"pyradiomics", "SimpleITK", "fedrad", "created"} <= provenance.keys()
+    assert provenance["sequences"] == ["t1c", "flair"]
+    assert provenance["regions"] == {"enhancing": [1], "necrosis": [2], "oedema": [3]}
+    assert provenance["qc_flags"] == {}
 
 
 @pytest.mark.parametrize("case_id", list(BAD))

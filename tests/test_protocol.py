@@ -196,3 +196,20 @@ def test_site_below_min_cell_size_contributes_nothing(tmp_path):
     )
     counts = [value for key, value in census.items() if key.startswith("cases.")]
     assert "<10" in counts and all(value == "<10" or int(value) >= 10 for value in counts)
+
+
+def test_a_site_missing_a_sequence_shrinks_the_study_to_shared_features(tmp_path):
+    tables = write_site_feature_tables(tmp_path, STUDY, n_features=6)
+    table, provenance = read_feature_table(tables["site02"])
+    renamed = {c: c.replace("t1c_", "flair_") for c in table.columns if c.endswith(("F4", "F5"))}
+    for name in ("site01", "site03"):
+        other, other_provenance = read_feature_table(tables[name])
+        write_feature_table(
+            other.assign(**{new: other[old] for old, new in renamed.items()}),
+            tables[name],
+            other_provenance,
+        )
+    results = _run(_grid(tables))
+    assert all(site["status"] == "included" for site in results["sites"])
+    used = set(results["selection"]["kept"])
+    assert not any(name.startswith("flair_") for name in used)

@@ -1,4 +1,4 @@
-"""Per-case QC and manifest validation, on tiny synthetic volumes (no pyradiomics run)."""
+"""Per-case QC, DICOM series and manifest validation, on tiny synthetic volumes (no pyradiomics)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import SimpleITK as sitk
 
 from fedrad.client.manifest import CaseEntry, ManifestError, read_manifest, row_problems
 from fedrad.client.qc import check_case, missing_files, read_case, read_image
+from fedrad.client.site_config import SiteConfig, site_layout
 from fedrad.common.config import ExtractionSettings
 
 SETTINGS = ExtractionSettings(sequences=("t1c", "flair"), resampled_spacing_mm=None)
+DEFAULT_SITE = site_layout(SiteConfig(), SETTINGS)
 SIZE = 24
 
 
@@ -43,9 +45,15 @@ def good_case() -> tuple[dict[str, sitk.Image], sitk.Image]:
     return images, volume(lesion_labels())
 
 
-def test_good_case_has_no_problems():
+def problems(images, mask, layout=DEFAULT_SITE) -> list[str]:
+    return check_case(images, mask, SETTINGS, layout).problems
+
+
+def test_good_case_has_no_problems_and_keeps_its_mask():
     images, mask = good_case()
-    assert check_case(images, mask, SETTINGS) == []
+    check = check_case(images, mask, SETTINGS, DEFAULT_SITE)
+    assert (check.problems, check.notes) == ([], [])
+    assert all(check.masks[name] is mask for name in images)
 
 
 def test_empty_and_tiny_regions_are_named():
@@ -54,7 +62,7 @@ def test_empty_and_tiny_regions_are_named():
     labels[labels == 2] = 1  # no necrosis at all
     labels[labels == 3] = 0
     labels[0, 0, :4] = 3  # oedema of 4 voxels
-    reasons = check_case(images, volume(labels), SETTINGS)
+    reasons = problems(images, volume(labels))
     assert "region necrosis (label 2) is empty" in reasons
     assert any("region oedema (label 3) has 4 voxel(s)" in reason for reason in reasons)
     assert not any("enhancing" in reason for reason in reasons)
@@ -64,30 +72,85 @@ def test_empty_and_tiny_regions_are_named():
     ("geometry", "what"),
     [
         ({"spacing": (1.0, 1.0, 1.2)}, "spacing"),
-        ({"origin": (0.0, 0.5, 0.0)}, "origin"),
+        ({"origin": (0.0, 3.0, 0.0)}, "origin"),
     ],
 )
-def test_geometry_mismatch_is_reported(geometry, what):
+def test_geometry_mismatch_beyond_tolerance_is_refused(geometry, what):
     images, mask = good_case()
     images["flair"] = volume(sitk.GetArrayFromImage(images["flair"]), **geometry)
-    reasons = check_case(images, mask, SETTINGS)
+    reasons = problems(images, mask)
     assert len(reasons) == 1
     assert reasons[0].startswith(f"flair/mask geometry mismatch: {what}")
+    assert "mask_resample_tolerance_mm is 1" in reasons[0]
 
 
 def test_size_and_direction_mismatch_are_reported():
     images, mask = good_case()
-    images["t1c"] = volume(np.zeros((SIZE + 1, SIZE, SIZE), np.float32))
+    images["t1c"] = volume(np.zeros((SIZE + 3, SIZE, SIZE), np.float32))
     images["flair"].SetDirection((-1.0, 0, 0, 0, 1, 0, 0, 0, 1))
-    reasons = check_case(images, mask, SETTINGS)
+    reasons = problems(images, mask)
     assert any(reason.startswith("t1c/mask geometry mismatch: size") for reason in reasons)
-    assert any(reason.startswith("flair/mask geometry mismatch: direction") for reason in reasons)
+    assert any(
+        reason.startswith("flair/mask geometry mismatch: direction")
+        and "directions differ" in reason
+        for reason in reasons
+    )
 
 
-def test_geometry_within_tolerance_passes():
+def test_geometry_within_itk_tolerance_passes():
     images, mask = good_case()
     images["t1c"].SetOrigin((1e-5, 0.0, 0.0))
-    assert check_case(images, mask, SETTINGS) == []
+    assert problems(images, mask) == []
+
+
+def test_mask_on_a_finer_grid_of_the_same_extent_is_resampled_onto_the_image():
+    images, _ = good_case()
+    fine = lesion_labels().repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    mask = volume(fine, spacing=(0.5, 0.5, 0.5), origin=(-0.25, -0.25, -0.25))
+    check = check_case(images, mask, SETTINGS, DEFAULT_SITE)
+    assert check.problems == []
+    assert len(check.notes) == 2
+    assert check.notes[0].startswith("mask resampled onto the t1c grid (size")
+    for name, image in images.items():
+        aligned = check.masks[name]
+        assert (aligned.GetSize(), aligned.GetOrigin()) == (image.GetSize(), image.GetOrigin())
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(aligned), lesion_labels())
+
+
+def test_slightly_shifted_image_gets_its_own_resampled_mask():
+    images, mask = good_case()
+    images["flair"].SetOrigin((0.0, 0.6, 0.0))
+    check = check_case(images, mask, SETTINGS, DEFAULT_SITE)
+    assert check.problems == []
+    assert check.notes == [
+        "mask resampled onto the flair grid (origin (0.0, 0.6, 0.0) vs (0.0, 0.0, 0.0); "
+        "within 0.6 mm)"
+    ]
+    assert check.masks["t1c"] is mask
+    assert check.masks["flair"].GetOrigin() == (0.0, 0.6, 0.0)
+
+
+def test_unknown_and_fractional_label_values_are_named():
+    images, _ = good_case()
+    labels = lesion_labels()
+    labels[0, 0, 0] = 5
+    assert problems(images, volume(labels)) == [
+        "mask has label value(s) [5] that the site config does not map (mapped: 1, 2, 3); "
+        "add them under `labels`"
+    ]
+    fractional = lesion_labels().astype(np.float32)
+    fractional[0, 0, 0] = 0.5
+    assert problems(images, volume(fractional))[0].startswith(
+        "mask has non-integer values (e.g. 0.5)"
+    )
+
+
+def test_site_label_convention_maps_other_numbers_onto_the_study_tissues():
+    images, _ = good_case()
+    brats = np.choose(lesion_labels(), [0, 4, 1, 2]).astype(np.uint8)  # 1->4, 2->1, 3->2
+    site = site_layout(SiteConfig(labels={4: "enhancing", 1: "necrosis", 2: "oedema"}), SETTINGS)
+    assert problems(images, volume(brats), site) == []
+    assert problems(images, volume(brats))[0].startswith("mask has label value(s) [4]")
 
 
 def test_nan_and_inf_voxels_are_counted():
@@ -96,14 +159,17 @@ def test_nan_and_inf_voxels_are_counted():
     t1c[1, 2, 3] = np.nan
     t1c[4, 5, 6] = np.inf
     images["t1c"] = volume(t1c)
-    assert check_case(images, mask, SETTINGS) == ["t1c has 2 NaN/Inf voxel(s)"]
+    assert problems(images, mask) == ["t1c has 2 NaN/Inf voxel(s)"]
 
 
-def test_two_dimensional_image_is_refused():
+def test_two_dimensional_and_single_slice_images_are_refused():
     images, mask = good_case()
     images["t1c"] = sitk.GetImageFromArray(np.zeros((SIZE, SIZE), np.float32))
-    reasons = check_case(images, mask, SETTINGS)
-    assert reasons == ["t1c is a 2-D image with 1 component(s); expected a 3-D scalar volume"]
+    images["flair"] = volume(np.zeros((1, SIZE, SIZE), np.float32))
+    assert problems(images, mask) == [
+        "t1c is a 2-D image with 1 component(s); expected a 3-D scalar volume",
+        f"flair has size ({SIZE}, {SIZE}, 1): a single slice, not a 3-D volume",
+    ]
 
 
 def case_files(folder: Path, suffix: str) -> CaseEntry:
@@ -118,7 +184,7 @@ def case_files(folder: Path, suffix: str) -> CaseEntry:
 def test_intact_files_read_without_problems(tmp_path: Path, suffix: str):
     images, mask, reasons = read_case(case_files(tmp_path, suffix))
     assert reasons == []
-    assert check_case(images, mask, SETTINGS) == []
+    assert problems(images, mask) == []
 
 
 @pytest.mark.parametrize(
@@ -226,3 +292,65 @@ def test_duplicate_ids_and_unknown_labels_fail_their_rows(tmp_path: Path):
         3: "label 'GBM' is not a study class (HGG, BM); leave it empty for unlabelled cases",
         4: "duplicate case id on manifest lines [2, 4]",
     }
+
+
+def test_manifest_of_a_site_without_a_sequence_needs_it_declared(tmp_path: Path):
+    path = write_manifest(tmp_path, "case_id,label,t1c,mask\na,HGG,t1c.nii,mask.nii\n")
+    (entry,) = read_manifest(path, ["t1c"], missing=["flair"])
+    assert list(entry.images) == ["t1c"]
+    with pytest.raises(ManifestError, match=r"declare a sequence .* under missing_sequences"):
+        read_manifest(path, SETTINGS.sequences)
+    both = write_manifest(tmp_path, "case_id,label,t1c,flair,mask\na,HGG,t,f,m\n")
+    with pytest.raises(ManifestError, match=r"column\(s\) \['flair'\] that the site config"):
+        read_manifest(both, ["t1c"], missing=["flair"])
+
+
+DICOM_UID = "1.2.826.0.1.3680043.2.1125.7"
+
+
+def write_series(folder: Path, array: np.ndarray, uid: str = DICOM_UID, skip=()) -> Path:
+    """A DICOM MR series, one file per slice, 1 x 1 x 2 mm, stacked along z."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(array.shape[0]):
+        if k in skip:
+            continue
+        image = sitk.GetImageFromArray(array[k].astype(np.int16))
+        tags = {
+            "0008|0060": "MR",
+            "0008|0018": f"{uid}.{k + 1}",
+            "0020|000d": f"{uid}.0",
+            "0020|000e": uid,
+            "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{2.0 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+        }
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{uid[-1]}-{k:03d}.dcm"))
+        writer.Execute(image)
+    return folder
+
+
+def test_dicom_series_folder_reads_as_one_volume(tmp_path: Path):
+    array = np.random.default_rng(0).integers(0, 1000, (6, 8, 10))
+    image = read_image(write_series(tmp_path / "series", array))
+    assert (image.GetSize(), image.GetSpacing()[2]) == ((10, 8, 6), 2.0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), array)
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path: Path):
+    folder = write_series(tmp_path / "gap", np.ones((6, 8, 10)), skip=(3,))
+    with pytest.raises(ValueError, match=r"uneven slice spacing: 4 mm after slice 3 of 5"):
+        read_image(folder)
+
+
+def test_folder_with_two_series_or_none_is_refused(tmp_path: Path):
+    folder = write_series(tmp_path / "two", np.ones((3, 4, 4)))
+    write_series(folder, np.ones((3, 4, 4)), uid=DICOM_UID[:-1] + "8")
+    with pytest.raises(ValueError, match="holds 2 DICOM series; give each its own folder"):
+        read_image(folder)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no DICOM series in folder empty"):
+        read_image(tmp_path / "empty")

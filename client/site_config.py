@@ -1,0 +1,133 @@
+"""The site config: how this site's files speak the study's language.
+
+Two hospitals may number the same tissue differently in their label maps (BraTS 2020 puts
+enhancing tumour at 4, another tool at 1) or may lump tissues together (one label for the
+whole tumour core). The site config maps the site's label values onto the study's tissues
+and names the manifest; `SiteLayout` then says which study regions and sequences this site
+can provide, and why the others are missing. None of it enters the extraction hash: a site
+differs from the others only in what it declares here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from fedrad.common.config import ConfigError, ExtractionSettings, format_validation_error
+
+
+class SiteConfig(BaseModel):
+    """The YAML a site operator writes; paths are relative to that file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    manifest: Path | None = None
+    labels: dict[int, tuple[str, ...]] | None = None
+    missing_sequences: tuple[str, ...] = ()
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _one_or_more_tissues(cls, value: object) -> object:
+        """Accept `4: enhancing` as well as `2: [enhancing, necrosis]`."""
+        if not isinstance(value, dict):
+            return value
+        return {key: (item,) if isinstance(item, str) else item for key, item in value.items()}
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SiteConfig:
+        """Read and validate; a relative `manifest` is resolved against the file's folder."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read site config {path}: {exc}") from exc
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            details = format_validation_error(exc)
+            raise ConfigError(f"invalid site config {path}:\n{details}") from exc
+        if config.manifest is not None and not config.manifest.is_absolute():
+            config = config.model_copy(update={"manifest": path.parent / config.manifest})
+        return config
+
+
+@dataclass(frozen=True)
+class SiteLayout:
+    """What this site can extract: its sequences, label meanings and available regions."""
+
+    sequences: tuple[str, ...]
+    missing_sequences: tuple[str, ...]
+    labels: dict[int, frozenset[str]]
+    regions: dict[str, tuple[int, ...]]  # available region -> the site label values it unites
+    missing_regions: dict[str, str]  # region -> why this site cannot delineate it
+
+
+def default_labels(settings: ExtractionSettings) -> dict[int, tuple[str, ...]]:
+    """Without a site config, label value i + 1 means the study's i-th tissue."""
+    return {index + 1: (tissue,) for index, tissue in enumerate(settings.tissues)}
+
+
+def site_layout(site: SiteConfig, settings: ExtractionSettings) -> SiteLayout:
+    """Check the site config against the study; errors name the site-config key."""
+    labels = site.labels if site.labels is not None else default_labels(settings)
+    problems = []
+    for value, tissues in labels.items():
+        if value <= 0:
+            problems.append(f"labels.{value}: label values must be positive (0 is background)")
+        unknown = [tissue for tissue in tissues if tissue not in settings.tissues]
+        if not tissues or unknown:
+            problems.append(
+                f"labels.{value}: {unknown or 'no tissue'} not among the study tissues "
+                f"({', '.join(settings.tissues)})"
+            )
+    unknown_sequences = [name for name in site.missing_sequences if name not in settings.sequences]
+    if unknown_sequences:
+        problems.append(
+            f"missing_sequences: {unknown_sequences} are not study sequences "
+            f"({', '.join(settings.sequences)})"
+        )
+    if problems:
+        raise ConfigError("invalid site config:\n" + "\n".join(f"  {line}" for line in problems))
+    meaning = {value: frozenset(tissues) for value, tissues in labels.items()}
+    regions, missing = {}, {}
+    for region, members in settings.regions.items():
+        values, reason = _delineate(frozenset(members), meaning)
+        if reason:
+            missing[region] = reason
+        else:
+            regions[region] = values
+    sequences = tuple(name for name in settings.sequences if name not in site.missing_sequences)
+    return SiteLayout(
+        sequences=sequences,
+        missing_sequences=tuple(site.missing_sequences),
+        labels=meaning,
+        regions=regions,
+        missing_regions=missing,
+    )
+
+
+def _delineate(
+    region: frozenset[str], meaning: dict[int, frozenset[str]]
+) -> tuple[tuple[int, ...], str]:
+    """The label values whose union is exactly the region, or why there are none.
+
+    A label that mixes tissues inside and outside the region (e.g. one label for enhancing
+    tumour + necrosis, when the region is necrosis alone) makes the region impossible to
+    delineate at this site.
+    """
+    inside = sorted(value for value, tissues in meaning.items() if tissues <= region)
+    for value, tissues in sorted(meaning.items()):
+        if tissues & region and not tissues <= region:
+            return (), (
+                f"label {value} lumps {', '.join(sorted(tissues))} together, "
+                f"so {', '.join(sorted(region))} cannot be separated"
+            )
+    covered = frozenset().union(*(meaning[value] for value in inside))
+    if covered != region:
+        absent = sorted(region - covered)
+        return (), f"no label marks {', '.join(absent)}"
+    return tuple(inside), ""

@@ -1,0 +1,273 @@
+"""Benchmark: FedRad's site extraction against a plain sequential pyradiomics loop.
+
+Both arms extract the same synthetic cohort (4 sequences x 3 regions, original + LoG +
+wavelet, every feature class) with the same study settings, each in a fresh process:
+
+- plain: what a radiomics script does - one `RadiomicsFeatureExtractor`, and
+  `execute(image_path, mask_path, label=...)` for every case x sequence x region, with
+  pyradiomics' and the libraries' defaults for everything the study does not fix;
+- fedrad: `extract_site` with its worker pool, on an empty cache.
+
+It prints cases/minute, the ratio and peak memory, checks the values feature by feature,
+and ends with `extract speedup: <ratio>x identical: <true|false>` (wall-clock ratio).
+"identical" means every value is equal (==), except two documented cases
+(docs/extraction.md): LoG features without resampling (the working-volume lever) need only
+agree within 1e-9 relative, and GLCM MCC may differ in its last bits (within 1e-12),
+because plain pyradiomics' eigenvalues round differently from run to run with
+multithreaded BLAS. Each kind is counted and printed. CPU seconds are printed too: on a
+machine shared with other jobs they show the work each arm did, which wall time hides.
+
+    python -m fedrad.simulations.bench_extract --cases 8 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from fedrad.common.config import FEATURE_CLASSES, ExtractionSettings, StudyConfig
+from fedrad.common.feature_table import feature_name, read_feature_table
+
+SEQUENCES = ("t1c", "flair", "t2", "t1")
+LABELS = {"enhancing": 1, "necrosis": 2, "oedema": 3}  # the synthetic cohort's convention
+LEVER_TOLERANCE = 1e-9
+MCC_TOLERANCE = 1e-12
+
+
+def bench_study(resample: bool) -> StudyConfig:
+    extraction = ExtractionSettings(
+        sequences=SEQUENCES,
+        feature_classes=FEATURE_CLASSES,
+        filters=("original", "log", "wavelet"),
+        log_sigmas_mm=(1.0, 2.0, 3.0),
+        resampled_spacing_mm=(2.0, 2.0, 2.0) if resample else None,
+    )
+    return StudyConfig(extraction=extraction)
+
+
+def plain_extractor(settings: ExtractionSettings, diagnostics: bool = True):
+    """The study's settings as a pyradiomics user would pass them: `additionalInfo` at its
+    default (on) unless `diagnostics` is False; it adds diagnostics, never changes values."""
+    from radiomics.featureextractor import RadiomicsFeatureExtractor
+
+    kwargs = {**settings.pyradiomics_settings(), "additionalInfo": diagnostics}
+    extractor = RadiomicsFeatureExtractor(**kwargs)
+    extractor.disableAllImageTypes()
+    extractor.enableImageTypes(**settings.pyradiomics_image_types())
+    extractor.disableAllFeatures()
+    for name in settings.feature_classes:
+        extractor.enableFeatureClassByName(name)
+    return extractor
+
+
+def plain_features(
+    extractor,
+    images: Mapping[str, str | sitk.Image],
+    mask: str | sitk.Image,
+    regions: Mapping[str, int | sitk.Image],
+) -> dict[str, float]:
+    """One case, plain pyradiomics, named like FedRad's feature table.
+
+    `regions` maps a region to its label value in `mask`, or to its own binary mask (label
+    1) for a region made of several labels. Shape comes from the first sequence's call.
+    """
+    features: dict[str, float] = {}
+    for index, (sequence, image) in enumerate(images.items()):
+        for region, label in regions.items():
+            if isinstance(label, sitk.Image):
+                result = extractor.execute(image, label, label=1)
+            else:
+                result = extractor.execute(image, mask, label=label)
+            for key, value in result.items():
+                if key.startswith("diagnostics_"):
+                    continue
+                image_type = key.split("_", 1)[0]
+                is_shape = key.startswith("original_shape_")
+                if is_shape and index > 0:
+                    continue
+                named = feature_name("mask" if is_shape else sequence, region, image_type, key)
+                features[named] = float(np.real(value))
+    return features
+
+
+def differences(fedrad: dict[str, float], plain: dict[str, float], resampled: bool) -> dict:
+    """Counts of equal, tolerated (lever, MCC) and differing values, and the worst of each."""
+    counts = {"equal": 0, "within_lever": 0, "mcc_rounding": 0, "different": 0, "missing": 0}
+    worst: dict[str, tuple[float, str]] = {}
+    for name in sorted(set(fedrad) | set(plain)):
+        if name not in fedrad or name not in plain:
+            counts["missing"] += 1
+            continue
+        ours, theirs = fedrad[name], plain[name]
+        if ours == theirs or (math.isnan(ours) and math.isnan(theirs)):
+            counts["equal"] += 1
+            continue
+        relative = abs(ours - theirs) / max(abs(theirs), 1e-300)
+        if not resampled and "_log-sigma-" in name and relative <= LEVER_TOLERANCE:
+            kind = "within_lever"
+        elif name.endswith("_glcm_MCC") and relative <= MCC_TOLERANCE:
+            kind = "mcc_rounding"
+        else:
+            kind = "different"
+        counts[kind] += 1
+        worst[kind] = max(worst.get(kind, (0.0, "")), (relative, name))
+    return {**counts, "worst": worst}
+
+
+# -- the two arms, each run in its own process --------------------------------------------
+def _peak_mb(who: int) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _cpu_seconds(*whos: int) -> float:
+    return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in whos)
+
+
+def run_plain(manifest: Path, study: StudyConfig, out: Path) -> None:
+    """The plain loop; writes {seconds, peak_mb, features: {case: {name: value}}} to `out`."""
+    import radiomics
+    from rich.progress import Progress
+
+    radiomics.setVerbosity(logging.ERROR)  # its INFO/WARNING lines would bury the figures
+    rows = list(csv.DictReader(manifest.open()))
+    extractor = plain_extractor(study.extraction)
+    folder = manifest.parent
+    features = {}
+    start = time.perf_counter()
+    with Progress() as progress:
+        bar = progress.add_task("plain pyradiomics loop", total=len(rows))
+        for row in rows:
+            images = {sequence: str(folder / row[sequence]) for sequence in SEQUENCES}
+            features[row["case_id"]] = plain_features(
+                extractor, images, str(folder / row["mask"]), LABELS
+            )
+            progress.advance(bar)
+    seconds = time.perf_counter() - start
+    result = {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds(resource.RUSAGE_SELF),
+        "peak_mb": _peak_mb(resource.RUSAGE_SELF),
+        "features": features,
+    }
+    out.write_text(json.dumps(result))
+
+
+def run_fedrad(manifest: Path, study: StudyConfig, out: Path, workers: int) -> None:
+    from fedrad.client.extract import extract_site
+
+    table = out.with_suffix(".parquet")
+    start = time.perf_counter()
+    report = extract_site(manifest, table, study, workers=workers)
+    seconds = time.perf_counter() - start
+    frame = read_feature_table(table)[0].set_index("case_id").drop(columns="label")
+    result = {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN),
+        "peak_mb": _peak_mb(resource.RUSAGE_SELF),
+        "peak_worker_mb": _peak_mb(resource.RUSAGE_CHILDREN),
+        "failed": report.failed,
+        "features": {case: row.to_dict() for case, row in frame.iterrows()},
+    }
+    out.write_text(json.dumps(result))
+
+
+def _arm(kind: str, manifest: Path, resample: bool, out: Path, workers: int) -> dict:
+    command = [sys.executable, "-m", "fedrad.simulations.bench_extract", "--arm", kind]
+    command += ["--manifest", str(manifest), "--result", str(out), "--workers", str(workers)]
+    command += [] if resample else ["--no-resample"]
+    subprocess.run(command, check=True)
+    return json.loads(out.read_text())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--size", type=int, default=96, help="volume edge in voxels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-resample", dest="resample", action="store_false")
+    parser.add_argument("--arm", choices=["plain", "fedrad"], help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    study = bench_study(args.resample)
+    if args.arm == "plain":
+        return run_plain(args.manifest, study, args.result)
+    if args.arm == "fedrad":
+        return run_fedrad(args.manifest, study, args.result, args.workers)
+    _compare(args, study)
+
+
+def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
+    from fedrad.simulations.synth import generate_cohort
+
+    with tempfile.TemporaryDirectory(prefix="fedrad-bench-") as tmp:
+        root = Path(tmp)
+        (manifest,) = generate_cohort(
+            root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
+        )
+        settings = study.extraction
+        print(
+            f"cohort: {args.cases} synthetic cases, {args.size}^2 voxels in-plane, "
+            f"{len(SEQUENCES)} sequences x {len(LABELS)} regions, filters "
+            f"{'+'.join(settings.filters)} (LoG sigmas {list(settings.log_sigmas_mm)} mm), "
+            f"{len(settings.feature_classes)} feature classes, resampling "
+            f"{settings.resampled_spacing_mm or 'off'}; {os.cpu_count()} cores"
+        )
+        plain = _arm("plain", manifest, args.resample, root / "plain.json", args.workers)
+        fedrad = _arm("fedrad", manifest, args.resample, root / "fedrad.json", args.workers)
+    cases = args.cases
+    for name, arm, memory in [
+        ("plain pyradiomics", plain, f"{plain['peak_mb']:.0f} MB"),
+        (
+            f"fedrad ({args.workers} workers)",
+            fedrad,
+            f"{fedrad['peak_mb']:.0f} MB main + {fedrad['peak_worker_mb']:.0f} MB largest worker",
+        ),
+    ]:
+        rate = 60 * cases / arm["seconds"]
+        print(
+            f"{name}: {arm['seconds']:.1f} s wall ({arm['cpu_seconds']:.1f} s CPU), "
+            f"{rate:.2f} cases/minute, peak RSS {memory}"
+        )
+    counts = {"equal": 0, "within_lever": 0, "mcc_rounding": 0, "different": 0, "missing": 0}
+    worst: dict = {}
+    for case, values in plain["features"].items():
+        found = differences(fedrad["features"].get(case, {}), values, args.resample)
+        for key in counts:
+            counts[key] += found[key]
+        for kind, pair in found["worst"].items():
+            worst[kind] = max(worst.get(kind, (0.0, "")), tuple(pair))
+    per_case = len(next(iter(plain["features"].values())))
+    print(
+        f"values: {per_case} features/case; {counts['equal']} equal (==), "
+        f"{counts['within_lever']} within {LEVER_TOLERANCE:g} (LoG working-volume lever), "
+        f"{counts['mcc_rounding']} GLCM MCC within {MCC_TOLERANCE:g} (BLAS rounding), "
+        f"{counts['different']} different, {counts['missing']} missing; "
+        f"failed cases: {sorted(fedrad['failed']) or 'none'}"
+    )
+    for kind, (relative, name) in worst.items():
+        print(f"largest relative difference ({kind}): {relative:.3g} at {name}")
+    identical = counts["different"] == counts["missing"] == 0 and not fedrad["failed"]
+    ratio = plain["seconds"] / fedrad["seconds"]
+    cpu_ratio = plain["cpu_seconds"] / fedrad["cpu_seconds"]
+    print(f"CPU-time ratio (work per case, independent of cores): {cpu_ratio:.2f}x")
+    print(f"extract speedup: {ratio:.2f}x identical: {str(identical).lower()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`fedrad site check`: every QC failure named by case id in the terminal, CSV and HTML,
+exit status 0 (all usable) / 1 (some not) / 2 (bad config or usage), nothing extracted."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_extract import BAD, bad_rows, good_rows, write_manifest
+from typer.testing import CliRunner
+
+from fedrad.client.cli import site_app
+
+
+def check(*args: str):
+    return CliRunner().invoke(site_app, ["check", *args, "--workers", "1"])
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> tuple[Path, Path, object]:
+    """Good and bad cases, checked once through the CLI."""
+    folder = tmp_path_factory.mktemp("site")
+    manifest = write_manifest(folder, [*good_rows(folder), *bad_rows(folder)])
+    out = folder / "qc"
+    return manifest, out, check("--manifest", str(manifest), "--out", str(out))
+
+
+def test_some_unusable_cases_exit_1_and_are_named_in_the_terminal(mixed):
+    _, _, result = mixed
+    assert result.exit_code == 1
+    output = flat(result.output)
+    for case_id, reason in BAD.items():
+        assert case_id in output
+        assert flat(reason) in output
+    assert "3 of 11 case(s) usable, 0 with warnings" in output
+    assert "regions: enhancing, necrosis, oedema" in output
+
+
+def test_csv_has_a_row_per_manifest_row_with_status_and_reason(mixed):
+    manifest, out, _ = mixed
+    qc = pd.read_csv(out / "qc.csv", keep_default_na=False)
+    assert list(qc.columns) == ["case_id", "label", "status", "stage", "reason", "notes"]
+    assert list(qc["case_id"]) == list(pd.read_csv(manifest, keep_default_na=False)["case_id"])
+    status = dict(zip(qc["case_id"], qc["status"], strict=False))
+    assert {status[case] for case in ("g1", "g2", "g3")} == {"ok"}
+    for case_id, reason in BAD.items():
+        rows = qc[qc["case_id"] == case_id]
+        assert (rows["status"] == "failed").all()
+        assert rows["reason"].str.contains(reason, regex=False).all()
+
+
+def test_html_page_lists_every_case_and_escapes_reasons(mixed):
+    _, out, _ = mixed
+    page = (out / "qc.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page
+    for case_id, reason in BAD.items():
+        assert f"<td>{case_id}</td>" in page
+        assert html.escape(reason) in page
+    assert 'class="failed"' in page and "3 of 11 case(s) usable" in page
+
+
+def test_nothing_is_extracted_or_cached(mixed):
+    manifest, _, _ = mixed
+    assert not list(manifest.parent.rglob("*.parquet")) and not list(
+        manifest.parent.glob("*.cache")
+    )
+
+
+def test_all_usable_exits_0_and_site_config_supplies_the_manifest(tmp_path: Path):
+    write_manifest(tmp_path, good_rows(tmp_path))
+    (tmp_path / "site.yaml").write_text("name: alpha\nmanifest: manifest.csv\n")
+    result = check("--site", str(tmp_path / "site.yaml"), "--out", str(tmp_path / "qc"))
+    assert result.exit_code == 0, result.output
+    assert "site alpha: manifest" in result.output
+    assert "3 of 3 case(s) usable" in result.output
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "message"),
+    [
+        ({}, [], "no manifest: pass --manifest or set `manifest` in the site config"),
+        ({"site.yaml": "labels: {1: tumour}\n"}, ["--site", "site.yaml"], "labels.1: ['tumour']"),
+        ({"site.yaml": "lables: {}\n"}, ["--site", "site.yaml"], "lables: Extra inputs"),
+        ({"study.yaml": "extraction: {bin_width: 0}\n"}, ["--study", "study.yaml"], "bin_width"),
+        ({"m.csv": "case_id,label,t1c\n"}, ["--manifest", "m.csv"], "lacks column(s)"),
+    ],
+)
+def test_bad_config_or_usage_exits_2_naming_the_key(tmp_path: Path, files, args, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    if "--manifest" not in args:
+        write_manifest(tmp_path, good_rows(tmp_path)[:1])
+        args = [*args, "--manifest", "manifest.csv"] if files else args
+    resolved = [str(tmp_path / arg) if arg.endswith((".yaml", ".csv")) else arg for arg in args]
+    result = check(*resolved, "--out", str(tmp_path / "qc"))
+    assert result.exit_code == 2
+    assert message in flat(result.output)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -43,9 +44,18 @@ class Moments:
         return self.m2 / (self.n - ddof)
 
 
-def pool_moments(parts: Iterable[Moments]) -> Moments:
-    """Combine site moments; raises if there are none."""
-    pooled: Moments | None = None
+class _Combinable(Protocol):
+    n: int
+
+    def combine(self, other: Self) -> Self: ...
+
+
+Pooled = TypeVar("Pooled", bound=_Combinable)
+
+
+def pool_moments(parts: Iterable[Pooled]) -> Pooled:
+    """Combine site moments (or comoments) pairwise; raises if there are none."""
+    pooled: Pooled | None = None
     for part in parts:
         pooled = part if pooled is None else pooled.combine(part)
     if pooled is None or pooled.n == 0:

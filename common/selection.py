@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from fedrad.common.metrics import histogram_auc
-from fedrad.common.moments import Moments
+from fedrad.common.moments import Moments, pool_moments
 
 
 def non_constant_mask(
@@ -171,12 +171,7 @@ class Comoments:
 
 def pool_comoments(parts: Iterable[Comoments]) -> Comoments:
     """Combine site comoments; raises if there are none."""
-    pooled: Comoments | None = None
-    for part in parts:
-        pooled = part if pooled is None else pooled.combine(part)
-    if pooled is None or pooled.n == 0:
-        raise ValueError("no site contributed any cases")
-    return pooled
+    return pool_moments(parts)
 
 
 def drop_redundant(

@@ -94,7 +94,6 @@ class Evaluation:
 
     blocks: ScoreBlocks = field(default_factory=ScoreBlocks.empty)
     block_sites: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
-    within_site_concordant: list[float] = field(default_factory=list)
     confusion: ConfusionCounts = field(default_factory=lambda: ConfusionCounts(0, 0, 0, 0))
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((3, 10)))  # sum_p, sum_y, n
     per_site: dict = field(default_factory=dict)
@@ -534,11 +533,9 @@ class StudyProtocol:
                 "specificity": counts.specificity,
                 "balanced_accuracy": counts.balanced_accuracy,
             }
-            pairs = blocks.positives.sum() * blocks.negatives.sum()
-            local_auc = float(reply.values.get("local-auc", 0.0))
-            evaluation.within_site_concordant.append(local_auc * pairs)
-            if "local-auc" in reply.values:
-                evaluation.strata.append((local_auc, pairs))
+            if "local-auc" in reply.values:  # absent when the site tested one class only
+                pairs = blocks.positives.sum() * blocks.negatives.sum()
+                evaluation.strata.append((float(reply.values["local-auc"]), pairs))
         evaluation.per_site = {
             self.sites[node].label: outcome for node, outcome in sorted(outcomes.items())
         }
@@ -733,9 +730,8 @@ class StudyProtocol:
 
 
 def _pooled_metrics(evaluation: Evaluation) -> dict:
-    auc = evaluation.blocks.auc(
-        within=np.array(evaluation.within_site_concordant), site=evaluation.block_sites
-    )
+    within = np.array([local_auc * pairs for local_auc, pairs in evaluation.strata])
+    auc = evaluation.blocks.auc(within=within, site=evaluation.block_sites)
     counts = evaluation.confusion
     weights = sum(weight for _, weight in evaluation.strata)
     return {

@@ -67,7 +67,7 @@ def train_local(
                 loss = loss + proximal_mu / 2 * drift
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
     trained = {name: value.detach().numpy().copy() for name, value in module.state_dict().items()}
     return trained, float(np.mean(losses)) if losses else float("nan")
 

@@ -24,7 +24,7 @@ import radiomics
 import SimpleITK as sitk
 
 from fedrad.client.cases import CaseStatus, CaseVolumes, failed, load_case
-from fedrad.client.manifest import MASK_COLUMN, CaseEntry
+from fedrad.client.manifest import MASK_COLUMN, CaseEntry, with_clinical
 from fedrad.client.parallel import run_cases
 from fedrad.client.qc import missing_files
 from fedrad.client.qc_report import status_frame
@@ -225,9 +225,10 @@ def extract_site(
         done.get(entry.line) or CaseResult(plan.refused[entry.line]) for entry in plan.entries
     ]
 
-    write_feature_table(
-        _feature_table(results, plan.layout, settings), out, _provenance(plan, study, results)
+    table = with_clinical(
+        _feature_table(results, plan.layout, settings), plan.runnable, study.manifest_variables
     )
+    write_feature_table(table, out, _provenance(plan, study, results))
     qc_path = out.with_name(out.stem + ".qc.csv")
     status_frame([result.status for result in results]).to_csv(qc_path, index=False)
     ok = [result for result in results if result.features is not None]

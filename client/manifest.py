@@ -6,12 +6,15 @@ run; problems of single rows (duplicate case id, unknown label) only fail those 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from fedrad.common.feature_table import CLINICAL_PREFIX
 
 MASK_COLUMN = "mask"
 
@@ -29,12 +32,14 @@ class CaseEntry:
     label: str | None
     images: dict[str, Path | None]
     mask: Path | None
+    clinical: dict[str, str] = field(default_factory=dict)  # study's clinical/batch columns
 
 
 def read_manifest(
-    path: Path, sequences: Sequence[str], missing: Sequence[str] = ()
+    path: Path, sequences: Sequence[str], missing: Sequence[str] = (), clinical: Sequence[str] = ()
 ) -> list[CaseEntry]:
-    """Read the manifest: a column per sequence the site has, none for those it lacks.
+    """Read the manifest: a column per sequence the site has, none for those it lacks, and
+    the `clinical` columns the study reads (e.g. age, sex, scanner).
 
     A sequence the site lacks altogether is declared in the site config (`missing_sequences`)
     rather than inferred from an absent column, so a misspelt column header stops the run
@@ -47,13 +52,13 @@ def read_manifest(
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
     frame.columns = [str(column).strip() for column in frame.columns]
-    required = ["case_id", "label", *sequences, MASK_COLUMN]
+    required = ["case_id", "label", *sequences, MASK_COLUMN, *clinical]
     absent = [column for column in required if column not in frame.columns]
     if absent:
         raise ManifestError(
             f"manifest {path} lacks column(s) {absent}; it needs case_id, label, one path "
-            "column per study sequence, and mask (declare a sequence the site does not have "
-            "under missing_sequences in the site config)"
+            "column per study sequence, mask, and the study's clinical columns (declare a "
+            "sequence the site does not have under missing_sequences in the site config)"
         )
     contradicted = [name for name in missing if name in frame.columns]
     if contradicted:
@@ -78,13 +83,22 @@ def read_manifest(
             label=row["label"] or None,
             images={sequence: resolve(row[sequence]) for sequence in sequences},
             mask=resolve(row[MASK_COLUMN]),
+            clinical={name: row[name] for name in clinical},
         )
         for index, row in enumerate(frame.to_dict("records"))
     ]
 
 
-def row_problems(entries: Sequence[CaseEntry], classes: Sequence[str]) -> dict[int, str]:
-    """Manifest line -> reason, for rows that fail before any file is opened."""
+def row_problems(
+    entries: Sequence[CaseEntry],
+    classes: Sequence[str],
+    variables: Mapping[str, Sequence[str] | None] | None = None,
+) -> dict[int, str]:
+    """Manifest line -> reason, for rows that fail before any file is opened.
+
+    `variables` says what each clinical column must hold: None a number, a list one of
+    those levels, an empty list any non-empty text (e.g. a scanner name).
+    """
     counts = Counter(entry.case_id for entry in entries)
     problems: dict[int, str] = {}
     for entry in entries:
@@ -97,6 +111,43 @@ def row_problems(entries: Sequence[CaseEntry], classes: Sequence[str]) -> dict[i
                 f"label {entry.label!r} is not a study class ({', '.join(classes)}); "
                 "leave it empty for unlabelled cases"
             )
+        reasons += [
+            f"{name}: {reason}"
+            for name, levels in (variables or {}).items()
+            if (reason := _clinical_problem(entry.clinical.get(name, ""), levels))
+        ]
         if reasons:
             problems[entry.line] = "; ".join(reasons)
     return problems
+
+
+def _clinical_problem(value: str, levels: Sequence[str] | None) -> str | None:
+    if not value:
+        return "no value (ComBat and the model cannot use a case without it)"
+    if levels is None:
+        try:
+            number = float(value)
+        except ValueError:
+            return f"{value!r} is not a number"
+        return None if math.isfinite(number) else f"{value!r} is not a finite number"
+    if levels and value not in levels:
+        return f"{value!r} is not one of the study's levels {list(levels)}"
+    return None
+
+
+def with_clinical(
+    table: pd.DataFrame,
+    entries: Sequence[CaseEntry],
+    variables: Mapping[str, Sequence[str] | None],
+) -> pd.DataFrame:
+    """The feature table with a `clinical_<name>` column per variable after its label column:
+    numbers for numeric variables, text otherwise, from the rows of `entries`."""
+    by_case = {entry.case_id: entry.clinical for entry in entries}
+    table = table.copy()
+    for position, (name, levels) in enumerate(variables.items(), start=2):
+        values = [by_case[case][name] for case in table["case_id"]]
+        column = pd.Series(values, index=table.index, dtype="string")
+        table.insert(
+            position, f"{CLINICAL_PREFIX}{name}", column.astype(float) if levels is None else column
+        )
+    return table

@@ -8,7 +8,7 @@ counts below k are suppressed, never sent exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -66,7 +66,7 @@ class SiteData:
             labels=table["label"].astype(str).tolist(),
             x=table[features].to_numpy(dtype=np.float64),
             y=(table["label"] == study.federation.positive_class).to_numpy(dtype=np.float64),
-            batch=np.full(len(table), name),
+            batch=_batches(table, name, study),
             clinical={
                 column.removeprefix(CLINICAL_PREFIX): table[column].to_numpy()
                 for column in table.columns
@@ -132,6 +132,20 @@ class SiteData:
         return test if role == "test" else outer & ~test
 
 
+def _batches(table, site: str, study: StudyConfig) -> np.ndarray:
+    """Each case's ComBat batch: the site, or the value of the study's batch column."""
+    column = study.harmonization.batch
+    if column == "site":
+        return np.full(len(table), site)
+    values = table.get(f"{CLINICAL_PREFIX}{column}")
+    if values is None:
+        raise ValueError(
+            f"{site}: the study takes ComBat batches from the manifest column {column!r}, "
+            f"which its feature table lacks (re-extract with the study config)"
+        )
+    return values.astype(str).to_numpy()
+
+
 def suppressed(count: int, min_cell_size: int) -> str:
     """A count as it may leave the site: exact at or above k, else '<k'."""
     return str(count) if count >= min_cell_size else f"<{min_cell_size}"
@@ -167,16 +181,22 @@ def _design(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray 
 
 
 def _covariates(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray | None:
-    """The clinical covariates of `rows`, coded the same way at every site."""
-    wanted = study.harmonization.covariates
-    if not wanted:
-        return None
-    missing = sorted(set(wanted) - set(data.clinical))
+    """The ComBat covariates of `rows`; None when the study has none."""
+    names = study.harmonization.covariates
+    return clinical_design(data, rows, names, study) if names else None
+
+
+def clinical_design(
+    data: SiteData, rows: np.ndarray, names: Sequence[str], study: StudyConfig
+) -> np.ndarray:
+    """Clinical variables `names` of `rows`, coded the same way at every site: categoricals
+    one-hot without their first level, numbers as they are (`clinical_columns` names them)."""
+    missing = sorted(set(names) - set(data.clinical))
     if missing:
-        raise SiteSkipped(f"{data.name} lacks clinical covariate(s) {missing} in its table")
-    categorical = {n: data.clinical[n][rows].astype(str) for n, lv in wanted.items() if lv}
-    continuous = {n: data.clinical[n][rows] for n, lv in wanted.items() if not lv}
-    levels = {name: list(lv) for name, lv in wanted.items() if lv}
+        raise SiteSkipped(f"{data.name} lacks clinical variable(s) {missing} in its table")
+    levels = {name: list(study.clinical[name]) for name in names if study.clinical[name]}
+    categorical = {name: data.clinical[name][rows].astype(str) for name in levels}
+    continuous = {name: data.clinical[name][rows] for name in names if name not in levels}
     try:
         return combat.covariate_matrix(categorical, continuous, levels)
     except ValueError as exc:
@@ -194,18 +214,22 @@ def _estimates(data: SiteData, params: PipelineParams, partition: Partition, stu
     }
     x = data.columns(params.features)
     train = data.rows(partition, "train", study)
-    if train.any():
-        _, estimates = combat.site_harmonize(
-            x[train],
-            data.batch[train],
-            _design(data, train, study),
-            fit.ols,
-            fit.var_pooled,
-            **method,
-        )
-        return estimates
-    frozen = combat.frozen_estimates(fit.ols, fit.var_pooled, **method)
-    return combat.fit_new_batches(x, data.batch, frozen)
+    if not train.any():
+        frozen = combat.frozen_estimates(fit.ols, fit.var_pooled, **method)
+        return combat.fit_new_batches(x, data.batch, frozen)
+    _, estimates = combat.site_harmonize(
+        x[train],
+        data.batch[train],
+        _design(data, train, study),
+        fit.ols,
+        fit.var_pooled,
+        shared=fit.shared,
+        **method,
+    )
+    untrained = ~np.isin(data.batch, estimates.levels)
+    if untrained.any():  # a batch with no training case here, e.g. a scanner only in a test fold
+        return combat.fit_new_batches(x[untrained], data.batch[untrained], estimates)
+    return estimates
 
 
 def harmonized(
@@ -240,7 +264,16 @@ def model_inputs(
     z = harmonized(data, params, partition, rows, study)
     if params.selected is not None:
         z = z[:, params.selected]
+    if params.clinical_inputs:
+        z = np.hstack([z, _clinical_inputs(data, rows, study)])
     return params.standardizer.transform(z) if params.standardizer is not None else z
+
+
+def _clinical_inputs(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray:
+    inputs = clinical_design(data, rows, study.model.clinical_inputs, study)
+    if not np.isfinite(inputs).all():
+        raise SiteSkipped(f"{data.name} has cases without a value of a clinical model input")
+    return inputs
 
 
 def predict(params: PipelineParams, z: np.ndarray) -> np.ndarray:
@@ -257,9 +290,19 @@ def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.nd
     return _enough(data.rows(partition, "train", study), data, "training", study)
 
 
+def _combat_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+    """Training rows for ComBat sums, which are per batch: every batch needs >= k cases."""
+    rows = _training(data, partition, study)
+    k = study.federation.min_cell_size
+    small = [b for b in sorted(set(data.batch[rows])) if np.sum(data.batch[rows] == b) < k]
+    if small:
+        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of batch(es) {small}")
+    return rows
+
+
 def combat_ols(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     params, partition = _request(request)
-    rows = _training(data, partition, study)
+    rows = _combat_training(data, partition, study)
     x = data.columns(params.features)[rows]
     levels = tuple(request.values["combat.levels"])
     sums = combat.site_ols_sums(x, data.batch[rows], _design(data, rows, study), levels)
@@ -268,15 +311,28 @@ def combat_ols(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
 
 def combat_ssr(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     params, partition = _request(request)
-    rows = _training(data, partition, study)
+    rows = _combat_training(data, partition, study)
     x = data.columns(params.features)[rows]
     fit = params.combat
     sums = combat.site_ssr(x, data.batch[rows], _design(data, rows, study), fit.ols, fit.levels)
     return Payload(arrays={"ssr": sums.ssr}, values={"n": int(sums.n)})
 
 
+def combat_batch_moments(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
+    """Sums of standardized features per batch that spans sites (METHODS.md 2.1, round 3)."""
+    params, partition = _request(request)
+    rows = _combat_training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    fit, shared = params.combat, list(request.values["combat.split"])
+    sums = combat.site_batch_moments(
+        x, data.batch[rows], _design(data, rows, study), fit.ols, fit.var_pooled, shared
+    )
+    return Payload(arrays={"counts": sums.counts, "s1": sums.s1, "s2": sums.s2})
+
+
 def screen(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
-    """Per-class moments of the harmonized training features (Welch screening, METHODS.md 3.2)."""
+    """Per-class moments of the harmonized training features (Welch screening, METHODS.md 3.2),
+    and moments of the clinical model inputs."""
     params, partition = _request(request)
     rows = _training(data, partition, study)
     z = harmonized(data, params, partition, rows, study)
@@ -285,21 +341,22 @@ def screen(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     if min(y.sum(), (~y).sum()) < k:
         raise SiteSkipped(f"{data.name} has fewer than {k} training cases of a class")
     positives, negatives = Moments.of(z[y]), Moments.of(z[~y])
-    return Payload(
-        arrays={
-            "positives.mean": positives.mean,
-            "positives.m2": positives.m2,
-            "negatives.mean": negatives.mean,
-            "negatives.m2": negatives.m2,
-        },
-        values={"positives.n": positives.n, "negatives.n": negatives.n},
-    )
+    arrays = {
+        "positives.mean": positives.mean,
+        "positives.m2": positives.m2,
+        "negatives.mean": negatives.mean,
+        "negatives.m2": negatives.m2,
+    }
+    if study.model.clinical_inputs:  # for scaling only: clinical inputs skip selection
+        clinical = Moments.of(_clinical_inputs(data, rows, study))
+        arrays |= {"clinical.mean": clinical.mean, "clinical.m2": clinical.m2}
+    return Payload(arrays=arrays, values={"positives.n": positives.n, "negatives.n": negatives.n})
 
 
 def site_effect(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     """Per-batch moments of the training features before and after harmonization."""
     params, partition = _request(request)
-    rows = _training(data, partition, study)
+    rows = _combat_training(data, partition, study)
     raw = data.columns(params.features)[rows]
     after = harmonized(data, params, partition, rows, study)
     batches = sorted(set(data.batch[rows]))
@@ -438,6 +495,7 @@ def _request(request: Payload) -> tuple[PipelineParams, Partition]:
 HANDLERS: dict[str, Callable[[SiteData, StudyConfig, Payload], Payload]] = {
     "combat-ols": combat_ols,
     "combat-ssr": combat_ssr,
+    "combat-batch-moments": combat_batch_moments,
     "screen": screen,
     "comoments": comoments,
     "site-effect": site_effect,

@@ -37,8 +37,9 @@ def manifest_path(manifest: Path | None, site: SiteConfig) -> Path:
 
 def plan_site(manifest: Path, study: StudyConfig, site: SiteConfig) -> SitePlan:
     layout = site_layout(site, study.extraction)
-    entries = read_manifest(manifest, layout.sequences, layout.missing_sequences)
-    problems = row_problems(entries, study.federation.classes)
+    variables = study.manifest_variables
+    entries = read_manifest(manifest, layout.sequences, layout.missing_sequences, list(variables))
+    problems = row_problems(entries, study.federation.classes, variables)
     refused = {
         entry.line: CaseStatus(entry.case_id, entry.label, "qc", (problems[entry.line],))
         for entry in entries

@@ -267,7 +267,10 @@ def _it_sol(
         g_new = (t2 * n * gamma_hat + d_old * gamma_bar) / (t2 * n + d_old)
         sum2 = m2 + n * (gamma_hat - g_new) ** 2
         d_new = (0.5 * sum2 + b) / (n / 2.0 + a - 1.0)
-        change = max((np.abs(g_new - g_old) / g_old).max(), (np.abs(d_new - d_old) / d_old).max())
+        with np.errstate(divide="ignore", invalid="ignore"):  # γ = 0 gives inf, as in neuroCombat
+            change = max(
+                (np.abs(g_new - g_old) / g_old).max(), (np.abs(d_new - d_old) / d_old).max()
+            )
         g_old, d_old = g_new, d_new
     return g_new, d_new
 

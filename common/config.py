@@ -236,21 +236,40 @@ class FederationSettings(_Strict):
 
 
 class HarmonizationSettings(_Strict):
-    """Distributed ComBat with batches = sites (METHODS.md 2.1).
+    """Distributed ComBat (METHODS.md 2.1).
 
-    `preserve_diagnosis` is option B of METHODS.md 1.4: the diagnosis enters the
-    ComBat fit on training cases, and every case is transformed label-free.
+    Batches are sites by default, or the values of a manifest column such as `scanner`; a
+    batch found at several sites is one batch, estimated from all their cases.
+    `preserve_diagnosis` is option B of METHODS.md 1.4: the diagnosis enters the ComBat fit
+    on training cases, and every case is transformed label-free.
     """
 
     method: Literal["none", "combat"] = "combat"
     parametric: bool = True
     empirical_bayes: bool = True
-    covariates: dict[str, tuple[str, ...] | None] = Field(
-        default_factory=dict,
-        description="clinical covariate -> its levels (categorical) or null (continuous), "
-        "e.g. {age: null, sex: [F, M]}; the feature table holds them as clinical_<name>",
+    batch: str = Field(
+        default="site",
+        description="'site', or a manifest column naming each case's batch (e.g. scanner)",
+    )
+    covariates: tuple[str, ...] = Field(
+        default=(), description="clinical variables (declared under `clinical`) ComBat keeps"
     )
     preserve_diagnosis: bool = False
+
+    @field_validator("batch")
+    @classmethod
+    def _batch_column(cls, value: str) -> str:
+        return value if value == "site" else _check_name("batch column", value)
+
+    @field_validator("covariates", mode="before")
+    @classmethod
+    def _covariate_names(cls, value: object) -> object:
+        if isinstance(value, dict):
+            raise ValueError(
+                "covariates is a list of names now; declare each variable's levels under "
+                "the study's `clinical:` section (e.g. clinical: {age: null, sex: [F, M]})"
+            )
+        return value
 
 
 class SelectionSettings(_Strict):
@@ -284,6 +303,11 @@ class ModelSettings(_Strict):
     proximal_mu: float = Field(default=0.01, ge=0, description="FedProx only")
     trim_fraction: float = Field(default=0.2, ge=0, lt=0.5, description="FedTrimmedAvg only")
     assumed_malicious_sites: int = Field(default=0, ge=0, description="Krum only")
+    clinical_inputs: tuple[str, ...] = Field(
+        default=(),
+        description="clinical variables (declared under `clinical`) the model reads next to "
+        "the selected radiomics features; they bypass feature selection",
+    )
     seed: int = 0
 
 
@@ -305,12 +329,53 @@ class StudyConfig(_Strict):
     """Everything a study fixes; the YAML file a coordinator writes."""
 
     name: str = "hgg-vs-bm"
+    clinical: dict[str, tuple[str, ...] | None] = Field(
+        default_factory=dict,
+        description="clinical manifest columns the study reads -> their levels (categorical) "
+        "or null (a number), e.g. {age: null, sex: [F, M]}; feature tables hold them as "
+        "clinical_<name>",
+    )
     extraction: ExtractionSettings = Field(default_factory=ExtractionSettings)
     federation: FederationSettings = Field(default_factory=FederationSettings)
     harmonization: HarmonizationSettings = Field(default_factory=HarmonizationSettings)
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+
+    @field_validator("clinical")
+    @classmethod
+    def _clinical_names(
+        cls, value: dict[str, tuple[str, ...] | None]
+    ) -> dict[str, tuple[str, ...] | None]:
+        for name, levels in value.items():
+            _check_name("clinical variable", name)
+            if levels is not None and (len(levels) < 2 or len(set(levels)) != len(levels)):
+                raise ValueError(f"{name}: list at least two distinct levels, or null for a number")
+        return value
+
+    @model_validator(mode="after")
+    def _clinical_declared(self) -> StudyConfig:
+        used = {
+            "harmonization.covariates": self.harmonization.covariates,
+            "model.clinical_inputs": self.model.clinical_inputs,
+        }
+        for key, names in used.items():
+            undeclared = [name for name in names if name not in self.clinical]
+            if undeclared:
+                raise ValueError(f"{key}: {undeclared} not declared under `clinical`")
+        if self.harmonization.batch in self.clinical:
+            raise ValueError(
+                f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "
+                "a batch column only names batches"
+            )
+        return self
+
+    @property
+    def manifest_variables(self) -> dict[str, tuple[str, ...] | None]:
+        """Manifest columns sites carry into their feature tables -> what each holds: its
+        levels, None for a number, () for any text (the batch column)."""
+        batch = self.harmonization.batch
+        return {**self.clinical, **({} if batch == "site" else {batch: ()})}
 
     @cached_property
     def extraction_hash(self) -> str:

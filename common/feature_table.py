@@ -10,6 +10,7 @@ so the table and its provenance can never be separated.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,20 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
         for column in table.columns
         if column not in META_COLUMNS and not column.startswith(CLINICAL_PREFIX)
     ]
+
+
+def clinical_input_names(
+    names: Sequence[str], levels: Mapping[str, Sequence[str] | None]
+) -> list[str]:
+    """Names of the coded clinical columns, in `covariate_matrix` order: one indicator per
+    non-first level of each categorical (`clinical_sex=M`), then the numbers (`clinical_age`)."""
+    indicators = [
+        f"{CLINICAL_PREFIX}{name}={level}"
+        for name in names
+        if levels[name]
+        for level in levels[name][1:]
+    ]
+    return indicators + [f"{CLINICAL_PREFIX}{name}" for name in names if not levels[name]]
 
 
 def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:

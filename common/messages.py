@@ -14,6 +14,7 @@ MESSAGE_TYPES = {
     "census": "query.census",
     "combat-ols": "query.combat_ols",
     "combat-ssr": "query.combat_ssr",
+    "combat-batch-moments": "query.combat_batch_moments",
     "screen": "query.screen",
     "comoments": "query.comoments",
     "site-effect": "query.site_effect",

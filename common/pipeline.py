@@ -9,15 +9,20 @@ messages (a SuperNode may start a fresh process for each one).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
 
-from fedrad.common.combat import OLSFit
+from fedrad.common.combat import BatchEffects, OLSFit
 from fedrad.common.moments import Standardizer
 
 Scheme = Literal["holdout", "kfold", "all", "unseen"]
+_EFFECT_FIELDS = tuple(f.name for f in fields(BatchEffects) if f.name != "levels")
+
+
+def _shared_arrays(effects: BatchEffects) -> dict[str, np.ndarray]:
+    return {f"combat.shared.{name}": getattr(effects, name) for name in _EFFECT_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,13 @@ class Payload:
 
 @dataclass(frozen=True)
 class CombatFit:
-    """The pooled ComBat model a site needs for its round 3 (METHODS.md 2.1)."""
+    """The pooled ComBat model a site needs for its round 3 (METHODS.md 2.1), with the
+    server's estimates of batches that span sites (`shared`)."""
 
     ols: OLSFit
     var_pooled: np.ndarray
     levels: tuple[str, ...]
+    shared: BatchEffects | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class PipelineParams:
     features: list[str]
     combat: CombatFit | None = None
     selected: np.ndarray | None = None
+    clinical_inputs: tuple[str, ...] = ()  # coded clinical columns after the selected features
     standardizer: Standardizer | None = None
     beta: np.ndarray | None = None
     network: dict[str, np.ndarray] | None = None
@@ -95,8 +103,13 @@ class PipelineParams:
                 "combat.var_pooled": self.combat.var_pooled,
             }
             payload.values["combat.levels"] = list(self.combat.levels)
+            if self.combat.shared is not None:
+                payload.arrays |= _shared_arrays(self.combat.shared)
+                payload.values["combat.shared.levels"] = list(self.combat.shared.levels)
         if self.selected is not None:
             payload.arrays["selected"] = np.asarray(self.selected, dtype=np.int64)
+        if self.clinical_inputs:
+            payload.values["clinical-inputs"] = list(self.clinical_inputs)
         if self.standardizer is not None:
             payload.arrays["scaler.mean"] = self.standardizer.mean
             payload.arrays["scaler.scale"] = self.standardizer.scale
@@ -117,7 +130,15 @@ class PipelineParams:
                 alpha=arrays["combat.alpha"],
                 x_mean=arrays["combat.x_mean"],
             )
-            combat = CombatFit(ols, arrays["combat.var_pooled"], tuple(values["combat.levels"]))
+            shared = None
+            if "combat.shared.levels" in values:
+                shared = BatchEffects(
+                    levels=tuple(values["combat.shared.levels"]),
+                    **{name: arrays[f"combat.shared.{name}"] for name in _EFFECT_FIELDS},
+                )
+            combat = CombatFit(
+                ols, arrays["combat.var_pooled"], tuple(values["combat.levels"]), shared
+            )
         standardizer = None
         if "scaler.mean" in arrays:
             standardizer = Standardizer(mean=arrays["scaler.mean"], scale=arrays["scaler.scale"])
@@ -125,6 +146,7 @@ class PipelineParams:
             features=list(values["features"]),
             combat=combat,
             selected=arrays.get("selected"),
+            clinical_inputs=tuple(values.get("clinical-inputs", ())),
             standardizer=standardizer,
             beta=arrays.get("beta"),
             network={
@@ -137,10 +159,12 @@ class PipelineParams:
 
     @property
     def model_features(self) -> list[str]:
-        """The features the model reads, in the order of beta[1:]."""
-        if self.selected is None:
-            return list(self.features)
-        return [self.features[i] for i in self.selected]
+        """The inputs the model reads, in the order of beta[1:]: selected features, then
+        clinical inputs."""
+        selected = (
+            self.features if self.selected is None else [self.features[i] for i in self.selected]
+        )
+        return [*selected, *self.clinical_inputs]
 
 
 def bundle(payloads: list[Payload]) -> Payload:

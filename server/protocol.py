@@ -18,6 +18,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig
+from fedrad.common.feature_table import clinical_input_names
 from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
 from fedrad.common.messages import payload_to_bytes
 from fedrad.common.metrics import (
@@ -239,16 +240,23 @@ class StudyProtocol:
             threshold=selection.pop("training_prevalence"),
         )
 
-    def _fit_combat(self, params: PipelineParams, nodes, partitions) -> PipelineParams:
-        levels = tuple(sorted({batch for n in nodes for batch in self.sites[n].batches}))
+    def _fit_combat(
+        self, params: PipelineParams, nodes, partitions, levels: tuple[str, ...] | None = None
+    ) -> PipelineParams:
+        if levels is None:
+            levels = tuple(sorted({batch for n in nodes for batch in self.sites[n].batches}))
         replies = self._ask_training(
             "combat-ols", nodes, params, partitions, values={"combat.levels": list(levels)}
         )
-        total = None
+        total, site_counts = None, []
         for node, reply in replies.items():
             sums = combat.OLSSums(reply.arrays["dtd"], reply.arrays["dty"], reply.arrays["counts"])
             _check_finite(node, dtd=sums.dtd, dty=sums.dty)
             total = sums if total is None else total + sums
+            site_counts.append(sums.counts)
+        if not total.counts.all():  # a batch with no training case in this fit, e.g. a fold
+            trained = tuple(level for level, n in zip(levels, total.counts, strict=True) if n)
+            return self._fit_combat(params, nodes, partitions, trained)
         ols = combat.pooled_ols(total)
         provisional = PipelineParams(
             params.features, CombatFit(ols, np.ones_like(ols.alpha), levels)
@@ -259,14 +267,42 @@ class StudyProtocol:
             part = combat.SSRSums(reply.arrays["ssr"], int(reply.values["n"]))
             _check_finite(node, ssr=part.ssr)
             ssr = part if ssr is None else ssr + part
-        return replace(params, combat=CombatFit(ols, combat.pooled_variance(ssr), levels))
+        fit = CombatFit(ols, combat.pooled_variance(ssr), levels)
+        split = combat.split_batches(site_counts, levels)
+        if split:
+            shared = self._split_batch_effects(
+                replace(params, combat=fit), split, nodes, partitions
+            )
+            fit = replace(fit, shared=shared)
+        return replace(params, combat=fit)
+
+    def _split_batch_effects(self, params: PipelineParams, split, nodes, partitions):
+        """Empirical Bayes for batches that span sites, from their summed moments: the sites
+        holding one batch each see only part of it (METHODS.md 2.1, round 3)."""
+        replies = self._ask_training(
+            "combat-batch-moments",
+            nodes,
+            params,
+            partitions,
+            values={"combat.split": list(split)},
+        )
+        total = None
+        for node, reply in replies.items():
+            arrays = reply.arrays
+            part = combat.BatchMoments(arrays["counts"], arrays["s1"], arrays["s2"])
+            _check_finite(node, s1=part.s1, s2=part.s2)
+            total = part if total is None else total + part
+        settings = self.study.harmonization
+        return combat.pooled_batch_effects(
+            total, split, eb=settings.empirical_bayes, parametric=settings.parametric
+        )
 
     def _select(self, params: PipelineParams, nodes, partitions):
         """Near-constant filter and Welch screening from per-class moments, then redundancy
         removal from the pooled correlation of the best candidates (METHODS.md 3.1-3.2)."""
         settings = self.study.selection
         replies = self._ask_training("screen", nodes, params, partitions)
-        positives, negatives = [], []
+        positives, negatives, clinical = [], [], []
         for node, reply in replies.items():
             arrays, values = reply.arrays, reply.values
             _check_finite(node, **arrays)
@@ -280,6 +316,9 @@ class StudyProtocol:
                     int(values["negatives.n"]), arrays["negatives.mean"], arrays["negatives.m2"]
                 )
             )
+            if "clinical.mean" in arrays:
+                n = int(values["positives.n"]) + int(values["negatives.n"])
+                clinical.append(Moments(n, arrays["clinical.mean"], arrays["clinical.m2"]))
         pooled_pos, pooled_neg = pool_moments(positives), pool_moments(negatives)
         everything = pooled_pos.combine(pooled_neg)
         keep = non_constant_mask(everything, min_cv=settings.min_coefficient_of_variation)
@@ -314,6 +353,18 @@ class StudyProtocol:
         )
         selected = np.sort(candidates[np.asarray(kept, dtype=int)])
         moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
+        inputs = self.study.model.clinical_inputs
+        if inputs:
+            pooled_clinical = pool_moments(clinical)
+            moments = Moments(
+                moments.n,
+                np.concatenate([moments.mean, pooled_clinical.mean]),
+                np.concatenate([moments.m2, pooled_clinical.m2]),
+            )
+            params = replace(
+                params,
+                clinical_inputs=tuple(clinical_input_names(inputs, self.study.clinical)),
+            )
         selection = {
             "training_prevalence": pooled_pos.n / everything.n,
             "n_features": len(params.features),
@@ -325,7 +376,7 @@ class StudyProtocol:
 
     def _fit_logistic(self, params: PipelineParams, nodes, partitions, tag: str):
         settings = self.study.model
-        n_params = len(params.selected) + 1
+        n_params = len(params.model_features) + 1
         summed_terms = self._summed_terms(params, nodes, partitions)
 
         def record(iteration: int, deviance: float) -> None:
@@ -359,7 +410,7 @@ class StudyProtocol:
 
     def _summed_terms(self, params, nodes, partitions) -> Callable[[np.ndarray], NewtonTerms]:
         """Sum of the sites' Newton terms at beta over the training part of `partitions`."""
-        n_params = len(params.selected) + 1
+        n_params = len(params.model_features) + 1
 
         def summed_terms(beta: np.ndarray) -> NewtonTerms:
             replies = self._ask_training("newton", nodes, replace(params, beta=beta), partitions)
@@ -396,7 +447,7 @@ class StudyProtocol:
         """L1 logistic regression by proximal Newton (METHODS.md 3.4); the penalty comes from
         the study or from federated inner cross-validation on the training part."""
         settings = self.study.model
-        n_params = len(params.selected) + 1
+        n_params = len(params.model_features) + 1
         penalty, curve = settings.lasso_lambda, None
         if penalty is None:
             replies = self._ask_training("lambda-max", nodes, params, partitions)
@@ -450,7 +501,9 @@ class StudyProtocol:
         """An MLP trained by a Flower strategy on the training sites (not exact: FedAvg & co.)."""
         settings = self.study.model
         (partition,) = {partitions[node] for node in nodes}  # every design trains one way
-        weights = mlp.initial_weights(len(params.selected), settings.hidden_units, settings.seed)
+        weights = mlp.initial_weights(
+            len(params.model_features), settings.hidden_units, settings.seed
+        )
         config = ConfigRecord(
             {"pipeline": payload_to_bytes(params.to_payload(partition)), "server-round": 0}
         )
@@ -651,24 +704,26 @@ class StudyProtocol:
             self.log(f"{self.sites[node].label}: could not keep local artifacts ({reason})")
 
     def _site_effects(self, final: FittedPipeline, partitions: dict[int, Partition]) -> dict:
-        """Per-feature site-effect F statistic of the training cases, before and after ComBat."""
+        """Per-feature batch-effect F statistic of the training cases, before and after ComBat
+        (batches are sites unless the study names a batch column)."""
         nodes = [n for n in partitions if self.sites[n].label in final.sites]
         replies = self._ask_training("site-effect", nodes, final.params, partitions)
         summary = {"method": self.study.harmonization.method}
         features = final.params.features
         for stage in ("raw", "harmonized"):
-            groups = [
-                Moments(int(n), mean, m2)
-                for reply in replies.values()
-                for n, mean, m2 in zip(
+            by_batch: dict[str, list[Moments]] = {}
+            for reply in replies.values():
+                for batch, n, mean, m2 in zip(
+                    reply.values["batches"],
                     reply.values["counts"],
                     reply.arrays[f"{stage}.mean"],
                     reply.arrays[f"{stage}.m2"],
                     strict=True,
-                )
-            ]
+                ):
+                    by_batch.setdefault(str(batch), []).append(Moments(int(n), mean, m2))
+            groups = [pool_moments(parts) for _, parts in sorted(by_batch.items())]
             if len(groups) < 2:
-                return summary | {"note": "site effects need at least two sites"}
+                return summary | {"note": "site effects need at least two batches"}
             statistic, p_value = group_f_statistic(groups)
             name = "before" if stage == "raw" else "after"
             summary[name] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,20 @@ def test_rerun_reuses_cohort_and_extraction_cache(simulation):
     assert result.output.count("(30 from cache)") == 3
     after = json.loads((out / "results.json").read_text())
     assert after["model"] == json.loads(before)["model"]
+
+
+def test_clinical_study_carries_age_and_sex_into_combat_and_the_model(simulation, tmp_path):
+    out, _ = simulation
+    copy = tmp_path / "clinical"
+    shutil.copytree(out, copy)
+    study = Path(__file__).parents[1] / "simulations" / "studies" / "clinical.yaml"
+    args = ["simulate", "--out", str(copy), "--sites", "3", "--cases-per-site", "30"]
+    result = CliRunner().invoke(app, [*args, "--study", str(study)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((copy / "results.json").read_text())
+    coefficients = results["model"]["coefficients"]
+    assert list(coefficients)[-2:] == ["clinical_sex=M", "clinical_age"]
+    pooled = results["metrics"]["pooled_reference"]["model"]["coefficients"]
+    assert max(abs(coefficients[name] - pooled[name]) for name in coefficients) <= 1e-10
+    table, _ = read_feature_table(copy / "sites" / "site01" / "features.parquet")
+    assert table["clinical_age"].between(18, 90).all()

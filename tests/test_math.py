@@ -134,8 +134,14 @@ def test_merged_blocks_hold_k_cases_and_bound_the_exact_pooled_auc():
     for y, scores in sites:
         blocks = ScoreBlocks.merged(*score_histograms(y, scores, 1000), min_count=5)
         assert np.all(blocks.positives + blocks.negatives >= 5)
-        assert blocks.lo[0] == 0 and blocks.hi[-1] == 1000
-        assert np.all(blocks.lo[1:] == blocks.hi[:-1])
+        assert np.all(blocks.lo[1:] >= blocks.hi[:-1])  # disjoint, in order
+        # each block spans exactly the bins from its lowest to its highest score
+        bins = np.minimum((scores * 1000).astype(int), 999)
+        block_of = np.searchsorted(blocks.hi, bins, side="right")
+        assert np.all(blocks.lo[block_of] <= bins) and np.all(bins < blocks.hi[block_of])
+        for index in range(len(blocks.lo)):
+            members = bins[block_of == index]
+            assert (members.min(), members.max() + 1) == (blocks.lo[index], blocks.hi[index])
         pooled = pooled + blocks
     y = np.concatenate([y for y, _ in sites])
     scores = np.concatenate([s for _, s in sites])

@@ -172,7 +172,9 @@ def test_lasso_with_federated_inner_cv_equals_the_pooled_fit(tmp_path):
 
 
 def test_combat_with_clinical_covariates_equals_centralized_combat(tmp_path):
-    study = STUDY.updated(harmonization={"covariates": {"age": None, "sex": ["F", "M"]}})
+    study = STUDY.updated(
+        clinical={"age": None, "sex": ["F", "M"]}, harmonization={"covariates": ["age", "sex"]}
+    )
     tables = write_site_feature_tables(tmp_path, study, site_shift=3.0, clinical=True)
     federated, pooled = _run(tables, study), pooled_reference(tables, study)
     coefficients, reference = federated["model"]["coefficients"], pooled["model"]["coefficients"]
@@ -196,10 +198,10 @@ def test_combat_with_clinical_covariates_equals_centralized_combat(tmp_path):
 
 
 def test_site_without_a_required_covariate_is_left_out_by_name(tmp_path):
-    study = STUDY.updated(harmonization={"covariates": {"age": None}})
+    study = STUDY.updated(clinical={"age": None}, harmonization={"covariates": ["age"]})
     tables = write_site_feature_tables(tmp_path, study, clinical=True)
     table, provenance = read_feature_table(tables["site02"])
     write_feature_table(table.drop(columns=["clinical_age"]), tables["site02"], provenance)
     results = _run(tables, study)
-    assert "clinical covariate" in results["selection"]["excluded_sites"]["site02"]
+    assert "lacks clinical variable(s) ['age']" in results["selection"]["excluded_sites"]["site02"]
     assert results["model"]["training_sites"] == ["site01", "site03"]

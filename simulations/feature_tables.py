@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fedrad.common.config import ConfigError, StudyConfig
-from fedrad.common.feature_table import write_feature_table
+from fedrad.common.feature_table import CLINICAL_PREFIX, write_feature_table
 
 
 def _labels(column: pd.Series, study: StudyConfig) -> pd.Series:
@@ -69,7 +69,11 @@ def split_feature_table(
         raise ConfigError(f"label column {label_column!r} is not in {csv}")
     labels = _labels(table[label_column], study)
     sites = _site_names(table, labels, site_column, split_sites, seed)
-    excluded = {label_column, site_column}
+    variables = study.manifest_variables  # clinical and batch columns: never features
+    absent = [name for name in variables if name not in table.columns]
+    if absent:
+        raise ConfigError(f"{csv} lacks the study's clinical/batch column(s) {absent}")
+    excluded = {label_column, site_column, *variables}
     numeric = table.drop(columns=[c for c in excluded if c]).select_dtypes("number")
     features = [c for c in numeric.columns if not c.startswith("diagnostics_")]
     if not features:
@@ -84,6 +88,13 @@ def split_feature_table(
             values = values * rng.lognormal(0, 0.2 * site_effects, len(features))
             values = values + rng.normal(0, site_effects, len(features)) * spread
         part = pd.DataFrame(values, columns=features)
+        for position, (name, levels) in enumerate(variables.items()):
+            column = table.loc[rows, name].to_numpy()
+            part.insert(
+                position,
+                f"{CLINICAL_PREFIX}{name}",
+                column.astype(float if levels is None else str),
+            )
         part.insert(0, "label", labels[rows].to_numpy())
         case_ids = [f"{site}-{i:04d}" for i in range(int(rows.sum()))]
         part.insert(0, "case_id", case_ids)

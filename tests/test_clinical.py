@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from test_extract import STUDY as EXTRACTION_STUDY
@@ -20,6 +21,7 @@ from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
 from fedrad.server.transport import in_process_transport
+from fedrad.simulations.feature_tables import split_feature_table
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth_features import write_site_feature_tables
 
@@ -203,3 +205,39 @@ def test_example_studies_are_valid():
     studies = {path.stem: StudyConfig.from_yaml(path) for path in folder.glob("*.yaml")}
     assert {"kfold-combat", "leave-one-site-out", "clinical"} <= set(studies)
     assert studies["clinical"].model.clinical_inputs == ("age", "sex")
+
+
+def test_external_table_carries_clinical_and_batch_columns_not_as_features(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    n = 120
+    y = rng.random(n) < 0.5
+    frame = {name: rng.normal(size=n) + 1.2 * y for name in "abcd"}
+    frame |= {
+        "dx": np.where(y, "HGG", "BM"),
+        "hospital": np.repeat(["A", "B", "C"], n // 3),
+        "scanner": np.tile(["ge", "siemens"], n // 2),  # each scanner at every hospital
+        "age": np.round(rng.normal(60, 10, n)),
+        "sex": rng.choice(["F", "M"], n),
+    }
+    csv = tmp_path / "table.csv"
+    pd.DataFrame(frame).to_csv(csv, index=False)
+    study = STUDY.updated(harmonization={"batch": "scanner"}, model={"clinical_inputs": ["age"]})
+    tables = split_feature_table(csv, "dx", tmp_path / "sites", study, site_column="hospital")
+    part, _ = read_feature_table(tables["A"])
+    assert list(part.columns) == [
+        "case_id",
+        "label",
+        "clinical_age",
+        "clinical_sex",
+        "clinical_scanner",
+        *"abcd",
+    ]
+    results = _run(tables, study)
+    assert list(results["model"]["coefficients"])[-1] == "clinical_age"
+    assert results["model"]["training_sites"] == ["A", "B", "C"]
+    with pytest.raises(
+        ConfigError, match=r"lacks the study's clinical/batch column\(s\) \['bmi'\]"
+    ):
+        split_feature_table(
+            csv, "dx", tmp_path / "other", study.updated(clinical={"bmi": None}), split_sites=2
+        )

@@ -24,7 +24,7 @@ from fedrad.simulations.synth_mri import BiasField, acquire
 from fedrad.simulations.synth_site import SEQUENCES, Grid, SiteProfile, draw_site_profile
 from fedrad.simulations.synth_tumour import Tumour, draw_phenotype, region_counts, render_tumour
 
-MIN_REGION_MM3 = 200.0  # >= 10 voxels (QC's default minimum) even at 2.2 x 2.2 x 4 mm
+MIN_REGION_MM3 = 200.0  # 25 voxels of 2 mm, and >= 10 (QC's minimum) on any native grid
 _PLACEMENT_ATTEMPTS = 50
 _CASE_STREAM, _NOISE_STREAM = 2, 3  # first entries of the per-case seed tuples
 

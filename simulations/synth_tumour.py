@@ -5,7 +5,11 @@ Beta distributions, and each imaging property is interpolated between a typical
 metastasis (t = 0) and a typical high-grade glioma (t = 1), plus its own noise. Because
 all class information passes through t, no combination of features can separate the
 classes better than t does: some metastases are large, irregular and necrotic, some
-gliomas small and round, as in real cohorts, and a good model lands near AUC 0.85-0.9.
+gliomas small and round, as in real cohorts, and a good model lands near AUC 0.85.
+Size and shape overlap more than texture and FLAIR signal (infiltrative vs vasogenic
+oedema, rim and necrosis heterogeneity), which carry most of the class signal, as in the
+radiomics literature on glioblastoma vs solitary metastasis; those features are also the
+ones scanners change most (synth_site).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from fedrad.simulations.synth_site import Grid
 ENHANCING, NECROSIS, OEDEMA = 1, 2, 3
 NECROSIS_MIN_MM = 4.5  # a ~380 mm3 sphere: comfortably above synth.MIN_REGION_MM3
 _HGG_LIKENESS = {True: (3.8, 1.8), False: (1.8, 3.8)}  # Beta(a, b) of t per class
+_FINE_TEXTURE_MM, _FINE_SHARE, _FINE_VOXEL_MM3 = 0.8, 0.5, 8.0  # see _heterogeneity
 _CORTEX = 0.8  # grey-matter weight above which oedema stops (vasogenic/infiltrative spares it)
 
 
@@ -53,17 +58,17 @@ def draw_phenotype(rng: np.random.Generator, is_hgg: bool) -> Phenotype:
         return float(np.exp(sigma * rng.standard_normal()))
 
     return Phenotype(
-        radius=float(np.clip(np.exp(_lerp(np.log(8.0), np.log(22.0), t)) * jitter(0.22), 6.5, 28)),
-        irregularity=min(_lerp(0.03, 0.25, t) * jitter(0.3), 0.35),
+        radius=float(np.clip(np.exp(_lerp(np.log(9.0), np.log(21.0), t)) * jitter(0.25), 6.5, 28)),
+        irregularity=min(_lerp(0.04, 0.24, t) * jitter(0.35), 0.35),
         rim_mm=_lerp(3.0, 5.5, t) * jitter(0.2),
-        rim_unevenness=min(_lerp(0.08, 0.45, t) * jitter(0.3), 0.7),
-        oedema_ratio=float(np.exp(_lerp(np.log(1.5), np.log(0.55), t))) * jitter(0.3),
-        oedema_irregularity=min(_lerp(0.06, 0.4, t) * jitter(0.3), 0.6),
-        margin_mm=_lerp(0.8, 3.5, t) * jitter(0.25),
-        infiltration=_lerp(0.02, 0.2, t) * jitter(0.3),
-        rim_heterogeneity=_lerp(0.06, 0.2, t) * jitter(0.25),
-        necrosis_heterogeneity=_lerp(0.05, 0.14, t) * jitter(0.25),
-        oedema_heterogeneity=_lerp(0.04, 0.14, t) * jitter(0.25),
+        rim_unevenness=min(_lerp(0.09, 0.42, t) * jitter(0.3), 0.7),
+        oedema_ratio=float(np.exp(_lerp(np.log(1.4), np.log(0.6), t))) * jitter(0.3),
+        oedema_irregularity=min(_lerp(0.08, 0.38, t) * jitter(0.35), 0.6),
+        margin_mm=_lerp(0.8, 3.5, t) * jitter(0.15),
+        infiltration=_lerp(0.02, 0.25, t) * jitter(0.2),
+        rim_heterogeneity=_lerp(0.05, 0.25, t) * jitter(0.15),
+        necrosis_heterogeneity=_lerp(0.04, 0.18, t) * jitter(0.15),
+        oedema_heterogeneity=_lerp(0.03, 0.18, t) * jitter(0.15),
         enhancement=jitter(0.12),
     )
 
@@ -274,12 +279,30 @@ def render_tumour(rng: np.random.Generator, grid: Grid, anatomy: Anatomy, p: Phe
         oedema_weight=(fade * oedema_allowed).astype(np.float32),
         infiltration=(p.infiltration * falloff).astype(np.float32),
         textures={
-            ENHANCING: smooth_noise(rng, grid, crop, sigma_mm=2.5),
-            NECROSIS: smooth_noise(rng, grid, crop, sigma_mm=3.0),
-            OEDEMA: smooth_noise(rng, grid, crop, sigma_mm=4.0),
+            ENHANCING: _heterogeneity(rng, grid, crop, sigma_mm=2.5),
+            NECROSIS: _heterogeneity(rng, grid, crop, sigma_mm=3.0),
+            OEDEMA: _heterogeneity(rng, grid, crop, sigma_mm=4.0),
         },
         phenotype=p,
     )
+
+
+def _heterogeneity(
+    rng: np.random.Generator, grid: Grid, shape: tuple, sigma_mm: float
+) -> np.ndarray:
+    """Tissue heterogeneity: a coarse field plus a fine one at the scale of a voxel.
+
+    A voxel averages the fine component over its volume, so coarser grids see less of it
+    (amplitude ~ 1 / sqrt(voxel volume) beyond _FINE_VOXEL_MM3), as larger voxels smooth
+    texture in real scans (Mayerhoefer et al., Med Phys 36:1236, 2009). Unit variance on
+    fine grids.
+    """
+    coarse = smooth_noise(rng, grid, shape, sigma_mm)
+    fine = smooth_noise(rng, grid, shape, _FINE_TEXTURE_MM)
+    averaging = min(1.0, np.sqrt(_FINE_VOXEL_MM3 / grid.voxel_volume))
+    coarse *= np.sqrt(1.0 - _FINE_SHARE)
+    coarse += np.float32(np.sqrt(_FINE_SHARE) * averaging) * fine
+    return coarse
 
 
 def region_counts(tumour: Tumour) -> dict[int, int]:

@@ -62,6 +62,7 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
         ),
         default=float("nan"),
     )
+    unseen = {name: _summary(_run(tables, arm)) for name, arm in arms.items()}
     difference = float(abs(federated["auc"] - pooled["auc"]))
     certified = federated["auc_error_bound"] + pooled["auc_error_bound"]
     return {
@@ -76,5 +77,20 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
             "agrees": bool(difference <= AGREEMENT),
             "within_certified_bound": bool(difference <= certified),
         },
-        "on_unseen_sites": {name: _summary(_run(tables, arm)) for name, arm in arms.items()},
+        "on_unseen_sites": unseen,
+        "worth": _worth(unseen),
+    }
+
+
+def _worth(arms: dict[str, dict]) -> dict:
+    """What harmonization and federation add on unseen sites: the federated ComBat arm
+    minus the arm without each (positive = worth it)."""
+    best = arms["federated + ComBat"]
+    others = {
+        "harmonization": arms["federated, no harmonization"],
+        "federation": arms["each site alone + ComBat"],
+    }
+    return {
+        name: {key: best[key] - other[key] for key in ("auc", "balanced_accuracy")}
+        for name, other in others.items()
     }

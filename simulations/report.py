@@ -96,3 +96,13 @@ def print_comparison(comparison: dict, console: Console) -> None:
             _fmt(figures["site_stratified_auc"]),
         )
     console.print(table)
+    worth = comparison["worth"]
+    console.print(
+        "on unseen sites, "
+        + "; ".join(
+            f"{name} adds {gain['auc']:+.3f} AUC and {gain['balanced_accuracy']:+.3f} "
+            "balanced accuracy"
+            for name, gain in worth.items()
+        )
+        + " (federated + ComBat against the arm without it)"
+    )

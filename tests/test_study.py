@@ -150,6 +150,11 @@ def test_compare_reports_agreement_and_every_arm(tmp_path):
     }
     for figures in comparison["on_unseen_sites"].values():
         assert 0.0 <= figures["auc"] <= 1.0
+    arms, worth = comparison["on_unseen_sites"], comparison["worth"]
+    best = arms["federated + ComBat"]["balanced_accuracy"]
+    assert worth["federation"]["balanced_accuracy"] == pytest.approx(
+        best - arms["each site alone + ComBat"]["balanced_accuracy"], abs=1e-15
+    )
 
 
 def test_lasso_with_federated_inner_cv_equals_the_pooled_fit(tmp_path):

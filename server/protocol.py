@@ -302,10 +302,13 @@ class StudyProtocol:
         removal from the pooled correlation of the best candidates (METHODS.md 3.1-3.2)."""
         settings = self.study.selection
         replies = self._ask_training("screen", nodes, params, partitions)
+        inputs = self.study.model.clinical_inputs
         positives, negatives, clinical = [], [], []
         for node, reply in replies.items():
             arrays, values = reply.arrays, reply.values
             _check_finite(node, **arrays)
+            if inputs and "clinical.mean" not in arrays:
+                raise SiteFailed(node, "its screening reply lacks the clinical input moments")
             positives.append(
                 Moments(
                     int(values["positives.n"]), arrays["positives.mean"], arrays["positives.m2"]
@@ -316,7 +319,7 @@ class StudyProtocol:
                     int(values["negatives.n"]), arrays["negatives.mean"], arrays["negatives.m2"]
                 )
             )
-            if "clinical.mean" in arrays:
+            if inputs:
                 n = int(values["positives.n"]) + int(values["negatives.n"])
                 clinical.append(Moments(n, arrays["clinical.mean"], arrays["clinical.m2"]))
         pooled_pos, pooled_neg = pool_moments(positives), pool_moments(negatives)
@@ -353,7 +356,6 @@ class StudyProtocol:
         )
         selected = np.sort(candidates[np.asarray(kept, dtype=int)])
         moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
-        inputs = self.study.model.clinical_inputs
         if inputs:
             pooled_clinical = pool_moments(clinical)
             moments = Moments(

@@ -24,7 +24,12 @@ from fedrad.common.feature_table import (
     write_feature_table,
 )
 from fedrad.common.logistic import newton_terms, with_intercept
-from fedrad.common.metrics import ConfusionCounts, ScoreBlocks, score_histograms
+from fedrad.common.metrics import (
+    ConfusionCounts,
+    ScoreBlocks,
+    calibration_sums,
+    score_histograms,
+)
 from fedrad.common.moments import Moments
 from fedrad.common.pipeline import Partition, Payload, PipelineParams, unbundle
 from fedrad.common.selection import Comoments
@@ -412,8 +417,8 @@ def lambda_max_sums(data: SiteData, study: StudyConfig, request: Payload) -> Pay
 
 def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     """Evaluate every fit that tests this site on its test cases, pooled: score blocks per
-    class (bins merged to >= k cases each), calibration sums and the site's AUC over all of
-    its out-of-fold scores, plus confusion counts per fit at that fit's threshold."""
+    class and calibration sums (bins merged to >= k cases each) and the site's AUC over all
+    of its out-of-fold scores, plus confusion counts per fit at that fit's threshold."""
     from sklearn.metrics import roc_auc_score
 
     fits = unbundle(request)
@@ -435,16 +440,16 @@ def scores(data: SiteData, study: StudyConfig, request: Payload) -> Payload:
     )
     if 0 < y.sum() < len(y):
         values["local-auc"] = float(roc_auc_score(y, p))
-    calibration_bin = np.minimum((p * CALIBRATION_BINS).astype(int), CALIBRATION_BINS - 1)
+    sum_p, sum_y, count = calibration_sums(y, p, CALIBRATION_BINS, federation.min_cell_size)
     return Payload(
         arrays={
             "blocks.lo": blocks.lo,
             "blocks.hi": blocks.hi,
             "blocks.positives": blocks.positives,
             "blocks.negatives": blocks.negatives,
-            "calibration.sum_p": np.bincount(calibration_bin, p, CALIBRATION_BINS),
-            "calibration.sum_y": np.bincount(calibration_bin, y, CALIBRATION_BINS),
-            "calibration.count": np.bincount(calibration_bin, minlength=CALIBRATION_BINS),
+            "calibration.sum_p": sum_p,
+            "calibration.sum_y": sum_y,
+            "calibration.count": count.astype(np.int64),
         },
         values=values,
     )

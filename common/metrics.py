@@ -139,18 +139,7 @@ class ScoreBlocks:
         occupy: a block discloses the range of its >= k scores, and a narrower range overlaps
         fewer blocks of other sites, which tightens the AUC."""
         totals = np.asarray(positives) + np.asarray(negatives)
-        bounds, running = [0], 0
-        for index, count in enumerate(totals):
-            running += count
-            if running >= min_count:
-                bounds.append(index + 1)
-                running = 0
-        if bounds[-1] != len(totals):
-            if len(bounds) > 1 and running < min_count:
-                bounds[-1] = len(totals)
-            else:
-                bounds.append(len(totals))
-        lo, hi = _trimmed(np.array(bounds[:-1]), np.array(bounds[1:]), totals)
+        lo, hi = _trimmed(*_merged_bins(totals, min_count), totals)
         cumulative_pos = np.concatenate([[0], np.cumsum(positives)])
         cumulative_neg = np.concatenate([[0], np.cumsum(negatives)])
         return cls(
@@ -206,6 +195,50 @@ class ScoreBlocks:
         if n0 > 1:
             variance += self.negatives @ (placement_neg - auc) ** 2 / ((n0 - 1) * n0)
         return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
+
+
+def _merged_bins(totals: np.ndarray, min_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi) of adjacent bins merged left to right until each holds >= min_count cases; a
+    short last group joins the one before it."""
+    bounds, running = [0], 0
+    for index, count in enumerate(totals):
+        running += count
+        if running >= min_count:
+            bounds.append(index + 1)
+            running = 0
+    if bounds[-1] != len(totals):
+        if len(bounds) > 1 and running < min_count:
+            bounds[-1] = len(totals)
+        else:
+            bounds.append(len(totals))
+    return np.array(bounds[:-1]), np.array(bounds[1:])
+
+
+def calibration_sums(
+    y_true: np.ndarray, scores: np.ndarray, bins: int, min_count: int
+) -> np.ndarray:
+    """Rows Σp, Σy and n per bin of a fixed grid of `bins` on [0, 1], as a site may send them.
+
+    Adjacent bins are merged until each group holds >= min_count cases, and a group is
+    reported in the bin of its mean score: no sent bin sums fewer than k patients (a bin
+    of one would give away that patient's score and diagnosis), while sums over the sites
+    stay on one grid.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    index = np.minimum((scores * bins).astype(int), bins - 1)
+    sums = np.vstack(
+        [
+            np.bincount(index, scores, bins),
+            np.bincount(index, np.asarray(y_true, dtype=np.float64), bins),
+            np.bincount(index, minlength=bins).astype(np.float64),
+        ]
+    )
+    reported = np.zeros_like(sums)
+    for lo, hi in zip(*_merged_bins(sums[2], min_count), strict=True):
+        group = sums[:, lo:hi].sum(axis=1)
+        if group[2]:
+            reported[:, min(int(group[0] / group[2] * bins), bins - 1)] += group
+    return reported
 
 
 def _trimmed(lo: np.ndarray, hi: np.ndarray, totals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

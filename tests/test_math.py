@@ -9,6 +9,7 @@ from fedrad.common.logistic import fit_newton, newton_terms, sum_terms, with_int
 from fedrad.common.metrics import (
     ConfusionCounts,
     ScoreBlocks,
+    calibration_sums,
     histogram_auc,
     score_histograms,
     wilson_interval,
@@ -159,3 +160,21 @@ def test_merged_blocks_hold_k_cases_and_bound_the_exact_pooled_auc():
     within = np.array([roc_auc_score(y_s, s_s) * y_s.sum() * (~y_s).sum() for y_s, s_s in sites])
     sharper = pooled.auc(within=within, site=labels)
     assert abs(sharper.auc - exact) <= sharper.error_bound < result.error_bound
+
+
+def test_calibration_bins_sent_by_a_site_each_sum_at_least_k_cases():
+    y, scores = _scores(4, 37)
+    plain = calibration_sums(y, scores, 10, min_count=1)
+    index = np.minimum((scores * 10).astype(int), 9)
+    np.testing.assert_array_equal(plain[2], np.bincount(index, minlength=10))
+    np.testing.assert_allclose(plain[0], np.bincount(index, scores, 10), rtol=1e-15)
+
+    sent = calibration_sums(y, scores, 10, min_count=5)
+    counts = sent[2][sent[2] > 0]
+    assert counts.min() >= 5 and plain[2][plain[2] > 0].min() < 5  # merging was needed
+    np.testing.assert_allclose(sent.sum(axis=1), plain.sum(axis=1), rtol=1e-12)
+    filled = sent[2] > 0  # each group sits in the bin of its mean score
+    mean_score = sent[0][filled] / sent[2][filled]
+    np.testing.assert_array_equal(
+        np.minimum((mean_score * 10).astype(int), 9), np.flatnonzero(filled)
+    )

@@ -178,3 +178,13 @@ def test_calibration_bins_sent_by_a_site_each_sum_at_least_k_cases():
     np.testing.assert_array_equal(
         np.minimum((mean_score * 10).astype(int), 9), np.flatnonzero(filled)
     )
+
+
+def test_score_blocks_of_tied_or_too_few_scores():
+    tied = np.zeros(20, dtype=int)
+    tied[[3, 9, 15]] = [1, 12, 1]  # one bin holds 12 cases
+    blocks = ScoreBlocks.merged(tied, np.zeros(20, dtype=int), min_count=5)
+    assert np.all(blocks.positives >= 5) and blocks.positives.sum() == 14
+    assert blocks.lo[0] == 3 and blocks.hi[-1] == 16
+    few = ScoreBlocks.merged(tied * (tied < 2), np.zeros(20, dtype=int), min_count=5)
+    assert (few.lo.tolist(), few.hi.tolist(), few.positives.tolist()) == ([3], [16], [2])

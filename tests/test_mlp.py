@@ -23,8 +23,8 @@ STUDY = StudyConfig(
 )
 
 
-def _run(tmp_path, study: StudyConfig) -> tuple[dict, FaultyGrid]:
-    tables = write_site_feature_tables(tmp_path, study)
+def _run(tmp_path, study: StudyConfig, clinical: bool = False) -> tuple[dict, FaultyGrid]:
+    tables = write_site_feature_tables(tmp_path, study, clinical=clinical)
 
     def locate(context):
         return str(context.node_config["site-name"]), Path(context.node_config["path"])
@@ -80,3 +80,16 @@ def test_each_strategy_trains_a_usable_model(tmp_path, strategy):
     results, _ = _run(tmp_path, study)
     assert results["model"]["strategy"] == strategy
     assert 0.5 < results["metrics"]["federated"]["auc"] <= 1.0
+
+
+def test_mlp_reads_clinical_inputs_next_to_the_selected_features(tmp_path):
+    study = STUDY.updated(
+        clinical={"age": None, "sex": ["F", "M"]}, model={"clinical_inputs": ["sex", "age"]}
+    )
+    results, grid = _run(tmp_path, study, clinical=True)
+    features = results["model"]["features"]
+    assert features[-2:] == ["clinical_sex=M", "clinical_age"]
+    assert features[:-2] == results["selection"]["kept"]
+    first_layer = [r for _, kind, r in grid.sent if kind == "train"][0].content["arrays"]
+    assert len(features) in {a.numpy().shape[-1] for a in first_layer.values()}
+    assert results["metrics"]["federated"]["auc"] > 0.7

@@ -44,7 +44,8 @@ class SiteSkipped(Exception):
 
 @dataclass(frozen=True)
 class SiteData:
-    """A site's labelled cases. `batch` is each case's ComBat batch (its site by default)."""
+    """A site's labelled cases. `batch` is each case's ComBat batch (its site by default);
+    `origin` its site, which differs from `name` only in the pooled reference."""
 
     name: str
     extraction_hash: str
@@ -54,6 +55,7 @@ class SiteData:
     x: np.ndarray
     y: np.ndarray
     batch: np.ndarray
+    origin: np.ndarray
     clinical: dict[str, np.ndarray] = field(default_factory=dict)
     table_path: Path | None = None
 
@@ -72,6 +74,7 @@ class SiteData:
             x=table[features].to_numpy(dtype=np.float64),
             y=(table["label"] == study.federation.positive_class).to_numpy(dtype=np.float64),
             batch=_batches(table, name, study),
+            origin=np.full(len(table), name),
             clinical={
                 column.removeprefix(CLINICAL_PREFIX): table[column].to_numpy()
                 for column in table.columns
@@ -92,6 +95,7 @@ class SiteData:
             x=np.vstack([site.columns(features) for site in sites]),
             y=np.concatenate([site.y for site in sites]),
             batch=np.concatenate([site.batch for site in sites]),
+            origin=np.concatenate([site.origin for site in sites]),
             clinical={
                 name: np.concatenate([site.clinical[name] for site in sites])
                 for name in set.intersection(*(set(site.clinical) for site in sites))
@@ -113,7 +117,7 @@ class SiteData:
         if partition.scheme in ("all", "unseen"):
             everything = np.ones(n, dtype=bool)
             return everything if (partition.scheme == "all") == (role == "train") else ~everything
-        strata = [f"{batch}|{label}" for batch, label in zip(self.batch, self.labels, strict=True)]
+        strata = self._strata(np.arange(n))
         validation = study.validation
         if partition.scheme == "holdout":
             test = holdout_mask(self.case_ids, strata, validation.holdout_fraction, validation.seed)
@@ -123,11 +127,16 @@ class SiteData:
             )
         return test if role == "test" else ~test
 
+    def _strata(self, members: np.ndarray) -> list[str]:
+        """Site x batch x class of each member: a site splits its cases exactly as the
+        pooled reference splits them, whether or not a batch spans sites."""
+        return [f"{self.origin[i]}|{self.batch[i]}|{self.labels[i]}" for i in members]
+
     def _inner_rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
         """Inner CV fold `partition.inner` of the outer fit's training cases."""
         outer = self.rows(replace(partition, inner=None), "train", study)
         members = np.flatnonzero(outer)
-        strata = [f"{self.batch[i]}|{self.labels[i]}" for i in members]
+        strata = self._strata(members)
         validation = study.validation
         inner = fold_ids(
             [self.case_ids[i] for i in members], strata, validation.inner_folds, validation.seed + 1

@@ -145,6 +145,20 @@ def test_scanner_batches_spanning_sites_equal_centralized_combat(tmp_path: Path,
     assert sorted(results["harmonization"]["per_feature_f"]["before"]) == sorted(features)
 
 
+def test_kfold_with_scanner_batches_equals_the_pooled_study(tmp_path: Path):
+    study = STUDY.updated(harmonization={"batch": "scanner"}, validation={"scheme": "kfold"})
+    tables = write_site_feature_tables(tmp_path, study, site_shift=2.0)
+    _with_scanners(tables, {"site01": ["shared", "own"], "site02": ["shared"], "site03": ["x"]})
+    federated, pooled = _run(tables, study), pooled_reference(tables, study)
+    coefficients, reference = federated["model"]["coefficients"], pooled["model"]["coefficients"]
+    assert max(abs(coefficients[k] - reference[k]) for k in coefficients) <= 1e-10
+    ours, theirs = federated["metrics"]["federated"], pooled["metrics"]["federated"]
+    assert (ours["sensitivity"], ours["specificity"]) == (
+        theirs["sensitivity"],
+        theirs["specificity"],
+    )
+
+
 def test_a_site_with_fewer_than_k_cases_of_a_batch_is_left_out_by_name(tmp_path: Path):
     study = STUDY.updated(harmonization={"batch": "scanner"})
     tables = write_site_feature_tables(tmp_path, study)

@@ -89,6 +89,7 @@ def simulate(
 ) -> None:
     """Whole study on one machine: synthetic MRI (or a feature table), sites, Flower simulation."""
     from fedrad.simulations.report import print_comparison, print_results
+    from fedrad.simulations.report_html import write_report
     from fedrad.simulations.simulate import (
         SimulationPaths,
         attach_pooled_reference,
@@ -128,6 +129,7 @@ def simulate(
     if compare:
         print_comparison(results["comparison"], console)
     console.print(f"results: {paths.results}")
+    console.print(f"figures: {write_report(results, paths.results.with_name('report.html'))}")
     dropped = [s for s in results["sites"] if s["status"] != "included"]
     if dropped or any(failed_cases.values()):
         raise typer.Exit(1)
@@ -177,11 +179,23 @@ def _extract_sites(manifests, paths, config: StudyConfig, workers: int | None):
 
 
 @app.command()
-def show(results: Annotated[Path, typer.Argument(help="A results.json file.")]) -> None:
-    """Print a results.json as tables."""
-    from fedrad.simulations.report import print_results
+def show(
+    results: Annotated[Path, typer.Argument(help="A results.json file.")],
+    html: Annotated[
+        Path | None, typer.Option(help="Also write the figures to this HTML file.")
+    ] = None,
+) -> None:
+    """Print a results.json as tables (and its figures as HTML)."""
+    from fedrad.simulations.report import print_comparison, print_results
 
-    print_results(json.loads(results.read_text()), console)
+    content = json.loads(results.read_text())
+    print_results(content, console)
+    if "comparison" in content:
+        print_comparison(content["comparison"], console)
+    if html is not None:
+        from fedrad.simulations.report_html import write_report
+
+        console.print(f"figures: {write_report(content, html)}")
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import radiomics
@@ -85,27 +86,34 @@ def expected_columns(
     settings: ExtractionSettings, sequences: Sequence[str], regions: Sequence[str]
 ) -> set[str]:
     """Every feature column a case must yield for these sequences and regions."""
-    classes = getFeatureClasses()
-
-    def features(name: str) -> list[str]:
-        return [feature for feature, old in classes[name].getFeatureNames().items() if not old]
-
-    intensity = [name for name in settings.feature_classes if name != SHAPE_CLASS]
+    intensity = [
+        f"{name}_{feature}"
+        for name in settings.feature_classes
+        if name != SHAPE_CLASS
+        for feature in class_features(name)
+    ]
     columns = {
-        f"{sequence}_{region}_{image}_{name}_{feature}"
+        f"{sequence}_{region}_{image}_{feature}"
         for sequence in sequences
         for region in regions
         for image in filter_names(settings)
-        for name in intensity
-        for feature in features(name)
+        for feature in intensity
     }
     if SHAPE_CLASS in settings.feature_classes:
         columns |= {
             f"{SHAPE_SEQUENCE}_{region}_original_{SHAPE_CLASS}_{feature}"
             for region in regions
-            for feature in features(SHAPE_CLASS)
+            for feature in class_features(SHAPE_CLASS)
         }
     return columns
+
+
+@cache
+def class_features(name: str) -> tuple[str, ...]:
+    """A class's non-deprecated features; pyradiomics finds them by introspection on every
+    call (0.3 ms), so ask once per process."""
+    names = getFeatureClasses()[name].getFeatureNames()
+    return tuple(feature for feature, deprecated in names.items() if not deprecated)
 
 
 def region_mask(labels: sitk.Image, values: Sequence[int]) -> sitk.Image:

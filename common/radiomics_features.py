@@ -30,6 +30,7 @@ from radiomics import getFeatureClasses, imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from fedrad.common.config import ExtractionSettings
+from fedrad.common.feature_classes import compute_features
 from fedrad.common.feature_table import feature_name
 from fedrad.common.resampling import RegionResampler
 from fedrad.common.working_volume import (
@@ -185,7 +186,8 @@ def _sequence(
     for region, image_name, cropped, cropped_mask, args in _filtered(
         image, views, settings, kwargs
     ):
-        values = extractor.computeFeatures(cropped, cropped_mask, image_name, **args)
+        enabled = extractor.enabledFeatures
+        values = compute_features(cropped, cropped_mask, image_name, enabled, **args)
         features.update(_named(sequence, region, values))
     return features
 

@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from fedrad.common.feature_classes import compute_features
+from fedrad.common.glcm import FastGLCM
 
 CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
@@ -89,3 +90,17 @@ def test_compute_features_equals_pyradiomics(case):
         name: (ours[name], theirs[name]) for name in ours if not same(ours[name], theirs[name])
     }
     assert not different, different
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_glcm_equals_pyradiomics_glcm_on_large_sparse_matrices(seed):
+    from radiomics.glcm import RadiomicsGLCM
+
+    image, mask = volume(10 + seed, (12, 16, 16), levels=120.0)
+    settings = {"binWidth": 2 + seed, "label": 1}
+    theirs = RadiomicsGLCM(image, mask, **settings).execute()
+    ours = FastGLCM(image, mask, **settings).execute()
+    assert ours.keys() == theirs.keys()
+    assert all(same(ours[name], theirs[name]) for name in ours), {
+        name: (ours[name], theirs[name]) for name in ours if not same(ours[name], theirs[name])
+    }

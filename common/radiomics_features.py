@@ -132,6 +132,7 @@ class _RegionView:
     image: sitk.Image
     mask: sitk.Image
     bbox: np.ndarray  # pyradiomics order: (Lx, Ux, Ly, Uy, Lz, Uz)
+    cropped_mask: sitk.Image  # the mask cut to `bbox`, the same for every filtered image
 
     @property
     def box(self) -> Box:
@@ -197,7 +198,9 @@ def _view(resampler: RegionResampler, mask: sitk.Image, kwargs: dict) -> _Region
     image = resampler.image
     if kwargs["resampledPixelSpacing"] is not None:
         image, mask = resampler.resample(mask)
-    return _RegionView(image, mask, _check_mask(image, mask, kwargs))
+    bbox = _check_mask(image, mask, kwargs)
+    _, cropped_mask = imageoperations.cropToTumorMask(image, mask, bbox)
+    return _RegionView(image, mask, bbox, cropped_mask)
 
 
 def _check_mask(image: sitk.Image, mask: sitk.Image, kwargs: dict) -> np.ndarray:
@@ -229,8 +232,7 @@ def _filtered(
             # each region has its own grid (resampled) or the original voxels need no filter
             for region, view in views.items():
                 for filtered, name, inner in generate(view.image, view.mask, **args):
-                    cropped, mask = imageoperations.cropToTumorMask(filtered, view.mask, view.bbox)
-                    yield region, name, cropped, mask, inner
+                    yield region, name, *_crop_from(filtered, np.zeros(3, int), view), inner
             continue
         lower, upper = _working_window(type_name, image, views, settings)
         volume = image[
@@ -258,14 +260,14 @@ def _working_window(
 def _crop_from(
     filtered: sitk.Image, origin: np.ndarray, view: _RegionView
 ) -> tuple[sitk.Image, sitk.Image]:
-    """The region's box out of a filtered working volume, on the grid pyradiomics would use."""
-    _, mask = imageoperations.cropToTumorMask(view.image, view.mask, view.bbox)
+    """The region's box out of a filtered image whose voxel (0, 0, 0) is the region grid's
+    `origin`, on the grid pyradiomics' `cropToTumorMask` gives (its mask is cut once)."""
     lower, upper = view.box[0] - origin, view.box[1] - origin
     cropped = filtered[
         tuple(slice(int(lo), int(up) + 1) for lo, up in zip(lower, upper, strict=True))
     ]
-    cropped.CopyInformation(mask)
-    return cropped, mask
+    cropped.CopyInformation(view.cropped_mask)
+    return cropped, view.cropped_mask
 
 
 def _named(sequence: str, region: str, values: Mapping[str, object]) -> dict[str, float]:

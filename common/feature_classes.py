@@ -20,9 +20,11 @@ import SimpleITK as sitk
 from radiomics import getFeatureClasses, imageoperations
 from radiomics.base import RadiomicsFeaturesBase
 
+from fedrad.common.firstorder import FastFirstOrder
 from fedrad.common.glcm import FastGLCM
 
-FASTER = {"glcm": FastGLCM}  # same values as pyradiomics' class, fewer operations
+# same values as pyradiomics' classes, fewer operations
+FASTER = {"firstorder": FastFirstOrder, "glcm": FastGLCM}
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ The values are those of `RadiomicsFeatureExtractor.execute(image, region_mask)` 
 study's settings - pyradiomics' own functions, in the same order - but what `execute`
 repeats for every sequence x region is done once: reading the files, building the region
 masks, normalizing each sequence, the B-spline prefilter of resampling (`resampling`),
-shape per region; diagnostics are skipped, and the bounding box `checkMask` finds with
-whole-image statistics is found on the region's box.
+shape per region, the region's cropped mask; diagnostics are skipped, and the bounding
+box `checkMask` finds with whole-image statistics is found on the region's box. The
+feature classes run through `feature_classes`: one discretization per filtered image x
+region for all of them, and GLCM / first-order steps reorganized without changing a bit.
 So every feature equals (==) plain pyradiomics, with one exception: without resampling,
 pyradiomics filters the whole image once per region, FedRad filters a working volume
 around the regions once per sequence (`working_volume`); wavelet features stay identical,

@@ -1,8 +1,8 @@
 """pyradiomics' first-order class computing each percentile once.
 
 `getRobustMeanAbsoluteDeviationFeatureValue` asks again for the 10th and 90th
-percentiles the class has already reported; `nanpercentile` is a quarter of the class's
-time. The values are pyradiomics' own calls, kept for the second use.
+percentiles the class has already reported, and `nanpercentile` is among the class's
+costliest calls. The values are pyradiomics' own calls, kept for the second use.
 """
 
 from __future__ import annotations

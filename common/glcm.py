@@ -10,11 +10,12 @@ pyradiomics performs, in the same order, and only leave out additions of exact z
   so pyradiomics' code runs.
 - MCC's matrix Q(i, j) = sum over k of p(i, k) p(j, k) / (px(i) py(k) + eps): pyradiomics
   adds one full Ng x Ng term per k; a term is an exact +0 outside the rows where column k
-  of the GLCM is non-zero, so only that band is added (on large, sparse GLCMs - Ng ~ 100 -
-  most of the work). The eigenvalues are then computed exactly as pyradiomics does.
+  of the GLCM is non-zero, so only that band is added (about half of the additions are
+  left on the benchmark's GLCMs, far fewer on large sparse ones). The eigenvalues are
+  then computed exactly as pyradiomics does.
 
-`tests/test_radiomics_glcm.py` checks both against pyradiomics (==) on GLCMs with empty
-angles, missing gray levels and one angle.
+`tests/test_radiomics_classes.py` checks both against pyradiomics (==) on GLCMs with empty
+angles, missing gray levels, one angle and large sparse matrices.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ and ends with `extract speedup: <ratio>x identical: <true|false>` (wall-clock ra
 agree within 1e-9 relative, and GLCM MCC may differ in its last bits (within 1e-12),
 because plain pyradiomics' eigenvalues round differently from run to run with
 multithreaded BLAS. Each kind is counted and printed. CPU seconds are printed too: on a
-machine shared with other jobs they show the work each arm did, which wall time hides.
+machine shared with other jobs they show the work each arm did, which wall time hides, and
+the machine's load average before, between and after the arms is printed with them.
 
     python -m fedrad.simulations.bench_extract --cases 8 --workers 2
 """
@@ -228,8 +229,16 @@ def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
             f"{len(settings.feature_classes)} feature classes, resampling "
             f"{settings.resampled_spacing_mm or 'off'}; {os.cpu_count()} cores"
         )
+        load = [os.getloadavg()[0]]
         plain = _arm("plain", manifest, args.resample, root / "plain.json", args.workers)
+        load.append(os.getloadavg()[0])
         fedrad = _arm("fedrad", manifest, args.resample, root / "fedrad.json", args.workers)
+        load.append(os.getloadavg()[0])
+    # other jobs on the machine slow each arm differently: the wall-clock ratio moves with them
+    print(
+        "machine load (1-minute average) before / between / after the arms: "
+        + " / ".join(f"{value:.1f}" for value in load)
+    )
     cases = args.cases
     for name, arm, memory in [
         ("plain pyradiomics", plain, f"{plain['peak_mb']:.0f} MB"),

@@ -252,3 +252,20 @@ def test_cli_exits_2_on_bad_config_or_usage(tmp_path: Path, manifest_text, study
 
 def test_cli_usage_error_exits_2():
     assert CliRunner().invoke(site_app, ["extract", "--workers", "0"]).exit_code == 2
+
+
+def test_largest_case_starts_first_and_the_table_keeps_manifest_order(tmp_path: Path, monkeypatch):
+    rows = [write_case(tmp_path, "small", 0), write_case(tmp_path, "large", 1, ".nii")]
+    manifest = write_manifest(tmp_path, rows)
+    started = []
+    process = extract_module.process_case
+
+    def record(task):
+        started.append(task.entry.case_id)
+        return process(task)
+
+    monkeypatch.setattr(extract_module, "process_case", record)
+    report = extract_site(manifest, tmp_path / "f.parquet", STUDY, workers=1, show_progress=False)
+    assert started == ["large", "small"]  # the uncompressed mask is the larger file
+    assert report.ok == ["small", "large"]
+    assert read_feature_table(tmp_path / "f.parquet")[0]["case_id"].tolist() == ["small", "large"]

@@ -204,7 +204,7 @@ def clinical_design(
     data: SiteData, rows: np.ndarray, names: Sequence[str], study: StudyConfig
 ) -> np.ndarray:
     """Clinical variables `names` of `rows`, coded the same way at every site: categoricals
-    one-hot without their first level, numbers as they are (`clinical_columns` names them)."""
+    one-hot without their first level, numbers as they are (`clinical_input_names` names them)."""
     missing = sorted(set(names) - set(data.clinical))
     if missing:
         raise SiteSkipped(f"{data.name} lacks clinical variable(s) {missing} in its table")

@@ -16,6 +16,7 @@ from fedrad.server.transport import in_process_transport
 from fedrad.simulations.compare import compare
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.report_html import PLOTLY_JS, write_report
+from fedrad.simulations.simulate import write_results
 from fedrad.simulations.synth_features import write_site_feature_tables
 
 STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))
@@ -64,3 +65,16 @@ def test_show_writes_the_report_from_a_results_file(results, tmp_path: Path):
     assert out.exit_code == 0, out.output
     assert "On sites the model never saw" in (tmp_path / "r.html").read_text()
     assert "harmonization adds" in " ".join(out.output.split())
+
+
+def test_results_file_is_strict_json_with_undefined_figures_as_null(tmp_path: Path):
+    path = tmp_path / "results.json"
+    write_results({"auc": float("nan"), "per_site": {"s": [0.5, float("inf")]}}, path)
+
+    def refuse(constant: str):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "auc": None,
+        "per_site": {"s": [0.5, None]},
+    }

@@ -255,3 +255,26 @@ def test_external_table_carries_clinical_and_batch_columns_not_as_features(tmp_p
         split_feature_table(
             csv, "dx", tmp_path / "other", study.updated(clinical={"bmi": None}), split_sites=2
         )
+
+
+def test_a_site_whose_table_lacks_the_batch_column_is_set_aside_by_name(tmp_path: Path):
+    from conftest import FaultyGrid
+
+    from fedrad.client.app import TableLoader, make_client_app
+    from fedrad.server.transport import GridTransport
+
+    study = STUDY.updated(harmonization={"batch": "scanner"})
+    tables = write_site_feature_tables(tmp_path, study)
+    _with_scanners(tables, {"site01": ["a"], "site02": ["a"], "site03": ["b"]})
+    table, provenance = read_feature_table(tables["site03"])
+    write_feature_table(table.drop(columns=["clinical_scanner"]), tables["site03"], provenance)
+
+    def locate(context):
+        return str(context.node_config["site-name"]), Path(context.node_config["path"])
+
+    app = make_client_app(TableLoader(locate, lambda _: study))
+    grid = FaultyGrid(app, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
+    results = StudyProtocol(GridTransport(grid, 60), study, 3, log=lambda _: None).run()
+    assert results["model"]["training_sites"] == ["site01", "site02"]
+    (dropped,) = [site for site in results["sites"] if site["status"] != "included"]
+    assert "manifest column 'scanner'" in dropped["reason"]

@@ -57,6 +57,15 @@ def _check_name(kind: str, name: str) -> str:
     return name
 
 
+def _check_column(kind: str, name: str) -> str:
+    """A manifest column the study reads besides images and labels: any header but those."""
+    if not name or name != name.strip():
+        raise ValueError(f"{kind} {name!r}: give the manifest column's header exactly")
+    if name in ("case_id", *RESERVED_NAMES):
+        raise ValueError(f"{kind} {name!r} is a reserved manifest column")
+    return name
+
+
 def _distinct(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
     if not names or len(set(names)) != len(names):
         raise ValueError(f"{kind} must be a non-empty list of distinct names")
@@ -259,7 +268,7 @@ class HarmonizationSettings(_Strict):
     @field_validator("batch")
     @classmethod
     def _batch_column(cls, value: str) -> str:
-        return value if value == "site" else _check_name("batch column", value)
+        return value if value == "site" else _check_column("batch column", value)
 
     @field_validator("covariates", mode="before")
     @classmethod
@@ -348,7 +357,7 @@ class StudyConfig(_Strict):
         cls, value: dict[str, tuple[str, ...] | None]
     ) -> dict[str, tuple[str, ...] | None]:
         for name, levels in value.items():
-            _check_name("clinical variable", name)
+            _check_column("clinical variable", name)
             if levels is not None and (len(levels) < 2 or len(set(levels)) != len(levels)):
                 raise ValueError(f"{name}: list at least two distinct levels, or null for a number")
         return value
@@ -363,6 +372,9 @@ class StudyConfig(_Strict):
             undeclared = [name for name in names if name not in self.clinical]
             if undeclared:
                 raise ValueError(f"{key}: {undeclared} not declared under `clinical`")
+        clash = sorted(set(self.manifest_variables) & set(self.extraction.sequences))
+        if clash:
+            raise ValueError(f"clinical/batch column(s) {clash} are also study sequences")
         if self.harmonization.batch in self.clinical:
             raise ValueError(
                 f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "

@@ -46,6 +46,8 @@ def _run(tables, study) -> dict:
         ({"harmonization": {"covariates": {"age": None}}}, "declare each variable's levels"),
         ({"harmonization": {"batch": "age"}}, "'age' is a clinical variable"),
         ({"clinical": {"grade": ["x"]}}, "at least two distinct levels"),
+        ({"clinical": {"label": None}}, "'label' is a reserved manifest column"),
+        ({"clinical": {"t1c": None}}, "['t1c'] are also study sequences"),
     ],
 )
 def test_study_config_names_the_bad_clinical_key(tmp_path: Path, changes, message):
@@ -59,6 +61,16 @@ def test_study_config_names_the_bad_clinical_key(tmp_path: Path, changes, messag
     with pytest.raises(ConfigError) as error:
         StudyConfig.from_yaml(path)
     assert message in str(error.value)
+
+
+def test_clinical_and_batch_columns_are_manifest_headers_as_written():
+    study = STUDY.updated(clinical={"Age_at_MRI": None}, harmonization={"batch": "Scanner Model"})
+    assert study.manifest_variables == {
+        "age": None,
+        "sex": ("F", "M"),
+        "Age_at_MRI": None,
+        "Scanner Model": (),
+    }
 
 
 # -- manifest and extraction -------------------------------------------------------------------

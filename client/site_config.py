@@ -13,10 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from fedrad.common.config import ConfigError, ExtractionSettings, format_validation_error
+from fedrad.common.config import ConfigError, ExtractionSettings, load_yaml_config
 
 
 class SiteConfig(BaseModel):
@@ -41,15 +40,7 @@ class SiteConfig(BaseModel):
     def from_yaml(cls, path: str | Path) -> SiteConfig:
         """Read and validate; a relative `manifest` is resolved against the file's folder."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read site config {path}: {exc}") from exc
-        try:
-            config = cls.model_validate(data)
-        except ValidationError as exc:
-            details = format_validation_error(exc)
-            raise ConfigError(f"invalid site config {path}:\n{details}") from exc
+        config = load_yaml_config(cls, path, "site config")
         if config.manifest is not None and not config.manifest.is_absolute():
             config = config.model_copy(update={"manifest": path.parent / config.manifest})
         return config

@@ -11,7 +11,7 @@ import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+Config = TypeVar("Config", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -422,16 +424,19 @@ class StudyConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read study config {path}: {exc}") from exc
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            details = format_validation_error(exc)
-            raise ConfigError(f"invalid study config {path}:\n{details}") from exc
+        return load_yaml_config(cls, Path(path), "study config")
+
+
+def load_yaml_config(model: type[Config], path: Path, what: str) -> Config:
+    """Read a YAML file into `model`; a ConfigError names the file and every bad key."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {what} {path}:\n{format_validation_error(exc)}") from exc
 
 
 def format_validation_error(exc: ValidationError) -> str:

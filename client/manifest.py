@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fedrad.common.feature_table import CLINICAL_PREFIX
+from fedrad.common.feature_table import insert_clinical
 
 MASK_COLUMN = "mask"
 
@@ -140,14 +140,7 @@ def with_clinical(
     entries: Sequence[CaseEntry],
     variables: Mapping[str, Sequence[str] | None],
 ) -> pd.DataFrame:
-    """The feature table with a `clinical_<name>` column per variable after its label column:
-    numbers for numeric variables, text otherwise, from the rows of `entries`."""
+    """The feature table with the study's clinical columns of its cases from `entries`."""
     by_case = {entry.case_id: entry.clinical for entry in entries}
-    table = table.copy()
-    for position, (name, levels) in enumerate(variables.items(), start=2):
-        values = [by_case[case][name] for case in table["case_id"]]
-        column = pd.Series(values, index=table.index, dtype="string")
-        table.insert(
-            position, f"{CLINICAL_PREFIX}{name}", column.astype(float) if levels is None else column
-        )
-    return table
+    values = {name: [by_case[case][name] for case in table["case_id"]] for name in variables}
+    return insert_clinical(table, values, variables)

@@ -52,6 +52,21 @@ def clinical_input_names(
     return indicators + [f"{CLINICAL_PREFIX}{name}" for name in names if not levels[name]]
 
 
+def insert_clinical(
+    table: pd.DataFrame,
+    values: Mapping[str, Sequence],
+    levels: Mapping[str, Sequence[str] | None],
+) -> pd.DataFrame:
+    """`table` with a `clinical_<name>` column per variable of `levels` after `case_id` and
+    `label`, from `values[name]`: numbers for numeric (None-level) variables, text otherwise."""
+    table = table.copy()
+    for position, (name, variable_levels) in enumerate(levels.items(), start=len(META_COLUMNS)):
+        column = pd.Series(list(values[name]), index=table.index)
+        typed = column.astype(float) if variable_levels is None else column.astype("string")
+        table.insert(position, f"{CLINICAL_PREFIX}{name}", typed)
+    return table
+
+
 def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict) -> None:
     """Write atomically (temp file + rename) so an interrupted write never leaves half a table."""
     missing = [column for column in META_COLUMNS if column not in table.columns]

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fedrad.common.config import ConfigError, StudyConfig
-from fedrad.common.feature_table import CLINICAL_PREFIX, write_feature_table
+from fedrad.common.feature_table import insert_clinical, write_feature_table
 
 
 def _labels(column: pd.Series, study: StudyConfig) -> pd.Series:
@@ -88,16 +88,10 @@ def split_feature_table(
             values = values * rng.lognormal(0, 0.2 * site_effects, len(features))
             values = values + rng.normal(0, site_effects, len(features)) * spread
         part = pd.DataFrame(values, columns=features)
-        for position, (name, levels) in enumerate(variables.items()):
-            column = table.loc[rows, name].to_numpy()
-            part.insert(
-                position,
-                f"{CLINICAL_PREFIX}{name}",
-                column.astype(float if levels is None else str),
-            )
         part.insert(0, "label", labels[rows].to_numpy())
-        case_ids = [f"{site}-{i:04d}" for i in range(int(rows.sum()))]
-        part.insert(0, "case_id", case_ids)
+        part.insert(0, "case_id", [f"{site}-{i:04d}" for i in range(int(rows.sum()))])
+        clinical = {name: table.loc[rows, name] for name in variables}
+        part = insert_clinical(part, clinical, variables)
         path = out_dir / site / "features.parquet"
         provenance = {"extraction_hash": study.extraction_hash, "source": f"external table {csv}"}
         write_feature_table(part, path, provenance)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -74,12 +75,34 @@ def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict)
         raise ValueError(f"feature table lacks required columns {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrow = pa.Table.from_pandas(table.reset_index(drop=True), preserve_index=False)
+    arrow = _to_arrow(table)
     metadata = dict(arrow.schema.metadata or {})
     metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True).encode()
+    text = [field.name for field in arrow.schema if not pa.types.is_floating(field.type)]
     tmp = path.with_suffix(path.suffix + ".tmp")
-    pq.write_table(arrow.replace_schema_metadata(metadata), tmp)
+    # dictionary encoding pays off for repeated text, never for continuous feature values
+    pq.write_table(arrow.replace_schema_metadata(metadata), tmp, use_dictionary=text)
     tmp.replace(path)
+
+
+def _to_arrow(table: pd.DataFrame) -> pa.Table:
+    """`pa.Table.from_pandas(table)`, with the float64 columns converted as one block.
+
+    Arrow converts a DataFrame column by column, about 80 us each: over a second for a
+    13k-feature table, in the serial tail of every extraction. The float columns - nearly
+    all of a feature table - go into one array, sliced per column without copying; the
+    others keep pandas' conversion, whose dtype metadata `to_pandas` reads back.
+    """
+    table = table.reset_index(drop=True)
+    floats = table.columns[(table.dtypes == np.float64).to_numpy()]
+    rest = pa.Table.from_pandas(table.drop(columns=floats), preserve_index=False)
+    block = pa.array(table[floats].to_numpy().ravel(order="F"))
+    rows = len(table)
+    arrays = dict(zip(rest.column_names, rest.columns, strict=True))
+    arrays.update((name, block.slice(i * rows, rows)) for i, name in enumerate(floats))
+    names = list(table.columns)
+    arrow = pa.Table.from_arrays([arrays[name] for name in names], names=names)
+    return arrow.replace_schema_metadata(rest.schema.metadata)
 
 
 def read_feature_table(path: str | Path) -> tuple[pd.DataFrame, dict]:

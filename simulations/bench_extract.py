@@ -138,25 +138,31 @@ def _cpu_seconds(*whos: int) -> float:
     return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in whos)
 
 
+def plain_loop(manifest: Path, study: StudyConfig, progress) -> dict[str, dict[str, float]]:
+    """Every manifest case through plain pyradiomics: {case: {name: value}}."""
+    rows = list(csv.DictReader(manifest.open()))
+    extractor = plain_extractor(study.extraction)
+    folder = manifest.parent
+    features = {}
+    bar = progress.add_task("plain pyradiomics loop", total=len(rows))
+    for row in rows:
+        images = {sequence: str(folder / row[sequence]) for sequence in SEQUENCES}
+        features[row["case_id"]] = plain_features(
+            extractor, images, str(folder / row["mask"]), LABELS
+        )
+        progress.advance(bar)
+    return features
+
+
 def run_plain(manifest: Path, study: StudyConfig, out: Path) -> None:
     """The plain loop; writes {seconds, peak_mb, features: {case: {name: value}}} to `out`."""
     import radiomics
     from rich.progress import Progress
 
     radiomics.setVerbosity(logging.ERROR)  # its INFO/WARNING lines would bury the figures
-    rows = list(csv.DictReader(manifest.open()))
-    extractor = plain_extractor(study.extraction)
-    folder = manifest.parent
-    features = {}
     start = time.perf_counter()
     with Progress() as progress:
-        bar = progress.add_task("plain pyradiomics loop", total=len(rows))
-        for row in rows:
-            images = {sequence: str(folder / row[sequence]) for sequence in SEQUENCES}
-            features[row["case_id"]] = plain_features(
-                extractor, images, str(folder / row["mask"]), LABELS
-            )
-            progress.advance(bar)
+        features = plain_loop(manifest, study, progress)
     seconds = time.perf_counter() - start
     result = {
         "seconds": seconds,

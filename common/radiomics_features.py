@@ -236,27 +236,30 @@ def _filtered(
                 for filtered, name, inner in generate(view.image, view.mask, **args):
                     yield region, name, *_crop_from(filtered, np.zeros(3, int), view), inner
             continue
-        lower, upper = _working_window(type_name, image, views, settings)
-        volume = image[
-            tuple(slice(int(lo), int(up) + 1) for lo, up in zip(lower, upper, strict=True))
-        ]
-        for filtered, name, inner in generate(volume, None, **args):
-            for region, view in views.items():
-                yield region, name, *_crop_from(filtered, lower, view), inner
+        box = union_box([view.box for view in views.values()])
+        for (lower, upper), call_args in _working_windows(type_name, box, image, settings, args):
+            volume = image[
+                tuple(slice(int(lo), int(up) + 1) for lo, up in zip(lower, upper, strict=True))
+            ]
+            for filtered, name, inner in generate(volume, None, **call_args):
+                for region, view in views.items():
+                    yield region, name, *_crop_from(filtered, lower, view), inner
 
 
-def _working_window(
-    type_name: str,
-    image: sitk.Image,
-    views: Mapping[str, _RegionView],
-    settings: ExtractionSettings,
-) -> Box:
-    box = union_box([view.box for view in views.values()])
+def _working_windows(
+    type_name: str, box: Box, image: sitk.Image, settings: ExtractionSettings, args: dict
+) -> Iterator[tuple[Box, dict]]:
+    """(window, settings) of each filter call on the regions' joint `box`: one LoG call per
+    sigma, each with its own margin (the widest sigma's would make the narrow ones filter up
+    to three times the voxels), one wavelet call."""
+    size = image.GetSize()
     if type_name == "LoG":
-        margin, periodic = log_margin(settings.log_sigmas_mm, image.GetSpacing()), False
+        for sigma in settings.log_sigmas_mm:
+            margin = log_margin(sigma, image.GetSpacing())
+            yield window(box, margin, size, periodic=False), {**args, "sigma": [sigma]}
     else:
-        margin, periodic = wavelet_margin(settings.wavelet, settings.wavelet_level), True
-    return window(box, margin, image.GetSize(), periodic)
+        margin = wavelet_margin(settings.wavelet, settings.wavelet_level)
+        yield window(box, margin, size, periodic=True), args
 
 
 def _crop_from(

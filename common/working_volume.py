@@ -10,8 +10,9 @@ enough that cropping changes nothing the features read:
   whole, wrapping exactly as on the full image.
 - LoG (ITK's recursive Gaussian) has infinite but exponentially decaying support; at
   `LOG_MARGIN_SIGMAS` sigmas the crop's effect is far below float32 rounding of its output
-  (measured: identical voxels from 20 sigmas on). An axis is clipped at the image edge,
-  where both computations see the same boundary.
+  (measured: identical voxels from 20 sigmas on). Each sigma gets its own window, that
+  many of its own sigmas wide. An axis is clipped at the image edge, where both
+  computations see the same boundary.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ LOG_MARGIN_SIGMAS = 25.0
 Box = tuple[np.ndarray, np.ndarray]  # inclusive (lower, upper) voxel index, x-y-z order
 
 
-def log_margin(sigmas_mm: Sequence[float], spacing: Sequence[float]) -> np.ndarray:
-    """Voxels of context per axis for the widest LoG."""
-    widest = max(sigmas_mm)
-    return np.array([math.ceil(LOG_MARGIN_SIGMAS * widest / step) for step in spacing])
+def log_margin(sigma_mm: float, spacing: Sequence[float]) -> np.ndarray:
+    """Voxels of context per axis for a LoG of width `sigma_mm`."""
+    return np.array([math.ceil(LOG_MARGIN_SIGMAS * sigma_mm / step) for step in spacing])
 
 
 def wavelet_margin(wavelet: str, level: int) -> np.ndarray:

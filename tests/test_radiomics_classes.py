@@ -19,7 +19,7 @@ import SimpleITK as sitk
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
 from fedrad.common.feature_classes import compute_features
-from fedrad.common.glcm import FastGLCM
+from fedrad.common.glcm import FastGLCM, _q_by_bands, _q_by_pairs
 
 CLASSES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 
@@ -105,3 +105,34 @@ def test_fast_glcm_equals_pyradiomics_glcm_on_large_sparse_matrices(seed):
     assert all(same(ours[name], theirs[name]) for name in ours), {
         name: (ours[name], theirs[name]) for name in ours if not same(ours[name], theirs[name])
     }
+
+
+def pyradiomics_q(glcm: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """`RadiomicsGLCM.getMCCFeatureValue`'s Q, as pyradiomics writes it."""
+    eps = np.spacing(1)
+    q = (glcm[:, :, None, 0, :] * glcm[:, None, :, 0, :]) / (
+        px[:, :, None, 0, :] * py[:, None, :, 0, :] + eps
+    )
+    for gl in range(1, glcm.shape[1]):
+        q += (glcm[:, :, None, gl, :] * glcm[:, None, :, gl, :]) / (
+            px[:, :, None, 0, :] * py[:, None, :, gl, :] + eps
+        )
+    return q
+
+
+@pytest.mark.parametrize("case", ["gaps", "many_levels", "one_slice", "sparse", "nan_angle"])
+def test_both_ways_of_skipping_zero_terms_give_pyradiomics_q(case):
+    if case == "sparse":
+        image, mask = volume(10, (12, 16, 16), levels=120.0)
+        settings = {"binWidth": 2}
+    else:
+        (image, mask), settings = CASES["gaps" if case == "nan_angle" else case]
+    glcm_class = FastGLCM(image, mask, **{**settings, "label": 1})
+    glcm_class._initCalculation()
+    glcm = glcm_class.P_glcm.copy()
+    if case == "nan_angle":
+        glcm[..., 0] = np.nan  # an empty angle normalized by its zero sum
+    px, py = glcm.sum(2, keepdims=True), glcm.sum(1, keepdims=True)
+    expected = pyradiomics_q(glcm, px, py)
+    for way in (_q_by_bands, _q_by_pairs):
+        assert np.array_equal(way(glcm, px, py), expected, equal_nan=True), way.__name__

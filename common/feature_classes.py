@@ -5,7 +5,8 @@ mask, and each class reads both into arrays, discretizes the image (`_applyBinni
 finds its feature names by introspection: six times the same work per filtered image x
 region. Here it is done once and handed to each class; everything after - matrices,
 coefficients, features - is pyradiomics' own code on the same arrays, so the values are
-identical (==). The shared arrays are read-only: a class writing into them would fail
+identical (==), with `numpy.nanmean` and `numpy.sum` taking numpy's short way
+(`lean_numpy`: same arithmetic, less argument handling). The shared arrays are read-only: a class writing into them would fail
 loudly instead of corrupting the next class's input.
 """
 
@@ -22,6 +23,7 @@ from radiomics.base import RadiomicsFeaturesBase
 
 from fedrad.common.firstorder import FastFirstOrder
 from fedrad.common.glcm import FastGLCM
+from fedrad.common.lean_numpy import rebound
 
 # same values as pyradiomics' classes, fewer operations
 FASTER = {"firstorder": FastFirstOrder, "glcm": FastGLCM}
@@ -71,6 +73,8 @@ def shared_class(name: str) -> type[RadiomicsFeaturesBase]:
             self.coefficients["Ng"] = self._shared.ng
             return self._shared.binned
 
+    for method_name, method in rebound(Shared).items():
+        setattr(Shared, method_name, method)
     # pyradiomics' classes log to `radiomics.<module>`, which FedRad keeps at ERROR
     Shared.__name__ = pyradiomics_class.__name__
     Shared.__module__ = pyradiomics_class.__module__

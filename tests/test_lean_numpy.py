@@ -1,0 +1,79 @@
+"""The short-way `nanmean` and `sum` give numpy's bits; only pyradiomics' methods are re-bound."""
+
+import warnings
+
+import numpy as np
+import pytest
+from radiomics.firstorder import RadiomicsFirstOrder
+from radiomics.glcm import RadiomicsGLCM
+
+from fedrad.common.glcm import FastGLCM
+from fedrad.common.lean_numpy import lean, nanmean, rebound
+from fedrad.common.lean_numpy import sum as lean_sum
+
+RNG = np.random.default_rng(0)
+# magnitudes spread over 12 decades, so any change in summation order shows in the bits
+WIDE = RNG.normal(size=(6, 40, 13)) * 10.0 ** RNG.integers(-6, 6, size=(6, 40, 13))
+ARRAYS = {
+    "angles": WIDE[0, :1],  # (1, 13), as pyradiomics' per-angle features
+    "long rows": WIDE.reshape(6, -1),  # pairwise summation along a contiguous axis
+    "3-D": WIDE,
+    "transposed": WIDE.transpose(2, 0, 1),
+    "strided": WIDE[:, ::3, 1::2],
+    "scalar-like": np.array(2.5),
+}
+AXES = [None, 0, 1, -1, (0, 1)]
+
+
+def _same(ours, theirs) -> bool:
+    return (
+        type(ours) is type(theirs)
+        and np.array_equal(ours, theirs, equal_nan=True)
+        and (np.asarray(ours).tobytes() == np.asarray(theirs).tobytes())
+    )
+
+
+@pytest.mark.parametrize("name", ARRAYS)
+@pytest.mark.parametrize("axis", AXES, ids=str)
+def test_nanmean_and_sum_equal_numpy_bit_for_bit(name, axis):
+    array = ARRAYS[name]
+    if axis is not None and (array.ndim == 0 or np.max(np.atleast_1d(axis)) >= array.ndim):
+        pytest.skip("axis out of range for this array")
+    assert _same(nanmean(array, axis), np.nanmean(array, axis))
+    assert _same(lean_sum(array, axis), np.sum(array, axis))
+    assert _same(lean_sum(array, axis, keepdims=True), np.sum(array, axis, keepdims=True))
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[1.0, np.nan, 3.0]]),
+        np.zeros((0, 13)),
+        np.arange(12).reshape(3, 4),  # integers: numpy's own mean
+        [[1.0, 2.0], [3.0, 4.0]],  # a list
+        np.ma.masked_array([1.0, 2.0, 3.0], mask=[0, 1, 0]),
+    ],
+    ids=["nan", "empty", "int", "list", "masked"],
+)
+def test_anything_else_is_numpy_s_own_answer(array):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the empty mean warns, in both
+        ours, theirs = (
+            nanmean(array, 1 if np.ndim(array) > 1 else None),
+            np.nanmean(array, 1 if np.ndim(array) > 1 else None),
+        )
+    assert _same(ours, theirs)
+    assert _same(lean_sum(array), np.sum(array))
+
+
+def test_only_pyradiomics_methods_using_numpy_are_rebound():
+    glcm_methods = rebound(FastGLCM)
+    assert "getContrastFeatureValue" in glcm_methods
+    assert glcm_methods["getContrastFeatureValue"].__globals__["numpy"] is lean
+    # FedRad's own code, and pyradiomics' code that FedRad overrides, stay as they are
+    assert "getMCCFeatureValue" not in glcm_methods
+    assert "_calculateCoefficients" not in glcm_methods
+    assert RadiomicsGLCM.getContrastFeatureValue.__globals__["numpy"] is np  # untouched
+    moment = rebound(RadiomicsFirstOrder)["_moment"]
+    assert isinstance(moment, staticmethod)
+    assert moment.__func__.__globals__["numpy"] is lean

@@ -5,9 +5,9 @@ mask, and each class reads both into arrays, discretizes the image (`_applyBinni
 finds its feature names by introspection: six times the same work per filtered image x
 region. Here it is done once and handed to each class; everything after - matrices,
 coefficients, features - is pyradiomics' own code on the same arrays, so the values are
-identical (==), with `numpy.nanmean` and `numpy.sum` taking numpy's short way
-(`lean_numpy`: same arithmetic, less argument handling). The shared arrays are read-only: a class writing into them would fail
-loudly instead of corrupting the next class's input.
+identical (==), with some numpy functions taking the short way (`lean_numpy`: same
+arithmetic, less argument handling). The shared arrays are read-only: a class writing into
+them would fail loudly instead of corrupting the next class's input.
 """
 
 from __future__ import annotations

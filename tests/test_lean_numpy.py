@@ -8,7 +8,7 @@ from radiomics.firstorder import RadiomicsFirstOrder
 from radiomics.glcm import RadiomicsGLCM
 
 from fedrad.common.glcm import FastGLCM
-from fedrad.common.lean_numpy import lean, nanmean, rebound
+from fedrad.common.lean_numpy import delete, lean, nanmean, nanmedian, nanpercentile, rebound
 from fedrad.common.lean_numpy import sum as lean_sum
 
 RNG = np.random.default_rng(0)
@@ -77,3 +77,40 @@ def test_only_pyradiomics_methods_using_numpy_are_rebound():
     moment = rebound(RadiomicsFirstOrder)["_moment"]
     assert isinstance(moment, staticmethod)
     assert moment.__func__.__globals__["numpy"] is lean
+
+
+@pytest.mark.parametrize("voxels", [1, 2, 7, 600, 601, 1500])
+@pytest.mark.parametrize("axis", [1, None], ids=str)
+def test_percentiles_and_median_equal_numpy_s_nan_aware_ones(voxels, axis):
+    values = RNG.normal(size=(1, voxels)) * 100  # first order's target voxels: one row
+    for q in (10, 25, 50, 75, 90):
+        assert _same(nanpercentile(values, q, axis=axis), np.nanpercentile(values, q, axis=axis))
+    assert _same(nanmedian(values, axis), np.nanmedian(values, axis))
+    values[0, 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # one voxel, all NaN: both warn
+        assert _same(nanpercentile(values, 25, axis=axis), np.nanpercentile(values, 25, axis=axis))
+        assert _same(nanmedian(values, axis), np.nanmedian(values, axis))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize(
+    "positions",
+    [
+        np.array([], dtype=int),
+        np.array([0, 3]),
+        np.array([4, -1, 2]),
+        np.array([2]),
+        (np.array([1, 2]),),
+    ],
+    ids=["none", "two", "negative", "single", "tuple"],
+)
+def test_delete_equals_numpy_in_values_and_memory_order(order, axis, positions):
+    array = np.asarray(WIDE[:, :5, :6], order=order)
+    ours, theirs = delete(array, positions, axis), np.delete(array, positions, axis)
+    assert _same(ours, theirs)
+    assert (ours.flags.c_contiguous, ours.flags.f_contiguous) == (
+        theirs.flags.c_contiguous,
+        theirs.flags.f_contiguous,
+    )

@@ -18,12 +18,12 @@ from functools import cache
 
 import numpy as np
 import SimpleITK as sitk
-from radiomics import getFeatureClasses, imageoperations
+from radiomics import getFeatureClasses
 from radiomics.base import RadiomicsFeaturesBase
 
 from fedrad.common.firstorder import FastFirstOrder
 from fedrad.common.glcm import FastGLCM
-from fedrad.common.lean_numpy import rebound
+from fedrad.common.lean_numpy import bin_image, rebound
 
 # same values as pyradiomics' classes, fewer operations
 FASTER = {"firstorder": FastFirstOrder, "glcm": FastGLCM}
@@ -40,9 +40,9 @@ class Discretized:
 
 
 def discretize(image: sitk.Image, mask: sitk.Image, settings: Mapping) -> Discretized:
-    """`RadiomicsFeaturesBase.__init__` + `_applyBinning`, once."""
+    """`RadiomicsFeaturesBase.__init__` + `_applyBinning` (pyradiomics' `binImage`), once."""
     inside = sitk.GetArrayFromImage(mask) == settings.get("label", 1)
-    binned, _ = imageoperations.binImage(sitk.GetArrayFromImage(image), inside, **settings)
+    binned, _ = bin_image(sitk.GetArrayFromImage(image), inside, **settings)
     gray_levels = np.unique(binned[inside])
     for array in (inside, binned, gray_levels):
         array.flags.writeable = False

@@ -13,12 +13,12 @@ untouched.
 
 from __future__ import annotations
 
-import importlib
+import builtins
 import inspect
 import types
-from functools import cache
 
 import numpy as np
+from radiomics import imageoperations
 
 lean = types.ModuleType("numpy", "numpy, with the short ways of fedrad.common.lean_numpy")
 lean.__dict__.update(np.__dict__)
@@ -98,10 +98,18 @@ for _function in (nanmean, sum, nanpercentile, nanmedian, delete):
     setattr(lean, _function.__name__, _function)
 
 
-@cache
-def _lean_globals(module: str) -> dict:
-    """A pyradiomics module's namespace with `numpy` bound to `lean`."""
-    return {**vars(importlib.import_module(module)), "numpy": lean}
+def rebind(function: types.FunctionType, **names) -> types.FunctionType:
+    """A copy of `function` that reads the global `names` from here (e.g. `numpy=lean`)."""
+    copy = types.FunctionType(
+        function.__code__,
+        {**function.__globals__, **names},
+        function.__name__,
+        function.__defaults__,
+        function.__closure__,
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__qualname__ = function.__qualname__
+    return copy
 
 
 def rebound(cls: type) -> dict[str, object]:
@@ -113,20 +121,44 @@ def rebound(cls: type) -> dict[str, object]:
     for name in dir(cls):
         attribute = inspect.getattr_static(cls, name)
         function = attribute.__func__ if isinstance(attribute, staticmethod) else attribute
-        if not (
+        if (
             isinstance(function, types.FunctionType)
             and function.__module__.startswith("radiomics.")
             and "numpy" in function.__code__.co_names
         ):
-            continue
-        copy = types.FunctionType(
-            function.__code__,
-            _lean_globals(function.__module__),
-            function.__name__,
-            function.__defaults__,
-            function.__closure__,
-        )
-        copy.__kwdefaults__ = function.__kwdefaults__
-        copy.__qualname__ = function.__qualname__
-        methods[name] = staticmethod(copy) if isinstance(attribute, staticmethod) else copy
+            copy = rebind(function, numpy=lean)
+            methods[name] = staticmethod(copy) if isinstance(attribute, staticmethod) else copy
     return methods
+
+
+def _array_min(values, *args, **kwargs):
+    """Python's `min`; of a 1-D numeric array without NaN taken by numpy, which gives the
+    same element without walking the array one numpy scalar at a time."""
+    if args or kwargs or not _is_plain_vector(values):
+        return builtins.min(values, *args, **kwargs)
+    return np.minimum.reduce(values)
+
+
+def _array_max(values, *args, **kwargs):
+    """Python's `max`, as `_array_min`."""
+    if args or kwargs or not _is_plain_vector(values):
+        return builtins.max(values, *args, **kwargs)
+    return np.maximum.reduce(values)
+
+
+def _is_plain_vector(values) -> bool:
+    return (
+        type(values) is np.ndarray
+        and values.ndim == 1
+        and values.size > 0
+        and values.dtype.kind in "iuf"
+        and not (values.dtype.kind == "f" and np.logical_or.reduce(np.isnan(values)))
+    )
+
+
+# pyradiomics' discretization, its bin edges found with `_array_min` / `_array_max`: the
+# builtins took 0.7 ms per filtered image x region on the benchmark's regions
+bin_image = rebind(
+    imageoperations.binImage,
+    getBinEdges=rebind(imageoperations.getBinEdges, min=_array_min, max=_array_max),
+)

@@ -4,11 +4,22 @@ import warnings
 
 import numpy as np
 import pytest
+from radiomics import imageoperations
 from radiomics.firstorder import RadiomicsFirstOrder
 from radiomics.glcm import RadiomicsGLCM
 
 from fedrad.common.glcm import FastGLCM
-from fedrad.common.lean_numpy import delete, lean, nanmean, nanmedian, nanpercentile, rebound
+from fedrad.common.lean_numpy import (
+    _array_max,
+    _array_min,
+    bin_image,
+    delete,
+    lean,
+    nanmean,
+    nanmedian,
+    nanpercentile,
+    rebound,
+)
 from fedrad.common.lean_numpy import sum as lean_sum
 
 RNG = np.random.default_rng(0)
@@ -114,3 +125,34 @@ def test_delete_equals_numpy_in_values_and_memory_order(order, axis, positions):
         theirs.flags.c_contiguous,
         theirs.flags.f_contiguous,
     )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+@pytest.mark.parametrize(
+    "settings", [{"binWidth": 25}, {"binWidth": 0.3}, {"binCount": 16}], ids=str
+)
+def test_bin_image_equals_pyradiomics(dtype, settings):
+    image = (RNG.normal(size=(6, 9, 11)) * 80 - 30).astype(dtype)
+    mask = RNG.random((6, 9, 11)) < 0.4
+    for region in (mask, np.zeros_like(mask) | (image == image.flat[5])):  # any, and flat
+        ours, ours_edges = bin_image(image, region, **settings)
+        theirs, their_edges = imageoperations.binImage(image, region, **settings)
+        assert np.array_equal(ours, theirs)
+        assert np.array_equal(ours_edges, their_edges)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([3.0, -0.0, 0.0, 7.5, -2.25]),
+        np.array([5, 2, 9], dtype=np.int64),
+        np.array([1.0, np.nan, -4.0]),  # NaN: Python's own answer
+        [4.0, 1.0],
+        np.array([[1.0, 2.0]]),
+    ],
+    ids=["floats", "ints", "nan", "list", "2-D"],
+)
+def test_array_min_and_max_equal_python_s(values):
+    for ours, theirs in ((_array_min, min), (_array_max, max)):
+        mine, python = ours(values), theirs(values)
+        assert np.array_equal(mine, python, equal_nan=True) and type(mine) is type(python)

@@ -5,9 +5,11 @@ angles and sums with `numpy.sum`: some 300 calls per filtered image x region, on
 of a few dozen values, where numpy's argument handling costs more than the arithmetic
 (`nanmean` 27 us, of which the mean itself needs 12); first order's percentiles and
 median walk NaN-aware paths row by row; the texture matrices drop empty gray levels with
-`numpy.delete`. The functions here do the same arithmetic on the same arrays - the same
-bits - and hand anything else (NaN, keywords, other types) to numpy. `rebound` gives a
-pyradiomics class methods that see this module as `numpy`; pyradiomics itself is left
+`numpy.delete`; the discretization finds its bin range with Python's `min` / `max`,
+one numpy scalar at a time. The functions here do the same arithmetic on the same arrays -
+the same bits - and hand anything else (NaN, keywords, other types) to numpy or Python.
+`rebound` gives a pyradiomics class methods that see this module as `numpy`, `bin_image`
+is pyradiomics' `binImage` with numpy's `min` / `max`; pyradiomics itself is left
 untouched.
 """
 
@@ -32,7 +34,7 @@ def nanmean(a, axis=None, *args, **kwargs):
     entries; without NaN that count is the number of entries per result. The copy keeps
     numpy's memory layout, on which the order of the summation depends.
     """
-    if args or kwargs or not _is_finite_floats(a):
+    if args or kwargs or not _nan_free_floats(a):
         return np.nanmean(a, axis, *args, **kwargs)
     total = np.add.reduce(np.array(a, subok=True, copy=True), axis)
     count = np.intp(a.size // total.size)
@@ -53,7 +55,7 @@ def sum(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, **kwargs):  # 
 def nanpercentile(a, q, axis=None, *args, **kwargs):
     """`numpy.nanpercentile` of a NaN-free float64 array: `numpy.percentile`, which
     partitions and interpolates the same values without visiting them one row at a time."""
-    if args or kwargs or not _is_finite_floats(a):
+    if args or kwargs or not _nan_free_floats(a):
         return np.nanpercentile(a, q, axis, *args, **kwargs)
     return np.percentile(a, q, axis)
 
@@ -61,7 +63,7 @@ def nanpercentile(a, q, axis=None, *args, **kwargs):
 def nanmedian(a, axis=None, *args, **kwargs):
     """`numpy.nanmedian` of a NaN-free float64 array: `numpy.median` (what numpy's masked
     median falls back to when nothing is masked)."""
-    if args or kwargs or not _is_finite_floats(a):
+    if args or kwargs or not _nan_free_floats(a):
         return np.nanmedian(a, axis, *args, **kwargs)
     return np.median(a, axis)
 
@@ -84,8 +86,9 @@ def delete(arr, obj, axis=None):
     return arr[(slice(None),) * axis + (keep,)]
 
 
-def _is_finite_floats(a) -> bool:
-    """A non-empty float64 ndarray without NaN: where the short ways apply."""
+def _nan_free_floats(a) -> bool:
+    """A non-empty float64 ndarray without NaN (infinities are fine): where the short ways
+    apply."""
     return (
         type(a) is np.ndarray
         and a.dtype == np.float64
@@ -99,7 +102,7 @@ for _function in (nanmean, sum, nanpercentile, nanmedian, delete):
 
 
 def rebind(function: types.FunctionType, **names) -> types.FunctionType:
-    """A copy of `function` that reads the global `names` from here (e.g. `numpy=lean`)."""
+    """A copy of `function` whose global `names` are replaced (e.g. `numpy=lean`)."""
     copy = types.FunctionType(
         function.__code__,
         {**function.__globals__, **names},

@@ -276,11 +276,14 @@ def _crop_from(
 
 
 def _named(sequence: str, region: str, values: Mapping[str, object]) -> dict[str, float]:
-    named = {}
-    for key, value in values.items():
-        filter_name, _ = key.split("_", 1)
-        named[feature_name(sequence, region, filter_name, key)] = _real(value)
-    return named
+    return {_column(sequence, region, key): _real(value) for key, value in values.items()}
+
+
+@cache
+def _column(sequence: str, region: str, key: str) -> str:
+    """The table column of a pyradiomics key; the same 13k names recur for every case."""
+    filter_name, _ = key.split("_", 1)
+    return feature_name(sequence, region, filter_name, key)
 
 
 def _real(value: object) -> float:

@@ -4,7 +4,8 @@ The values are those of `RadiomicsFeatureExtractor.execute(image, region_mask)` 
 study's settings - pyradiomics' own functions, in the same order - but what `execute`
 repeats for every sequence x region is done once: reading the files, building the region
 masks, normalizing each sequence, the B-spline prefilter of resampling (`resampling`),
-shape per region, the region's cropped mask; diagnostics are skipped, and the bounding
+each region's resampled grid and its checks (per mask, not per sequence), shape per region,
+the region's cropped mask; diagnostics are skipped, and the bounding
 box `checkMask` finds with whole-image statistics is found on the region's box. The
 feature classes run through `feature_classes`: one discretization per filtered image x
 region for all of them, and GLCM / first-order steps reorganized without changing a bit.
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -155,6 +156,7 @@ def extract_case(
     """
     extractor = make_extractor(settings)
     binary: dict[int, dict[str, sitk.Image]] = {}  # per distinct label map (usually one)
+    grids: dict[int, dict[str, _RegionView]] = {}  # its regions' resampled grids
     features: dict[str, float] = {}
     for index, (sequence, image) in enumerate(images.items()):
         labels = masks[sequence]
@@ -163,7 +165,15 @@ def extract_case(
                 region: region_mask(labels, values) for region, values in regions.items()
             }
         features.update(
-            _sequence(extractor, sequence, image, binary[id(labels)], settings, shape=index == 0)
+            _sequence(
+                extractor,
+                sequence,
+                image,
+                binary[id(labels)],
+                grids.setdefault(id(labels), {}),
+                settings,
+                shape=index == 0,
+            )
         )
     return features
 
@@ -173,6 +183,7 @@ def _sequence(
     sequence: str,
     image: sitk.Image,
     masks: Mapping[str, sitk.Image],
+    grids: dict[str, _RegionView],
     settings: ExtractionSettings,
     shape: bool,
 ) -> dict[str, float]:
@@ -180,7 +191,9 @@ def _sequence(
     if settings.normalize:
         image = imageoperations.normalizeImage(image, **kwargs)
     resampler = RegionResampler(image, kwargs)
-    views = {region: _view(resampler, mask, kwargs) for region, mask in masks.items()}
+    views = {
+        region: _view(resampler, mask, grids, region, kwargs) for region, mask in masks.items()
+    }
     features: dict[str, float] = {}
     for region, view in views.items():
         if shape:
@@ -195,14 +208,30 @@ def _sequence(
     return features
 
 
-def _view(resampler: RegionResampler, mask: sitk.Image, kwargs: dict) -> _RegionView:
-    """What `execute` does between loading and filtering: resample (if asked), check the ROI."""
+def _view(
+    resampler: RegionResampler,
+    mask: sitk.Image,
+    grids: dict[str, _RegionView],
+    region: str,
+    kwargs: dict,
+) -> _RegionView:
+    """What `execute` does between loading and filtering: resample (if asked), check the ROI.
+
+    A region grid another sequence already resampled this mask onto (`grids`) is reused:
+    its mask, box and checks are the same, only the image is resampled onto it.
+    """
     image = resampler.image
+    regrids = kwargs["resampledPixelSpacing"] is not None and resampler.regrids(mask)
+    if regrids and region in grids:
+        return replace(grids[region], image=resampler.onto(grids[region].mask))
     if kwargs["resampledPixelSpacing"] is not None:
         image, mask = resampler.resample(mask)
     bbox = _check_mask(image, mask, kwargs)
     _, cropped_mask = imageoperations.cropToTumorMask(image, mask, bbox)
-    return _RegionView(image, mask, bbox, cropped_mask)
+    view = _RegionView(image, mask, bbox, cropped_mask)
+    if regrids:
+        grids[region] = view
+    return view
 
 
 def _check_mask(image: sitk.Image, mask: sitk.Image, kwargs: dict) -> np.ndarray:

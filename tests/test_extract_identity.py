@@ -86,6 +86,23 @@ def test_resampled_study_with_every_filter_and_class_is_identical(synthetic):
     assert_equal_values(ours, plain(images, mask, REGIONS, settings))
 
 
+def test_sequences_sharing_a_mask_share_its_region_grids_and_stay_identical(synthetic, monkeypatch):
+    from fedrad.common.resampling import RegionResampler
+
+    images, mask = synthetic
+    settings = ExtractionSettings(
+        sequences=tuple(images), regions=STUDY_REGIONS, feature_classes=FEATURE_CLASSES
+    )
+    calls = []
+    resample = RegionResampler.resample
+    monkeypatch.setattr(
+        RegionResampler, "resample", lambda self, m: calls.append(m) or resample(self, m)
+    )
+    ours = fedrad(images, mask, REGIONS, settings)
+    assert len(images) == 2 and len(calls) == len(REGIONS)  # once per region, not sequence
+    assert_equal_values(ours, plain(images, mask, REGIONS, settings))
+
+
 def test_without_resampling_filters_run_once_on_a_working_volume(synthetic):
     images, mask = synthetic
     settings = ExtractionSettings(

@@ -53,7 +53,7 @@ PLAIN_STAGES: dict[str, Stage] = {
 }
 FEDRAD_STAGES: dict[str, Stage] = {
     **_SHARED,
-    "resampling": [("common/resampling.py", "resample")],
+    "resampling": [("common/resampling.py", "resample"), ("common/resampling.py", "onto")],
     "feature classes": [("common/feature_classes.py", "compute_features")],
     "  GLCM MCC": [("common/glcm.py", "getMCCFeatureValue")],
     "  texture matrices": _MATRICES,

@@ -4,15 +4,15 @@ The values are those of `RadiomicsFeatureExtractor.execute(image, region_mask)` 
 study's settings - pyradiomics' own functions, in the same order - but what `execute`
 repeats for every sequence x region is done once: reading the files, building the region
 masks, normalizing each sequence, the B-spline prefilter of resampling (`resampling`),
-each region's resampled grid and its checks (per mask, not per sequence), shape per region,
-the region's cropped mask; diagnostics are skipped, and the bounding
-box `checkMask` finds with whole-image statistics is found on the region's box. The
-feature classes run through `feature_classes`: one discretization per filtered image x
-region for all of them, and GLCM / first-order steps reorganized without changing a bit.
-So every feature equals (==) plain pyradiomics, with one exception: without resampling,
-pyradiomics filters the whole image once per region, FedRad filters a working volume
-around the regions once per sequence (`working_volume`); wavelet features stay identical,
-LoG features agree within float32 rounding of the LoG (tested at 1e-9 relative).
+each region's resampled grid and its checks (per mask, not per sequence), shape per
+region, the region's cropped mask; diagnostics are skipped, and the bounding box
+`checkMask` finds with whole-image statistics is found on the region's box. The feature
+classes run through `feature_classes`: one discretization per filtered image x region for
+all of them, and GLCM / first-order steps reorganized without changing a bit. So every
+feature equals (==) plain pyradiomics, with one exception: without resampling, pyradiomics
+filters the whole image once per region, FedRad filters a working volume around the
+regions once per sequence (`working_volume`); wavelet features stay identical, LoG
+features agree within float32 rounding of the LoG (tested at 1e-9 relative).
 
 The rest of the code sees SimpleITK images in and `{column name: float}` out, named by
 the feature-table contract; shape features, which depend on the mask only, are named with

@@ -200,13 +200,28 @@ def _arm(kind: str, manifest: Path, resample: bool, out: Path, workers: int) -> 
     return json.loads(out.read_text())
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=8)
+def cohort_arguments(parser: argparse.ArgumentParser, cases: int) -> None:
+    """The options that choose the benchmark's cohort and study (shared with profile_extract)."""
+    parser.add_argument("--cases", type=int, default=cases)
     parser.add_argument("--size", type=int, default=96, help="volume edge in voxels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-resample", dest="resample", action="store_false")
+
+
+def write_cohort(root: Path, args: argparse.Namespace) -> Path:
+    """The benchmark's synthetic cohort under `root`; returns its manifest."""
+    from fedrad.simulations.synth import generate_cohort
+
+    (manifest,) = generate_cohort(
+        root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
+    )
+    return manifest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cohort_arguments(parser, cases=8)
     parser.add_argument("--arm", choices=["plain", "fedrad"], help=argparse.SUPPRESS)
     parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -220,13 +235,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
-    from fedrad.simulations.synth import generate_cohort
-
     with tempfile.TemporaryDirectory(prefix="fedrad-bench-") as tmp:
         root = Path(tmp)
-        (manifest,) = generate_cohort(
-            root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
-        )
+        manifest = write_cohort(root, args)
         settings = study.extraction
         print(
             f"cohort: {args.cases} synthetic cases, {args.size}^2 voxels in-plane, "

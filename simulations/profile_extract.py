@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import tempfile
 from collections.abc import Sequence
@@ -29,7 +28,12 @@ from rich.table import Table
 
 from fedrad.client.extract import extract_site
 from fedrad.client.parallel import single_thread
-from fedrad.simulations.bench_extract import SEQUENCES, bench_study, plain_loop
+from fedrad.simulations.bench_extract import (
+    bench_study,
+    cohort_arguments,
+    plain_loop,
+    write_cohort,
+)
 
 Stage = list[tuple[str, str]]  # (end of the source file's path, function name)
 
@@ -112,20 +116,12 @@ def _rest(seconds: dict[str, float]) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from fedrad.simulations.synth import generate_cohort
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=2)
-    parser.add_argument("--size", type=int, default=96, help="volume edge in voxels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--no-resample", dest="resample", action="store_false")
+    cohort_arguments(parser, cases=2)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fedrad-profile-") as tmp:
         root = Path(tmp)
-        (manifest,) = generate_cohort(
-            root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
-        )
+        manifest = write_cohort(root, args)
         plain, fedrad = profile_arms(manifest, args.resample, root / "features.parquet")
     report(plain, fedrad, args.cases, args.workers)
 

@@ -9,6 +9,7 @@ with its features as QC flags.
 from __future__ import annotations
 
 import gzip
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,15 +56,41 @@ def read_image(path: Path) -> sitk.Image:
         raise ValueError(lines[-1] if lines else "unreadable") from exc
 
 
-def nifti_payload_problem(path: Path, image: sitk.Image) -> str | None:
-    """What ITK hides in a NIfTI file: it zero-fills truncated data and reads NaN/Inf as 0."""
-    if not image.HasMetaDataKey("vox_offset") or not path.name.endswith((".nii", ".nii.gz")):
-        return None
+def read_checked(path: Path) -> tuple[sitk.Image, str | None]:
+    """`read_image`, and what ITK hides in a NIfTI file's payload: it zero-fills truncated
+    data and reads NaN/Inf as 0 (None if nothing is hidden).
+
+    Finding out means decompressing a .nii.gz in Python; ITK then reads those bytes from a
+    temporary .nii (the same header and voxels) instead of decompressing the file again,
+    which took 20 ms of the 45 ms per image."""
+    if path.is_dir() or not path.name.endswith((".nii", ".nii.gz")):
+        return read_image(path), None
     try:
-        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as stream:
-            raw = stream.read()
+        raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
-        return f"corrupt compressed data ({exc})"
+        return read_image(path), f"corrupt compressed data ({exc})"
+    if path.name.endswith(".gz"):
+        image = _read_decompressed(raw) or read_image(path)  # ITK's words name the site's file
+    else:
+        image = read_image(path)
+    return image, _payload_problem(raw, image)
+
+
+def _read_decompressed(raw: bytes) -> sitk.Image | None:
+    """ITK's reading of decompressed NIfTI bytes; None if that fails (no writable temporary
+    folder, say), for the caller to let ITK read the original file."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="fedrad-nifti-") as folder:
+            plain = Path(folder) / "image.nii"
+            plain.write_bytes(raw)
+            return sitk.ReadImage(str(plain))
+    except (OSError, RuntimeError):
+        return None
+
+
+def _payload_problem(raw: bytes, image: sitk.Image) -> str | None:
+    if not image.HasMetaDataKey("vox_offset"):
+        return None
     meta = image.GetMetaData
     offset = int(float(meta("vox_offset")))
     count = int(np.prod([int(meta(f"dim[{axis}]")) for axis in range(1, int(meta("dim[0]")) + 1)]))
@@ -86,11 +113,10 @@ def read_case(entry: CaseEntry) -> tuple[dict[str, sitk.Image], sitk.Image | Non
     reasons = []
     for name, path in [*entry.images.items(), (MASK_COLUMN, entry.mask)]:
         try:
-            image = read_image(path)
+            image, problem = read_checked(path)
         except ValueError as exc:
             reasons.append(f"unreadable {name} file {path.name}: {exc}")
             continue
-        problem = nifti_payload_problem(path, image)
         if problem:
             reasons.append(f"{name} file {path.name}: {problem}")
         elif name == MASK_COLUMN:

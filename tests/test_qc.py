@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from fedrad.client.manifest import CaseEntry, ManifestError, read_manifest, row_problems
-from fedrad.client.qc import check_case, missing_files, read_case, read_image
+from fedrad.client.qc import check_case, missing_files, read_case, read_checked, read_image
 from fedrad.client.site_config import SiteConfig, site_layout
 from fedrad.common.config import ExtractionSettings
 
@@ -217,6 +219,45 @@ def test_nan_stored_in_nifti_is_reported_although_itk_reads_zero(tmp_path: Path,
     assert reasons == [
         f"flair file {path.name}: 2 NaN/Inf voxel(s) stored, which SimpleITK reads as 0"
     ]
+
+
+def same_image(ours: sitk.Image, theirs: sitk.Image) -> bool:
+    return (
+        (sitk.GetArrayViewFromImage(ours) == sitk.GetArrayViewFromImage(theirs)).all()
+        and ours.GetPixelID() == theirs.GetPixelID()
+        and (ours.GetOrigin(), ours.GetSpacing(), ours.GetDirection())
+        == (theirs.GetOrigin(), theirs.GetSpacing(), theirs.GetDirection())
+        and {key: ours.GetMetaData(key) for key in ours.GetMetaDataKeys()}
+        == {key: theirs.GetMetaData(key) for key in theirs.GetMetaDataKeys()}
+    )
+
+
+def test_compressed_nifti_decompressed_once_reads_as_itk_reads_the_file(tmp_path: Path):
+    path = case_files(tmp_path, ".nii.gz").images["t1c"]
+    image, problem = read_checked(path)
+    assert problem is None
+    assert same_image(image, sitk.ReadImage(str(path)))
+
+
+def test_without_a_temporary_folder_itk_reads_the_compressed_file(tmp_path: Path, monkeypatch):
+    path = case_files(tmp_path, ".nii.gz").images["t1c"]
+
+    def no_folder(*args, **kwargs):
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", no_folder)
+    image, problem = read_checked(path)
+    assert problem is None
+    assert same_image(image, sitk.ReadImage(str(path)))
+
+
+def test_compressed_junk_is_unreadable_under_the_site_s_file_name(tmp_path: Path):
+    entry = case_files(tmp_path, ".nii.gz")
+    entry.images["t1c"].write_bytes(gzip.compress(b"not an image" * 100))
+    _, _, reasons = read_case(entry)
+    assert len(reasons) == 1
+    assert reasons[0].startswith("unreadable t1c file t1c.nii.gz: ")
+    assert "fedrad-nifti" not in reasons[0]
 
 
 def test_non_image_file_is_unreadable(tmp_path: Path):

@@ -13,7 +13,8 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -40,13 +41,38 @@ CACHE_FORMAT = 2  # bump when the cache record layout changes, so old records ar
 
 @dataclass(frozen=True)
 class CaseTask:
-    """Everything a worker needs for one case (picklable)."""
+    """Everything a worker needs for one case, or for one of its sequences (picklable)."""
 
     entry: CaseEntry
     settings: ExtractionSettings
     layout: SiteLayout
     extraction_hash: str
     cache_dir: Path
+    part: str | None = None  # the one sequence of the case this task extracts; None: all
+
+    @property
+    def with_shape(self) -> bool:
+        """Shape depends on the mask alone: it comes with the case's first sequence."""
+        return self.part is None or self.part == self.layout.sequences[0]
+
+    @property
+    def columns(self) -> set[str]:
+        sequences = self.layout.sequences if self.part is None else (self.part,)
+        regions = list(self.layout.regions)
+        return expected_columns(self.settings, sequences, regions, self.with_shape)
+
+    def parts(self) -> list[CaseTask]:
+        """One task per sequence (the case itself if it has only one)."""
+        if len(self.layout.sequences) < 2:
+            return [self]
+        return [replace(self, part=sequence) for sequence in self.layout.sequences]
+
+    def scoped(self) -> tuple[CaseEntry, SiteLayout]:
+        """The manifest row and site layout narrowed to this task's sequences."""
+        if self.part is None:
+            return self.entry, self.layout
+        entry = replace(self.entry, images={self.part: self.entry.images[self.part]})
+        return entry, replace(self.layout, sequences=(self.part,))
 
 
 @dataclass(frozen=True)
@@ -96,7 +122,10 @@ def _case_key(task: CaseTask) -> str:
 
 
 def _cache_file(task: CaseTask) -> Path:
-    return task.cache_dir / f"{quote(task.entry.case_id, safe='')}.json"
+    name = quote(task.entry.case_id, safe="")
+    if task.part is not None:
+        name += "@" + quote(task.part, safe="")
+    return task.cache_dir / f"{name}.json"
 
 
 def _load_cached(path: Path, key: str) -> dict | None:
@@ -105,6 +134,24 @@ def _load_cached(path: Path, key: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return record if record.get("key") == key else None
+
+
+def _cached(task: CaseTask, key: str) -> tuple[dict[str, float], list[str]] | None:
+    """The task's features and QC notes from the cache: its own record or, after a run that
+    split the case differently, the whole case's record or every one of its parts'."""
+    record = _load_cached(_cache_file(task), key)
+    if record is not None:
+        return record["features"], record["notes"]
+    if task.part is not None:
+        whole = _load_cached(_cache_file(replace(task, part=None)), key)
+        if whole is None:
+            return None
+        return {name: whole["features"][name] for name in sorted(task.columns)}, whole["notes"]
+    records = [_load_cached(_cache_file(part), key) for part in task.parts() if part.part]
+    if not records or any(record is None for record in records):
+        return None
+    features = {name: value for record in records for name, value in record["features"].items()}
+    return features, list(_unique(note for record in records for note in record["notes"]))
 
 
 def _store(path: Path, record: dict) -> None:
@@ -118,7 +165,8 @@ def _store(path: Path, record: dict) -> None:
 
 
 def process_case(task: CaseTask) -> CaseResult:
-    """QC, then cache lookup or extraction, of one case; never raises for a bad case."""
+    """QC, then cache lookup or extraction, of a case or one of its sequences; never raises
+    for a bad case."""
     entry = task.entry
     missing = missing_files(entry)
     if missing:
@@ -127,11 +175,13 @@ def process_case(task: CaseTask) -> CaseResult:
         key = _case_key(task)
     except OSError as exc:
         return CaseResult(failed(entry, "qc", [f"unreadable file: {exc}"]))
-    cached = _load_cached(_cache_file(task), key)
+    cached = _cached(task, key)
     if cached is not None:
-        status = CaseStatus(entry.case_id, entry.label, notes=tuple(cached["notes"]))
-        return CaseResult(status, cached["features"], from_cache=True)
-    loaded = load_case(entry, task.settings, task.layout)
+        features, notes = cached
+        status = CaseStatus(entry.case_id, entry.label, notes=tuple(notes))
+        return CaseResult(status, features, from_cache=True)
+    scoped_entry, scoped_layout = task.scoped()
+    loaded = load_case(scoped_entry, task.settings, scoped_layout)
     if isinstance(loaded, CaseStatus):
         return CaseResult(loaded)
     try:
@@ -144,10 +194,12 @@ def process_case(task: CaseTask) -> CaseResult:
 
 
 def _extract(case: CaseVolumes, task: CaseTask) -> dict[str, float]:
-    """pyradiomics on the case; raises ValueError if any study feature is absent or not finite."""
-    layout = task.layout
-    features = extract_case(case.images, case.masks, layout.regions, task.settings)
-    expected = expected_columns(task.settings, layout.sequences, list(layout.regions))
+    """pyradiomics on the task's sequences; raises ValueError if any of their study features
+    is absent or not finite."""
+    features = extract_case(
+        case.images, case.masks, task.layout.regions, task.settings, task.with_shape
+    )
+    expected = task.columns
     absent = sorted(expected - features.keys())
     if absent:
         raise ValueError(
@@ -168,6 +220,38 @@ def _input_bytes(task: CaseTask) -> int:
         return 0
     files = [path for path in mask.rglob("*") if path.is_file()] if mask.is_dir() else [mask]
     return sum(path.stat().st_size for path in files)
+
+
+def _queue(tasks: list[CaseTask], workers: int) -> list[CaseTask]:
+    """The cases as they come (largest first), the last `workers` of them split into one
+    task per sequence: whole cases cost the least (mask, QC and region grids once), small
+    parts at the end let the workers finish together instead of one waiting for another's
+    last case (a few seconds of a small site's run)."""
+    if workers < 2:
+        return tasks
+    cut = max(len(tasks) - workers, 0)
+    return tasks[:cut] + [part for task in tasks[cut:] for part in task.parts()]
+
+
+def _merged(results: list[CaseResult]) -> CaseResult:
+    """A case's result from its parts' (a whole case is its own single part)."""
+    if len(results) == 1:
+        return results[0]
+    statuses = [result.status for result in results]
+    case_id, label = statuses[0].case_id, statuses[0].label
+    notes = _unique(note for status in statuses for note in status.notes)
+    problems = _unique(problem for status in statuses for problem in status.problems)
+    if problems:
+        stage = "qc" if any(status.stage == "qc" for status in statuses) else "extract"
+        return CaseResult(CaseStatus(case_id, label, stage, problems, notes))
+    features = {name: value for result in results for name, value in result.features.items()}
+    from_cache = all(result.from_cache for result in results)
+    return CaseResult(CaseStatus(case_id, label, notes=notes), features, from_cache)
+
+
+def _unique(items: Iterable[str]) -> tuple[str, ...]:
+    """The items in order, each once (the parts of a case share its mask's problems)."""
+    return tuple(dict.fromkeys(items))
 
 
 def _crashed(task: CaseTask) -> CaseResult:
@@ -239,11 +323,22 @@ def extract_site(
         key=_input_bytes,
         reverse=True,  # longest first: two workers finish together instead of one waiting
     )
-    workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
+    requested = workers or os.cpu_count() or 1
+    queue = _queue(tasks, requested)
+    shares = [1 / len(task.parts()) if task.part else 1.0 for task in queue]
     outcomes = run_cases(
-        process_case, tasks, _crashed, workers, "Extracting features", show_progress
+        process_case,
+        queue,
+        _crashed,
+        max(1, min(requested, len(queue))),
+        "Extracting features",
+        show_progress,
+        shares,
     )
-    done = {task.entry.line: outcome for task, outcome in zip(tasks, outcomes, strict=True)}
+    by_case: dict[int, list[CaseResult]] = {}
+    for task, outcome in zip(queue, outcomes, strict=True):
+        by_case.setdefault(task.entry.line, []).append(outcome)
+    done = {line: _merged(parts) for line, parts in by_case.items()}
     results = [
         done.get(entry.line) or CaseResult(plan.refused[entry.line]) for entry in plan.entries
     ]

@@ -29,23 +29,29 @@ def run_cases(
     workers: int,
     description: str,
     show_progress: bool = True,
+    shares: Sequence[float] | None = None,
 ) -> list[Result]:
     """`work(task)` for every task under a progress bar; `crashed(task)` if its worker died.
 
+    `shares` is each task's part of a case on the bar (default: a whole case each).
     `workers == 1` runs here, with the same single ITK and BLAS thread as a pool worker:
     ITK's parallel reductions round differently per thread count, and values must not
     depend on `workers`.
     """
+    shares = [1.0] * len(tasks) if shares is None else list(shares)
     with Progress(
         *Progress.get_default_columns(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         disable=not show_progress,
     ) as progress:
-        bar = progress.add_task(description, total=len(tasks))
+        bar = progress.add_task(description, total=round(sum(shares)))
+        done = 0.0
 
-        def advance() -> None:
-            progress.advance(bar)
+        def advance(index: int) -> None:
+            nonlocal done
+            done += shares[index]
+            progress.update(bar, completed=round(done, 9))  # parts of a case add up to 1
 
         if workers == 1 or len(tasks) <= 1:
             return _run_here(work, tasks, advance)
@@ -60,26 +66,27 @@ def single_thread() -> None:
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
 
 
-def _run_here(work, tasks, advance: Callable[[], None]) -> list:
+def _run_here(work, tasks, advance: Callable[[int], None]) -> list:
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     try:
         with threadpoolctl.threadpool_limits(1):
             results = []
-            for task in tasks:
+            for index, task in enumerate(tasks):
                 results.append(work(task))
-                advance()
+                advance(index)
             return results
     finally:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
 
 
-def _run_pool(work, tasks, crashed, workers: int, advance: Callable[[], None]) -> list:
+def _run_pool(work, tasks, crashed, workers: int, advance: Callable[[int], None]) -> list:
     with ProcessPoolExecutor(workers, initializer=single_thread) as pool:
         futures = [pool.submit(work, task) for task in tasks]
+        index = {future: position for position, future in enumerate(futures)}
         try:
-            for _ in as_completed(futures):
-                advance()
+            for future in as_completed(futures):
+                advance(index[future])
         except KeyboardInterrupt:
             pool.shutdown(cancel_futures=True)
             raise

@@ -87,9 +87,13 @@ def filter_names(settings: ExtractionSettings) -> list[str]:
 
 
 def expected_columns(
-    settings: ExtractionSettings, sequences: Sequence[str], regions: Sequence[str]
+    settings: ExtractionSettings,
+    sequences: Sequence[str],
+    regions: Sequence[str],
+    shape: bool = True,
 ) -> set[str]:
-    """Every feature column a case must yield for these sequences and regions."""
+    """Every feature column a case must yield for these sequences and regions (and, with
+    `shape`, the regions' shape features)."""
     intensity = [
         f"{name}_{feature}"
         for name in settings.feature_classes
@@ -103,7 +107,7 @@ def expected_columns(
         for image in filter_names(settings)
         for feature in intensity
     }
-    if SHAPE_CLASS in settings.feature_classes:
+    if shape and SHAPE_CLASS in settings.feature_classes:
         columns |= {
             f"{SHAPE_SEQUENCE}_{region}_original_{SHAPE_CLASS}_{feature}"
             for region in regions
@@ -147,8 +151,10 @@ def extract_case(
     masks: Mapping[str, sitk.Image],
     regions: Mapping[str, Sequence[int]],
     settings: ExtractionSettings,
+    shape: bool = True,
 ) -> dict[str, float]:
-    """Features of every sequence x region x filter, e.g. `t1c_enhancing_original_glcm_Contrast`.
+    """Features of every sequence x region x filter, e.g. `t1c_enhancing_original_glcm_Contrast`,
+    and, with `shape`, each region's shape features (from the first sequence's grid).
 
     `masks[sequence]` is the case's label map on that sequence's grid and `regions` maps each
     region to its label values. Raises what pyradiomics raises (e.g. a region that vanishes
@@ -172,7 +178,7 @@ def extract_case(
                 binary[id(labels)],
                 grids.setdefault(id(labels), {}),
                 settings,
-                shape=index == 0,
+                shape=shape and index == 0,
             )
         )
     return features

@@ -254,6 +254,65 @@ def test_cli_usage_error_exits_2():
     assert CliRunner().invoke(site_app, ["extract", "--workers", "0"]).exit_code == 2
 
 
+def split_every_case(monkeypatch) -> None:
+    """Run every case as one task per sequence (in-process with workers=1)."""
+    monkeypatch.setattr(
+        extract_module, "_queue", lambda tasks, workers: [p for t in tasks for p in t.parts()]
+    )
+
+
+def test_the_last_cases_are_split_into_one_task_per_sequence(site):
+    manifest, out, _ = site
+    plan = extract_module.plan_site(manifest, STUDY, extract_module.SiteConfig())
+    tasks = [
+        extract_module.CaseTask(entry, STUDY.extraction, plan.layout, "hash", out.parent)
+        for entry in plan.runnable[:3]
+    ]
+    queue = extract_module._queue(tasks, workers=2)
+    assert [(task.entry.case_id, task.part) for task in queue] == [
+        (tasks[0].entry.case_id, None),
+        (tasks[1].entry.case_id, "t1c"),
+        (tasks[1].entry.case_id, "flair"),
+        (tasks[2].entry.case_id, "t1c"),
+        (tasks[2].entry.case_id, "flair"),
+    ]
+    assert [task.with_shape for task in queue] == [True, True, False, True, False]
+    assert extract_module._queue(tasks, workers=1) == tasks
+
+
+def test_cases_split_by_sequence_give_the_whole_cases_result(site, tmp_path: Path, monkeypatch):
+    manifest, out, whole = site
+    split_every_case(monkeypatch)
+    parts = extract_site(manifest, tmp_path / "p.parquet", STUDY, workers=1, show_progress=False)
+    assert (parts.ok, parts.failed, parts.flagged) == (whole.ok, whole.failed, whole.flagged)
+    pd.testing.assert_frame_equal(
+        read_feature_table(tmp_path / "p.parquet")[0], read_feature_table(out)[0], check_exact=True
+    )
+
+
+@pytest.mark.parametrize("first_split", [True, False])
+def test_cache_serves_a_case_split_differently_from_the_run_that_stored_it(
+    tmp_path: Path, monkeypatch, first_split: bool
+):
+    manifest = write_manifest(tmp_path, good_rows(tmp_path))
+    out = tmp_path / "features.parquet"
+    with monkeypatch.context() as patch:
+        if first_split:
+            split_every_case(patch)
+        extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+    before = read_feature_table(out)[0]
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached case was recomputed")
+
+    monkeypatch.setattr(extract_module, "extract_case", must_not_run)
+    if not first_split:
+        split_every_case(monkeypatch)
+    again = extract_site(manifest, out, STUDY, workers=1, show_progress=False)
+    assert again.from_cache == len(GOOD)
+    pd.testing.assert_frame_equal(read_feature_table(out)[0], before, check_exact=True)
+
+
 def test_largest_case_starts_first_and_the_table_keeps_manifest_order(tmp_path: Path, monkeypatch):
     rows = [write_case(tmp_path, "small", 0), write_case(tmp_path, "large", 1, ".nii")]
     manifest = write_manifest(tmp_path, rows)

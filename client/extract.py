@@ -3,7 +3,9 @@
 Each case's features are written to `<out>.cache/<case_id>.json` the moment the case is
 done, keyed by the extraction hash, the case id, the site's label meanings and the content
 hash of its files. So an interrupted run resumes where it stopped, an unchanged case is
-never recomputed, and a changed file or study invalidates exactly what it affects.
+never recomputed, and a changed file or study invalidates exactly what it affects. The last
+cases of a run go to the workers one sequence at a time (`<case_id>@<sequence>.json`), so
+that the workers finish together.
 """
 
 from __future__ import annotations

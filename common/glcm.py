@@ -14,6 +14,9 @@ pyradiomics performs, in the same order, and only leave out additions of exact z
   rows where it is non-zero (dense GLCMs), or per pair of non-zero entries (sparse ones:
   on the benchmark's largest GLCMs 20-50 times fewer terms than the bands). The
   eigenvalues are then computed exactly as pyradiomics does.
+- cluster prominence and shade, sum(P (i + j - ux - uy)^n): the power (`pow`, the
+  costliest step) is taken only where P is non-zero (about half of the benchmark's GLCM
+  entries); elsewhere the term is a zero either way.
 
 `tests/test_radiomics_classes.py` checks both against pyradiomics (==) on GLCMs with empty
 angles, missing gray levels, one angle and large sparse matrices.
@@ -21,14 +24,19 @@ angles, missing gray levels, one angle and large sparse matrices.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 from radiomics.glcm import RadiomicsGLCM
+
+from fedrad.common.lean_numpy import nanmean
 
 PAIR_COST = 5  # band elements that cost as much as one pair (measured on the benchmark)
 
 
 class FastGLCM(RadiomicsGLCM):
-    """RadiomicsGLCM; `_calculateCoefficients` and MCC reorganized, values identical."""
+    """RadiomicsGLCM; `_calculateCoefficients`, cluster sums and MCC reorganized, values
+    identical."""
 
     def _calculateCoefficients(self) -> None:  # noqa: N802 - pyradiomics' name
         nv, _, _, angles = self.P_glcm.shape
@@ -55,7 +63,28 @@ class FastGLCM(RadiomicsGLCM):
             HXY=(-1) * np.sum((glcm * np.log2(glcm + eps)), (1, 2)),
         )
 
-    def getMCCFeatureValue(self):  # noqa: N802 - pyradiomics' name
+    def getClusterProminenceFeatureValue(self):  # noqa: N802 - pyradiomics' name
+        return nanmean(self._cluster_sum(4), 1)
+
+    def getClusterShadeFeatureValue(self):  # noqa: N802
+        return nanmean(self._cluster_sum(3), 1)
+
+    def _cluster_sum(self, power: int) -> np.ndarray:
+        """pyradiomics' `sum(P * (i + j - ux - uy) ** power, (1, 2))`, the power taken only
+        where P is non-zero: elsewhere the product is a zero, and the sum adds the same
+        terms in the same order."""
+        deviation, nonzero = self._cluster_terms
+        powered = np.zeros(deviation.shape)
+        np.power(deviation, power, out=powered, where=nonzero)
+        return np.sum(self.P_glcm * powered, (1, 2))
+
+    @cached_property
+    def _cluster_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """(i + j - ux - uy, P != 0), shared by cluster prominence and shade."""
+        c = self.coefficients
+        return (c["i"] + c["j"])[None, :, :, None] - c["ux"] - c["uy"], self.P_glcm != 0
+
+    def getMCCFeatureValue(self):  # noqa: N802
         """pyradiomics' MCC with Q accumulated over the non-zero band of each GLCM column."""
         if self.P_glcm.shape[0] != 1:
             return super().getMCCFeatureValue()

@@ -80,8 +80,12 @@ def write_feature_table(table: pd.DataFrame, path: str | Path, provenance: dict)
     metadata[PROVENANCE_KEY] = json.dumps(provenance, sort_keys=True).encode()
     text = [field.name for field in arrow.schema if not pa.types.is_floating(field.type)]
     tmp = path.with_suffix(path.suffix + ".tmp")
-    # dictionary encoding pays off for repeated text, never for continuous feature values
-    pq.write_table(arrow.replace_schema_metadata(metadata), tmp, use_dictionary=text)
+    # dictionary encoding pays off for repeated text, never for continuous feature values;
+    # min/max statistics of 13k float columns in one row group filter nothing and cost a
+    # third of the write (0.15 s) and a fifth of the file
+    pq.write_table(
+        arrow.replace_schema_metadata(metadata), tmp, use_dictionary=text, write_statistics=text
+    )
     tmp.replace(path)
 
 

@@ -103,8 +103,9 @@ def _to_arrow(table: pd.DataFrame) -> pa.Table:
     block = pa.array(table[floats].to_numpy().ravel(order="F"))
     rows = len(table)
     arrays = dict(zip(rest.column_names, rest.columns, strict=True))
-    arrays.update((name, block.slice(i * rows, rows)) for i, name in enumerate(floats))
-    names = list(table.columns)
+    # `tolist`: iterating pandas' Arrow-backed column index yields one name per call
+    arrays.update((name, block.slice(i * rows, rows)) for i, name in enumerate(floats.tolist()))
+    names = table.columns.tolist()
     arrow = pa.Table.from_arrays([arrays[name] for name in names], names=names)
     return arrow.replace_schema_metadata(rest.schema.metadata)
 

@@ -57,8 +57,8 @@ class CaseTask:
         """Shape depends on the mask alone: it comes with the case's first sequence."""
         return self.part is None or self.part == self.layout.sequences[0]
 
-    @property
     def columns(self) -> set[str]:
+        """The feature columns this task must yield."""
         sequences = self.layout.sequences if self.part is None else (self.part,)
         regions = list(self.layout.regions)
         return expected_columns(self.settings, sequences, regions, self.with_shape)
@@ -148,7 +148,7 @@ def _cached(task: CaseTask, key: str) -> tuple[dict[str, float], list[str]] | No
         whole = _load_cached(_cache_file(replace(task, part=None)), key)
         if whole is None:
             return None
-        return {name: whole["features"][name] for name in sorted(task.columns)}, whole["notes"]
+        return {name: whole["features"][name] for name in sorted(task.columns())}, whole["notes"]
     records = [_load_cached(_cache_file(part), key) for part in task.parts() if part.part]
     if not records or any(record is None for record in records):
         return None
@@ -201,7 +201,7 @@ def _extract(case: CaseVolumes, task: CaseTask) -> dict[str, float]:
     features = extract_case(
         case.images, case.masks, task.layout.regions, task.settings, task.with_shape
     )
-    expected = task.columns
+    expected = task.columns()
     absent = sorted(expected - features.keys())
     if absent:
         raise ValueError(
@@ -327,7 +327,7 @@ def extract_site(
     )
     requested = workers or os.cpu_count() or 1
     queue = _queue(tasks, requested)
-    shares = [1 / len(task.parts()) if task.part else 1.0 for task in queue]
+    shares = [1 / len(task.layout.sequences) if task.part else 1.0 for task in queue]
     outcomes = run_cases(
         process_case,
         queue,

@@ -323,7 +323,7 @@ def extract_site(
             for entry in plan.runnable
         ),
         key=_input_bytes,
-        reverse=True,  # longest first: two workers finish together instead of one waiting
+        reverse=True,  # longest first: the short cases, split by `_queue`, fill the end
     )
     requested = workers or os.cpu_count() or 1
     queue = _queue(tasks, requested)

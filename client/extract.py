@@ -24,8 +24,6 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-import radiomics
-import SimpleITK as sitk
 
 from fedrad.client.cases import CaseStatus, CaseVolumes, failed, load_case
 from fedrad.client.manifest import MASK_COLUMN, CaseEntry, with_clinical
@@ -34,7 +32,7 @@ from fedrad.client.qc import missing_files
 from fedrad.client.qc_report import status_frame
 from fedrad.client.site_config import SiteConfig, SiteLayout
 from fedrad.client.site_plan import SitePlan, plan_site
-from fedrad.common.config import ExtractionSettings, StudyConfig
+from fedrad.common.config import ExtractionSettings, StudyConfig, extractor_versions
 from fedrad.common.feature_table import write_feature_table
 from fedrad.common.radiomics_features import expected_columns, extract_case
 
@@ -285,8 +283,7 @@ def _provenance(plan: SitePlan, study: StudyConfig, results: list[CaseResult]) -
     ok = [result for result in results if result.features is not None]
     return {
         "extraction_hash": study.extraction_hash,
-        "pyradiomics": radiomics.__version__,
-        "SimpleITK": sitk.Version_VersionString(),
+        **extractor_versions(),
         "fedrad": version("fedrad"),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "site": plan.site_name,

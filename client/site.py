@@ -16,7 +16,7 @@ import numpy as np
 
 from fedrad.client.coverage import coverage
 from fedrad.common import combat, lasso, mlp
-from fedrad.common.config import StudyConfig
+from fedrad.common.config import EXTRACTORS, StudyConfig
 from fedrad.common.feature_table import (
     CLINICAL_PREFIX,
     feature_columns,
@@ -58,6 +58,7 @@ class SiteData:
     origin: np.ndarray
     clinical: dict[str, np.ndarray] = field(default_factory=dict)
     table_path: Path | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # of the extractors, per its table
 
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
@@ -81,6 +82,7 @@ class SiteData:
                 if column.startswith(CLINICAL_PREFIX)
             },
             table_path=Path(table_path),
+            versions={name: str(provenance[name]) for name in EXTRACTORS if name in provenance},
         )
 
     @classmethod
@@ -532,6 +534,7 @@ def handle(kind: str, data: SiteData, study: StudyConfig, request: Payload) -> P
                 "study-hash": study.study_hash,
                 "features": data.features,
                 "batches": sorted(set(data.batch)),
+                **{f"version.{name}": version for name, version in data.versions.items()},
                 **census(data, study),
             }
         )

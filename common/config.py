@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cached_property
+from importlib.metadata import version
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -72,6 +73,26 @@ def _distinct(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
     if not names or len(set(names)) != len(names):
         raise ValueError(f"{kind} must be a non-empty list of distinct names")
     return names
+
+
+EXTRACTORS = ("pyradiomics", "SimpleITK", "PyWavelets", "numpy")
+
+
+def extractor_versions() -> dict[str, str]:
+    """The installed versions of the `EXTRACTORS`, every library whose arithmetic reaches a
+    feature value: pyradiomics' formulas, SimpleITK's filters and resampling, PyWavelets'
+    wavelet, numpy's reductions (a numpy release may sum in another order: other last bits).
+    """
+    import numpy
+    import radiomics
+    import SimpleITK
+
+    return {
+        "pyradiomics": radiomics.__version__,
+        "SimpleITK": SimpleITK.Version_VersionString(),
+        "PyWavelets": version("PyWavelets"),
+        "numpy": numpy.__version__,
+    }
 
 
 class ExtractionSettings(_Strict):
@@ -394,14 +415,7 @@ class StudyConfig(_Strict):
     @cached_property
     def extraction_hash(self) -> str:
         """Hash of the extraction settings and extractor versions (first 16 hex digits)."""
-        import radiomics
-        import SimpleITK
-
-        payload = {
-            "extraction": self.extraction.model_dump(mode="json"),
-            "pyradiomics": radiomics.__version__,
-            "SimpleITK": SimpleITK.Version_VersionString(),
-        }
+        payload = {"extraction": self.extraction.model_dump(mode="json"), **extractor_versions()}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

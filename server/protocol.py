@@ -17,7 +17,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from fedrad.common import combat, lasso, mlp
-from fedrad.common.config import StudyConfig
+from fedrad.common.config import StudyConfig, extractor_versions
 from fedrad.common.feature_table import clinical_input_names
 from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
 from fedrad.common.messages import payload_to_bytes
@@ -173,11 +173,7 @@ class StudyProtocol:
             if not site.features:
                 site.set_aside("refused", "its feature table has no study feature")
             elif values["extraction-hash"] != self.study.extraction_hash:
-                site.set_aside(
-                    "refused",
-                    f"extraction hash {values['extraction-hash']} differs from the study's "
-                    f"{self.study.extraction_hash}: re-extract with the study config",
-                )
+                site.set_aside("refused", self._hash_mismatch(values))
             elif values["study-hash"] != self.study.study_hash:
                 site.set_aside("refused", "its study settings differ from the aggregator's study")
             else:
@@ -196,6 +192,22 @@ class StudyProtocol:
             missing = f", missing {site.sequences_missing}" if site.sequences_missing else ""
             self.log(f"census: {site.label} cases {site.cases}{missing}")
         return features
+
+    def _hash_mismatch(self, values: dict) -> str:
+        """Why a site's extraction hash differs: the library versions that differ from the
+        aggregator's, which re-extracting alone would not fix, or else the settings."""
+        mismatch = (
+            f"extraction hash {values['extraction-hash']} differs from the study's "
+            f"{self.study.extraction_hash}"
+        )
+        differing = [
+            f"{name} {values[f'version.{name}']} (study: {version})"
+            for name, version in extractor_versions().items()
+            if values.get(f"version.{name}", version) != version
+        ]
+        if differing:
+            return f"{mismatch}: {', '.join(differing)}; install the study's versions, re-extract"
+        return f"{mismatch}: re-extract with the study config"
 
     # -- phases 3-5: one pipeline fit -------------------------------------------------
     def fit(

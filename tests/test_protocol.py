@@ -11,7 +11,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
 from fedrad.client.app import TableLoader, make_client_app
 from fedrad.client.site import SiteData
-from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.config import FederationSettings, StudyConfig, extractor_versions
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
 from fedrad.server.protocol import StudyProtocol
@@ -139,6 +139,18 @@ def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
     assert "extraction hash" in status["site02"]["reason"]
     assert status["site01"]["status"] == status["site03"]["status"] == "included"
     assert "site02" not in results["metrics"]["per_site"]
+
+
+def test_site_on_another_numpy_release_is_told_which_library_differs(tmp_path):
+    tables = write_site_feature_tables(tmp_path, STUDY)
+    table, provenance = read_feature_table(tables["site02"])
+    stale = {**provenance, **extractor_versions(), "numpy": "1.26.4", "extraction_hash": "1" * 16}
+    write_feature_table(table, tables["site02"], stale)
+    status = {s["name"]: s for s in _run(_grid(tables))["sites"]}
+    assert status["site02"]["status"] == "refused"
+    reason = status["site02"]["reason"]
+    assert f"numpy 1.26.4 (study: {extractor_versions()['numpy']})" in reason
+    assert "SimpleITK" not in reason and "pyradiomics" not in reason
 
 
 def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it(tmp_path):

@@ -94,6 +94,19 @@ def test_extraction_hash_follows_every_extraction_key_and_nothing_else():
     assert renamed.extraction_hash == base.extraction_hash
 
 
+@pytest.mark.parametrize("library", ["pyradiomics", "SimpleITK", "PyWavelets", "numpy"])
+def test_extraction_hash_follows_every_library_in_the_arithmetic(monkeypatch, library):
+    """A site on another numpy or PyWavelets release may round differently: it must differ."""
+    from fedrad.common import config
+
+    installed = config.extractor_versions()
+    assert set(installed) == {"pyradiomics", "SimpleITK", "PyWavelets", "numpy"}
+    assert all(installed.values())
+    before = StudyConfig().extraction_hash
+    monkeypatch.setattr(config, "extractor_versions", lambda: {**installed, library: "0.0.1"})
+    assert StudyConfig().extraction_hash != before
+
+
 def test_brats_convention_delineates_every_region():
     site = SiteConfig(labels={1: "necrosis", 2: "oedema", 4: "enhancing"})
     layout = site_layout(site, SETTINGS)

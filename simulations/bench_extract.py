@@ -1,7 +1,10 @@
 """Benchmark: FedRad's site extraction against a plain sequential pyradiomics loop.
 
-Both arms extract the same synthetic cohort (4 sequences x 3 regions, original + LoG +
-wavelet, every feature class) with the same study settings, each in a fresh process:
+Both arms extract the same cohort (4 sequences x 3 regions, original + LoG + wavelet, every
+feature class) with the same study settings, each in a fresh process. The cohort is
+synthetic by default; `--real-mri DIR` takes the real 240 x 240 x 155 case of
+../shared/data/real-mri instead, and `--site site.yaml` a site's own cases (its manifest
+needs the columns t1c, flair, t2, t1; its label convention comes from the site config):
 
 - plain: what a radiomics script does - one `RadiomicsFeatureExtractor`, and
   `execute(image_path, mask_path, label=...)` for every case x sequence x region, with
@@ -21,6 +24,7 @@ On a shared machine one run's ratio moves by 10-15%: `--repeats N` runs both arm
 alternating, and the last line gives the median ratio (identical only if every run was).
 
     python -m fedrad.simulations.bench_extract --cases 8 --workers 2 [--repeats 3]
+        [--size 192 | --real-mri ../shared/data/real-mri | --site site.yaml]
 """
 
 from __future__ import annotations
@@ -43,11 +47,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from fedrad.client.site_config import SiteConfig, site_layout
 from fedrad.common.config import FEATURE_CLASSES, ExtractionSettings, StudyConfig
 from fedrad.common.feature_table import feature_name, read_feature_table
+from fedrad.common.radiomics_features import region_mask
 
 SEQUENCES = ("t1c", "flair", "t2", "t1")
-LABELS = {"enhancing": 1, "necrosis": 2, "oedema": 3}  # the synthetic cohort's convention
+REAL_CASE = "TCGA-FG-6692"  # real-mri's case with all three tissues, BraTS-2020 labels
+REAL_LABELS = {1: "necrosis", 2: "oedema", 4: "enhancing"}
 LEVER_TOLERANCE = 1e-9
 MCC_TOLERANCE = 1e-12
 
@@ -141,23 +148,38 @@ def _cpu_seconds(*whos: int) -> float:
     return sum(resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime for who in whos)
 
 
-def plain_loop(manifest: Path, study: StudyConfig, progress) -> dict[str, dict[str, float]]:
-    """Every manifest case through plain pyradiomics: {case: {name: value}}."""
-    rows = list(csv.DictReader(manifest.open()))
+def plain_loop(site_path: Path, study: StudyConfig, progress) -> dict[str, dict[str, float]]:
+    """Every case of the site's manifest through plain pyradiomics: {case: {name: value}}."""
+    site = SiteConfig.from_yaml(site_path)
+    regions = site_layout(site, study.extraction).regions
+    rows = list(csv.DictReader(site.manifest.open()))
     extractor = plain_extractor(study.extraction)
-    folder = manifest.parent
+    folder = site.manifest.parent
     features = {}
     bar = progress.add_task("plain pyradiomics loop", total=len(rows))
     for row in rows:
         images = {sequence: str(folder / row[sequence]) for sequence in SEQUENCES}
+        mask = str(folder / row["mask"])
         features[row["case_id"]] = plain_features(
-            extractor, images, str(folder / row["mask"]), LABELS
+            extractor, images, mask, plain_regions(mask, regions)
         )
         progress.advance(bar)
     return features
 
 
-def run_plain(manifest: Path, study: StudyConfig, out: Path) -> None:
+def plain_regions(mask: str, regions: Mapping[str, tuple[int, ...]]) -> dict[str, int | sitk.Image]:
+    """What a script passes pyradiomics per region: its label value, or a binary mask for a
+    region the site labels with several values."""
+    if all(len(values) == 1 for values in regions.values()):
+        return {region: values[0] for region, values in regions.items()}
+    labels = sitk.ReadImage(mask)
+    return {
+        region: values[0] if len(values) == 1 else region_mask(labels, values)
+        for region, values in regions.items()
+    }
+
+
+def run_plain(site_path: Path, study: StudyConfig, out: Path) -> None:
     """The plain loop; writes {seconds, peak_mb, features: {case: {name: value}}} to `out`."""
     import radiomics
     from rich.progress import Progress
@@ -165,7 +187,7 @@ def run_plain(manifest: Path, study: StudyConfig, out: Path) -> None:
     radiomics.setVerbosity(logging.ERROR)  # its INFO/WARNING lines would bury the figures
     start = time.perf_counter()
     with Progress() as progress:
-        features = plain_loop(manifest, study, progress)
+        features = plain_loop(site_path, study, progress)
     seconds = time.perf_counter() - start
     result = {
         "seconds": seconds,
@@ -176,12 +198,13 @@ def run_plain(manifest: Path, study: StudyConfig, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
-def run_fedrad(manifest: Path, study: StudyConfig, out: Path, workers: int) -> None:
+def run_fedrad(site_path: Path, study: StudyConfig, out: Path, workers: int) -> None:
     from fedrad.client.extract import extract_site
 
+    site = SiteConfig.from_yaml(site_path)
     table = out.with_suffix(".parquet")
     start = time.perf_counter()
-    report = extract_site(manifest, table, study, workers=workers)
+    report = extract_site(site.manifest, table, study, workers=workers, site=site)
     seconds = time.perf_counter() - start
     frame = read_feature_table(table)[0].set_index("case_id").drop(columns="label")
     result = {
@@ -195,9 +218,9 @@ def run_fedrad(manifest: Path, study: StudyConfig, out: Path, workers: int) -> N
     out.write_text(json.dumps(result))
 
 
-def _arm(kind: str, manifest: Path, resample: bool, out: Path, workers: int) -> dict:
+def _arm(kind: str, site_path: Path, resample: bool, out: Path, workers: int) -> dict:
     command = [sys.executable, "-m", "fedrad.simulations.bench_extract", "--arm", kind]
-    command += ["--manifest", str(manifest), "--result", str(out), "--workers", str(workers)]
+    command += ["--site", str(site_path), "--result", str(out), "--workers", str(workers)]
     command += [] if resample else ["--no-resample"]
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
@@ -210,16 +233,57 @@ def cohort_arguments(parser: argparse.ArgumentParser, cases: int) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-resample", dest="resample", action="store_false")
+    parser.add_argument(
+        "--real-mri",
+        type=Path,
+        metavar="DIR",
+        help=f"the real case {REAL_CASE} of DIR (../shared/data/real-mri), --cases times",
+    )
+    parser.add_argument(
+        "--site",
+        type=Path,
+        metavar="YAML",
+        help="a site's own cases: its site config, naming a manifest with columns "
+        + ", ".join(SEQUENCES),
+    )
 
 
-def write_cohort(root: Path, args: argparse.Namespace) -> Path:
-    """The benchmark's synthetic cohort under `root`; returns its manifest."""
+def write_cohort(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
+    """The benchmark's cohort under `root`: (its site config, a description)."""
+    if args.site is not None:
+        site = SiteConfig.from_yaml(args.site)
+        if site.manifest is None:
+            raise SystemExit(f"{args.site}: the site config names no manifest")
+        return args.site, f"the cases of {site.manifest}"
+    if args.real_mri is not None:
+        return _real_site(root, args.real_mri, args.cases), (
+            f"the real case {REAL_CASE} (240 x 240 x 155, 1 mm) {args.cases} times, "
+            "each under its own id"
+        )
     from fedrad.simulations.synth import generate_cohort
 
     (manifest,) = generate_cohort(
         root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
     )
-    return manifest
+    site = root / "site.yaml"
+    site.write_text(f"name: synthetic\nmanifest: {manifest}\n")
+    return site, f"{args.cases} synthetic cases, {args.size}^2 voxels in-plane"
+
+
+def _real_site(root: Path, data: Path, cases: int) -> Path:
+    """A site config and manifest listing the real case `cases` times (every copy is
+    extracted from scratch: FedRad's cache is per case id)."""
+    folder = data / REAL_CASE
+    if not (folder / "seg.nii.gz").is_file():
+        raise SystemExit(f"{folder}: no seg.nii.gz (expected ../shared/data/real-mri)")
+    paths = ",".join(str(folder.resolve() / f"{name}.nii.gz") for name in (*SEQUENCES, "seg"))
+    rows = [f"{REAL_CASE}-{copy:02d},HGG,{paths}" for copy in range(1, cases + 1)]
+    manifest = root / "real-mri.csv"
+    manifest.write_text("\n".join([f"case_id,label,{','.join(SEQUENCES)},mask", *rows]) + "\n")
+    labels = ", ".join(f"{value}: {tissue}" for value, tissue in REAL_LABELS.items())
+    site = root / "real-mri.yaml"
+    site.write_text(f"name: real-mri\nmanifest: {manifest}\nlabels: {{{labels}}}\n")
+    return site
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -232,25 +296,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="run both arms this many times, alternating; the last line gives the median ratio",
     )
     parser.add_argument("--arm", choices=["plain", "fedrad"], help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     study = bench_study(args.resample)
     if args.arm == "plain":
-        return run_plain(args.manifest, study, args.result)
+        return run_plain(args.site, study, args.result)
     if args.arm == "fedrad":
-        return run_fedrad(args.manifest, study, args.result, args.workers)
+        return run_fedrad(args.site, study, args.result, args.workers)
     _compare(args, study)
 
 
 def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
     with tempfile.TemporaryDirectory(prefix="fedrad-bench-") as tmp:
         root = Path(tmp)
-        manifest = write_cohort(root, args)
+        site, cohort = write_cohort(root, args)
         settings = study.extraction
+        regions = site_layout(SiteConfig.from_yaml(site), settings).regions
         print(
-            f"cohort: {args.cases} synthetic cases, {args.size}^2 voxels in-plane, "
-            f"{len(SEQUENCES)} sequences x {len(LABELS)} regions, filters "
+            f"cohort: {cohort}; "
+            f"{len(SEQUENCES)} sequences x {len(regions)} regions, filters "
             f"{'+'.join(settings.filters)} (LoG sigmas {list(settings.log_sigmas_mm)} mm), "
             f"{len(settings.feature_classes)} feature classes, resampling "
             f"{settings.resampled_spacing_mm or 'off'}; {os.cpu_count()} cores"
@@ -259,7 +323,7 @@ def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
         for run in range(1, args.repeats + 1):
             if args.repeats > 1:
                 print(f"-- run {run} of {args.repeats}")
-            runs.append(_run_arms(args, manifest, root / f"run{run}"))
+            runs.append(_run_arms(args, site, root / f"run{run}"))
     ratios = [ratio for ratio, _ in runs]
     identical = all(same for _, same in runs)
     if args.repeats > 1:
@@ -268,21 +332,21 @@ def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
     print(f"extract speedup: {statistics.median(ratios):.2f}x identical: {str(identical).lower()}")
 
 
-def _run_arms(args: argparse.Namespace, manifest: Path, root: Path) -> tuple[float, bool]:
+def _run_arms(args: argparse.Namespace, site: Path, root: Path) -> tuple[float, bool]:
     """Both arms once, writing under `root` (FedRad's cache starts empty every run), their
     figures printed; (wall-clock ratio, values identical)."""
     root.mkdir()
     load = [os.getloadavg()[0]]
-    plain = _arm("plain", manifest, args.resample, root / "plain.json", args.workers)
+    plain = _arm("plain", site, args.resample, root / "plain.json", args.workers)
     load.append(os.getloadavg()[0])
-    fedrad = _arm("fedrad", manifest, args.resample, root / "fedrad.json", args.workers)
+    fedrad = _arm("fedrad", site, args.resample, root / "fedrad.json", args.workers)
     load.append(os.getloadavg()[0])
     # other jobs on the machine slow each arm differently: the wall-clock ratio moves with them
     print(
         "machine load (1-minute average) before / between / after the arms: "
         + " / ".join(f"{value:.1f}" for value in load)
     )
-    cases = args.cases
+    cases = len(plain["features"])
     for name, arm, memory in [
         ("plain pyradiomics", plain, f"{plain['peak_mb']:.0f} MB"),
         (

@@ -8,6 +8,7 @@ be identical), so even with every other FedRad stage at zero, `workers` processe
 beat `workers x plain / feature classes`.
 
     python -m fedrad.simulations.profile_extract --cases 2 [--no-resample]
+        [--size 192 | --real-mri ../shared/data/real-mri | --site site.yaml]
 
 cProfile adds a little to every Python call, so pure-Python stages read somewhat high;
 compare the arms with each other, not with `bench_extract`'s wall times.
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from fedrad.client.extract import extract_site
 from fedrad.client.parallel import single_thread
+from fedrad.client.site_config import SiteConfig
 from fedrad.simulations.bench_extract import (
     bench_study,
     cohort_arguments,
@@ -79,17 +81,21 @@ def stage_seconds(profile: cProfile.Profile, stages: dict[str, Stage]) -> dict[s
 
 
 def profile_arms(
-    manifest: Path, resample: bool, out: Path
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(plain, fedrad) stage seconds for every case of `manifest`, single-threaded."""
+    site_path: Path, resample: bool, out: Path
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """(plain, fedrad) stage seconds for every case of the site, single-threaded, and the
+    number of cases."""
     single_thread()
     study = bench_study(resample)
     plain = cProfile.Profile()
     with Progress(transient=True) as progress:
-        plain.runcall(plain_loop, manifest, study, progress)
+        cases = len(plain.runcall(plain_loop, site_path, study, progress))
+    site = SiteConfig.from_yaml(site_path)
     fedrad = cProfile.Profile()
-    fedrad.runcall(extract_site, manifest, out, study, workers=1, show_progress=False)
-    return stage_seconds(plain, PLAIN_STAGES), stage_seconds(fedrad, FEDRAD_STAGES)
+    fedrad.runcall(
+        extract_site, site.manifest, out, study, workers=1, show_progress=False, site=site
+    )
+    return stage_seconds(plain, PLAIN_STAGES), stage_seconds(fedrad, FEDRAD_STAGES), cases
 
 
 def report(plain: dict[str, float], fedrad: dict[str, float], cases: int, workers: int) -> None:
@@ -121,9 +127,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fedrad-profile-") as tmp:
         root = Path(tmp)
-        manifest = write_cohort(root, args)
-        plain, fedrad = profile_arms(manifest, args.resample, root / "features.parquet")
-    report(plain, fedrad, args.cases, args.workers)
+        site, cohort = write_cohort(root, args)
+        print(f"cohort: {cohort}")
+        plain, fedrad, cases = profile_arms(site, args.resample, root / "features.parquet")
+    report(plain, fedrad, cases, args.workers)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Both arms extract the same cohort (4 sequences x 3 regions, original + LoG + wavelet, every
 feature class) with the same study settings, each in a fresh process. The cohort is
 synthetic by default; `--real-mri DIR` takes the real 240 x 240 x 155 case of
-../shared/data/real-mri instead, and `--site site.yaml` a site's own cases (its manifest
-needs the columns t1c, flair, t2, t1; its label convention comes from the site config):
+../shared/data/real-mri instead, and `--site site.yaml` a site's own cases (cases that pass
+`fedrad site check`: plain pyradiomics stops at the first bad file; the manifest needs the
+columns t1c, flair, t2, t1; the label convention comes from the site config):
 
 - plain: what a radiomics script does - one `RadiomicsFeatureExtractor`, and
   `execute(image_path, mask_path, label=...)` for every case x sequence x region, with
@@ -233,18 +234,19 @@ def cohort_arguments(parser: argparse.ArgumentParser, cases: int) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-resample", dest="resample", action="store_false")
-    parser.add_argument(
+    cohort = parser.add_mutually_exclusive_group()
+    cohort.add_argument(
         "--real-mri",
         type=Path,
         metavar="DIR",
         help=f"the real case {REAL_CASE} of DIR (../shared/data/real-mri), --cases times",
     )
-    parser.add_argument(
+    cohort.add_argument(
         "--site",
         type=Path,
         metavar="YAML",
-        help="a site's own cases: its site config, naming a manifest with columns "
-        + ", ".join(SEQUENCES),
+        help="a site's own cases that pass `fedrad site check`: its site config, naming a "
+        "manifest with columns " + ", ".join(SEQUENCES),
     )
 
 

@@ -259,8 +259,8 @@ def write_cohort(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
         return args.site, f"the cases of {site.manifest}"
     if args.real_mri is not None:
         return _real_site(root, args.real_mri, args.cases), (
-            f"the real case {REAL_CASE} (240 x 240 x 155, 1 mm) {args.cases} times, "
-            "each under its own id"
+            f"the real case {REAL_CASE} (240 x 240 x 155, 1 mm) under "
+            f"{args.cases} case id{'s' if args.cases != 1 else ''}"
         )
     from fedrad.simulations.synth import generate_cohort
 

@@ -43,7 +43,7 @@ def test_real_mri_cohort_lists_the_case_under_distinct_ids_with_its_brats_labels
     assert all(Path(row[sequence]).is_file() for row in rows for sequence in SEQUENCES)
     regions = site_layout(site, bench_study(resample=True).extraction).regions
     assert regions == {"enhancing": (4,), "necrosis": (1,), "oedema": (2,)}
-    assert REAL_CASE in description and "3 times" in description
+    assert REAL_CASE in description and "3 case ids" in description
 
 
 def test_real_mri_without_the_case_names_the_folder(tmp_path):

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import yaml
 
 from fedrad.client.site_config import SiteConfig, site_layout
 from fedrad.common.config import FEATURE_CLASSES, ExtractionSettings, StudyConfig
@@ -267,8 +268,7 @@ def write_cohort(root: Path, args: argparse.Namespace) -> tuple[Path, str]:
     (manifest,) = generate_cohort(
         root / "cohort", 1, args.cases, args.seed, args.size, sequences=SEQUENCES
     )
-    site = root / "site.yaml"
-    site.write_text(f"name: synthetic\nmanifest: {manifest}\n")
+    site = _write_site(root / "site.yaml", {"name": "synthetic", "manifest": str(manifest)})
     return site, f"{args.cases} synthetic cases, {args.size}^2 voxels in-plane"
 
 
@@ -278,14 +278,20 @@ def _real_site(root: Path, data: Path, cases: int) -> Path:
     folder = data / REAL_CASE
     if not (folder / "seg.nii.gz").is_file():
         raise SystemExit(f"{folder}: no seg.nii.gz (expected ../shared/data/real-mri)")
-    paths = ",".join(str(folder.resolve() / f"{name}.nii.gz") for name in (*SEQUENCES, "seg"))
-    rows = [f"{REAL_CASE}-{copy:02d},HGG,{paths}" for copy in range(1, cases + 1)]
+    paths = [str(folder.resolve() / f"{name}.nii.gz") for name in (*SEQUENCES, "seg")]
     manifest = root / "real-mri.csv"
-    manifest.write_text("\n".join([f"case_id,label,{','.join(SEQUENCES)},mask", *rows]) + "\n")
-    labels = ", ".join(f"{value}: {tissue}" for value, tissue in REAL_LABELS.items())
-    site = root / "real-mri.yaml"
-    site.write_text(f"name: real-mri\nmanifest: {manifest}\nlabels: {{{labels}}}\n")
-    return site
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")  # quotes a path with a comma
+        writer.writerow(["case_id", "label", *SEQUENCES, "mask"])
+        writer.writerows([f"{REAL_CASE}-{copy:02d}", "HGG", *paths] for copy in range(1, cases + 1))
+    site = {"name": "real-mri", "manifest": str(manifest), "labels": REAL_LABELS}
+    return _write_site(root / "real-mri.yaml", site)
+
+
+def _write_site(path: Path, site: dict) -> Path:
+    """A site config file; YAML written by the YAML library, whatever the paths hold."""
+    path.write_text(yaml.safe_dump(site))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> None:

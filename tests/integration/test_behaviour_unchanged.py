@@ -1,0 +1,109 @@
+"""The study's numbers do not move when the code around them does.
+
+Each case runs a real `fedrad simulate` (Flower's simulation engine) and compares its
+`results.json` with one recorded before the architecture changed: models to 1e-12,
+every other number too, every string exactly. Traffic and round logs are left out:
+they describe how the numbers travelled, which may change. Record anew (only when a
+result is meant to change, and say so in the commit) with FEDRAD_RECORD_GOLDEN=1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from fedrad.common.cli import app
+from fedrad.common.config import StudyConfig
+from fedrad.common.feature_table import read_feature_table
+from fedrad.simulations.synth_features import write_site_feature_tables
+
+pytestmark = pytest.mark.slow
+
+GOLDEN = Path(__file__).parent / "golden"
+RECORD = os.environ.get("FEDRAD_RECORD_GOLDEN") == "1"
+NOT_RESULTS = {"traffic_bytes_from_sites", "traffic_bytes_to_sites", "rounds", "round_counts"}
+MRI = ["--sites", "3", "--cases-per-site", "20", "--size", "48"]
+STUDIES = {
+    "ridge": {},
+    "lasso": {"model": {"kind": "lasso-logistic"}},
+    "mlp": {"model": {"kind": "mlp", "rounds": 3}},
+    "loso": {"validation": {"scheme": "leave-one-site-out"}},
+    "holdout": {"validation": {"scheme": "holdout"}},
+}
+
+
+@pytest.fixture(scope="module")
+def feature_table_csv(tmp_path_factory) -> Path:
+    """One CSV of three sites' synthetic features, as a radiomics group would export it."""
+    root = tmp_path_factory.mktemp("table")
+    tables = write_site_feature_tables(root, StudyConfig(), sizes=(40, 36, 44), n_features=8)
+    frames = [read_feature_table(path)[0] for path in tables.values()]
+    csv = root / "features.csv"
+    pd.concat(frames).to_csv(csv, index=False)
+    return csv
+
+
+def _simulate(out: Path, *args: str) -> dict:
+    result = CliRunner().invoke(app, ["simulate", "--out", str(out), *args])
+    path = out / "results.json"
+    assert path.exists(), result.output
+    return json.loads(path.read_text())
+
+
+def _check(name: str, results: dict) -> None:
+    golden = GOLDEN / f"{name}.json"
+    kept = {key: value for key, value in results.items() if key not in NOT_RESULTS}
+    if RECORD:
+        golden.write_text(json.dumps(kept, indent=1, sort_keys=True))
+        return
+    differences = list(_differences(json.loads(golden.read_text()), kept, name))
+    assert not differences, "\n".join(differences[:20])
+
+
+def _differences(expected, actual, where: str):
+    """Every place where `actual` departs from `expected` (new keys in `actual` are fine)."""
+    if isinstance(expected, dict):
+        if not isinstance(actual, dict):
+            yield f"{where}: {actual!r} is not a mapping"
+            return
+        for key, value in expected.items():
+            if key not in actual:
+                yield f"{where}.{key}: missing"
+            else:
+                yield from _differences(value, actual[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        if not isinstance(actual, list) or len(actual) != len(expected):
+            yield f"{where}: {actual!r} != {expected!r}"
+            return
+        for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
+            yield from _differences(left, right, f"{where}[{index}]")
+    elif isinstance(expected, float) and isinstance(actual, int | float):
+        if not math.isclose(expected, actual, rel_tol=1e-12, abs_tol=1e-12):
+            yield f"{where}: {actual!r} != {expected!r}"
+    elif expected != actual:
+        yield f"{where}: {actual!r} != {expected!r}"
+
+
+def test_simulate_on_synthetic_mri_with_compare_gives_the_recorded_numbers(tmp_path):
+    _check("mri-seed0-compare", _simulate(tmp_path, *MRI, "--seed", "0", "--compare"))
+
+
+def test_simulate_on_synthetic_mri_seed_1_gives_the_recorded_numbers(tmp_path):
+    _check("mri-seed1", _simulate(tmp_path, *MRI, "--seed", "1"))
+
+
+@pytest.mark.parametrize("study", sorted(STUDIES))
+def test_simulate_on_a_split_feature_table_gives_the_recorded_numbers(
+    tmp_path, feature_table_csv, study
+):
+    config = tmp_path / "study.yaml"
+    config.write_text(yaml.safe_dump(STUDIES[study]))
+    args = ["--features-table", str(feature_table_csv), "--split-sites", "3", "--study", str(config)]
+    _check(f"table-{study}", _simulate(tmp_path / "out", *args, "--site-effects", "0.5"))

@@ -105,5 +105,12 @@ def test_simulate_on_a_split_feature_table_gives_the_recorded_numbers(
 ):
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(STUDIES[study]))
-    args = ["--features-table", str(feature_table_csv), "--split-sites", "3", "--study", str(config)]
+    args = [
+        "--features-table",
+        str(feature_table_csv),
+        "--split-sites",
+        "3",
+        "--study",
+        str(config),
+    ]
     _check(f"table-{study}", _simulate(tmp_path / "out", *args, "--site-effects", "0.5"))

@@ -2,9 +2,11 @@
 
 Each case runs a real `fedrad simulate` (Flower's simulation engine) and compares its
 `results.json` with one recorded before the architecture changed: models to 1e-12,
-every other number too, every string exactly. Traffic and round logs are left out:
-they describe how the numbers travelled, which may change. Record anew (only when a
-result is meant to change, and say so in the commit) with FEDRAD_RECORD_GOLDEN=1.
+every other number too, every string exactly. The MLP is held to 1e-6: torch trains in
+float32 and FedAvg sums replies in the order they arrive, which varies from run to run.
+Traffic and round logs are left out: they describe how the numbers travelled, which may
+change. Record anew (only when a result is meant to change, and say so in the commit)
+with FEDRAD_RECORD_GOLDEN=1.
 """
 
 from __future__ import annotations
@@ -57,17 +59,17 @@ def _simulate(out: Path, *args: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _check(name: str, results: dict) -> None:
+def _check(name: str, results: dict, tolerance: float = 1e-12) -> None:
     golden = GOLDEN / f"{name}.json"
     kept = {key: value for key, value in results.items() if key not in NOT_RESULTS}
     if RECORD:
         golden.write_text(json.dumps(kept, indent=1, sort_keys=True))
         return
-    differences = list(_differences(json.loads(golden.read_text()), kept, name))
+    differences = list(_differences(json.loads(golden.read_text()), kept, name, tolerance))
     assert not differences, "\n".join(differences[:20])
 
 
-def _differences(expected, actual, where: str):
+def _differences(expected, actual, where: str, tolerance: float):
     """Every place where `actual` departs from `expected` (new keys in `actual` are fine)."""
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -77,15 +79,15 @@ def _differences(expected, actual, where: str):
             if key not in actual:
                 yield f"{where}.{key}: missing"
             else:
-                yield from _differences(value, actual[key], f"{where}.{key}")
+                yield from _differences(value, actual[key], f"{where}.{key}", tolerance)
     elif isinstance(expected, list):
         if not isinstance(actual, list) or len(actual) != len(expected):
             yield f"{where}: {actual!r} != {expected!r}"
             return
         for index, (left, right) in enumerate(zip(expected, actual, strict=True)):
-            yield from _differences(left, right, f"{where}[{index}]")
+            yield from _differences(left, right, f"{where}[{index}]", tolerance)
     elif isinstance(expected, float) and isinstance(actual, int | float):
-        if not math.isclose(expected, actual, rel_tol=1e-12, abs_tol=1e-12):
+        if not math.isclose(expected, actual, rel_tol=tolerance, abs_tol=tolerance):
             yield f"{where}: {actual!r} != {expected!r}"
     elif expected != actual:
         yield f"{where}: {actual!r} != {expected!r}"
@@ -113,4 +115,5 @@ def test_simulate_on_a_split_feature_table_gives_the_recorded_numbers(
         "--study",
         str(config),
     ]
-    _check(f"table-{study}", _simulate(tmp_path / "out", *args, "--site-effects", "0.5"))
+    results = _simulate(tmp_path / "out", *args, "--site-effects", "0.5")
+    _check(f"table-{study}", results, tolerance=1e-6 if study == "mlp" else 1e-12)

@@ -34,7 +34,7 @@ from fedrad.client.site_config import SiteConfig, SiteLayout
 from fedrad.client.site_plan import SitePlan, plan_site
 from fedrad.common.config import ExtractionSettings, StudyConfig, extractor_versions
 from fedrad.common.feature_table import write_feature_table
-from fedrad.common.radiomics_features import expected_columns, extract_case
+from fedrad.common.radiomics.features import expected_columns, extract_case
 
 CACHE_FORMAT = 2  # bump when the cache record layout changes, so old records are ignored
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flwr.app import Array, ArrayRecord, MetricRecord, RecordDict
 
 from fedrad.client.site import SiteData, SiteSkipped, model_inputs
-from fedrad.common import mlp
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import payload_from_bytes
+from fedrad.common.models import mlp
 from fedrad.common.pipeline import Partition, PipelineParams
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from fedrad.client.coverage import coverage
-from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import EXTRACTORS, StudyConfig
 from fedrad.common.feature_table import (
     CLINICAL_PREFIX,
@@ -23,17 +22,19 @@ from fedrad.common.feature_table import (
     read_feature_table,
     write_feature_table,
 )
-from fedrad.common.logistic import newton_terms, with_intercept
-from fedrad.common.metrics import (
+from fedrad.common.harmonization import combat
+from fedrad.common.models import lasso, mlp
+from fedrad.common.models.logistic import newton_terms, with_intercept
+from fedrad.common.pipeline import Partition, Payload, PipelineParams, unbundle
+from fedrad.common.stats.metrics import (
     ConfusionCounts,
     ScoreBlocks,
     calibration_sums,
     score_histograms,
 )
-from fedrad.common.moments import Moments
-from fedrad.common.pipeline import Partition, Payload, PipelineParams, unbundle
-from fedrad.common.selection import Comoments
-from fedrad.common.split import fold_ids, holdout_mask
+from fedrad.common.stats.moments import Moments
+from fedrad.common.stats.selection import Comoments
+from fedrad.common.stats.split import fold_ids, holdout_mask
 
 CALIBRATION_BINS = 10
 

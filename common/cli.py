@@ -51,7 +51,7 @@ def synth(
     size: Annotated[int, typer.Option(min=32, help="Volume edge in voxels.")] = 96,
 ) -> None:
     """Write a synthetic multi-center brain-MRI cohort (NIfTI + manifests)."""
-    from fedrad.simulations.cohort import write_cohort
+    from fedrad.simulations.synth.write import write_cohort
 
     manifests = write_cohort(out, sites, cases_per_site, seed, size, console)
     for manifest in manifests:
@@ -88,8 +88,8 @@ def simulate(
     ] = 0.0,
 ) -> None:
     """Whole study on one machine: synthetic MRI (or a feature table), sites, Flower simulation."""
-    from fedrad.simulations.report import print_comparison, print_results
-    from fedrad.simulations.report_html import write_report
+    from fedrad.server.report.html import write_report
+    from fedrad.server.report.text import print_comparison, print_results
     from fedrad.simulations.simulate import (
         SimulationPaths,
         attach_pooled_reference,
@@ -111,7 +111,7 @@ def simulate(
             seed,
         )
     else:
-        from fedrad.simulations.cohort import write_cohort
+        from fedrad.simulations.synth.write import write_cohort
 
         manifests = write_cohort(paths.cohort, sites, cases_per_site, seed, size, console)
         tables, failed_cases = _extract_sites(manifests, paths, config, workers)
@@ -186,14 +186,14 @@ def show(
     ] = None,
 ) -> None:
     """Print a results.json as tables (and its figures as HTML)."""
-    from fedrad.simulations.report import print_comparison, print_results
+    from fedrad.server.report.text import print_comparison, print_results
 
     content = json.loads(results.read_text())
     print_results(content, console)
     if "comparison" in content:
         print_comparison(content["comparison"], console)
     if html is not None:
-        from fedrad.simulations.report_html import write_report
+        from fedrad.server.report.html import write_report
 
         console.print(f"figures: {write_report(content, html)}")
 

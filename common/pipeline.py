@@ -14,8 +14,8 @@ from typing import Literal
 
 import numpy as np
 
-from fedrad.common.combat import BatchEffects, OLSFit
-from fedrad.common.moments import Standardizer
+from fedrad.common.harmonization.combat import BatchEffects, OLSFit
+from fedrad.common.stats.moments import Standardizer
 
 Scheme = Literal["holdout", "kfold", "all", "unseen"]
 _EFFECT_FIELDS = tuple(f.name for f in fields(BatchEffects) if f.name != "levels")

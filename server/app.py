@@ -10,8 +10,8 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedrad.common.config import StudyConfig
+from fedrad.server.federation import GridTransport
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import GridTransport
 
 ResultsSink = Callable[[dict], None]
 

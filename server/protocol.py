@@ -16,29 +16,29 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
-from fedrad.common import combat, lasso, mlp
 from fedrad.common.config import StudyConfig, extractor_versions
 from fedrad.common.feature_table import clinical_input_names
-from fedrad.common.logistic import NewtonTerms, fit_newton, sum_terms
+from fedrad.common.harmonization import combat
 from fedrad.common.messages import payload_to_bytes
-from fedrad.common.metrics import (
+from fedrad.common.models import lasso, mlp
+from fedrad.common.models.logistic import NewtonTerms, fit_newton, sum_terms
+from fedrad.common.pipeline import CombatFit, Partition, Payload, PipelineParams, bundle
+from fedrad.common.stats.metrics import (
     ConfusionCounts,
     ScoreBlocks,
     reliability,
     wilson_interval,
 )
-from fedrad.common.moments import Moments, Standardizer, group_f_statistic, pool_moments
-from fedrad.common.pipeline import CombatFit, Partition, Payload, PipelineParams, bundle
-from fedrad.common.selection import (
+from fedrad.common.stats.moments import Moments, Standardizer, group_f_statistic, pool_moments
+from fedrad.common.stats.selection import (
     Comoments,
     drop_redundant,
     non_constant_mask,
     pool_comoments,
     welch_t,
 )
-from fedrad.server.grids import NodeSubset
+from fedrad.server.federation import GridTransport, NodeSubset
 from fedrad.server.strategies import make_strategy
-from fedrad.server.transport import GridTransport
 
 
 class SiteFailed(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import in_process_transport
+from fedrad.simulations.in_process import in_process_transport
 
 AGREEMENT = 0.005
 """AUC difference between the federated and the pooled study that counts as agreement.

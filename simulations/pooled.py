@@ -14,7 +14,7 @@ from pathlib import Path
 from fedrad.client.site import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.server.protocol import StudyProtocol
-from fedrad.server.transport import in_process_transport
+from fedrad.simulations.in_process import in_process_transport
 
 
 def pooled_reference(

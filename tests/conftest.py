@@ -11,7 +11,7 @@ from flwr.app import Message
 from flwr.clientapp import ClientApp
 from flwr.supercore.task_identity import TaskIdentity
 
-from fedrad.server.grids import InProcessGrid
+from fedrad.simulations.in_process import InProcessGrid
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

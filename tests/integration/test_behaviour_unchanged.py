@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table
-from fedrad.simulations.synth_features import write_site_feature_tables
+from fedrad.simulations.synth.features import write_site_feature_tables
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,1 @@
+"""Harmonization of scanner effects: ComBat and its exact distributed form."""

@@ -1,0 +1,316 @@
+"""Exact federated L1 logistic regression by proximal Newton (METHODS.md 3.4).
+
+Minimizes F(beta) = (1/n) sum_i l_i(beta) + lam * ||beta_{-0}||_1 on federated-
+standardized features, intercept (index 0) unpenalized. Each outer iteration
+reuses the Newton message of 3.3 (summed gradient, Hessian and deviance at beta);
+the server solves the quadratic model by coordinate descent on the summed Hessian,
+so it needs no data; each line-search trial needs only the summed loss. As in
+`logistic.fit_newton`, the fit takes callables returning sums over sites, so
+pooled data and a federation run the same code.
+
+Design matrices `x` passed to the site-side helpers here include the intercept
+column (`logistic.with_intercept`), as for `logistic.newton_terms`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from fedrad.common.models.logistic import NewtonTerms
+from fedrad.common.stats.metrics import histogram_auc, score_histograms
+
+# Relative rounding error allowed in the Armijo test: F is summed over sites in any
+# order, and without this slack the last, roundoff-sized steps are halved at random.
+_ROUNDOFF = 16 * np.finfo(np.float64).eps
+
+SummedTerms = Callable[[np.ndarray], NewtonTerms]
+SummedLoss = Callable[[np.ndarray], tuple[float, int]]
+
+
+def loss_terms(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> tuple[float, int]:
+    """A site's sum of negative log-likelihoods at beta, and its case count."""
+    eta = x @ beta
+    return float(np.sum(np.logaddexp(0.0, eta) - y * eta)), len(y)
+
+
+def sum_losses(parts: Iterable[tuple[float, int]]) -> tuple[float, int]:
+    """Sum site losses and counts; raises if there are none."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("no site returned a loss")
+    return sum(loss for loss, _ in parts), sum(n for _, n in parts)
+
+
+@dataclass(frozen=True)
+class LambdaMaxSums:
+    """What a site sends for lambda_max: n, sum y, and per feature sum x_j and sum x_j y.
+
+    Features are the standardized ones without the intercept column, so sum x_j is
+    small and sum x_j y - ybar sum x_j does not cancel.
+    """
+
+    n: int
+    sum_y: float
+    sum_x: np.ndarray
+    sum_xy: np.ndarray
+
+    @classmethod
+    def of(cls, z: np.ndarray, y: np.ndarray) -> LambdaMaxSums:
+        z = np.asarray(z, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        return cls(n=len(y), sum_y=float(y.sum()), sum_x=z.sum(axis=0), sum_xy=z.T @ y)
+
+    def __add__(self, other: LambdaMaxSums) -> LambdaMaxSums:
+        return LambdaMaxSums(
+            n=self.n + other.n,
+            sum_y=self.sum_y + other.sum_y,
+            sum_x=self.sum_x + other.sum_x,
+            sum_xy=self.sum_xy + other.sum_xy,
+        )
+
+
+def lambda_max(sums: LambdaMaxSums) -> float:
+    """Smallest lam at which every penalized coefficient is zero: max_j |sum x_j (y - ybar)| / n.
+
+    At beta_{-0} = 0 the intercept-only fit has p = ybar, so this is the largest
+    coordinate of the loss gradient there (the KKT condition, METHODS.md 3.4).
+    """
+    y_bar = sums.sum_y / sums.n
+    return float(np.max(np.abs(sums.sum_xy - y_bar * sums.sum_x)) / sums.n)
+
+
+def lambda_path(lam_max: float, n_lambdas: int = 50, min_ratio: float = 1e-2) -> np.ndarray:
+    """Log-spaced lambdas from lam_max down to min_ratio * lam_max, largest first (glmnet)."""
+    return np.geomspace(lam_max, min_ratio * lam_max, n_lambdas)
+
+
+@dataclass(frozen=True)
+class LassoFit:
+    beta: np.ndarray
+    objective: float
+    iterations: int
+    converged: bool
+
+
+def objective(loss: float, n: int, beta: np.ndarray, lam: float) -> float:
+    """F(beta) from the summed loss; the intercept is not penalized."""
+    return loss / n + lam * float(np.abs(beta[1:]).sum())
+
+
+def fit_lasso(
+    summed_terms: SummedTerms,
+    summed_loss: SummedLoss,
+    n_params: int,
+    lam: float,
+    beta_start: np.ndarray | None = None,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+) -> LassoFit:
+    """Proximal Newton with Armijo backtracking; stops when max|t d| < tolerance.
+
+    One outer iteration is one `summed_terms` round plus one `summed_loss` round
+    per line-search trial; the Armijo reference F(beta) comes from the terms'
+    deviance at no extra round.
+    """
+    penalty = np.full(n_params, lam)
+    penalty[0] = 0.0
+    beta = np.zeros(n_params) if beta_start is None else np.array(beta_start, dtype=np.float64)
+    for iteration in range(1, max_iterations + 1):
+        terms = summed_terms(beta)
+        n = terms.n
+        current = objective(terms.deviance / 2.0, n, beta, lam)
+        curvature = terms.hessian / n
+        slope = terms.gradient / n
+        direction = solve_quadratic_model(curvature, slope, beta, penalty) - beta
+        if np.max(np.abs(direction)) < tolerance:
+            return LassoFit(beta, current, iteration, converged=True)
+        decrease = -slope @ direction + lam * (
+            np.abs((beta + direction)[1:]).sum() - np.abs(beta[1:]).sum()
+        )
+        step = 1.0
+        while True:
+            candidate = beta + step * direction
+            trial = objective(*summed_loss(candidate), candidate, lam)
+            if trial <= current + 0.25 * step * decrease + _ROUNDOFF * abs(current):
+                break
+            step /= 2.0
+            if np.max(np.abs(step * direction)) < tolerance:
+                return LassoFit(beta, current, iteration, converged=True)
+        beta = candidate
+        if np.max(np.abs(step * direction)) < tolerance:
+            return LassoFit(beta, trial, iteration, converged=True)
+    return LassoFit(beta, trial, max_iterations, converged=False)
+
+
+def solve_quadratic_model(
+    curvature: np.ndarray,
+    slope: np.ndarray,
+    beta: np.ndarray,
+    penalty: np.ndarray,
+    tolerance: float = 1e-13,
+    max_sweeps: int = 10_000,
+) -> np.ndarray:
+    """Minimize Q(b) = -r'(b - beta) + (b - beta)'A(b - beta)/2 + sum_j penalty_j |b_j|.
+
+    Cyclic coordinate descent (METHODS.md 3.4 step 2) with A = curvature, r = slope:
+    z = b_j + (r_j - (A(b - beta))_j) / A_jj, then b_j = S(z, penalty_j / A_jj).
+    glmnet's active-set cycling: after a full sweep, sweep only the non-zero
+    coordinates until they settle, then check with another full sweep.
+    """
+    diagonal = np.diag(curvature)
+    if np.any(diagonal <= 0):
+        raise ValueError("a coefficient has no curvature: drop constant features first")
+    problem = _Quadratic(
+        columns=(curvature / diagonal[:, None]).T,
+        step=list(slope / diagonal),
+        threshold=list(penalty / diagonal),
+    )
+    b = np.array(beta, dtype=np.float64)
+    shift = np.zeros_like(b)  # A (b - beta) / A_jj, row j scaled by its diagonal
+    everything = range(len(b))
+    sweeps = 0
+    while sweeps < max_sweeps:
+        sweeps += 1
+        if problem.sweep(b, shift, everything) < tolerance:
+            break
+        active = np.flatnonzero((b != 0) | (penalty == 0)).tolist()
+        while sweeps < max_sweeps:
+            sweeps += 1
+            if problem.sweep(b, shift, active) < tolerance:
+                break
+    return b
+
+
+@dataclass(frozen=True)
+class _Quadratic:
+    """The quadratic model scaled by A_jj, as Python floats for a fast scalar loop."""
+
+    columns: np.ndarray
+    step: list[float]
+    threshold: list[float]
+
+    def sweep(self, b: np.ndarray, shift: np.ndarray, coordinates: Iterable[int]) -> float:
+        """One pass of coordinate updates of `b` and `shift` in place; the largest change."""
+        largest = 0.0
+        for j in coordinates:
+            old = float(b[j])
+            z = old + self.step[j] - float(shift[j])
+            threshold = self.threshold[j]
+            new = z - threshold if z > threshold else z + threshold if z < -threshold else 0.0
+            if new != old:
+                shift += self.columns[j] * (new - old)
+                b[j] = new
+                largest = max(largest, abs(new - old))
+        return largest
+
+
+def fit_lasso_path(
+    summed_terms: SummedTerms,
+    summed_loss: SummedLoss,
+    n_params: int,
+    lambdas: np.ndarray,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+) -> list[LassoFit]:
+    """Fits along `lambdas` in the given order, each warm-started from the previous one."""
+    fits: list[LassoFit] = []
+    beta = None
+    for lam in lambdas:
+        fit = fit_lasso(summed_terms, summed_loss, n_params, lam, beta, tolerance, max_iterations)
+        fits.append(fit)
+        beta = fit.beta
+    return fits
+
+
+def held_out_deviance(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """A site's held-out summary for `mean_deviance`: [sum of deviance, n]."""
+    loss, n = loss_terms(x, y, beta)
+    return np.array([2.0 * loss, n])
+
+
+def mean_deviance(summary: np.ndarray) -> float:
+    return float(summary[0] / summary[1])
+
+
+def held_out_histograms(x: np.ndarray, y: np.ndarray, beta: np.ndarray, bins: int) -> np.ndarray:
+    """A site's held-out summary for `negative_auc`: per-class score histograms, 2 x bins."""
+    return np.stack(score_histograms(y, expit(x @ beta), bins))
+
+
+def negative_auc(summary: np.ndarray) -> float:
+    return -histogram_auc(summary[0], summary[1]).auc
+
+
+@dataclass(frozen=True)
+class LassoFold:
+    """One CV fold, every callable already summed over sites.
+
+    `summed_terms` and `summed_loss` cover each site's training part of the fold,
+    on features standardized with that training part's pooled moments;
+    `held_out(beta)` returns an additive summary of the held-out parts, such as
+    `held_out_deviance` or `held_out_histograms` summed over sites.
+    """
+
+    summed_terms: SummedTerms
+    summed_loss: SummedLoss
+    held_out: Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class LassoCV:
+    """CV criteria (lower is better) per fold and pooled over folds, for each lambda."""
+
+    lambdas: np.ndarray
+    fold_criteria: np.ndarray
+    criteria: np.ndarray
+
+    @property
+    def best_index(self) -> int:
+        return int(np.argmin(self.criteria))
+
+    @property
+    def lambda_min(self) -> float:
+        return float(self.lambdas[self.best_index])
+
+    @property
+    def lambda_1se(self) -> float:
+        """Largest lambda within one fold standard error of the best criterion (glmnet)."""
+        at_best = self.fold_criteria[:, self.best_index]
+        limit = self.criteria[self.best_index] + at_best.std(ddof=1) / np.sqrt(len(at_best))
+        return float(self.lambdas[self.criteria <= limit].max())
+
+
+def cross_validate_lasso(
+    folds: Sequence[LassoFold],
+    lambdas: np.ndarray,
+    n_params: int,
+    criterion: Callable[[np.ndarray], float] = mean_deviance,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+) -> LassoCV:
+    """K-fold CV over a common lambda grid (largest first), pooled or federated alike.
+
+    Sites split their own cases into folds (METHODS.md 3.4, lambda selection), so
+    a fold is a sum over sites like any other. Held-out summaries are summed over
+    folds before `criterion` is applied, giving the pooled CV estimate (e.g. the
+    deviance over all held-out cases, or the AUC of all held-out scores); the
+    per-fold criteria give the standard error for `lambda_1se`. Use one grid for
+    all folds, e.g. `lambda_path` from the full training data's `lambda_max`.
+    """
+    lambdas = np.sort(np.asarray(lambdas, dtype=np.float64))[::-1]
+    summaries = [
+        [
+            fold.held_out(fit.beta)
+            for fit in fit_lasso_path(
+                fold.summed_terms, fold.summed_loss, n_params, lambdas, tolerance, max_iterations
+            )
+        ]
+        for fold in folds
+    ]
+    fold_criteria = np.array([[criterion(s) for s in per_fold] for per_fold in summaries])
+    pooled = [criterion(sum(column)) for column in zip(*summaries, strict=True)]
+    return LassoCV(lambdas=lambdas, fold_criteria=fold_criteria, criteria=np.array(pooled))

@@ -1,0 +1,1 @@
+"""Federated statistics: moments, screening and redundancy, evaluation metrics, splits."""

@@ -1,0 +1,1 @@
+"""What a coordinator reads of a run: terminal tables and report.html."""

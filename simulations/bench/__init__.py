@@ -1,0 +1,1 @@
+"""Benchmarks: extraction against plain pyradiomics, the protocol over many sites."""

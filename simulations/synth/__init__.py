@@ -1,0 +1,1 @@
+"""Synthetic multi-center cohorts: MRI volumes with scanner effects, and feature tables."""

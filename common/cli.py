@@ -1,4 +1,4 @@
-"""The one `fedrad` command.
+"""The one `fedrad` command: a thin root that registers each side's command group.
 
 Exit status (DESIGN.md): 0 success, 1 the job ran but some cases or sites failed
 (named in the output), 2 bad configuration or usage. Heavy imports live inside the
@@ -7,15 +7,11 @@ commands so `fedrad --help` stays instant.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated
-
 import typer
-from rich.console import Console
 
 from fedrad.client.cli import site_app
-from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.server.cli import show
+from fedrad.simulations.cli import simulate, synth
 
 app = typer.Typer(
     name="fedrad",
@@ -24,179 +20,6 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(site_app, name="site", help="Site operator commands: check and extract.")
-console = Console()
-
-StudyOption = Annotated[
-    Path | None, typer.Option("--study", help="Study config YAML (default: embedded defaults).")
-]
-
-
-def load_study(path: Path | None) -> StudyConfig:
-    """The study config, or exit 2 with the offending key named."""
-    if path is None:
-        return StudyConfig()
-    try:
-        return StudyConfig.from_yaml(path)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-
-
-@app.command()
-def synth(
-    out: Annotated[Path, typer.Option(help="Folder for the cohort (one subfolder per site).")],
-    sites: Annotated[int, typer.Option(min=1, help="Number of sites.")] = 3,
-    cases_per_site: Annotated[int, typer.Option(min=2, help="Cases per site.")] = 40,
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 0,
-    size: Annotated[int, typer.Option(min=32, help="Volume edge in voxels.")] = 96,
-) -> None:
-    """Write a synthetic multi-center brain-MRI cohort (NIfTI + manifests)."""
-    from fedrad.simulations.synth.write import write_cohort
-
-    manifests = write_cohort(out, sites, cases_per_site, seed, size, console)
-    for manifest in manifests:
-        console.print(f"  {manifest}")
-
-
-@app.command()
-def simulate(
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("fedrad-demo"),
-    sites: Annotated[int, typer.Option(min=1, help="Number of simulated sites.")] = 3,
-    cases_per_site: Annotated[int, typer.Option(min=4, help="Cases per site.")] = 40,
-    seed: Annotated[int, typer.Option(help="Cohort / split seed.")] = 0,
-    size: Annotated[int, typer.Option(min=32, help="Volume edge in voxels.")] = 96,
-    study: StudyOption = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Extraction processes (default: all cores).")
-    ] = None,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Also compare with pooled, site-alone, unharmonized.")
-    ] = False,
-    features_table: Annotated[
-        Path | None,
-        typer.Option(help="Use an existing radiomics table (CSV) instead of synthetic MRI."),
-    ] = None,
-    label_column: Annotated[str, typer.Option(help="Label column of --features-table.")] = "label",
-    site_column: Annotated[
-        str | None, typer.Option(help="Site column of --features-table.")
-    ] = None,
-    split_sites: Annotated[
-        int | None, typer.Option(help="Split --features-table into N stratified sites.")
-    ] = None,
-    site_effects: Annotated[
-        float, typer.Option(help="Add synthetic site effects of this strength to --features-table.")
-    ] = 0.0,
-) -> None:
-    """Whole study on one machine: synthetic MRI (or a feature table), sites, Flower simulation."""
-    from fedrad.server.report.html import write_report
-    from fedrad.server.report.text import print_comparison, print_results
-    from fedrad.simulations.simulate import (
-        SimulationPaths,
-        attach_pooled_reference,
-        run_federation,
-        write_results,
-    )
-
-    config = load_study(study)
-    paths = SimulationPaths(out)
-    if features_table is not None:
-        tables, failed_cases = _split_table(
-            features_table,
-            label_column,
-            paths,
-            config,
-            site_column,
-            split_sites,
-            site_effects,
-            seed,
-        )
-    else:
-        from fedrad.simulations.synth.write import write_cohort
-
-        manifests = write_cohort(paths.cohort, sites, cases_per_site, seed, size, console)
-        tables, failed_cases = _extract_sites(manifests, paths, config, workers)
-    console.rule("federation (Flower simulation engine)")
-    results = run_federation(tables, config, log=lambda line: console.print(f"  {line}"))
-    results = attach_pooled_reference(results, tables, config)
-    results["extraction_failures"] = failed_cases
-    if compare:
-        from fedrad.simulations.compare import compare as run_comparison
-
-        console.rule("comparison")
-        results["comparison"] = run_comparison(results, tables, config)
-    write_results(results, paths.results)
-    print_results(results, console)
-    if compare:
-        print_comparison(results["comparison"], console)
-    console.print(f"results: {paths.results}")
-    console.print(f"figures: {write_report(results, paths.results.with_name('report.html'))}")
-    dropped = [s for s in results["sites"] if s["status"] != "included"]
-    if dropped or any(failed_cases.values()):
-        raise typer.Exit(1)
-
-
-def _split_table(csv, label_column, paths, config, site_column, split_sites, site_effects, seed):
-    from fedrad.simulations.feature_tables import split_feature_table
-
-    if not csv.exists():
-        console.print(f"[red]feature table {csv} not found[/red]")
-        raise typer.Exit(2)
-    try:
-        tables = split_feature_table(
-            csv,
-            label_column,
-            paths.out_dir / "sites",
-            config,
-            site_column,
-            split_sites,
-            site_effects,
-            seed,
-        )
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
-    console.print(f"feature table {csv}: {len(tables)} sites")
-    return tables, {}
-
-
-def _extract_sites(manifests, paths, config: StudyConfig, workers: int | None):
-    from fedrad.client.extract import extract_site
-
-    tables, failed = {}, {}
-    for manifest in manifests:
-        site = manifest.parent.name
-        console.rule(f"extraction at {site}")
-        report = extract_site(manifest, paths.features(site), config, workers=workers)
-        console.print(
-            f"  {len(report.ok)} cases extracted ({report.from_cache} from cache), "
-            f"{len(report.failed)} failed"
-        )
-        for case_id, reason in report.failed.items():
-            console.print(f"  [yellow]{case_id}[/yellow]: {reason}")
-        tables[site] = report.table_path
-        failed[site] = report.failed
-    return tables, failed
-
-
-@app.command()
-def show(
-    results: Annotated[Path, typer.Argument(help="A results.json file.")],
-    html: Annotated[
-        Path | None, typer.Option(help="Also write the figures to this HTML file.")
-    ] = None,
-) -> None:
-    """Print a results.json as tables (and its figures as HTML)."""
-    from fedrad.server.report.text import print_comparison, print_results
-
-    content = json.loads(results.read_text())
-    print_results(content, console)
-    if "comparison" in content:
-        print_comparison(content["comparison"], console)
-    if html is not None:
-        from fedrad.server.report.html import write_report
-
-        console.print(f"figures: {write_report(content, html)}")
-
-
-def main() -> None:
-    app()
+app.command()(synth)
+app.command()(simulate)
+app.command()(show)

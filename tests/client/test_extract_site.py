@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from test_extract import STUDY, good_rows, lesion_labels, write, write_case, write_manifest
+from case_files import STUDY, good_rows, lesion_labels, write, write_case, write_manifest
 from test_qc import write_series
 from typer.testing import CliRunner
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_extract import BAD, bad_rows, good_rows, write_manifest
+from case_files import BAD, bad_rows, good_rows, write_manifest
 from typer.testing import CliRunner
 
 from fedrad.client.cli import site_app

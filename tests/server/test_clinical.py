@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from case_files import STUDY as EXTRACTION_STUDY
+from case_files import good_rows, write_manifest
 from sklearn.linear_model import LogisticRegression
-from test_extract import STUDY as EXTRACTION_STUDY
-from test_extract import good_rows, write_manifest
 
 from fedrad.client.extract import extract_site
 from fedrad.client.manifest import read_manifest, row_problems

@@ -1,9 +1,11 @@
 """`report.html` next to `results.json`: the figures a coordinator would rather look at.
 
 Per-site performance, the reliability diagram, how much of each feature's variance was a
-site effect before and after harmonization, and (with `--compare`) every arm on unseen
-sites. Plotly's JavaScript is written once beside the page (`plotly.min.js`), so the report
-opens offline, e.g. on an aggregator without internet access.
+site effect before and after harmonization, (with `--compare`) every arm on unseen sites,
+and the fitted model: its facts and curves, read from whatever the model dict holds, so
+every kind of model is drawn. Plotly's JavaScript is written once beside the page
+(`plotly.min.js`), so the report opens offline, e.g. on an aggregator without internet
+access.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.io import to_html
 from plotly.offline import get_plotlyjs
+
+from fedrad.server.report.model import Curve, curves, facts, headline, number
 
 PLOTLY_JS = "plotly.min.js"
 _LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"t": 60, "b": 60}}
@@ -46,9 +50,11 @@ def per_site_figure(results: dict) -> go.Figure:
     )
 
 
-def reliability_figure(results: dict) -> go.Figure:
+def reliability_figure(results: dict) -> go.Figure | None:
     """Observed HGG rate against mean predicted probability per calibration bin."""
-    calibration = results["metrics"]["federated"]["calibration"]
+    calibration = results["metrics"]["federated"].get("calibration")
+    if not calibration:
+        return None
     bins = [b for b in calibration["bins"] if b["count"] and _finite(b["mean_predicted"])]
     figure = go.Figure(
         [
@@ -130,15 +136,46 @@ def comparison_figure(results: dict) -> go.Figure | None:
     )
 
 
+def curve_figure(curve: Curve) -> go.Figure:
+    """One of the model's series: bars (e.g. coefficients) or a line (e.g. loss by round)."""
+    if curve.bars:
+        figure = go.Figure([go.Bar(x=curve.x, y=curve.y, orientation="h")])
+        layout = _LAYOUT | {"height": max(_LAYOUT["height"], 120 + 22 * len(curve.y))}
+        left = min(400, 20 + 7 * max((len(str(name)) for name in curve.y), default=0))
+        layout["margin"] = _LAYOUT["margin"] | {"l": left}
+    else:
+        figure = go.Figure([go.Scatter(x=curve.x, y=curve.y, mode="markers+lines")])
+        if curve.marked_x is not None:
+            figure.add_vline(x=curve.marked_x, line_dash="dot")
+        layout = _LAYOUT
+    return figure.update_layout(
+        title=curve.title,
+        xaxis={"title": curve.x_title, "type": "log" if curve.log_x else "linear"},
+        yaxis={"title": curve.y_title},
+        showlegend=False,
+        **layout,
+    )
+
+
+def _model_section(model: dict) -> str:
+    rows = "".join(
+        f"<tr><th style='text-align: left; padding-right: 1em'>{html.escape(label)}</th>"
+        f"<td>{html.escape(value)}</td></tr>"
+        for label, value in facts(model)
+    )
+    return f"<h2>Model: {html.escape(headline(model))}</h2><table>{rows}</table>"
+
+
 def _summary(results: dict) -> str:
     federated = results["metrics"]["federated"]
-    low, high = federated["auc_ci"]
+    low, high = federated.get("auc_ci") or (None, None)
     return (
-        f"<p>Study <b>{html.escape(str(results['study'].get('name', '')))}</b>, "
-        f"validation {html.escape(results['validation']['scheme'])}: pooled AUC "
-        f"{federated['auc']:.3f} (95% CI {low:.3f}-{high:.3f}, certified within "
-        f"&plusmn;{federated['auc_error_bound']:.3f} of the exact value), sensitivity "
-        f"{federated['sensitivity']:.3f}, specificity {federated['specificity']:.3f}.</p>"
+        f"<p>Study <b>{html.escape(str(results.get('study', {}).get('name', '')))}</b>, "
+        f"validation {html.escape(str(results['validation']['scheme']))}: pooled AUC "
+        f"{number(federated.get('auc'))} (95% CI {number(low)}-{number(high)}, certified "
+        f"within &plusmn;{number(federated.get('auc_error_bound'))} of the exact value), "
+        f"sensitivity {number(federated.get('sensitivity'))}, specificity "
+        f"{number(federated.get('specificity'))}.</p>"
     )
 
 
@@ -154,8 +191,13 @@ def write_report(results: dict, path: Path) -> Path:
         )
         if figure is not None
     ]
+    model = results.get("model", {})
     charts = "\n".join(
         to_html(figure, include_plotlyjs=False, full_html=False) for figure in figures
+    )
+    model_charts = "\n".join(
+        to_html(curve_figure(curve), include_plotlyjs=False, full_html=False)
+        for curve in curves(model)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
@@ -163,7 +205,8 @@ def write_report(results: dict, path: Path) -> Path:
         "<!doctype html><html><head><meta charset='utf-8'><title>FedRad results</title>"
         f"<script src='{PLOTLY_JS}'></script></head>"
         "<body style='font-family: sans-serif; max-width: 1000px; margin: auto'>"
-        f"<h1>FedRad results</h1>{_summary(results)}{charts}</body></html>"
+        f"<h1>FedRad results</h1>{_summary(results)}{charts}"
+        f"{_model_section(model)}{model_charts}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from fedrad.server.report.model import facts, headline, number
 
 
 def _fmt(value, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "-"
-    return f"{value:.{digits}f}"
+    return number(value, digits)
+
+
+def _share(value) -> str:
+    text = _fmt(value)
+    return text if text == "-" else f"{value:.0%}"
 
 
 def _interval(values) -> str:
@@ -21,19 +27,22 @@ def print_results(results: dict, console: Console) -> None:
     federated = metrics["federated"]
     pooled = metrics.get("pooled_reference", {})
 
-    scheme = results["validation"]["scheme"]
+    scheme = escape(str(results["validation"]["scheme"]))
     table = Table(title=f"Performance on held-out cases ({scheme}): federated vs pooled reference")
     for column in ("metric", "federated", "95% CI", "pooled reference"):
         table.add_column(column)
-    auc = f"{_fmt(federated['auc'])} ± {_fmt(federated['auc_error_bound'], 4)} (bound)"
+    auc = f"{_fmt(federated.get('auc'))} ± {_fmt(federated.get('auc_error_bound'), 4)} (bound)"
     table.add_row("AUC", auc, _interval(federated.get("auc_ci")), _fmt(pooled.get("auc")))
     for key in ("sensitivity", "specificity"):
         table.add_row(
-            key, _fmt(federated[key]), _interval(federated.get(f"{key}_ci")), _fmt(pooled.get(key))
+            key,
+            _fmt(federated.get(key)),
+            _interval(federated.get(f"{key}_ci")),
+            _fmt(pooled.get(key)),
         )
     table.add_row(
         "balanced accuracy",
-        _fmt(federated["balanced_accuracy"]),
+        _fmt(federated.get("balanced_accuracy")),
         "",
         _fmt(pooled.get("balanced_accuracy")),
     )
@@ -44,33 +53,40 @@ def print_results(results: dict, console: Console) -> None:
     for column in ("site", "status", "cases", "AUC", "sens", "spec", "note"):
         sites.add_column(column)
     for site in results["sites"]:
-        cases = ", ".join(f"{label} {count}" for label, count in site["cases"].items())
+        cases = ", ".join(f"{label} {count}" for label, count in site.get("cases", {}).items())
         local = metrics["per_site"].get(site["name"], {})
-        note = site["reason"] or local.get("reason", "")
+        note = site.get("reason") or local.get("reason", "")
         sites.add_row(
-            site["name"],
-            site["status"],
-            cases,
+            escape(str(site["name"])),
+            escape(str(site.get("status", "-"))),
+            escape(cases),
             _fmt(local.get("auc")),
             _fmt(local.get("sensitivity")),
             _fmt(local.get("specificity")),
-            note,
+            escape(str(note)),
         )
     console.print(sites)
-    model = results["model"]
-    console.print(
-        f"model: {model['kind']} on {len(model['coefficients'])} selected features, "
-        f"{model['iterations']} Newton iterations, converged={model['converged']}, "
-        f"validation: {results['validation']['scheme']}"
-    )
+    console.print(model_table(results["model"]))
     harmonization = results.get("harmonization", {})
     if "before" in harmonization:
         key = "share_of_features_with_site_effect_p_lt_0.05"
+        before = harmonization["before"].get(key)
+        after = harmonization.get("after", {}).get(key)
         console.print(
             f"site effect (share of features with p<0.05): "
-            f"{harmonization['before'][key]:.0%} before, {harmonization['after'][key]:.0%} after "
-            f"{harmonization['method']}"
+            f"{_share(before)} before, {_share(after)} after "
+            f"{escape(str(harmonization.get('method', 'harmonization')))}"
         )
+
+
+def model_table(model: dict) -> Table:
+    """The fitted model, described from the keys its dict holds (any kind)."""
+    table = Table(title=f"Model: {escape(headline(model))}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("")
+    for label, value in facts(model):
+        table.add_row(escape(label), escape(value))
+    return table
 
 
 def print_comparison(comparison: dict, console: Console) -> None:

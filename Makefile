@@ -18,13 +18,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## synthetic 3-site cohort -> site extraction -> Flower simulation -> results.json
 	$(VENV)/bin/fedrad simulate --out demo-out
 
-test: $(STAMP)  ## the whole test suite (ruff first: style is part of the contract)
+test: $(STAMP)  ## the whole test suite (ruff, then the import contracts: both part of the contract)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,8 +1,8 @@
 """The site's Flower ClientApp: answers each protocol request from the cached feature table.
 
 It never extracts features inside a handler (extraction is `fedrad site extract`,
-run beforehand) and keeps heavy imports inside the handlers, so that a SuperNode
-starting a fresh process per message pays for them only when needed.
+run beforehand): every message kind goes to its handler in `handlers`, through the one
+wire contract of `fedrad.common.messages`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flwr.app import Context, Message
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedrad.client.handlers import handle
+from fedrad.common.messages import (
+    MESSAGE_TYPES,
+    PIPELINE_UNKNOWN,
+    Kind,
+    Payload,
+    PipelineUnknown,
+    decode_request,
+    from_record,
+    payload_from_bytes,
+    to_record,
+)
+
 if TYPE_CHECKING:
-    from fedrad.client.site import SiteData
+    from fedrad.client.data import SiteData
     from fedrad.common.config import StudyConfig
 
 SiteLoader = Callable[[Context], "tuple[SiteData, StudyConfig]"]
@@ -50,7 +64,7 @@ class TableLoader:
         self._loaded: dict[tuple[str, int], tuple[SiteData, StudyConfig]] = {}
 
     def __call__(self, context: Context) -> tuple[SiteData, StudyConfig]:
-        from fedrad.client.site import SiteData
+        from fedrad.client.data import SiteData
 
         name, path = self.locate(context)
         key = (str(path), path.stat().st_mtime_ns)
@@ -60,37 +74,80 @@ class TableLoader:
         return self._loaded[key]
 
 
-def make_client_app(load_site: SiteLoader | None = None) -> ClientApp:
-    """Build the ClientApp; simulations pass their own loader (partition id -> site)."""
-    from fedrad.common.messages import MESSAGE_TYPES
+class PipelineCache:
+    """Fixed pipeline parts this node has been sent, by digest, in its Flower context state
+    (which the runtime keeps between a node's messages); the oldest go first."""
 
+    KEPT = 64
+
+    def __init__(self, state: RecordDict):
+        self.state = state
+
+    def __contains__(self, digest: str) -> bool:
+        return f"pipeline:{digest}:values" in self.state
+
+    def __getitem__(self, digest: str) -> Payload:
+        arrays = self.state[f"pipeline:{digest}:arrays"]
+        values = self.state[f"pipeline:{digest}:values"]
+        return Payload(
+            {name: array.numpy() for name, array in arrays.items()},
+            {
+                name: list(value) if isinstance(value, list) else value
+                for name, value in values.items()
+            },
+        )
+
+    def __setitem__(self, digest: str, fixed: Payload) -> None:
+        order = [d for d in self._order() if d != digest] + [digest]
+        for old in order[: -self.KEPT]:
+            del self.state[f"pipeline:{old}:arrays"], self.state[f"pipeline:{old}:values"]
+        self.state[f"pipeline:{digest}:arrays"] = ArrayRecord(
+            {name: Array(np.ascontiguousarray(value)) for name, value in fixed.arrays.items()}
+        )
+        self.state[f"pipeline:{digest}:values"] = ConfigRecord(dict(fixed.values))
+        self.state["pipeline:order"] = ConfigRecord({"digests": order[-self.KEPT :]})
+
+    def _order(self) -> list[str]:
+        if "pipeline:order" not in self.state:
+            return []
+        return list(self.state["pipeline:order"]["digests"])
+
+
+def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, state) -> Payload:
+    """This site's reply to one message of `kind`. A strategy's round carries our request in
+    its config (`request`) beside the global weights."""
+    payload = from_record(content)
+    if kind is Kind.MLP_ROUND:
+        weights, config = payload.arrays, payload.values
+        payload = payload_from_bytes(bytes(config.pop("request")))
+        payload.arrays |= weights
+        payload.values |= config
+    try:
+        request = decode_request(payload, PipelineCache(state))
+    except PipelineUnknown as unknown:
+        return Payload(values={PIPELINE_UNKNOWN: str(unknown)})
+    return handle(kind, data, study, request)
+
+
+def make_client_app(load_site: SiteLoader | None = None) -> ClientApp:
+    """Build the ClientApp; simulations pass their own loader (partition id -> site). Every
+    kind of the wire contract is registered the same way, under its Flower message type."""
     load_site = load_site or TableLoader()
     app = ClientApp()
 
-    def answer(kind: str) -> Callable[[Message, Context], Message]:
+    def handler_of(kind: Kind) -> Callable[[Message, Context], Message]:
         def handler(msg: Message, context: Context) -> Message:
-            from fedrad.client.site import handle
-            from fedrad.common.messages import from_record, to_record
-
             data, study = load_site(context)
-            reply = handle(kind, data, study, from_record(msg.content))
-            return Message(to_record(reply), reply_to=msg)
+            reply = answer(kind, data, study, msg.content, context.state)
+            return Message(to_record(reply, kind), reply_to=msg)
 
         return handler
 
     register = {"query": app.query, "train": app.train, "evaluate": app.evaluate}
     for kind, message_type in MESSAGE_TYPES.items():
-        category, action = message_type.split(".")
-        register[category](action)(answer(kind))
-
-    @app.train()
-    def train_network(msg: Message, context: Context) -> Message:
-        """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally."""
-        from fedrad.client.local_training import train_round
-
-        data, study = load_site(context)
-        return Message(train_round(data, study, msg.content), reply_to=msg)
-
+        category, _, action = message_type.partition(".")
+        route = register[category](action) if action else register[category]()
+        route(handler_of(kind))
     return app
 
 

@@ -1,44 +1,398 @@
-"""Protocol payloads as Flower records, and the message type of each protocol request."""
+"""The wire contract: every message kind, its request and its reply, one codec for both sides.
+
+A request carries the pipeline fitted so far (`PipelineParams`) by digest: its fixed part
+(features, ComBat, selection, scaler) travels once per site and is cached there (in the
+node's Flower context), the per-round part (beta, network weights) every time. A reply is
+a flat dataclass of arrays and plain values; `decode_reply` is the one validator every
+reply passes (present, typed, finite), and the aggregator sees nothing it has not passed.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
+from dataclasses import MISSING, dataclass, field, fields
+from enum import StrEnum
+from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedrad.common.pipeline import Payload
+from fedrad.common.harmonization.combat import BatchMoments, OLSSums, SSRSums
+from fedrad.common.models.lasso import LambdaMaxSums
+from fedrad.common.models.logistic import NewtonTerms
+from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.stats.selection import Comoments
 
-MESSAGE_TYPES = {
-    "census": "query.census",
-    "combat-ols": "query.combat_ols",
-    "combat-ssr": "query.combat_ssr",
-    "combat-batch-moments": "query.combat_batch_moments",
-    "screen": "query.screen",
-    "comoments": "query.comoments",
-    "site-effect": "query.site_effect",
-    "newton": "train.newton",
-    "loss": "train.loss",
-    "lambda-max": "train.lambda_max",
-    "scores": "evaluate.scores",
-    "calibration": "evaluate.calibration",
-    "persist": "query.persist",
+
+class Kind(StrEnum):
+    """Every request the aggregator may send a site."""
+
+    CENSUS = "census"
+    COMBAT_OLS = "combat-ols"
+    COMBAT_SSR = "combat-ssr"
+    COMBAT_BATCH_MOMENTS = "combat-batch-moments"
+    SCREEN = "screen"
+    COMOMENTS = "comoments"
+    SITE_EFFECT = "site-effect"
+    NEWTON = "newton"
+    LOSS = "loss"
+    LAMBDA_MAX = "lambda-max"
+    MLP_ROUND = "mlp-round"
+    SCORES = "scores"
+    CALIBRATION = "calibration"
+    PERSIST = "persist"
+
+
+# Flower routes a message by its type; a strategy's training round is plain "train".
+MESSAGE_TYPES: dict[Kind, str] = {
+    Kind.CENSUS: "query.census",
+    Kind.COMBAT_OLS: "query.combat_ols",
+    Kind.COMBAT_SSR: "query.combat_ssr",
+    Kind.COMBAT_BATCH_MOMENTS: "query.combat_batch_moments",
+    Kind.SCREEN: "query.screen",
+    Kind.COMOMENTS: "query.comoments",
+    Kind.SITE_EFFECT: "query.site_effect",
+    Kind.NEWTON: "train.newton",
+    Kind.LOSS: "train.loss",
+    Kind.LAMBDA_MAX: "train.lambda_max",
+    Kind.MLP_ROUND: "train",
+    Kind.SCORES: "evaluate.scores",
+    Kind.CALIBRATION: "evaluate.calibration",
+    Kind.PERSIST: "query.persist",
 }
 
 
-def to_record(payload: Payload) -> RecordDict:
+class MalformedReply(ValueError):
+    """A reply that lacks a field, has the wrong type, or holds a non-finite number."""
+
+
+@dataclass
+class Payload:
+    """A message body, free of Flower types: named arrays and named plain values."""
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of content (array data plus values as JSON): what crosses the wire, roughly."""
+        arrays = sum(np.asarray(value).nbytes for value in self.arrays.values())
+        return arrays + len(json.dumps(self.values, default=str))
+
+
+# -- replies -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CensusReply:
+    site: str
+    extraction_hash: str
+    study_hash: str
+    features: list
+    batches: list
+    cases: list  # per study class, in its order: an exact count or "<k"
+    versions: list  # "name=version" of the extractors the table was made with
+    sequences_missing: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScreenReply:
+    """Per-class moments of the harmonized training features, and of the clinical inputs."""
+
+    positives_n: int
+    positives_mean: np.ndarray
+    positives_m2: np.ndarray
+    negatives_n: int
+    negatives_mean: np.ndarray
+    negatives_m2: np.ndarray
+    clinical_mean: np.ndarray | None = None
+    clinical_m2: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SiteEffectReply:
+    """Per-batch moments of the training features before and after harmonization."""
+
+    batches: list
+    counts: list
+    raw_mean: np.ndarray
+    raw_m2: np.ndarray
+    harmonized_mean: np.ndarray
+    harmonized_m2: np.ndarray
+
+
+@dataclass(frozen=True)
+class LossReply:
+    loss: float
+    n: int
+
+
+@dataclass(frozen=True)
+class ScoresReply:
+    """A site's pooled test aggregates over every fit that tests it: score blocks of >= k
+    cases, calibration sums (rows sum_p, sum_y, count), confusion counts per fit (rows of
+    tp, fn, tn, fp) and its own AUC when it tested both classes."""
+
+    blocks_lo: np.ndarray
+    blocks_hi: np.ndarray
+    blocks_positives: np.ndarray
+    blocks_negatives: np.ndarray
+    calibration: np.ndarray
+    confusion: list
+    local_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class MlpRoundReply:
+    """A Flower strategy's training reply: the site's weights after its local epochs."""
+
+    weights: dict
+    num_examples: int
+    train_loss: float
+
+
+@dataclass(frozen=True)
+class Empty:
+    """Nothing leaves the site (it kept its local artifacts)."""
+
+
+REPLIES: dict[Kind, type] = {
+    Kind.CENSUS: CensusReply,
+    Kind.COMBAT_OLS: OLSSums,
+    Kind.COMBAT_SSR: SSRSums,
+    Kind.COMBAT_BATCH_MOMENTS: BatchMoments,
+    Kind.SCREEN: ScreenReply,
+    Kind.COMOMENTS: Comoments,
+    Kind.SITE_EFFECT: SiteEffectReply,
+    Kind.NEWTON: NewtonTerms,
+    Kind.LOSS: LossReply,
+    Kind.LAMBDA_MAX: LambdaMaxSums,
+    Kind.MLP_ROUND: MlpRoundReply,
+    Kind.SCORES: ScoresReply,
+    Kind.CALIBRATION: NewtonTerms,
+    Kind.PERSIST: Empty,
+}
+SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
+PIPELINE_UNKNOWN = "pipeline-unknown"  # a reply value: send me the pipeline in full
+
+
+def encode_reply(kind: Kind, reply: Any) -> Payload:
+    if kind is Kind.MLP_ROUND:
+        return Payload(
+            arrays=dict(reply.weights),
+            values={"num-examples": reply.num_examples, "train-loss": reply.train_loss},
+        )
+    if type(reply) is not REPLIES[kind]:
+        raise TypeError(f"a {kind} reply is a {REPLIES[kind].__name__}, not {type(reply)}")
+    payload = Payload()
+    for item in fields(reply):
+        value = getattr(reply, item.name)
+        if isinstance(value, np.ndarray):
+            payload.arrays[item.name] = value
+        elif value is not None:
+            payload.values[item.name] = value
+    return payload
+
+
+def decode_reply(kind: Kind, payload: Payload) -> Any:
+    """The reply of `kind`, checked: every field present with its type, every number finite."""
+    if kind is Kind.MLP_ROUND:
+        _require_finite("weights", *payload.arrays.values())
+        try:
+            examples = int(payload.values["num-examples"])
+            loss = float(payload.values["train-loss"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedReply(f"{kind} reply lacks its example count or loss") from exc
+        _require_finite("train-loss", np.array(loss))
+        return MlpRoundReply(dict(payload.arrays), examples, loss)
+    cls, values = REPLIES[kind], {}
+    for item in fields(cls):
+        name, expected = item.name, str(item.type)
+        if name in payload.arrays:
+            array = payload.arrays[name]
+            if "ndarray" not in expected and "Array" not in expected:
+                raise MalformedReply(f"{kind} reply: {name} should be a value, not an array")
+            _require_finite(name, array)
+            values[name] = array
+        elif name in payload.values:
+            values[name] = _coerce(kind, name, expected, payload.values[name])
+        elif _has_default(item):
+            continue
+        else:
+            raise MalformedReply(f"{kind} reply lacks {name}")
+    return cls(**values)
+
+
+def _has_default(item) -> bool:
+    return item.default is not MISSING or item.default_factory is not MISSING
+
+
+def _coerce(kind: Kind, name: str, expected: str, value):
+    try:
+        if expected.startswith("int"):
+            return int(value)
+        if expected.startswith("float"):
+            number = float(value)
+            if not math.isfinite(number):
+                raise MalformedReply(f"{kind} reply: non-finite values in {name}")
+            return number
+        if expected.startswith("list"):
+            return list(value)
+        if expected.startswith("str"):
+            return str(value)
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"{kind} reply: {name} is not a {expected}") from exc
+    if "ndarray" in expected or "Array" in expected:
+        raise MalformedReply(f"{kind} reply: {name} should be an array")
+    return value
+
+
+def _require_finite(name: str, *arrays: np.ndarray) -> None:
+    for array in arrays:
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            raise MalformedReply(f"non-finite values in {name}")
+        if array.dtype.kind not in "fciub":
+            raise MalformedReply(f"{name} is not numeric")
+
+
+# -- requests ----------------------------------------------------------------------------------
+@dataclass
+class Request:
+    """What the aggregator asks of one site: a pipeline over a partition, plus extras."""
+
+    pipeline: PipelineParams | None = None
+    partition: Partition | None = None
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    parts: list[Request] = field(default_factory=list)  # several fits in one message
+
+
+def pipeline_digest(stage: Payload) -> str:
+    """Content hash of a pipeline's fixed part: equal digests, equal pipelines."""
+    digest = hashlib.sha256(json.dumps(stage.values, sort_keys=True).encode())
+    for name in sorted(stage.arrays):
+        array = np.ascontiguousarray(stage.arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def split_pipeline(params: PipelineParams) -> tuple[Payload, Payload]:
+    """(fixed part, per-round part) of a pipeline's payload: beta and weights change every
+    Newton iteration or strategy round, the rest once per phase."""
+    full = Payload(*params.to_fields())
+    moving = {
+        name: value
+        for name, value in full.arrays.items()
+        if name == "beta" or name.startswith("network.")
+    }
+    fixed = {name: value for name, value in full.arrays.items() if name not in moving}
+    return Payload(fixed, full.values), Payload(moving)
+
+
+def encode_request(request: Request, known: set[str]) -> tuple[Payload, set[str]]:
+    """The request's payload, with the fixed pipeline only where its digest is not in
+    `known` (what this site holds); returns it and the digests it now holds."""
+    payload, held = Payload(dict(request.arrays), dict(request.values)), set(known)
+    if request.parts:
+        payload.values["bundle.size"] = len(request.parts)
+        for index, part in enumerate(request.parts):
+            encoded, held = encode_request(part, held)
+            payload.arrays |= {f"{index}/{k}": v for k, v in encoded.arrays.items()}
+            payload.values |= {f"{index}/{k}": v for k, v in encoded.values.items()}
+        return payload, held
+    if request.partition is not None:
+        payload.values |= request.partition.to_values()
+    if request.pipeline is not None:
+        fixed, moving = split_pipeline(request.pipeline)
+        digest = pipeline_digest(fixed)
+        payload.values["pipeline.digest"] = digest
+        payload.arrays |= moving.arrays
+        if digest not in held:
+            payload.arrays |= {f"pipeline/{k}": v for k, v in fixed.arrays.items()}
+            payload.values |= {f"pipeline/{k}": v for k, v in fixed.values.items()}
+            held.add(digest)
+    return payload, held
+
+
+class PipelineUnknown(LookupError):
+    """The site holds no pipeline of this digest (a restarted process): resend in full."""
+
+
+def decode_request(payload: Payload, cache: dict[str, Payload]) -> Request:
+    """A site's view of a request; fixed pipeline parts are looked up in (and added to)
+    `cache`, keyed by digest."""
+    values = payload.values
+    if "bundle.size" in values:
+        parts = [Payload() for _ in range(int(values["bundle.size"]))]
+        rest = Payload()
+        for source, target in ((payload.arrays, "arrays"), (values, "values")):
+            for key, value in source.items():
+                index, _, name = key.partition("/")
+                if name and index.isdigit():
+                    getattr(parts[int(index)], target)[name] = value
+                elif key != "bundle.size":
+                    getattr(rest, target)[key] = value
+        return Request(
+            arrays=rest.arrays,
+            values=rest.values,
+            parts=[decode_request(part, cache) for part in parts],
+        )
+    own = Payload(
+        {k: v for k, v in payload.arrays.items() if not k.startswith("pipeline/")},
+        {k: v for k, v in values.items() if not k.startswith("pipeline")},
+    )
+    request = Request(arrays=own.arrays, values=own.values)
+    if "partition.scheme" in values:
+        request.partition = Partition.from_values(values)
+        for key in ("partition.scheme", "partition.fold", "partition.inner"):
+            request.values.pop(key, None)
+    if "pipeline.digest" in values:
+        digest = str(values["pipeline.digest"])
+        if any(key.startswith("pipeline/") for key in values):
+            cache[digest] = Payload(
+                {
+                    k.removeprefix("pipeline/"): v
+                    for k, v in payload.arrays.items()
+                    if k.startswith("pipeline/")
+                },
+                {
+                    k.removeprefix("pipeline/"): v
+                    for k, v in values.items()
+                    if k.startswith("pipeline/")
+                },
+            )
+        if digest not in cache:
+            raise PipelineUnknown(digest)
+        fixed = cache[digest]
+        moving = {
+            k: request.arrays.pop(k)
+            for k in list(request.arrays)
+            if k == "beta" or k.startswith("network.")
+        }
+        request.pipeline = PipelineParams.from_fields(fixed.arrays | moving, fixed.values)
+        request.values["pipeline.digest"] = digest
+    return request
+
+
+# -- Flower records ----------------------------------------------------------------------------
+def to_record(payload: Payload, kind: Kind | None = None) -> RecordDict:
+    """A payload as Flower records; an MLP round reply in the shape Flower strategies read
+    (`arrays` + `metrics` with `num-examples`)."""
     arrays = {name: Array(np.ascontiguousarray(value)) for name, value in payload.arrays.items()}
+    if kind is Kind.MLP_ROUND and "num-examples" in payload.values:
+        return RecordDict({"arrays": ArrayRecord(arrays), "metrics": MetricRecord(payload.values)})
     return RecordDict({"arrays": ArrayRecord(arrays), "values": ConfigRecord(dict(payload.values))})
 
 
 def from_record(content: RecordDict) -> Payload:
     arrays = content["arrays"] if "arrays" in content else ArrayRecord()
-    values = content["values"] if "values" in content else ConfigRecord()
-    return Payload(
-        arrays={name: array.numpy() for name, array in arrays.items()},
-        values={name: _plain(value) for name, value in values.items()},
-    )
+    values: dict = {}
+    for name in ("values", "metrics", "config"):  # ours; a strategy's reply; its request
+        if name in content:
+            values |= {key: _plain(value) for key, value in content[name].items()}
+    return Payload(arrays={name: array.numpy() for name, array in arrays.items()}, values=values)
 
 
 def _plain(value):

@@ -2,13 +2,12 @@
 
 A study fits harmonization -> standardization -> selection -> model, each from
 sums the sites send. The server returns every fitted piece in `PipelineParams`; a
-site rebuilds the same transform from it, so a ClientApp needs no memory between
-messages (a SuperNode may start a fresh process for each one).
+site rebuilds the same transform from it (the wire contract, `messages`, sends its
+fixed part once per site and lets the site cache it by digest).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
@@ -55,17 +54,9 @@ class Partition:
 
 
 @dataclass
-class Payload:
-    """A message body, free of Flower types: named arrays and named plain values."""
-
+class _Fields:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     values: dict = field(default_factory=dict)
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes of content (array data plus values as JSON): what a site sends, roughly."""
-        arrays = sum(np.asarray(value).nbytes for value in self.arrays.values())
-        return arrays + len(json.dumps(self.values, default=str))
 
 
 @dataclass(frozen=True)
@@ -91,8 +82,9 @@ class PipelineParams:
     beta: np.ndarray | None = None
     network: dict[str, np.ndarray] | None = None
 
-    def to_payload(self, partition: Partition) -> Payload:
-        payload = Payload(values={"features": list(self.features), **partition.to_values()})
+    def to_fields(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, values) naming every fitted piece, as the wire contract carries them."""
+        payload = _Fields(values={"features": list(self.features)})
         if self.combat is not None:
             ols = self.combat.ols
             payload.arrays |= {
@@ -117,11 +109,10 @@ class PipelineParams:
             payload.arrays["beta"] = np.asarray(self.beta, dtype=np.float64)
         for name, value in (self.network or {}).items():
             payload.arrays[f"network.{name}"] = value
-        return payload
+        return payload.arrays, payload.values
 
     @classmethod
-    def from_payload(cls, payload: Payload) -> PipelineParams:
-        arrays, values = payload.arrays, payload.values
+    def from_fields(cls, arrays: dict[str, np.ndarray], values: dict) -> PipelineParams:
         combat = None
         if "combat.alpha" in arrays:
             ols = OLSFit(
@@ -165,22 +156,3 @@ class PipelineParams:
             self.features if self.selected is None else [self.features[i] for i in self.selected]
         )
         return [*selected, *self.clinical_inputs]
-
-
-def bundle(payloads: list[Payload]) -> Payload:
-    """Several payloads in one message (e.g. every fit that tests a site), keyed `i/name`."""
-    merged = Payload(values={"bundle.size": len(payloads)})
-    for index, payload in enumerate(payloads):
-        merged.arrays |= {f"{index}/{name}": value for name, value in payload.arrays.items()}
-        merged.values |= {f"{index}/{name}": value for name, value in payload.values.items()}
-    return merged
-
-
-def unbundle(payload: Payload) -> list[Payload]:
-    parts = [Payload() for _ in range(int(payload.values["bundle.size"]))]
-    for source, target in ((payload.arrays, "arrays"), (payload.values, "values")):
-        for key, value in source.items():
-            if "/" in key:
-                index, name = key.split("/", 1)
-                getattr(parts[int(index)], target)[name] = value
-    return parts

@@ -1,4 +1,7 @@
-"""The aggregator's Flower ServerApp: runs the study protocol and hands over its results."""
+"""The aggregator's Flower ServerApp: runs the study and hands over its results.
+
+A study that cannot run (too few sites, none passing a rule) hands over why, and how far
+it got, instead of raising: the condition is one the protocol anticipates."""
 
 from __future__ import annotations
 
@@ -10,8 +13,9 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from fedrad.common.config import StudyConfig
-from fedrad.server.federation import GridTransport
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.federation import GridTransport, StudyCannotRun
+from fedrad.server.results import stopped_results
+from fedrad.server.study import StudyProtocol
 
 ResultsSink = Callable[[dict], None]
 
@@ -32,7 +36,12 @@ def make_server_app(
         sink = on_results or _writer_to(Path(str(run_config.get("out-dir", "."))).resolve())
         transport = GridTransport(grid, run_study.federation.round_timeout_s)
         protocol = StudyProtocol(transport, run_study, expected_sites, log=log)
-        sink(protocol.run())
+        try:
+            results = protocol.run()
+        except StudyCannotRun as stop:
+            log(f"the study cannot run: {stop}")
+            results = stopped_results(run_study, protocol.federation, str(stop))
+        sink(results)
 
     return app
 

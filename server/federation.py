@@ -1,34 +1,93 @@
-"""How the aggregator reaches sites: protocol requests as Flower messages over a Grid.
+"""The aggregator's view of its sites, and the one failure policy every phase shares.
 
-The protocol speaks in `Payload`s; the transport sends each node its request as a
-Flower message and returns each node's reply or the reason there is none, counting
-the bytes every site sends. `NodeSubset` lets a Flower strategy (which samples from
-every connected node) train on the training sites of one fit.
+`GridTransport` moves payloads as Flower messages and counts the bytes each way.
+`Federation` asks sites for one message kind and returns their decoded replies: every
+reply passes the wire contract's validator, and a site that errs, times out, skips, or
+sends a malformed or non-finite reply is handled the same way in every phase
+(`Federation.without_failures`): named, set aside (or, for a skip, left out of this fit
+only), recorded once, and the computation restarts without it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from fedrad.common.messages import MESSAGE_TYPES, from_record, to_record
-from fedrad.common.pipeline import Payload
+from fedrad.common.messages import (
+    MESSAGE_TYPES,
+    PIPELINE_UNKNOWN,
+    SKIPPED,
+    Kind,
+    MalformedReply,
+    Payload,
+    Request,
+    decode_reply,
+    encode_request,
+    from_record,
+    payload_to_bytes,
+    to_record,
+)
 
-Requests = dict[int, tuple[str, Payload]]
+T = TypeVar("T")
+
+
+class SiteFailed(Exception):
+    """A site's reply is missing, an error, or malformed; the message names the site."""
+
+    def __init__(self, node_id: int, reason: str):
+        super().__init__(reason)
+        self.node_id = node_id
+
+
+class SiteSkippedFit(Exception):
+    """A site cannot contribute to this fit (e.g. too few cases of a class in it)."""
+
+    def __init__(self, node_id: int, reason: str):
+        super().__init__(reason)
+        self.node_id = node_id
+
+
+class StudyCannotRun(RuntimeError):
+    """The study cannot go on; the message names which sites and which rule."""
+
+
+@dataclass
+class SiteRecord:
+    node_id: int
+    name: str = ""
+    status: str = "pending"
+    reason: str = ""
+    cases: dict[str, str] = field(default_factory=dict)
+    features: list[str] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
+    sequences_missing: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.name or f"node {self.node_id}"
+
+    def set_aside(self, status: str, reason: str) -> None:
+        self.status, self.reason = status, reason
+
+
 Replies = tuple[dict[int, Payload], dict[int, str]]
 
 
 class GridTransport:
-    """One message per node, replies collected with a timeout."""
+    """One message per node, replies collected with a timeout; bytes counted both ways."""
 
     def __init__(self, grid: Grid, timeout_s: float):
         self.grid = grid
         self.timeout_s = timeout_s
         self.traffic: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.traffic_to_sites: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.rounds: dict[str, int] = defaultdict(int)
 
     def wait_for_nodes(self, expected: int, timeout_s: float) -> list[int]:
         """The connected nodes, once `expected` are there or the timeout passed."""
@@ -39,16 +98,22 @@ class GridTransport:
                 return nodes
             time.sleep(0.5)
 
-    def ask(self, requests: Requests) -> Replies:
-        """Send each node its (kind, payload); return (replies, reason per silent node)."""
+    def ask(self, kind: Kind, requests: dict[int, Payload]) -> Replies:
+        """Send each node its payload; return (replies, reason per silent node)."""
         messages = [
             Message(to_record(payload), dst_node_id=node, message_type=MESSAGE_TYPES[kind])
-            for node, (kind, payload) in requests.items()
+            for node, payload in requests.items()
         ]
+        for node, payload in requests.items():
+            self.traffic_to_sites[kind][node] += payload.size_bytes
+        self.rounds[kind] += 1
         received = self.grid.send_and_receive(messages, timeout=self.timeout_s)
+        return self.collect(kind, list(requests), received)
+
+    def collect(self, kind: Kind, nodes: Iterable[int], received: Iterable[Message]) -> Replies:
         by_node = {reply.metadata.src_node_id: reply for reply in received}
         replies, failed = {}, {}
-        for node, (kind, _) in requests.items():
+        for node in nodes:
             reply = by_node.get(node)
             if reply is None:
                 failed[node] = f"no reply to {kind} within {self.timeout_s:g} s"
@@ -60,12 +125,153 @@ class GridTransport:
         return replies, failed
 
 
-class NodeSubset(Grid):
-    """A grid that shows only some nodes of another grid."""
+class Federation:
+    """The sites of one study, asked through one validator and one failure policy."""
 
-    def __init__(self, grid: Grid, node_ids: Iterable[int]):
-        self.grid = grid
-        self.node_ids = list(node_ids)
+    def __init__(self, transport: GridTransport, log: Callable[[str], None] = print):
+        self.transport = transport
+        self.log = log
+        self.sites: dict[int, SiteRecord] = {}
+        self.events: list[dict] = []
+        self._known: dict[int, set[str]] = defaultdict(set)  # pipeline digests each site holds
+
+    # -- asking ---------------------------------------------------------------------------------
+    def ask(
+        self,
+        kind: Kind,
+        requests: dict[int, Request],
+        check: Callable[[Any], str | None] | None = None,
+    ) -> dict[int, Any]:
+        """Each node's decoded reply to its request. Raises SiteFailed for a silent, erring or
+        malformed reply (or one `check` rejects), SiteSkippedFit for a site sitting it out."""
+        decoded, problems = self.gather(kind, requests, check)
+        failures = [p for p in problems.values() if isinstance(p, SiteFailed)]
+        if failures or problems:
+            raise (failures or list(problems.values()))[0]
+        return decoded
+
+    def gather(
+        self,
+        kind: Kind,
+        requests: dict[int, Request],
+        check: Callable[[Any], str | None] | None = None,
+    ) -> tuple[dict[int, Any], dict[int, SiteFailed | SiteSkippedFit]]:
+        """(decoded replies, the problem of each other node), in one round."""
+        payloads = {}
+        for node, request in requests.items():
+            payloads[node], self._known[node] = encode_request(request, self._known[node])
+        replies, failed = self.transport.ask(kind, payloads)
+        resend = [node for node, reply in replies.items() if PIPELINE_UNKNOWN in reply.values]
+        if resend:  # the site lost its cache (a new process): send the pipeline in full
+            again = {}
+            for node in resend:
+                again[node], self._known[node] = encode_request(requests[node], set())
+            more, more_failed = self.transport.ask(kind, again)
+            replies |= more
+            failed |= more_failed
+        problems: dict[int, SiteFailed | SiteSkippedFit] = {
+            node: SiteFailed(node, reason) for node, reason in failed.items()
+        }
+        decoded = {}
+        for node, reply in replies.items():
+            if SKIPPED in reply.values:
+                problems[node] = SiteSkippedFit(node, str(reply.values[SKIPPED]))
+                continue
+            try:
+                decoded[node] = self.validate(node, kind, reply, check)
+            except SiteFailed as failure:
+                problems[node] = failure
+        return decoded, problems
+
+    def validate(self, node: int, kind: Kind, reply: Payload, check=None) -> Any:
+        """The one validator of every reply: the wire contract's, then the phase's `check`."""
+        try:
+            value = decode_reply(kind, reply)
+        except MalformedReply as exc:
+            raise SiteFailed(node, f"malformed update: {exc}") from exc
+        problem = check(value) if check is not None else None
+        if problem:
+            raise SiteFailed(node, f"malformed update: {problem}")
+        return value
+
+    def strategy_grid(self, nodes: list[int], request: Request) -> Grid:
+        """The grid a Flower strategy trains on: only `nodes`, each sent `request` in its
+        round config, every reply through the validator."""
+        return _PolicyGrid(self, nodes, request)
+
+    # -- the failure policy ---------------------------------------------------------------------
+    def without_failures(
+        self, tag: str, nodes: list[int], attempt: Callable[[list[int]], T]
+    ) -> tuple[T, dict[str, str]]:
+        """`attempt(nodes)`, restarted without each site that skips (left out of this
+        computation, named) or fails (set aside for the rest of the study); returns its
+        result and the sites left out, with why."""
+        excluded: dict[str, str] = {}
+        nodes = list(nodes)
+        while True:
+            nodes = [node for node in nodes if self.sites[node].status == "included"]
+            if not nodes:
+                raise StudyCannotRun(f"{tag}: no site can contribute ({self.reasons(excluded)})")
+            try:
+                return attempt(nodes), excluded
+            except SiteSkippedFit as skip:
+                label = self.sites[skip.node_id].label
+                excluded[label] = str(skip)
+                self.record("left out", label, f"{tag}: {skip}")
+                nodes.remove(skip.node_id)
+            except SiteFailed as failure:
+                self.set_aside(failure, tag)
+
+    def set_aside(self, failure: SiteFailed, tag: str) -> None:
+        site = self.sites[failure.node_id]
+        site.set_aside("dropped", str(failure))
+        self.record("set aside", site.label, f"{tag}: {failure}")
+
+    def record(self, event: str, site: str, reason: str) -> None:
+        """One entry per event, logged once."""
+        self.events.append({"event": event, "site": site, "reason": reason})
+        restart = "; the computation restarts without it" if event != "refused" else ""
+        self.log(f"{site} {event} ({reason}){restart}")
+
+    # -- the sites ------------------------------------------------------------------------------
+    def included(self) -> list[int]:
+        return [node for node, site in self.sites.items() if site.status == "included"]
+
+    def label(self, node: int) -> str:
+        return self.sites[node].label
+
+    def reasons(self, excluded: dict[str, str] | None = None) -> str:
+        """Why each site is out: set aside for the study, or left out of this computation."""
+        parts = [f"{s.label}: {s.reason}" for s in self.sites.values() if s.reason]
+        parts += [f"{label}: {reason}" for label, reason in (excluded or {}).items()]
+        return "; ".join(parts) or "no site connected"
+
+    def traffic(self) -> dict:
+        """Bytes per message kind and site, from sites and to them, and rounds per kind."""
+
+        def by_label(traffic):
+            return {
+                str(kind): {self.label(node): size for node, size in sorted(sizes.items())}
+                for kind, sizes in traffic.items()
+            }
+
+        return {
+            "traffic_bytes_from_sites": by_label(self.transport.traffic),
+            "traffic_bytes_to_sites": by_label(self.transport.traffic_to_sites),
+            "round_counts": {str(kind): n for kind, n in self.transport.rounds.items()},
+        }
+
+
+class _PolicyGrid(Grid):
+    """A grid for a Flower strategy: shows only some nodes, puts each node's own encoded
+    request in the round config, and passes every reply through the federation's validator
+    (a skip or failure leaves the strategy as SiteSkippedFit / SiteFailed)."""
+
+    def __init__(self, federation: Federation, nodes: list[int], request: Request):
+        self.federation = federation
+        self.grid = federation.transport.grid
+        self.nodes = list(nodes)
+        self.request = request
 
     def set_run(self, run) -> None:
         self.grid.set_run(run)
@@ -78,7 +284,7 @@ class NodeSubset(Grid):
         return self.grid.create_message(content, message_type, dst_node_id, group_id, ttl)
 
     def get_node_ids(self) -> Iterable[int]:
-        return list(self.node_ids)
+        return list(self.nodes)
 
     def push_messages(self, messages):
         return self.grid.push_messages(messages)
@@ -87,4 +293,45 @@ class NodeSubset(Grid):
         return self.grid.pull_messages(message_ids)
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None):
-        return self.grid.send_and_receive(messages, timeout=timeout)
+        federation, transport, kind = self.federation, self.federation.transport, Kind.MLP_ROUND
+        messages = list(messages)
+        received = self._send(messages, timeout)
+        replies, failed = transport.collect(
+            kind, [m.metadata.dst_node_id for m in messages], received
+        )
+        lost = [node for node, reply in replies.items() if PIPELINE_UNKNOWN in reply.values]
+        if lost:  # a site that lost its cache (a new process): once more, the pipeline in full
+            for node in lost:
+                federation._known[node] = set()
+            again = [_copy(m) for m in messages if m.metadata.dst_node_id in lost]
+            more = self._send(again, timeout)
+            more_replies, more_failed = transport.collect(kind, lost, more)
+            received = [m for m in received if m.metadata.src_node_id not in lost] + more
+            replies |= more_replies
+            failed |= more_failed
+        for node, reason in failed.items():
+            raise SiteFailed(node, reason)
+        for node, reply in replies.items():
+            if SKIPPED in reply.values:
+                raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
+            federation.validate(node, kind, reply)
+        return received
+
+    def _send(self, messages: list[Message], timeout) -> list[Message]:
+        federation, transport, kind = self.federation, self.federation.transport, Kind.MLP_ROUND
+        for message in messages:
+            node = message.metadata.dst_node_id
+            payload, federation._known[node] = encode_request(self.request, federation._known[node])
+            message.content["config"]["request"] = payload_to_bytes(payload)
+            weights = sum(array.numpy().nbytes for array in message.content["arrays"].values())
+            transport.traffic_to_sites[kind][node] += payload.size_bytes + weights
+        transport.rounds[kind] += 1
+        return list(self.grid.send_and_receive(messages, timeout=timeout))
+
+
+def _copy(message: Message) -> Message:
+    return Message(
+        message.content,
+        dst_node_id=message.metadata.dst_node_id,
+        message_type=message.metadata.message_type,
+    )

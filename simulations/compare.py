@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fedrad.client.site import SiteData
+from fedrad.client.data import SiteData
 from fedrad.common.config import StudyConfig
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.in_process import in_process_transport
 
 AGREEMENT = 0.005

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedrad.client.app import make_client_app
-from fedrad.client.site import SiteData
+from fedrad.client.data import SiteData
 from fedrad.common.config import StudyConfig
 from fedrad.server.federation import GridTransport
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from fedrad.client.site import SiteData
+from fedrad.client.data import SiteData
 from fedrad.common.config import StudyConfig
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.in_process import in_process_transport
 
 

@@ -16,11 +16,14 @@ from typer.testing import CliRunner
 
 from fedrad.client import extract as extract_module
 from fedrad.client.cli import site_app
+from fedrad.client.coverage import coverage
+from fedrad.client.data import SiteData
 from fedrad.client.extract import extract_site
-from fedrad.client.site import SiteData, census
+from fedrad.client.handlers import census
 from fedrad.client.site_config import SiteConfig
 from fedrad.common.config import ExtractionSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table
+from fedrad.common.messages import Request
 
 REGIONS = {
     "core": ("enhancing", "necrosis"),
@@ -138,12 +141,14 @@ def test_a_site_without_a_sequence_extracts_the_rest_and_the_census_says_so(tmp_
     assert {column.split("_")[0] for column in features.columns[2:]} == {"t1c", "mask"}
     assert (provenance["sequences"], provenance["missing_sequences"]) == (["t1c"], ["flair"])
     data = SiteData.load(tmp_path / "f.parquet", "site-x", STUDY)
-    reported = census(data, STUDY)
+    reported = coverage(data.features, STUDY.extraction)
     assert reported["sequences-present"] == ["t1c"]
     assert reported["sequences-missing"] == ["flair"]
     assert reported["regions-present"] == ["enhancing", "necrosis", "oedema"]
     assert reported["regions-missing"] == []
-    assert reported["cases.HGG"] == reported["cases.BM"] == "<5"
+    reply = census(data, STUDY, Request())
+    assert reply.cases == ["<5", "<5"]
+    assert reply.sequences_missing == ["flair"]
 
 
 def test_mask_resampled_onto_a_shifted_sequence_is_flagged_not_refused(tmp_path: Path):

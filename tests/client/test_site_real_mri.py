@@ -19,8 +19,9 @@ from conftest import SHARED_DATA
 from typer.testing import CliRunner
 
 from fedrad.client.cli import site_app
+from fedrad.client.coverage import coverage
+from fedrad.client.data import SiteData
 from fedrad.client.extract import extract_site
-from fedrad.client.site import SiteData, census
 from fedrad.client.site_config import SiteConfig
 from fedrad.common.config import ExtractionSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table
@@ -125,7 +126,7 @@ def test_each_site_extracts_the_regions_its_labels_delineate(sites):
         table, provenance = read_feature_table(path)
         assert provenance["regions"] == {k: list(v) for k, v in REGIONS[site].items()}
         data = SiteData.load(path, site, STUDY)
-        reported = census(data, STUDY)
+        reported = coverage(data.features, STUDY.extraction)
         assert reported["sequences-present"] == list(SEQUENCES)
         expected_missing = [] if site == "tcga" else ["enhancing", "necrosis"]
         assert reported["regions-missing"] == expected_missing

@@ -12,14 +12,14 @@ from case_files import STUDY as EXTRACTION_STUDY
 from case_files import good_rows, write_manifest
 from sklearn.linear_model import LogisticRegression
 
+from fedrad.client.data import SiteData
 from fedrad.client.extract import extract_site
 from fedrad.client.manifest import read_manifest, row_problems
-from fedrad.client.site import SiteData
 from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization.combat import combat
 from fedrad.common.pipeline import Partition
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.feature_tables import split_feature_table
 from fedrad.simulations.in_process import in_process_transport
 from fedrad.simulations.pooled import pooled_reference

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedrad.client.site import SiteData
+from fedrad.client.data import SiteData
 from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization.combat import combat, covariate_matrix
 from fedrad.common.pipeline import Partition
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.compare import compare
 from fedrad.simulations.feature_tables import split_feature_table
 from fedrad.simulations.in_process import in_process_transport

@@ -13,7 +13,7 @@ from fedrad.client.app import TableLoader, make_client_app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.models import mlp
 from fedrad.server.federation import GridTransport
-from fedrad.server.protocol import StudyProtocol
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 STUDY = StudyConfig(

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fedrad.client.site import SiteData
+from fedrad.client.data import SiteData
 from fedrad.common.cli import app
 from fedrad.common.config import FederationSettings, StudyConfig
-from fedrad.server.protocol import StudyProtocol
 from fedrad.server.report.html import PLOTLY_JS, write_report
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.compare import compare
 from fedrad.simulations.in_process import in_process_transport
 from fedrad.simulations.pooled import pooled_reference

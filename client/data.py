@@ -1,0 +1,146 @@
+"""A site's labelled cases, as its feature table holds them, and how they split for a fit.
+
+Every split is a pure function of case ids, strata and the study's seed, so a site and
+the pooled reference split the same cases the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from fedrad.common.config import EXTRACTORS, StudyConfig
+from fedrad.common.feature_table import CLINICAL_PREFIX, feature_columns, read_feature_table
+from fedrad.common.pipeline import Partition
+from fedrad.common.stats.split import fold_ids, holdout_mask
+
+
+class SiteSkipped(Exception):
+    """This site contributes nothing to a phase (e.g. fewer than k cases); says why."""
+
+
+@dataclass(frozen=True)
+class SiteData:
+    """A site's labelled cases. `batch` is each case's ComBat batch (its site by default);
+    `origin` its site, which differs from `name` only in the pooled reference."""
+
+    name: str
+    extraction_hash: str
+    features: list[str]
+    case_ids: list[str]
+    labels: list[str]
+    x: np.ndarray
+    y: np.ndarray
+    batch: np.ndarray
+    origin: np.ndarray
+    clinical: dict[str, np.ndarray] = field(default_factory=dict)
+    table_path: Path | None = None
+    versions: dict[str, str] = field(default_factory=dict)  # of the extractors, per its table
+
+    @classmethod
+    def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
+        table, provenance = read_feature_table(table_path)
+        classes = study.federation.classes
+        table = table[table["label"].isin(classes)].reset_index(drop=True)
+        features = feature_columns(table)
+        return cls(
+            name=name,
+            extraction_hash=str(provenance.get("extraction_hash", "")),
+            features=features,
+            case_ids=table["case_id"].astype(str).tolist(),
+            labels=table["label"].astype(str).tolist(),
+            x=table[features].to_numpy(dtype=np.float64),
+            y=(table["label"] == study.federation.positive_class).to_numpy(dtype=np.float64),
+            batch=_batches(table, name, study),
+            origin=np.full(len(table), name),
+            clinical={
+                column.removeprefix(CLINICAL_PREFIX): table[column].to_numpy()
+                for column in table.columns
+                if column.startswith(CLINICAL_PREFIX)
+            },
+            table_path=Path(table_path),
+            versions={name: str(provenance[name]) for name in EXTRACTORS if name in provenance},
+        )
+
+    @classmethod
+    def pooled(cls, sites: list[SiteData], features: list[str]) -> SiteData:
+        """All sites' cases in one place, each keeping its site as its batch."""
+        return cls(
+            name="pooled",
+            extraction_hash=sites[0].extraction_hash,
+            features=list(features),
+            case_ids=[case for site in sites for case in site.case_ids],
+            labels=[label for site in sites for label in site.labels],
+            x=np.vstack([site.columns(features) for site in sites]),
+            y=np.concatenate([site.y for site in sites]),
+            batch=np.concatenate([site.batch for site in sites]),
+            origin=np.concatenate([site.origin for site in sites]),
+            clinical={
+                name: np.concatenate([site.clinical[name] for site in sites])
+                for name in set.intersection(*(set(site.clinical) for site in sites))
+            },
+        )
+
+    def columns(self, features: list[str]) -> np.ndarray:
+        missing = sorted(set(features) - set(self.features))
+        if missing:
+            raise SiteSkipped(f"{self.name} lacks {len(missing)} study features, e.g. {missing[0]}")
+        index = {name: i for i, name in enumerate(self.features)}
+        return self.x[:, [index[name] for name in features]]
+
+    def rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
+        """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`."""
+        if partition.inner is not None:
+            return self._inner_rows(partition, role, study)
+        n = len(self.case_ids)
+        if partition.scheme in ("all", "unseen"):
+            everything = np.ones(n, dtype=bool)
+            return everything if (partition.scheme == "all") == (role == "train") else ~everything
+        strata = self._strata(np.arange(n))
+        validation = study.validation
+        if partition.scheme == "holdout":
+            test = holdout_mask(self.case_ids, strata, validation.holdout_fraction, validation.seed)
+        else:
+            test = (
+                fold_ids(self.case_ids, strata, validation.folds, validation.seed) == partition.fold
+            )
+        return test if role == "test" else ~test
+
+    def _strata(self, members: np.ndarray) -> list[str]:
+        """Site x batch x class of each member: a site splits its cases exactly as the
+        pooled reference splits them, whether or not a batch spans sites."""
+        return [f"{self.origin[i]}|{self.batch[i]}|{self.labels[i]}" for i in members]
+
+    def _inner_rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
+        """Inner CV fold `partition.inner` of the outer fit's training cases."""
+        outer = self.rows(replace(partition, inner=None), "train", study)
+        members = np.flatnonzero(outer)
+        strata = self._strata(members)
+        validation = study.validation
+        inner = fold_ids(
+            [self.case_ids[i] for i in members], strata, validation.inner_folds, validation.seed + 1
+        )
+        test = np.zeros(len(self.case_ids), dtype=bool)
+        test[members[inner == partition.inner]] = True
+        return test if role == "test" else outer & ~test
+
+
+def _batches(table, site: str, study: StudyConfig) -> np.ndarray:
+    """Each case's ComBat batch: the site, or the value of the study's batch column."""
+    column = study.harmonization.batch
+    if column == "site":
+        return np.full(len(table), site)
+    values = table.get(f"{CLINICAL_PREFIX}{column}")
+    if values is None:
+        raise ValueError(
+            f"{site}: the study takes ComBat batches from the manifest column {column!r}, "
+            f"which its feature table lacks (re-extract with the study config)"
+        )
+    return values.astype(str).to_numpy()
+
+
+def suppressed(count: int, min_cell_size: int) -> str:
+    """A count as it may leave the site: exact at or above k, else '<k'."""
+    return str(count) if count >= min_cell_size else f"<{min_cell_size}"

@@ -1,0 +1,319 @@
+"""What a site answers to each message kind, from its own feature table.
+
+One handler per `Kind`: (site data, study, request) -> the kind's reply dataclass. Every
+reply is an aggregate a site may share (DESIGN.md, "What may leave a site"): a request
+over fewer than the study's minimum cell size k of cases is refused (`SiteSkipped`, sent
+as a reason), and counts below k are suppressed, never sent exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from fedrad.client.coverage import coverage
+from fedrad.client.data import SiteData, SiteSkipped
+from fedrad.client.local_pipeline import (
+    clinical_inputs,
+    combat_design,
+    enough,
+    harmonized,
+    model_inputs,
+    predict,
+    site_estimates,
+)
+from fedrad.common.config import StudyConfig
+from fedrad.common.feature_table import read_feature_table, write_feature_table
+from fedrad.common.harmonization import combat
+from fedrad.common.messages import (
+    SKIPPED,
+    CensusReply,
+    Empty,
+    Kind,
+    LossReply,
+    MlpRoundReply,
+    Payload,
+    Request,
+    ScoresReply,
+    ScreenReply,
+    SiteEffectReply,
+    encode_reply,
+)
+from fedrad.common.models import lasso, mlp
+from fedrad.common.models.logistic import NewtonTerms, newton_terms, with_intercept
+from fedrad.common.pipeline import Partition
+from fedrad.common.stats.metrics import (
+    ConfusionCounts,
+    ScoreBlocks,
+    calibration_sums,
+    score_histograms,
+)
+from fedrad.common.stats.moments import Moments
+from fedrad.common.stats.selection import Comoments
+
+CALIBRATION_BINS = 10
+
+
+def suppressed(count: int, min_cell_size: int) -> str:
+    """A count as it may leave the site: exact at or above k, else '<k'."""
+    return str(count) if count >= min_cell_size else f"<{min_cell_size}"
+
+
+def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
+    """Who this site is and what it has: case counts per class (suppressed below k), its
+    features and batches, the hashes and extractor versions of its table, and the study
+    sequences its features miss."""
+    k = study.federation.min_cell_size
+    covered = coverage(data.features, study.extraction)
+    return CensusReply(
+        site=data.name,
+        extraction_hash=data.extraction_hash,
+        study_hash=study.study_hash,
+        features=list(data.features),
+        batches=sorted(set(data.batch)),
+        cases=[
+            suppressed(sum(value == label for value in data.labels), k)
+            for label in study.federation.classes
+        ],
+        versions=[f"{name}={version}" for name, version in data.versions.items()],
+        sequences_missing=list(covered.get("sequences-missing", [])),
+    )
+
+
+def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+    return enough(data.rows(partition, "train", study), data, "training", study)
+
+
+def _combat_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+    """Training rows for ComBat sums, which are per batch: every batch needs >= k cases."""
+    rows = _training(data, partition, study)
+    k = study.federation.min_cell_size
+    small = [b for b in sorted(set(data.batch[rows])) if np.sum(data.batch[rows] == b) < k]
+    if small:
+        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of batch(es) {small}")
+    return rows
+
+
+def combat_ols(data: SiteData, study: StudyConfig, request: Request) -> combat.OLSSums:
+    params, partition = request.pipeline, request.partition
+    rows = _combat_training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    levels = tuple(request.values["combat.levels"])
+    return combat.site_ols_sums(x, data.batch[rows], combat_design(data, rows, study), levels)
+
+
+def combat_ssr(data: SiteData, study: StudyConfig, request: Request) -> combat.SSRSums:
+    params, partition = request.pipeline, request.partition
+    rows = _combat_training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    fit = params.combat
+    sums = combat.site_ssr(
+        x, data.batch[rows], combat_design(data, rows, study), fit.ols, fit.levels
+    )
+    return combat.SSRSums(sums.ssr, int(sums.n))
+
+
+def combat_batch_moments(data: SiteData, study: StudyConfig, request: Request):
+    """Sums of standardized features per batch that spans sites (METHODS.md 2.1, round 3)."""
+    params, partition = request.pipeline, request.partition
+    rows = _combat_training(data, partition, study)
+    x = data.columns(params.features)[rows]
+    fit, shared = params.combat, list(request.values["combat.split"])
+    return combat.site_batch_moments(
+        x, data.batch[rows], combat_design(data, rows, study), fit.ols, fit.var_pooled, shared
+    )
+
+
+def screen(data: SiteData, study: StudyConfig, request: Request) -> ScreenReply:
+    """Per-class moments of the harmonized training features (Welch screening, METHODS.md 3.2),
+    and moments of the clinical model inputs."""
+    params, partition = request.pipeline, request.partition
+    rows = _training(data, partition, study)
+    z = harmonized(data, params, partition, rows, study)
+    y = data.y[rows].astype(bool)
+    k = study.federation.min_cell_size
+    if min(y.sum(), (~y).sum()) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of a class")
+    positives, negatives = Moments.of(z[y]), Moments.of(z[~y])
+    clinical = None
+    if study.model.clinical_inputs:  # for scaling only: clinical inputs skip selection
+        clinical = Moments.of(clinical_inputs(data, rows, study))
+    return ScreenReply(
+        positives_n=positives.n,
+        positives_mean=positives.mean,
+        positives_m2=positives.m2,
+        negatives_n=negatives.n,
+        negatives_mean=negatives.mean,
+        negatives_m2=negatives.m2,
+        clinical_mean=None if clinical is None else clinical.mean,
+        clinical_m2=None if clinical is None else clinical.m2,
+    )
+
+
+def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEffectReply:
+    """Per-batch moments of the training features before and after harmonization."""
+    params, partition = request.pipeline, request.partition
+    rows = _combat_training(data, partition, study)
+    stages = {
+        "raw": data.columns(params.features)[rows],
+        "harmonized": harmonized(data, params, partition, rows, study),
+    }
+    batches = sorted(set(data.batch[rows]))
+    moments = {
+        stage: [Moments.of(values[data.batch[rows] == batch]) for batch in batches]
+        for stage, values in stages.items()
+    }
+    return SiteEffectReply(
+        batches=batches,
+        counts=[int(np.sum(data.batch[rows] == batch)) for batch in batches],
+        raw_mean=np.vstack([part.mean for part in moments["raw"]]),
+        raw_m2=np.vstack([part.m2 for part in moments["raw"]]),
+        harmonized_mean=np.vstack([part.mean for part in moments["harmonized"]]),
+        harmonized_m2=np.vstack([part.m2 for part in moments["harmonized"]]),
+    )
+
+
+def comoments(data: SiteData, study: StudyConfig, request: Request) -> Comoments:
+    """Centred cross-products of the candidate features (redundancy removal, METHODS.md 3.1)."""
+    params, partition = request.pipeline, request.partition
+    rows = _training(data, partition, study)
+    candidates = request.arrays["candidates"].astype(int)
+    return Comoments.of(harmonized(data, params, partition, rows, study)[:, candidates])
+
+
+def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
+    params, partition = request.pipeline, request.partition
+    rows = _training(data, partition, study)
+    x = with_intercept(model_inputs(data, params, partition, rows, study))
+    return newton_terms(x, data.y[rows], params.beta)
+
+
+def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
+    """Summed negative log-likelihood at beta over the requested cases (L1 line search and
+    held-out deviance, METHODS.md 3.4)."""
+    params, partition = request.pipeline, request.partition
+    role = str(request.values.get("role", "train"))
+    rows = enough(data.rows(partition, role, study), data, role, study)
+    x = with_intercept(model_inputs(data, params, partition, rows, study))
+    total, n = lasso.loss_terms(x, data.y[rows], params.beta)
+    return LossReply(float(total), int(n))
+
+
+def lambda_max_sums(data: SiteData, study: StudyConfig, request: Request) -> lasso.LambdaMaxSums:
+    params, partition = request.pipeline, request.partition
+    rows = _training(data, partition, study)
+    return lasso.LambdaMaxSums.of(model_inputs(data, params, partition, rows, study), data.y[rows])
+
+
+def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundReply:
+    """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally from the
+    global weights, on this site's training cases."""
+    params, partition = request.pipeline, request.partition
+    rows = enough(data.rows(partition, "train", study), data, "training", study)
+    settings = study.model
+    trained, round_loss = mlp.train_local(
+        dict(request.arrays),
+        model_inputs(data, params, partition, rows, study),
+        data.y[rows],
+        epochs=settings.local_epochs,
+        learning_rate=settings.learning_rate,
+        batch_size=settings.batch_size,
+        proximal_mu=float(request.values.get("proximal-mu", 0.0)),
+        seed=settings.seed + int(request.values.get("server-round", 0)),
+    )
+    return MlpRoundReply(trained, int(rows.sum()), float(round_loss))
+
+
+def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
+    """Evaluate every fit that tests this site on its test cases, pooled: score blocks per
+    class and calibration sums (bins merged to >= k cases each) and the site's AUC over all
+    of its out-of-fold scores, plus confusion counts per fit at that fit's threshold."""
+    y_all, p_all, confusion = [], [], []
+    for fit in request.parts:
+        params, partition = fit.pipeline, fit.partition
+        rows = data.rows(partition, "test", study)
+        p = predict(params, model_inputs(data, params, partition, rows, study))
+        counts = ConfusionCounts.of(data.y[rows], p, float(fit.values["threshold"]))
+        confusion += [int(counts.tp), int(counts.fn), int(counts.tn), int(counts.fp)]
+        y_all.append(data.y[rows])
+        p_all.append(p)
+    y, p = np.concatenate(y_all), np.concatenate(p_all)
+    federation = study.federation
+    if len(y) < federation.min_cell_size:
+        raise SiteSkipped(f"{data.name} has fewer than {federation.min_cell_size} test cases")
+    blocks = ScoreBlocks.merged(
+        *score_histograms(y, p, federation.histogram_bins), federation.min_cell_size
+    )
+    sum_p, sum_y, count = calibration_sums(y, p, CALIBRATION_BINS, federation.min_cell_size)
+    return ScoresReply(
+        blocks_lo=blocks.lo,
+        blocks_hi=blocks.hi,
+        blocks_positives=blocks.positives,
+        blocks_negatives=blocks.negatives,
+        calibration=np.vstack([sum_p, sum_y, count]),
+        confusion=confusion,
+        local_auc=float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+    )
+
+
+def calibration(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
+    """Newton terms of logit P(y) = a + b logit(p) over this site's out-of-fold test cases
+    of every fit in the bundle (the calibration line)."""
+    logits, outcomes = [], []
+    for fit in request.parts:
+        params, partition = fit.pipeline, fit.partition
+        rows = data.rows(partition, "test", study)
+        p = np.clip(
+            predict(params, model_inputs(data, params, partition, rows, study)), 1e-12, 1 - 1e-12
+        )
+        logits.append(np.log(p / (1 - p)))
+        outcomes.append(data.y[rows])
+    y = np.concatenate(outcomes)
+    enough(np.ones(len(y), dtype=bool), data, "test", study)
+    return newton_terms(with_intercept(np.concatenate(logits)), y, request.arrays["gamma"])
+
+
+def persist(data: SiteData, study: StudyConfig, request: Request) -> Empty:
+    """Keep this site's harmonized table and ComBat estimates on its own disk; send nothing."""
+    params, partition = request.pipeline, request.partition
+    if data.table_path is None:
+        raise SiteSkipped(f"{data.name} has no folder to keep local artifacts in")
+    rows = np.ones(len(data.case_ids), dtype=bool)
+    folder = data.table_path.parent
+    table, provenance = read_feature_table(data.table_path)
+    table = table[table["label"].isin(study.federation.classes)].reset_index(drop=True)
+    table[params.features] = harmonized(data, params, partition, rows, study)
+    write_feature_table(table, folder / "harmonized.parquet", {**provenance, "harmonized": True})
+    if params.combat is not None:
+        estimates = site_estimates(data, params, partition, study)
+        np.savez(folder / "combat_estimates.npz", **combat.as_arrays(estimates))
+    return Empty()
+
+
+Handler = Callable[[SiteData, StudyConfig, Request], object]
+HANDLERS: dict[Kind, Handler] = {
+    Kind.CENSUS: census,
+    Kind.COMBAT_OLS: combat_ols,
+    Kind.COMBAT_SSR: combat_ssr,
+    Kind.COMBAT_BATCH_MOMENTS: combat_batch_moments,
+    Kind.SCREEN: screen,
+    Kind.COMOMENTS: comoments,
+    Kind.SITE_EFFECT: site_effect,
+    Kind.NEWTON: newton,
+    Kind.LOSS: loss,
+    Kind.LAMBDA_MAX: lambda_max_sums,
+    Kind.MLP_ROUND: mlp_round,
+    Kind.SCORES: scores,
+    Kind.CALIBRATION: calibration,
+    Kind.PERSIST: persist,
+}
+
+
+def handle(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -> Payload:
+    """Answer one request in the wire format, or say why this site sits it out."""
+    try:
+        return encode_reply(kind, HANDLERS[kind](data, study, request))
+    except SiteSkipped as skipped:
+        return Payload(values={SKIPPED: str(skipped)})

@@ -1,0 +1,66 @@
+"""results.json of a study: what a coordinator reads, and every later tool renders."""
+
+from __future__ import annotations
+
+from fedrad.common.config import StudyConfig
+from fedrad.server.federation import Federation
+
+
+def study_results(
+    study: StudyConfig,
+    federation: Federation,
+    final,
+    metrics: dict,
+    per_site: dict,
+    folds: list[dict],
+    rounds: list[dict],
+) -> dict:
+    return {
+        "study": study_summary(study),
+        "sites": site_rows(federation),
+        "metrics": {"federated": metrics, "per_site": per_site},
+        "model": final.model
+        | {
+            "training_sites": final.sites,
+            "threshold": final.threshold,
+            "threshold_rule": "pooled training prevalence of the positive class",
+        },
+        "selection": final.selection,
+        "validation": {"scheme": study.validation.scheme, "fits": folds},
+        **federation.traffic(),
+        "events": list(federation.events),
+        "rounds": list(rounds),
+    }
+
+
+def study_summary(study: StudyConfig) -> dict:
+    return {
+        "name": study.name,
+        "extraction_hash": study.extraction_hash,
+        "study_hash": study.study_hash,
+        "config": study.model_dump(mode="json"),
+    }
+
+
+def site_rows(federation: Federation) -> list[dict]:
+    return [
+        {
+            "name": s.label,
+            "status": s.status,
+            "reason": s.reason,
+            "cases": s.cases,
+            "sequences_missing": s.sequences_missing,
+        }
+        for s in sorted(federation.sites.values(), key=lambda site: site.label)
+    ]
+
+
+def stopped_results(study: StudyConfig, federation: Federation | None, reason: str) -> dict:
+    """What a study that could not run leaves: why, and how far it got."""
+    return {
+        "study": study_summary(study),
+        "status": "stopped",
+        "reason": reason,
+        "sites": site_rows(federation) if federation else [],
+        "events": list(federation.events) if federation else [],
+    }

@@ -40,6 +40,7 @@ class Kind(StrEnum):
     NEWTON = "newton"
     LOSS = "loss"
     LAMBDA_MAX = "lambda-max"
+    LASSO_ROUND = "lasso-round"
     MLP_ROUND = "mlp-round"
     SCORES = "scores"
     CALIBRATION = "calibration"
@@ -58,6 +59,7 @@ MESSAGE_TYPES: dict[Kind, str] = {
     Kind.NEWTON: "train.newton",
     Kind.LOSS: "train.loss",
     Kind.LAMBDA_MAX: "train.lambda_max",
+    Kind.LASSO_ROUND: "train.lasso_round",
     Kind.MLP_ROUND: "train",
     Kind.SCORES: "evaluate.scores",
     Kind.CALIBRATION: "evaluate.calibration",
@@ -129,6 +131,27 @@ class LossReply:
 
 
 @dataclass(frozen=True)
+class LassoRoundReply:
+    """A site's answers to every part of one L1 round (METHODS.md 3.4): each part asks for
+    Newton terms ("terms"), a loss ("loss", over the cases of its role) or lambda_max sums
+    ("lambda-max"), and each answer is the very aggregate a NEWTON, LOSS or LAMBDA_MAX
+    reply would carry, refused as that reply would be (a refused part refuses the round).
+    Answers are stacked per kind in the order the parts ask for them, p = intercept +
+    model features."""
+
+    gradient: np.ndarray  # terms parts x p
+    hessian: np.ndarray  # terms parts x p x p
+    deviance: np.ndarray  # terms parts
+    terms_n: np.ndarray  # terms parts
+    loss: np.ndarray  # loss parts
+    loss_n: np.ndarray  # loss parts
+    lambda_n: np.ndarray  # lambda-max parts
+    sum_y: np.ndarray  # lambda-max parts
+    sum_x: np.ndarray  # lambda-max parts x (p - 1)
+    sum_xy: np.ndarray  # lambda-max parts x (p - 1)
+
+
+@dataclass(frozen=True)
 class ScoresReply:
     """A site's pooled test aggregates over every fit that tests it: score blocks of >= k
     cases, calibration sums (rows sum_p, sum_y, count), confusion counts per fit (rows of
@@ -168,6 +191,7 @@ REPLIES: dict[Kind, type] = {
     Kind.NEWTON: NewtonTerms,
     Kind.LOSS: LossReply,
     Kind.LAMBDA_MAX: LambdaMaxSums,
+    Kind.LASSO_ROUND: LassoRoundReply,
     Kind.MLP_ROUND: MlpRoundReply,
     Kind.SCORES: ScoresReply,
     Kind.CALIBRATION: NewtonTerms,
@@ -229,23 +253,19 @@ def _has_default(item) -> bool:
 
 
 def _coerce(kind: Kind, name: str, expected: str, value):
-    try:
-        if expected.startswith("int"):
-            return int(value)
-        if expected.startswith("float"):
-            number = float(value)
-            if not math.isfinite(number):
-                raise MalformedReply(f"{kind} reply: non-finite values in {name}")
-            return number
-        if expected.startswith("list"):
-            return list(value)
-        if expected.startswith("str"):
-            return str(value)
-    except (TypeError, ValueError) as exc:
-        raise MalformedReply(f"{kind} reply: {name} is not a {expected}") from exc
     if "ndarray" in expected or "Array" in expected:
         raise MalformedReply(f"{kind} reply: {name} should be an array")
-    return value
+    converters = {"int": int, "float": float, "list": list, "str": str}
+    convert = next((f for prefix, f in converters.items() if expected.startswith(prefix)), None)
+    if convert is None:
+        return value
+    try:
+        converted = convert(value)
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"{kind} reply: {name} is not a {expected}") from exc
+    if convert is float and not math.isfinite(converted):
+        raise MalformedReply(f"{kind} reply: non-finite values in {name}")
+    return converted
 
 
 def _require_finite(name: str, *arrays: np.ndarray) -> None:

@@ -71,13 +71,14 @@ class StudyProtocol:
         else:
             final = self.fit(features, final_parts, "final")
         self.persist(final, final_parts)
+        harmonization = self.site_effects(final, final_parts)
         metrics = pooled_metrics(evaluation)
         metrics["calibration"] |= calibration
         federation.log(f"pooled {study.validation.scheme} AUC {metrics['auc']:.3f}")
         results = study_results(
             study, federation, final, metrics, evaluation.per_site, folds, self.rounds
         )
-        return results | {"harmonization": self.site_effects(final, final_parts)}
+        return results | {"harmonization": harmonization}
 
     # -- one pipeline fit -----------------------------------------------------------------------
     def fit(self, features: list[str], partitions: dict[int, Partition], tag: str):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from fedrad.common.cli_support import StudyOption, console, load_study
 from fedrad.common.config import ConfigError, StudyConfig
@@ -87,8 +88,13 @@ def simulate(
         tables, failed_cases = _extract_sites(manifests, paths, config, workers)
     console.rule("federation (Flower simulation engine)")
     results = run_federation(tables, config, log=lambda line: console.print(f"  {line}"))
-    results = attach_pooled_reference(results, tables, config)
     results["extraction_failures"] = failed_cases
+    if results.get("status") == "stopped":
+        write_results(results, paths.results)
+        console.print(f"[red]The study cannot run: {escape(results['reason'])}[/red]")
+        console.print(f"what it got to: {paths.results}")
+        raise typer.Exit(1)
+    results = attach_pooled_reference(results, tables, config)
     if compare:
         from fedrad.simulations.compare import compare as run_comparison
 

@@ -1,0 +1,209 @@
+"""One failure policy in every phase: a site that errs, falls silent, or sends a malformed
+or non-finite reply is named, set aside, recorded once, and the study goes on without it;
+a study that cannot go on says why in a sentence, not a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FaultyGrid
+from flwr.app import Array, Context, Error, Message, RecordDict
+from typer.testing import CliRunner
+
+from fedrad.client.app import TableLoader, make_client_app
+from fedrad.common.cli import app
+from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.feature_table import read_feature_table
+from fedrad.server.app import make_server_app
+from fedrad.server.federation import GridTransport, StudyCannotRun
+from fedrad.server.study import StudyProtocol
+from fedrad.simulations.pooled import pooled_reference
+from fedrad.simulations.synth.features import write_site_feature_tables
+
+STUDY = StudyConfig(
+    federation=FederationSettings(min_cell_size=3),
+    validation={"scheme": "kfold", "folds": 3},
+)
+# every message type a ridge study with ComBat sends, and a reply field each carries
+PHASES = {
+    "query.census": "cases",
+    "query.combat_ols": "dtd",
+    "query.combat_ssr": "ssr",
+    "query.screen": "positives_mean",
+    "query.comoments": "cross",
+    "train.newton": "gradient",
+    "evaluate.scores": "blocks_lo",
+    "evaluate.calibration": "hessian",
+    "query.site_effect": "raw_mean",
+}
+
+
+def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> FaultyGrid:
+    def locate(context):
+        return str(context.node_config["site-name"]), Path(context.node_config["path"])
+
+    client = make_client_app(TableLoader(locate, lambda _: study))
+    return FaultyGrid(client, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
+
+
+def _run(grid: FaultyGrid, study: StudyConfig = STUDY) -> dict:
+    transport = GridTransport(grid, timeout_s=60)
+    return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
+
+
+def _corrupt(fault: str, field: str):
+    """A tamper hook: site 2's first reply to the targeted message type goes wrong."""
+    done = []
+
+    def tamper(node: int, message_type: str, reply: Message) -> Message:
+        if node != 2 or done:
+            return reply
+        done.append(message_type)
+        if fault == "error":
+            request = Message(RecordDict(), dst_node_id=node, message_type=message_type)
+            return Message(Error(code=0, reason="disk full"), reply_to=request)
+        content = reply.content
+        if fault == "missing":
+            for record in content.values():
+                if field in record:
+                    del record[field]
+        elif fault == "non-finite":
+            if field in content["arrays"]:
+                array = content["arrays"][field].numpy().astype(np.float64)
+                content["arrays"][field] = Array(np.full_like(array, np.nan))
+            else:
+                content["values"][field] = float("nan")
+        return reply
+
+    return tamper, done
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> dict[str, Path]:
+    return write_site_feature_tables(tmp_path_factory.mktemp("sites"), STUDY)
+
+
+@pytest.mark.parametrize("fault", ["error", "missing", "non-finite"])
+@pytest.mark.parametrize("message_type", sorted(PHASES))
+def test_a_faulty_reply_in_any_phase_sets_the_site_aside_once_and_the_study_goes_on(
+    tables, message_type, fault
+):
+    if message_type == "query.census" and fault == "non-finite":
+        pytest.skip("a census reply holds no number")
+    grid = _grid(tables)
+    hook, done = _corrupt(fault, PHASES[message_type])
+    grid.tamper = lambda node, reply: (
+        hook(node, message_type, reply) if reply.metadata.message_type == message_type else reply
+    )
+    results = _run(grid)
+    assert done, f"no {message_type} reached site 2"
+    name = "node 2" if message_type == "query.census" else "site02"  # not yet named
+    site = {s["name"]: s for s in results["sites"]}[name]
+    assert site["status"] in {"dropped", "failed"}
+    expected = {"error": "disk full", "missing": "lacks", "non-finite": "non-finite"}[fault]
+    assert expected in site["reason"]
+    events = [event for event in results["events"] if event["site"] == name]
+    assert len(events) == 1, events
+    after_the_model = message_type == "query.site_effect"
+    trained = ["site01", "site02", "site03"] if after_the_model else ["site01", "site03"]
+    assert results["model"]["training_sites"] == trained
+    assert np.isfinite(results["metrics"]["federated"]["auc"])
+
+
+def test_a_faulty_mlp_round_sets_the_site_aside_and_training_restarts_without_it(tmp_path):
+    study = STUDY.updated(model={"kind": "mlp", "rounds": 2}, validation={"scheme": "holdout"})
+    tables = write_site_feature_tables(tmp_path, study)
+    grid = _grid(tables, study)
+    hook, done = _corrupt("non-finite", "hidden.weight")
+    grid.tamper = lambda node, reply: (
+        hook(node, "train", reply) if reply.metadata.message_type == "train" else reply
+    )
+    results = _run(grid, study)
+    assert done
+    site = {s["name"]: s for s in results["sites"]}["site02"]
+    assert site["status"] == "dropped" and "non-finite" in site["reason"]
+    assert results["model"]["training_sites"] == ["site01", "site03"]
+
+
+def test_an_mlp_site_too_small_to_train_is_left_out_not_counted_as_training(tmp_path):
+    study = STUDY.updated(
+        model={"kind": "mlp", "rounds": 2},
+        validation={"scheme": "holdout"},
+        federation={"min_cell_size": 12},
+    )
+    tables = write_site_feature_tables(tmp_path, study, sizes=(60, 14, 80))
+    results = _run(_grid(tables, study), study)
+    assert results["model"]["training_sites"] == ["site01", "site03"]
+    assert "site02" in results["selection"]["excluded_sites"]
+    assert {s["name"]: s["status"] for s in results["sites"]}["site02"] == "included"
+
+
+def test_faults_in_one_fit_leave_the_model_equal_to_the_pooled_fit_of_the_rest(tables):
+    grid = _grid(tables)
+    hook, _ = _corrupt("error", "dtd")
+    grid.tamper = lambda node, reply: (
+        hook(node, "query.combat_ols", reply)
+        if reply.metadata.message_type == "query.combat_ols"
+        else reply
+    )
+    results = _run(grid)
+    rest = {name: path for name, path in tables.items() if name != "site02"}
+    reference = pooled_reference(rest, STUDY)
+    for name, value in reference["model"]["coefficients"].items():
+        assert results["model"]["coefficients"][name] == pytest.approx(value, abs=1e-10)
+
+
+def test_when_no_site_can_train_the_study_stops_naming_each_site_and_rule(tmp_path):
+    study = STUDY.updated(federation={"min_cell_size": 30})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 36, 44))
+    with pytest.raises(StudyCannotRun) as stop:
+        _run(_grid(tables, study), study)
+    message = str(stop.value)
+    assert "no site can contribute" in message
+    for site in ("site01", "site02", "site03"):
+        assert site in message
+    assert "fewer than 30" in message
+
+
+def test_the_server_app_hands_over_why_a_study_stopped_instead_of_raising(tmp_path):
+    study = STUDY.updated(federation={"min_cell_size": 30})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 36, 44))
+    handed = []
+    server = make_server_app(study, on_results=handed.append, expected_sites=3, log=lambda _: 0)
+    context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    server(_grid(tables, study), context)
+    (results,) = handed
+    assert results["status"] == "stopped"
+    assert "no site can contribute" in results["reason"]
+    assert [s["name"] for s in results["sites"]] == ["site01", "site02", "site03"]
+
+
+def test_simulate_on_a_study_that_cannot_run_exits_1_with_a_sentence(tmp_path):
+    csv = tmp_path / "table.csv"
+    tables = write_site_feature_tables(tmp_path / "t", STUDY, sizes=(20, 20, 20))
+    pd.concat([read_feature_table(p)[0] for p in tables.values()]).to_csv(csv, index=False)
+    study = tmp_path / "study.yaml"
+    study.write_text("federation: {min_cell_size: 15}\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--out",
+            str(out),
+            "--features-table",
+            str(csv),
+            "--split-sites",
+            "3",
+            "--study",
+            str(study),
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert "The study cannot run" in result.output
+    assert "Traceback" not in result.output
+    assert json.loads((out / "results.json").read_text())["status"] == "stopped"

@@ -93,3 +93,17 @@ def test_the_common_contract_holds_only_thanks_to_the_cli_root_exception(tmp_pat
     assert f"{common['name']} BROKEN" in out.stdout
     for side in ("client", "server", "simulations"):
         assert f"fedrad.common.cli -> fedrad.{side}." in out.stdout
+
+
+def test_every_package_folder_is_shipped_by_the_wheel():
+    """setuptools lists the packages by hand (the folders map onto `fedrad.*`): a new
+    subpackage missing from the list installs in editable mode and breaks every wheel."""
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {name: Path(path) for name, path in config["package-dir"].items()}
+    found = {
+        ".".join([package, *init.parent.relative_to(root / folder).parts])
+        for package, folder in folders.items()
+        for init in (root / folder).rglob("__init__.py")
+    }
+    assert found == set(config["packages"])

@@ -32,6 +32,7 @@ from fedrad.common.messages import (
     CensusReply,
     Empty,
     Kind,
+    LassoRoundReply,
     LossReply,
     MlpRoundReply,
     Payload,
@@ -207,6 +208,35 @@ def lambda_max_sums(data: SiteData, study: StudyConfig, request: Request) -> las
     return lasso.LambdaMaxSums.of(model_inputs(data, params, partition, rows, study), data.y[rows])
 
 
+def lasso_round(data: SiteData, study: StudyConfig, request: Request) -> LassoRoundReply:
+    """Every part of an L1 round answered as its own request of the kind it names
+    (`part.values["kind"]`: NEWTON, LOSS or LAMBDA_MAX) would be, laid end to end: the same
+    sums in one message. A part this site must refuse (fewer than k cases) refuses the round."""
+    handlers = {Kind.NEWTON: newton, Kind.LOSS: loss, Kind.LAMBDA_MAX: lambda_max_sums}
+    answers: dict[Kind, list] = {kind: [] for kind in handlers}
+    for part in request.parts:
+        kind = Kind(part.values["kind"])
+        answers[kind].append(handlers[kind](data, study, part))
+    terms, losses, sums = answers.values()
+    return LassoRoundReply(
+        gradient=_flat([t.gradient for t in terms]),
+        hessian=_flat([t.hessian for t in terms]),
+        deviance=np.array([t.deviance for t in terms], dtype=np.float64),
+        terms_n=np.array([t.n for t in terms], dtype=np.int64),
+        loss=np.array([r.loss for r in losses], dtype=np.float64),
+        loss_n=np.array([r.n for r in losses], dtype=np.int64),
+        lambda_n=np.array([s.n for s in sums], dtype=np.int64),
+        sum_y=np.array([s.sum_y for s in sums], dtype=np.float64),
+        sum_x=_flat([s.sum_x for s in sums]),
+        sum_xy=_flat([s.sum_xy for s in sums]),
+    )
+
+
+def _flat(arrays: list[np.ndarray]) -> np.ndarray:
+    """Arrays laid end to end, each flattened in C order."""
+    return np.concatenate([np.ravel(a) for a in arrays] or [np.empty(0)]).astype(np.float64)
+
+
 def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundReply:
     """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally from the
     global weights, on this site's training cases."""
@@ -304,6 +334,7 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.NEWTON: newton,
     Kind.LOSS: loss,
     Kind.LAMBDA_MAX: lambda_max_sums,
+    Kind.LASSO_ROUND: lasso_round,
     Kind.MLP_ROUND: mlp_round,
     Kind.SCORES: scores,
     Kind.CALIBRATION: calibration,

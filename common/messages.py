@@ -132,23 +132,22 @@ class LossReply:
 
 @dataclass(frozen=True)
 class LassoRoundReply:
-    """A site's answers to every part of one L1 round (METHODS.md 3.4): each part asks for
-    Newton terms ("terms"), a loss ("loss", over the cases of its role) or lambda_max sums
-    ("lambda-max"), and each answer is the very aggregate a NEWTON, LOSS or LAMBDA_MAX
-    reply would carry, refused as that reply would be (a refused part refuses the round).
-    Answers are stacked per kind in the order the parts ask for them, p = intercept +
-    model features."""
+    """A site's answers to every part of one L1 round (METHODS.md 3.4): each part is a
+    NEWTON, LOSS or LAMBDA_MAX request (its `kind` value) and is answered with the very
+    aggregate that request's reply would carry, refused as it would be (a refused part
+    refuses the round). Answers follow the order of the parts of their kind; arrays are
+    laid end to end, flattened, as parts may be of fits with different p = 1 + features."""
 
-    gradient: np.ndarray  # terms parts x p
-    hessian: np.ndarray  # terms parts x p x p
-    deviance: np.ndarray  # terms parts
-    terms_n: np.ndarray  # terms parts
-    loss: np.ndarray  # loss parts
-    loss_n: np.ndarray  # loss parts
-    lambda_n: np.ndarray  # lambda-max parts
-    sum_y: np.ndarray  # lambda-max parts
-    sum_x: np.ndarray  # lambda-max parts x (p - 1)
-    sum_xy: np.ndarray  # lambda-max parts x (p - 1)
+    gradient: np.ndarray  # p per Newton part
+    hessian: np.ndarray  # p x p per Newton part, row-major
+    deviance: np.ndarray  # one per Newton part
+    terms_n: np.ndarray  # one per Newton part
+    loss: np.ndarray  # one per loss part
+    loss_n: np.ndarray  # one per loss part
+    lambda_n: np.ndarray  # one per lambda-max part
+    sum_y: np.ndarray  # one per lambda-max part
+    sum_x: np.ndarray  # p - 1 per lambda-max part
+    sum_xy: np.ndarray  # p - 1 per lambda-max part
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,21 @@ so it needs no data; each line-search trial needs only the summed loss. As in
 `logistic.fit_newton`, the fit takes callables returning sums over sites, so
 pooled data and a federation run the same code.
 
+Every fit is also written as a coroutine (`fit_lasso_steps`, `cross_validate_steps`):
+it yields the `Ask`s it needs answered (Newton terms, a loss, a held-out summary, each
+at a beta) and receives their answers, so a federation can answer the asks of several
+inner folds in one round while each fold runs exactly the iterates it runs alone
+(`run_steps` answers them one by one, as the callables of a pooled fit do).
+
 Design matrices `x` passed to the site-side helpers here include the intercept
 column (`logistic.with_intercept`), as for `logistic.newton_terms`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy.special import expit
@@ -29,6 +36,48 @@ _ROUNDOFF = 16 * np.finfo(np.float64).eps
 
 SummedTerms = Callable[[np.ndarray], NewtonTerms]
 SummedLoss = Callable[[np.ndarray], tuple[float, int]]
+
+T = TypeVar("T")
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a fit needs summed over sites before it can go on: `what` at `beta`.
+
+    "terms": Newton terms on the training part (`NewtonTerms`); "loss": the training
+    loss and case count (`tuple[float, int]`, a line-search trial); "held-out": the
+    held-out summary of a CV fold (`LassoFold.held_out`).
+    """
+
+    what: str
+    beta: np.ndarray
+
+
+Steps = Generator[list[A], list[Any], T]
+"""A fit as a coroutine: yields the asks it needs next, receives their answers in order,
+returns its result."""
+
+
+def run_steps(steps: Steps[A, T], answer_all: Callable[[list[A]], list[Any]]) -> T:
+    """Run `steps` to its result; `answer_all` answers each yield's asks (a federation: in
+    one round)."""
+    try:
+        asks = next(steps)
+        while True:
+            asks = steps.send(answer_all(asks))
+    except StopIteration as stop:
+        return stop.value
+
+
+def one_by_one(answer: Callable[[A], Any]) -> Callable[[list[A]], list[Any]]:
+    """Answer a yield's asks one at a time, e.g. with a pooled fit's callables."""
+    return lambda asks: [answer(ask) for ask in asks]
+
+
+def _answer_with(summed_terms: SummedTerms, summed_loss: SummedLoss, held_out=None):
+    sources = {"terms": summed_terms, "loss": summed_loss, "held-out": held_out}
+    return lambda ask: sources[ask.what](ask.beta)
 
 
 def loss_terms(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> tuple[float, int]:
@@ -116,34 +165,55 @@ def fit_lasso(
     per line-search trial; the Armijo reference F(beta) comes from the terms'
     deviance at no extra round.
     """
+    steps = fit_lasso_steps(n_params, lam, beta_start, tolerance, max_iterations)
+    fit, _ = run_steps(steps, one_by_one(_answer_with(summed_terms, summed_loss)))
+    return fit
+
+
+def fit_lasso_steps(
+    n_params: int,
+    lam: float,
+    beta_start: np.ndarray | None = None,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+    start_terms: NewtonTerms | None = None,
+) -> Steps[Ask, tuple[LassoFit, NewtonTerms | None]]:
+    """`fit_lasso` as a coroutine: asks "terms" once per iteration and "loss" once per
+    line-search trial, one ask at a time. `start_terms`, if given, are the Newton terms
+    at `beta_start` (a warm start that has them already), so they are not asked again.
+    Returns the fit and the Newton terms at its beta when it asked them (else None)."""
     penalty = np.full(n_params, lam)
     penalty[0] = 0.0
     beta = np.zeros(n_params) if beta_start is None else np.array(beta_start, dtype=np.float64)
     for iteration in range(1, max_iterations + 1):
-        terms = summed_terms(beta)
+        if iteration == 1 and start_terms is not None:
+            terms = start_terms
+        else:
+            (terms,) = yield [Ask("terms", beta)]
         n = terms.n
         current = objective(terms.deviance / 2.0, n, beta, lam)
         curvature = terms.hessian / n
         slope = terms.gradient / n
         direction = solve_quadratic_model(curvature, slope, beta, penalty) - beta
         if np.max(np.abs(direction)) < tolerance:
-            return LassoFit(beta, current, iteration, converged=True)
+            return LassoFit(beta, current, iteration, converged=True), terms
         decrease = -slope @ direction + lam * (
             np.abs((beta + direction)[1:]).sum() - np.abs(beta[1:]).sum()
         )
         step = 1.0
         while True:
             candidate = beta + step * direction
-            trial = objective(*summed_loss(candidate), candidate, lam)
+            (loss,) = yield [Ask("loss", candidate)]
+            trial = objective(*loss, candidate, lam)
             if trial <= current + 0.25 * step * decrease + _ROUNDOFF * abs(current):
                 break
             step /= 2.0
             if np.max(np.abs(step * direction)) < tolerance:
-                return LassoFit(beta, current, iteration, converged=True)
+                return LassoFit(beta, current, iteration, converged=True), terms
         beta = candidate
         if np.max(np.abs(step * direction)) < tolerance:
-            return LassoFit(beta, trial, iteration, converged=True)
-    return LassoFit(beta, trial, max_iterations, converged=False)
+            return LassoFit(beta, trial, iteration, converged=True), None
+    return LassoFit(beta, trial, max_iterations, converged=False), None
 
 
 def solve_quadratic_model(
@@ -217,13 +287,92 @@ def fit_lasso_path(
     max_iterations: int = 100,
 ) -> list[LassoFit]:
     """Fits along `lambdas` in the given order, each warm-started from the previous one."""
-    fits: list[LassoFit] = []
-    beta = None
-    for lam in lambdas:
-        fit = fit_lasso(summed_terms, summed_loss, n_params, lam, beta, tolerance, max_iterations)
-        fits.append(fit)
+    steps = path_steps(n_params, lambdas, tolerance, max_iterations, held_out=False)
+    return run_steps(steps, one_by_one(_answer_with(summed_terms, summed_loss)))
+
+
+def path_steps(
+    n_params: int,
+    lambdas: np.ndarray,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+    held_out: bool = True,
+    start_terms: NewtonTerms | None = None,
+) -> Steps[Ask, list]:
+    """`fit_lasso_path` as a coroutine; returns the fits, or with `held_out` their held-out
+    summaries ("held-out" asks at each fit's beta, in path order).
+
+    Each fit starts where the previous one stopped (warm start), which is also where that
+    fit last asked for Newton terms when it stopped on a short step: those terms are
+    reused, not asked again. A held-out summary feeds nothing back into the path, so it
+    is asked together with the next ask of the path, not in a round of its own.
+    `start_terms`, if given, are the Newton terms at beta = 0, where the path starts.
+    """
+    results: list = [None] * len(lambdas)
+    pending: list[tuple[int, Ask]] = []  # held-out summaries not yet asked
+    beta, terms = None, start_terms
+    for index, lam in enumerate(lambdas):
+        extra = [ask for _, ask in pending]
+        steps = fit_lasso_steps(n_params, lam, beta, tolerance, max_iterations, terms)
+        answered, (fit, terms) = yield from _asking_also(extra, steps)
+        if answered is not None:
+            for (where, _), summary in zip(pending, answered, strict=True):
+                results[where] = summary
+            pending = []
         beta = fit.beta
-    return fits
+        if held_out:
+            pending.append((index, Ask("held-out", fit.beta)))
+        else:
+            results[index] = fit
+    if pending:
+        answered = yield [ask for _, ask in pending]
+        for (where, _), summary in zip(pending, answered, strict=True):
+            results[where] = summary
+    return results
+
+
+def _asking_also(extra: list, steps: Steps[A, T]) -> Steps[A, tuple[list | None, T]]:
+    """`steps`, with `extra` asked along with its first ask; returns the answers to
+    `extra` (None if `steps` asked nothing, so `extra` was not asked) and its result."""
+    try:
+        asks = next(steps)
+    except StopIteration as stop:
+        return None, stop.value
+    answers = yield extra + asks
+    mine, answers = answers[: len(extra)], answers[len(extra) :]
+    while True:
+        try:
+            asks = steps.send(answers)
+        except StopIteration as stop:
+            return mine, stop.value
+        answers = yield asks
+
+
+def lockstep(walks: Sequence[Steps[A, T]]) -> Steps[tuple[int, A], list[T]]:
+    """Run several coroutines together: each yield holds the next asks of every walk not
+    yet done, tagged with the walk's index; returns every walk's result, in order.
+
+    Each walk receives the answers to its own asks only, so it runs exactly as alone;
+    the rounds needed are those of the longest walk, not their sum.
+    """
+    results: list = [None] * len(walks)
+    waiting: dict[int, list[A]] = {}
+    for index, walk in enumerate(walks):
+        try:
+            waiting[index] = next(walk)
+        except StopIteration as stop:
+            results[index] = stop.value
+    while waiting:
+        answers = yield [(index, ask) for index, asks in waiting.items() for ask in asks]
+        start, advanced = 0, {}
+        for index, asks in waiting.items():
+            mine, start = answers[start : start + len(asks)], start + len(asks)
+            try:
+                advanced[index] = walks[index].send(mine)
+            except StopIteration as stop:
+                results[index] = stop.value
+        waiting = advanced
+    return results
 
 
 def held_out_deviance(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -301,16 +450,36 @@ def cross_validate_lasso(
     per-fold criteria give the standard error for `lambda_1se`. Use one grid for
     all folds, e.g. `lambda_path` from the full training data's `lambda_max`.
     """
+    answer = [_answer_with(f.summed_terms, f.summed_loss, f.held_out) for f in folds]
+    steps = cross_validate_steps(
+        len(folds), lambdas, n_params, criterion, tolerance, max_iterations
+    )
+    return run_steps(steps, one_by_one(lambda item: answer[item[0]](item[1])))
+
+
+def cross_validate_steps(
+    n_folds: int,
+    lambdas: np.ndarray,
+    n_params: int,
+    criterion: Callable[[np.ndarray], float] = mean_deviance,
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+    start_terms: Sequence[NewtonTerms] | None = None,
+) -> Steps[tuple[int, Ask], LassoCV]:
+    """`cross_validate_lasso` as a coroutine over (fold index, ask) pairs. The folds walk
+    the path in lockstep: a yield holds the next ask of every fold still walking (with
+    any held-out summaries it has not asked yet), so the CV takes as many rounds as its
+    longest fold, and every fold runs exactly the iterates it runs alone. `start_terms`,
+    if given, are each fold's Newton terms at beta = 0, where every fold starts."""
     lambdas = np.sort(np.asarray(lambdas, dtype=np.float64))[::-1]
-    summaries = [
-        [
-            fold.held_out(fit.beta)
-            for fit in fit_lasso_path(
-                fold.summed_terms, fold.summed_loss, n_params, lambdas, tolerance, max_iterations
-            )
-        ]
-        for fold in folds
+    starts = list(start_terms) if start_terms is not None else [None] * n_folds
+    if len(starts) != n_folds:
+        raise ValueError(f"{len(starts)} start terms for {n_folds} folds")
+    walks = [
+        path_steps(n_params, lambdas, tolerance, max_iterations, start_terms=start)
+        for start in starts
     ]
+    summaries = yield from lockstep(walks)
     fold_criteria = np.array([[criterion(s) for s in per_fold] for per_fold in summaries])
     pooled = [criterion(sum(column)) for column in zip(*summaries, strict=True)]
     return LassoCV(lambdas=lambdas, fold_criteria=fold_criteria, criteria=np.array(pooled))

@@ -8,17 +8,18 @@ names its kind and, for every kind, `features` (the inputs the model reads).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from fedrad.common.config import StudyConfig
-from fedrad.common.messages import Kind, LossReply, Request
+from fedrad.common.messages import Kind, LassoRoundReply, Request
 from fedrad.common.models import lasso, mlp
 from fedrad.common.models.logistic import NewtonTerms, fit_newton, sum_terms
-from fedrad.common.pipeline import PipelineParams
+from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.server.federation import Federation
 from fedrad.server.phases.common import training_requests
 from fedrad.server.strategies import make_strategy
@@ -46,17 +47,109 @@ def summed_terms(
     return terms_at
 
 
-def summed_loss(federation: Federation, params: PipelineParams, nodes, partitions, role="train"):
-    """Sum of the sites' negative log-likelihoods at beta (and their case count)."""
+# What each ask of an L1 fit is on the wire: the request a LASSO_ROUND part makes of a
+# site (the kind it would be alone), over the cases of which role.
+_WIRE: dict[str, dict[str, str]] = {
+    "terms": {"kind": Kind.NEWTON},
+    "loss": {"kind": Kind.LOSS, "role": "train"},
+    "held-out": {"kind": Kind.LOSS, "role": "test"},
+    "lambda-max": {"kind": Kind.LAMBDA_MAX},
+}
 
-    def loss_at(beta: np.ndarray) -> tuple[float, int]:
-        requests = training_requests(
-            replace(params, beta=beta), nodes, partitions, values={"role": role}
+
+@dataclass(frozen=True)
+class LassoAsk:
+    """One sum an L1 fit needs from its sites: `what` (a key of `_WIRE`; Newton terms,
+    a loss, a held-out loss, lambda_max sums) of `pipeline` (at its beta) over each site's
+    partition."""
+
+    pipeline: PipelineParams
+    partitions: dict[int, Partition]
+    what: str
+
+
+def lasso_round(federation: Federation, nodes: list[int], asks: list[LassoAsk]) -> list:
+    """The answers to `asks`, each summed over `nodes` (in their order), in one round: each
+    site gets one LASSO_ROUND message with a part per ask and answers every part as its
+    own NEWTON, LOSS or LAMBDA_MAX reply would. Newton terms come as `NewtonTerms`, a
+    training loss as (loss, n), a held-out one as [deviance, n] (`lasso.mean_deviance`),
+    lambda_max sums as `LambdaMaxSums`. Asks may come from fits of different pipelines."""
+    wire = [_WIRE[ask.what] for ask in asks]
+    requests = {
+        node: Request(
+            parts=[
+                Request(
+                    ask.pipeline,
+                    ask.partitions[node],
+                    values={name: str(value) for name, value in values.items()},
+                )
+                for ask, values in zip(asks, wire, strict=True)
+            ]
         )
-        replies: dict[int, LossReply] = federation.ask(Kind.LOSS, requests)
-        return lasso.sum_losses([(reply.loss, reply.n) for reply in replies.values()])
+        for node in nodes
+    }
+    widths = {kind: [] for kind in (Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX)}
+    for ask, values in zip(asks, wire, strict=True):
+        widths[values["kind"]].append(len(ask.pipeline.model_features) + 1)
+    terms, sums = widths[Kind.NEWTON], widths[Kind.LAMBDA_MAX]
+    sizes = {
+        "gradient": sum(terms),
+        "hessian": sum(p * p for p in terms),
+        "deviance": len(terms),
+        "terms_n": len(terms),
+        "loss": len(widths[Kind.LOSS]),
+        "loss_n": len(widths[Kind.LOSS]),
+        "lambda_n": len(sums),
+        "sum_y": len(sums),
+        "sum_x": sum(p - 1 for p in sums),
+        "sum_xy": sum(p - 1 for p in sums),
+    }
 
-    return loss_at
+    def sized(reply: LassoRoundReply) -> str | None:
+        for name, size in sizes.items():
+            if getattr(reply, name).shape != (size,):
+                return f"{name} has shape {getattr(reply, name).shape}, not {(size,)}"
+        return None
+
+    replies = list(federation.ask(Kind.LASSO_ROUND, requests, sized).values())
+    answers = []
+    index = Counter()  # parts of each kind answered so far
+    offset = Counter()  # where the next part's arrays start, per flat array
+    for ask, values in zip(asks, wire, strict=True):
+        kind, p = values["kind"], len(ask.pipeline.model_features) + 1
+        i = index[kind]
+        index[kind] += 1
+        if kind is Kind.NEWTON:
+            g, h = offset["gradient"], offset["hessian"]
+            offset["gradient"], offset["hessian"] = g + p, h + p * p
+            answers.append(
+                sum_terms(
+                    NewtonTerms(
+                        r.gradient[g : g + p],
+                        r.hessian[h : h + p * p].reshape(p, p),
+                        float(r.deviance[i]),
+                        int(r.terms_n[i]),
+                    )
+                    for r in replies
+                )
+            )
+        elif kind is Kind.LOSS:
+            total = lasso.sum_losses([(float(r.loss[i]), int(r.loss_n[i])) for r in replies])
+            answers.append(_deviance_summary(*total) if ask.what == "held-out" else total)
+        else:
+            x = offset["sum_x"]
+            offset["sum_x"] = x + p - 1
+            parts = [
+                lasso.LambdaMaxSums(
+                    int(r.lambda_n[i]),
+                    float(r.sum_y[i]),
+                    r.sum_x[x : x + p - 1],
+                    r.sum_xy[x : x + p - 1],
+                )
+                for r in replies
+            ]
+            answers.append(sum(parts[1:], parts[0]))
+    return answers
 
 
 def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
@@ -92,39 +185,60 @@ def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag,
 
 def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
     """L1 logistic regression by proximal Newton (METHODS.md 3.4); the penalty comes from
-    the study or from federated inner cross-validation on the training part."""
+    the study or from federated inner cross-validation on the training part. Each yield of
+    `lasso_steps` is one round (`lasso_round`)."""
+    fitted, model = lasso.run_steps(
+        lasso_steps(study, params, nodes, partitions),
+        lambda asks: lasso_round(federation, nodes, asks),
+    )
+    nonzero = sum(value != 0 for value in model["coefficients"].values())
+    federation.log(f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero")
+    return fitted, model
+
+
+def lasso_steps(
+    study: StudyConfig, params: PipelineParams, nodes: list[int], partitions
+) -> lasso.Steps[LassoAsk, tuple[PipelineParams, dict]]:
+    """`fit_lasso` as a coroutine: yields the asks that can go in one round, receives their
+    answers; returns the pipeline with its beta and the model summary. Several fits'
+    coroutines can share rounds (`lasso.lockstep`).
+
+    The first round asks lambda_max with the Newton terms at beta = 0 where every fit
+    starts (each inner fold's and the final fit's, which need no lambda yet); then the
+    inner folds walk the lambda path in lockstep (`lasso.cross_validate_steps`), a round
+    holding every fold's next ask; then the final fit at the chosen lambda. Every fit runs
+    exactly the iterates it runs alone, from the same sums.
+    """
     settings = study.model
     n_params = len(params.model_features) + 1
-    penalty, curve = settings.lasso_lambda, None
+    training = {node: partitions[node] for node in nodes}
+
+    def over(fit: dict[int, Partition], ask: lasso.Ask) -> LassoAsk:
+        return LassoAsk(replace(params, beta=ask.beta), fit, ask.what)
+
+    penalty, curve, start = settings.lasso_lambda, None, None
     if penalty is None:
-        replies = federation.ask(Kind.LAMBDA_MAX, training_requests(params, nodes, partitions))
-        sums = list(replies.values())
+        folds = [
+            {node: replace(training[node], inner=inner) for node in nodes}
+            for inner in range(study.validation.inner_folds)
+        ]
+        at_zero = replace(params, beta=np.zeros(n_params))
+        sums, *fold_starts, start = yield [LassoAsk(params, training, "lambda-max")] + [
+            LassoAsk(at_zero, fit, "terms") for fit in [*folds, training]
+        ]
         lambdas = lasso.lambda_path(
-            lasso.lambda_max(sum(sums[1:], sums[0])),
-            settings.lasso_path_length,
-            settings.lasso_min_ratio,
+            lasso.lambda_max(sums), settings.lasso_path_length, settings.lasso_min_ratio
         )
-        folds = []
-        for inner in range(study.validation.inner_folds):
-            inner_parts = {node: replace(partitions[node], inner=inner) for node in nodes}
-            held_out = summed_loss(federation, params, nodes, inner_parts, role="test")
-            folds.append(
-                lasso.LassoFold(
-                    summed_terms(federation, params, nodes, inner_parts),
-                    summed_loss(federation, params, nodes, inner_parts),
-                    lambda beta, loss=held_out: _deviance_summary(*loss(beta)),
-                )
-            )
-        cv = lasso.cross_validate_lasso(folds, lambdas, n_params)
+        cv = yield from _translated(
+            lasso.cross_validate_steps(len(folds), lambdas, n_params, start_terms=fold_starts),
+            lambda asks: [over(folds[fold], ask) for fold, ask in asks],
+        )
         penalty = cv.lambda_min
         curve = {"lambdas": cv.lambdas.tolist(), "mean_deviance": cv.criteria.tolist()}
-    fit = lasso.fit_lasso(
-        summed_terms(federation, params, nodes, partitions),
-        summed_loss(federation, params, nodes, partitions),
-        n_params,
-        penalty,
+    fit, _ = yield from _translated(
+        lasso.fit_lasso_steps(n_params, penalty, start_terms=start),
+        lambda asks: [over(training, ask) for ask in asks],
     )
-    federation.log(f"{tag}: L1 lambda {penalty:.4g}, {int(np.sum(fit.beta[1:] != 0))} nonzero")
     model = {
         "kind": settings.kind,
         "lasso_lambda": penalty,
@@ -135,6 +249,17 @@ def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, ro
         "coefficients": dict(zip(params.model_features, map(float, fit.beta[1:]), strict=True)),
     }
     return replace(params, beta=fit.beta), model
+
+
+def _translated(steps: lasso.Steps, translate: Callable[[list], list]) -> lasso.Steps:
+    """`steps` with each yield's asks translated (answers go back as they come)."""
+    try:
+        asks = next(steps)
+        while True:
+            answers = yield translate(asks)
+            asks = steps.send(answers)
+    except StopIteration as stop:
+        return stop.value
 
 
 def _deviance_summary(total_loss: float, n: int) -> np.ndarray:

@@ -6,17 +6,23 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from fedrad.common.models.lasso import (
+    _ROUNDOFF,
     LambdaMaxSums,
+    LassoFit,
     LassoFold,
     cross_validate_lasso,
+    cross_validate_steps,
     fit_lasso,
     held_out_deviance,
     held_out_histograms,
     lambda_max,
     lambda_path,
     loss_terms,
+    mean_deviance,
     negative_auc,
     objective,
+    path_steps,
+    run_steps,
     solve_quadratic_model,
     sum_losses,
 )
@@ -217,3 +223,125 @@ def test_quadratic_model_solver_meets_its_optimality_conditions():
     np.testing.assert_allclose(residual[active], penalty[active] * np.sign(b[active]), atol=1e-10)
     assert np.all(np.abs(residual[~active]) <= penalty[~active])
     assert 1 < active.sum() < 6
+
+
+def _fit_one_ask_at_a_time(summed_terms, summed_loss, n_params, lam, beta_start=None):
+    """`fit_lasso` as it was before it became a coroutine: a call for every sum it needs."""
+    penalty = np.full(n_params, lam)
+    penalty[0] = 0.0
+    beta = np.zeros(n_params) if beta_start is None else np.array(beta_start, dtype=np.float64)
+    tolerance = 1e-10
+    for iteration in range(1, 101):
+        terms = summed_terms(beta)
+        n = terms.n
+        current = objective(terms.deviance / 2.0, n, beta, lam)
+        slope = terms.gradient / n
+        direction = solve_quadratic_model(terms.hessian / n, slope, beta, penalty) - beta
+        if np.max(np.abs(direction)) < tolerance:
+            return LassoFit(beta, current, iteration, converged=True)
+        decrease = -slope @ direction + lam * (
+            np.abs((beta + direction)[1:]).sum() - np.abs(beta[1:]).sum()
+        )
+        step = 1.0
+        while True:
+            candidate = beta + step * direction
+            trial = objective(*summed_loss(candidate), candidate, lam)
+            if trial <= current + 0.25 * step * decrease + _ROUNDOFF * abs(current):
+                break
+            step /= 2.0
+            if np.max(np.abs(step * direction)) < tolerance:
+                return LassoFit(beta, current, iteration, converged=True)
+        beta = candidate
+        if np.max(np.abs(step * direction)) < tolerance:
+            return LassoFit(beta, trial, iteration, converged=True)
+    return LassoFit(beta, trial, 100, converged=False)
+
+
+def _answering(fold: LassoFold, log: list):
+    """Answers a fold's asks and logs each (what, beta) it was asked."""
+    sources = {"terms": fold.summed_terms, "loss": fold.summed_loss, "held-out": fold.held_out}
+
+    def answer(what: str, beta: np.ndarray):
+        log.append((what, beta.tobytes()))
+        return sources[what](beta)
+
+    return answer
+
+
+def test_lockstep_cross_validation_runs_every_fold_as_the_fold_by_fold_walk():
+    """Folds walking the path together, a round holding every fold's next ask, give the
+    very numbers of the walk fold by fold, one sum per round, from the same sums."""
+    raw = _signal_sites(7)
+    n_params = raw[0][0].shape[1] + 1
+    lambdas = lambda_path(_lambda_max(_standardize(raw)), n_lambdas=12)
+    folds = _cv_folds(raw, 4, 7, held_out_deviance)
+
+    before = [[] for _ in folds]  # what each fold was asked, fold by fold
+    expected = []
+    for fold, log in zip(folds, before, strict=True):
+        answer = _answering(fold, log)
+        fits, beta = [], None
+        for lam in lambdas:
+            fits.append(
+                _fit_one_ask_at_a_time(
+                    lambda b, a=answer: a("terms", b),
+                    lambda b, a=answer: a("loss", b),
+                    n_params,
+                    lam,
+                    beta,
+                )
+            )
+            beta = fits[-1].beta
+        expected.append([mean_deviance(answer("held-out", fit.beta)) for fit in fits])
+
+    after = [[] for _ in folds]
+    answers = [_answering(fold, log) for fold, log in zip(folds, after, strict=True)]
+    rounds = []
+
+    def one_round(asks):
+        rounds.append(asks)
+        return [answers[fold](ask.what, ask.beta) for fold, ask in asks]
+
+    cv = run_steps(cross_validate_steps(len(folds), lambdas, n_params), one_round)
+
+    np.testing.assert_array_equal(cv.fold_criteria, np.array(expected))
+    for asked_before, asked_after in zip(before, after, strict=True):
+        # no new sum; the path's own asks in the same order, less the Newton terms a
+        # warm start already has (asked again, at once, by the fold-by-fold walk)
+        assert set(asked_after) == set(asked_before)
+        path_before = [ask for ask in asked_before if ask[0] != "held-out"]
+        path_after = [ask for ask in asked_after if ask[0] != "held-out"]
+        assert path_after == [
+            ask for i, ask in enumerate(path_before) if i == 0 or ask != path_before[i - 1]
+        ]
+        assert len(path_after) < len(path_before)
+        held_out = [ask for ask in asked_before if ask[0] == "held-out"]
+        assert [ask for ask in asked_after if ask[0] == "held-out"] == held_out
+    # each round holds one path ask of every fold still walking, held-out summaries ride
+    # along: as many rounds as the longest fold's path asks (+1 for its last held-out)
+    for asks in rounds:
+        walking = [fold for fold, ask in asks if ask.what != "held-out"]
+        assert len(walking) == len(set(walking))
+    longest = max(len([ask for ask in asked if ask[0] != "held-out"]) for asked in after)
+    assert len(rounds) == longest + 1
+    assert len(rounds) < sum(len(asked) for asked in before) / len(folds)
+
+
+def test_a_path_reuses_the_newton_terms_of_a_warm_start():
+    """Each fit of the path starts where the previous stopped, whose last Newton terms are
+    at that beta when it stopped on a short direction: the path does not ask them again."""
+    sites = _standardized_sites(4, BETA)
+    lambdas = lambda_path(_lambda_max(sites), n_lambdas=8)
+    asked = []
+
+    def answer(asks):
+        asked.extend(asks)
+        terms, loss = _federated(sites)
+        return [terms(a.beta) if a.what == "terms" else loss(a.beta) for a in asks]
+
+    fits = run_steps(path_steps(len(BETA), lambdas, held_out=False), answer)
+    terms_at = [a.beta.tobytes() for a in asked if a.what == "terms"]
+    assert len(terms_at) == len(set(terms_at))
+    for fit, lam in zip(fits, lambdas, strict=True):
+        alone = fit_lasso(*_federated(sites), len(BETA), lam, beta_start=None)
+        assert np.max(np.abs(fit.beta - alone.beta)) <= 1e-9

@@ -61,7 +61,6 @@ def newton_terms(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> NewtonTerms:
 @dataclass(frozen=True)
 class LogisticFit:
     beta: np.ndarray
-    standard_errors: np.ndarray
     iterations: int
     penalized_deviance: float
     converged: bool
@@ -90,31 +89,8 @@ def fit_newton(
         if on_iteration is not None:
             on_iteration(iteration, deviance)
         if abs(deviance - previous) / (abs(deviance) + 0.1) <= tolerance:
-            return _finish(beta, terms, penalty, iteration, deviance, converged=True)
+            return LogisticFit(beta, iteration, deviance, converged=True)
         information = terms.hessian + np.diag(penalty)
         beta = beta + np.linalg.solve(information, terms.gradient - penalty * beta)
         previous = deviance
-    return _finish(beta, summed_terms(beta), penalty, max_iterations, deviance, converged=False)
-
-
-def _finish(
-    beta: np.ndarray,
-    terms: NewtonTerms,
-    penalty: np.ndarray,
-    iterations: int,
-    deviance: float,
-    converged: bool,
-) -> LogisticFit:
-    covariance = np.linalg.inv(terms.hessian + np.diag(penalty))
-    return LogisticFit(
-        beta=beta,
-        standard_errors=np.sqrt(np.diag(covariance)),
-        iterations=iterations,
-        penalized_deviance=deviance,
-        converged=converged,
-    )
-
-
-def predict_proba(x: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """P(positive class) for feature rows `x` without the intercept column."""
-    return expit(with_intercept(x) @ beta)
+    return LogisticFit(beta, max_iterations, deviance, converged=False)

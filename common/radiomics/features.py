@@ -119,7 +119,7 @@ def expected_columns(
 @cache
 def class_features(name: str) -> tuple[str, ...]:
     """A class's non-deprecated features; pyradiomics finds them by introspection on every
-    call (0.3 ms), so ask once per process."""
+    call, so ask once per process."""
     names = getFeatureClasses()[name].getFeatureNames()
     return tuple(feature for feature, deprecated in names.items() if not deprecated)
 
@@ -243,9 +243,10 @@ def _view(
 def _check_mask(image: sitk.Image, mask: sitk.Image, kwargs: dict) -> np.ndarray:
     """pyradiomics' `checkMask` bounding box, computed on the region's box only.
 
-    `checkMask` gathers intensity statistics over the whole image to find the bounding box
-    (a third of a second on a 240 x 240 x 155 volume, for every sequence x region); on the
-    region's box it finds the same box, shifted, and raises the same errors.
+    `checkMask` gathers intensity statistics over the whole image to find the bounding box,
+    for every sequence x region, which on a large volume costs more than the region's
+    features (docs/extraction.md, section 6); on the region's box it finds the same box,
+    shifted, and raises the same errors.
     """
     found = label_box(mask, kwargs["label"])
     if found is None:

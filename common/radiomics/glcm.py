@@ -11,15 +11,15 @@ pyradiomics performs, in the same order, and only leave out additions of exact z
 - MCC's matrix Q(i, j) = sum over k of p(i, k) p(j, k) / (px(i) py(k) + eps): pyradiomics
   adds one full Ng x Ng term per k; a term is an exact +0 wherever p(i, k) or p(j, k) is
   zero, so only the others are added, in the same k order: per column over the band of
-  rows where it is non-zero (dense GLCMs), or per pair of non-zero entries (sparse ones:
-  on the benchmark's largest GLCMs 20-50 times fewer terms than the bands). The
-  eigenvalues are then computed exactly as pyradiomics does.
+  rows where it is non-zero (dense GLCMs), or per pair of non-zero entries (sparse ones,
+  where the pairs are far fewer than the band's elements). The eigenvalues are then
+  computed exactly as pyradiomics does.
 - cluster prominence and shade, sum(P (i + j - ux - uy)^n): the power (`pow`, the
-  costliest step) is taken only where P is non-zero (about half of the benchmark's GLCM
-  entries); elsewhere the term is a zero either way.
+  costliest step) is taken only where P is non-zero; elsewhere the term is a zero either
+  way.
 
-`tests/test_radiomics_classes.py` checks both against pyradiomics (==) on GLCMs with empty
-angles, missing gray levels, one angle and large sparse matrices.
+`tests/common/radiomics/test_radiomics_classes.py` checks them against pyradiomics (==) on
+GLCMs with empty angles, missing gray levels, one angle and large sparse matrices.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ ITK first computes the B-spline coefficients of the whole input image - for ever
 again. Here they are computed once per image, and each region's grid is then filled by
 ITK's B-spline *resampler*, which evaluates the same spline from those coefficients: the
 voxels are bit-identical (tested against pyradiomics), at a fraction of the cost on large
-volumes (a 240 x 240 x 155 decomposition takes about 0.4 s). Sequences sharing a mask share
+volumes, where the decomposition of the whole image dominates (docs/extraction.md, section
+6). Sequences sharing a mask share
 its region grids: pyradiomics derives a region's grid from the mask alone, so after the
 first sequence only the image is resampled (`onto`).
 """

@@ -1,7 +1,7 @@
 """Federated univariate screening and redundancy removal (METHODS.md 3.1, 3.2).
 
 Every function here takes either what one site computes from its own rows (the
-`*.of` constructors and `feature_histograms`) or sums of those over sites. Nothing
+`*.of` constructors and `class_moments`) or sums of those over sites. Nothing
 needs a case-level row at the server, and the same code runs on pooled data.
 """
 
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import t as student_t
 
-from fedrad.common.stats.metrics import histogram_auc
 from fedrad.common.stats.moments import Moments, pool_moments
 
 
@@ -66,59 +65,6 @@ def welch_t(positives: Moments, negatives: Moments) -> WelchT:
     t = (positives.mean - negatives.mean) / np.sqrt(var1 + var0)
     df = (var1 + var0) ** 2 / (var1**2 / (positives.n - 1) + var0**2 / (negatives.n - 1))
     return WelchT(t=t, df=df)
-
-
-def standardized_edges(bins: int) -> np.ndarray:
-    """Finite edges of the fixed grid on standardized features: -4, -4 + 8/bins, ..., 4.
-
-    Together with the tails (-inf, -4) and [4, inf) they give bins + 2 bins; the grid
-    is fixed in advance so no data-dependent edge leaves a site (METHODS.md 3.2).
-    """
-    return np.linspace(-4.0, 4.0, bins + 1)
-
-
-def feature_histograms(z: np.ndarray, y: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """A site's per-class counts of each standardized feature: two G x (bins + 2) matrices.
-
-    Bins are half-open [a, b), as `np.histogram` except that the last finite edge
-    opens the upper tail.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    if np.isnan(z).any():
-        raise ValueError("standardized features contain NaN; impute or drop them before binning")
-    y = np.asarray(y).astype(bool)
-    width = bins + 2
-    index = np.searchsorted(standardized_edges(bins), z, side="right")
-    index += width * np.arange(z.shape[1])
-    return _count(index[y], z.shape[1], width), _count(index[~y], z.shape[1], width)
-
-
-def _count(flat_index: np.ndarray, n_features: int, width: int) -> np.ndarray:
-    counts = np.bincount(flat_index.ravel(), minlength=n_features * width)
-    return counts.reshape(n_features, width)
-
-
-@dataclass(frozen=True)
-class FeatureAUC:
-    """Per-feature histogram AUC, its certified error bound and DeLong SE (METHODS.md 4.2)."""
-
-    auc: np.ndarray
-    error_bound: np.ndarray
-    standard_error: np.ndarray
-
-    def score(self) -> np.ndarray:
-        """|AUC - 1/2|: discrimination in either direction, for ranking."""
-        return np.abs(self.auc - 0.5)
-
-
-def feature_auc(positives: np.ndarray, negatives: np.ndarray) -> FeatureAUC:
-    """AUC of every feature from summed per-class histograms (rows = features)."""
-    results = [histogram_auc(h1, h0) for h1, h0 in zip(positives, negatives, strict=True)]
-    return FeatureAUC(
-        auc=np.array([r.auc for r in results]),
-        error_bound=np.array([r.error_bound for r in results]),
-        standard_error=np.array([r.standard_error for r in results]),
-    )
 
 
 @dataclass(frozen=True)

@@ -59,9 +59,12 @@ PLAIN_STAGES: dict[str, Stage] = {
 }
 FEDRAD_STAGES: dict[str, Stage] = {
     **_SHARED,
-    "resampling": [("common/resampling.py", "resample"), ("common/resampling.py", "onto")],
-    "feature classes": [("common/feature_classes.py", "compute_features")],
-    "  GLCM MCC": [("common/glcm.py", "getMCCFeatureValue")],
+    "resampling": [
+        ("common/radiomics/resampling.py", "resample"),
+        ("common/radiomics/resampling.py", "onto"),
+    ],
+    "feature classes": [("common/radiomics/feature_classes.py", "compute_features")],
+    "  GLCM MCC": [("common/radiomics/glcm.py", "getMCCFeatureValue")],
     "  texture matrices": _MATRICES,
 }
 TOP_LEVEL = ("reading files", "resampling", "filters (LoG, wavelet)", "shape", "feature classes")

@@ -2,7 +2,7 @@
 
 `compute_features` discretizes once for every class, keeps first-order percentiles for
 their second use and runs GLCM's diagonal sums and MCC in fewer operations
-(common/feature_classes.py, firstorder.py, glcm.py); every value must still equal what
+(common/radiomics/feature_classes.py, firstorder.py, glcm.py); every value must still equal what
 `RadiomicsFeatureExtractor.computeFeatures` returns. The images cover what changes the
 code path: missing gray levels, empty angles (a one-slice ROI), a flat ROI,
 one angle (GLCM weighting), large and small bin counts.

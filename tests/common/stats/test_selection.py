@@ -2,15 +2,12 @@
 
 import numpy as np
 from scipy.stats import ttest_ind
-from sklearn.metrics import roc_auc_score
 
-from fedrad.common.stats.moments import Moments, Standardizer, pool_moments
+from fedrad.common.stats.moments import Moments, pool_moments
 from fedrad.common.stats.selection import (
     Comoments,
     class_moments,
     drop_redundant,
-    feature_auc,
-    feature_histograms,
     non_constant_mask,
     pool_comoments,
     welch_t,
@@ -78,28 +75,6 @@ def test_class_moments_of_a_site_without_positives():
     positives, negatives = class_moments(np.ones((3, 2)), np.zeros(3))
     assert positives.n == 0 and negatives.n == 3
     assert pool_moments([positives, negatives]).n == 3
-
-
-def test_histogram_feature_auc_within_bound_of_exact():
-    sites = _sites(2, n_features=8)
-    standardizer = Standardizer.from_moments(pool_moments(Moments.of(x) for x, _ in sites))
-    for bins in (16, 80):
-        counts = [feature_histograms(standardizer.transform(x), y, bins) for x, y in sites]
-        positives = sum(h1 for h1, _ in counts)
-        negatives = sum(h0 for _, h0 in counts)
-        assert positives.shape == (8, bins + 2)
-        result = feature_auc(positives, negatives)
-        x, y = _pooled(sites)
-        exact = np.array([roc_auc_score(y, column) for column in x.T])
-        assert np.all(np.abs(result.auc - exact) <= result.error_bound)
-        assert np.all(positives.sum(axis=1) == y.sum())
-
-
-def test_feature_histograms_put_edges_and_tails_in_the_right_bins():
-    z = np.array([[-np.inf], [-4.0], [-3.9], [0.0], [3.99], [4.0], [1e9]])
-    positives, negatives = feature_histograms(z, np.ones(len(z)), bins=4)
-    np.testing.assert_array_equal(positives, [[1, 2, 0, 1, 1, 2]])
-    assert negatives.sum() == 0
 
 
 def test_federated_correlation_equals_numpy_on_offset_data():

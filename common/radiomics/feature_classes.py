@@ -5,9 +5,8 @@ mask, and each class reads both into arrays, discretizes the image (`_applyBinni
 finds its feature names by introspection: six times the same work per filtered image x
 region. Here it is done once and handed to each class; everything after - matrices,
 coefficients, features - is pyradiomics' own code on the same arrays, so the values are
-identical (==), with some numpy functions taking the short way (`lean_numpy`: same
-arithmetic, less argument handling). The shared arrays are read-only: a class writing into
-them would fail loudly instead of corrupting the next class's input.
+identical (==). The shared arrays are read-only: a class writing into them would fail
+loudly instead of corrupting the next class's input.
 """
 
 from __future__ import annotations
@@ -18,12 +17,11 @@ from functools import cache
 
 import numpy as np
 import SimpleITK as sitk
-from radiomics import getFeatureClasses
+from radiomics import getFeatureClasses, imageoperations
 from radiomics.base import RadiomicsFeaturesBase
 
 from fedrad.common.radiomics.firstorder import FastFirstOrder
 from fedrad.common.radiomics.glcm import FastGLCM
-from fedrad.common.radiomics.lean_numpy import bin_image, rebound
 
 # same values as pyradiomics' classes, fewer operations
 FASTER = {"firstorder": FastFirstOrder, "glcm": FastGLCM}
@@ -42,7 +40,7 @@ class Discretized:
 def discretize(image: sitk.Image, mask: sitk.Image, settings: Mapping) -> Discretized:
     """`RadiomicsFeaturesBase.__init__` + `_applyBinning` (pyradiomics' `binImage`), once."""
     inside = sitk.GetArrayFromImage(mask) == settings.get("label", 1)
-    binned, _ = bin_image(sitk.GetArrayFromImage(image), inside, **settings)
+    binned, _ = imageoperations.binImage(sitk.GetArrayFromImage(image), inside, **settings)
     gray_levels = np.unique(binned[inside])
     for array in (inside, binned, gray_levels):
         array.flags.writeable = False
@@ -73,8 +71,6 @@ def shared_class(name: str) -> type[RadiomicsFeaturesBase]:
             self.coefficients["Ng"] = self._shared.ng
             return self._shared.binned
 
-    for method_name, method in rebound(Shared).items():
-        setattr(Shared, method_name, method)
     # pyradiomics' classes log to `radiomics.<module>`, which FedRad keeps at ERROR
     Shared.__name__ = pyradiomics_class.__name__
     Shared.__module__ = pyradiomics_class.__module__

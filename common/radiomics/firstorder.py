@@ -14,11 +14,7 @@ from __future__ import annotations
 import numpy as np
 from radiomics.firstorder import RadiomicsFirstOrder
 
-from fedrad.common.radiomics.lean_numpy import lean, nanpercentile, rebind
-
 PERCENTILES = (10, 25, 75, 90)  # every percentile the class reports or derives a feature from
-# pyradiomics' `_moment` as `rebound` would give it (the short ways of `lean_numpy`)
-_pyradiomics_moment = rebind(RadiomicsFirstOrder._moment, numpy=lean)
 
 
 class FastFirstOrder(RadiomicsFirstOrder):
@@ -41,14 +37,14 @@ class FastFirstOrder(RadiomicsFirstOrder):
     def _percentile(self, q: int) -> np.ndarray:
         """pyradiomics' `numpy.nanpercentile(self.targetVoxelArray, q, axis=1)`."""
         if not self._percentiles:
-            values = nanpercentile(self.targetVoxelArray, PERCENTILES, axis=1)
+            values = np.nanpercentile(self.targetVoxelArray, PERCENTILES, axis=1)
             self._percentiles = dict(zip(PERCENTILES, values, strict=True))
         return self._percentiles[q]
 
     def _moment(self, a: np.ndarray, moment: int = 1) -> np.ndarray:
         """pyradiomics' `_moment`, a fresh copy each time (its callers write into it)."""
         if a is not self.targetVoxelArray:
-            return _pyradiomics_moment(a, moment)
+            return RadiomicsFirstOrder._moment(a, moment)
         if moment not in self._moments:
-            self._moments[moment] = _pyradiomics_moment(a, moment)
+            self._moments[moment] = RadiomicsFirstOrder._moment(a, moment)
         return self._moments[moment].copy()

@@ -29,8 +29,6 @@ from functools import cached_property
 import numpy as np
 from radiomics.glcm import RadiomicsGLCM
 
-from fedrad.common.radiomics.lean_numpy import nanmean
-
 PAIR_COST = 5  # band elements that cost as much as one pair (measured on the benchmark)
 
 
@@ -64,10 +62,10 @@ class FastGLCM(RadiomicsGLCM):
         )
 
     def getClusterProminenceFeatureValue(self):  # noqa: N802 - pyradiomics' name
-        return nanmean(self._cluster_sum(4), 1)
+        return np.nanmean(self._cluster_sum(4), 1)
 
     def getClusterShadeFeatureValue(self):  # noqa: N802
-        return nanmean(self._cluster_sum(3), 1)
+        return np.nanmean(self._cluster_sum(3), 1)
 
     def _cluster_sum(self, power: int) -> np.ndarray:
         """pyradiomics' `sum(P * (i + j - ux - uy) ** power, (1, 2))`, the power taken only

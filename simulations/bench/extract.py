@@ -23,13 +23,10 @@ machine shared with other jobs they show the work each arm did, which wall time 
 the machine's load average before, between and after the arms is printed with them.
 On a shared machine one run's ratio moves with the load: `--repeats N` runs both arms N
 times, alternating, and the last line gives the median ratio (identical only if every run
-was). `--no-lean-numpy` adds a third arm, FedRad with pyradiomics' own numpy calls instead
-of `lean_numpy`'s short ways, run in every repeat next to the FedRad arm (in alternating
-order), and prints what `lean_numpy` saves.
+was).
 
     python -m fedrad.simulations.bench.extract --cases 8 --workers 2 [--repeats 3]
         [--size 192 | --real-mri ../shared/data/real-mri | --site site.yaml]
-        [--no-lean-numpy]
 """
 
 from __future__ import annotations
@@ -204,30 +201,9 @@ def run_plain(site_path: Path, study: StudyConfig, out: Path) -> None:
     out.write_text(json.dumps(result))
 
 
-def without_lean_numpy() -> None:
-    """FedRad's feature classes with pyradiomics' own numpy calls: `lean_numpy`'s short ways
-    replaced by the numpy and pyradiomics functions they stand for, in this process and the
-    workers it forks."""
-    from radiomics import imageoperations
-    from radiomics.firstorder import RadiomicsFirstOrder
-
-    from fedrad.common.radiomics import feature_classes, firstorder, glcm
-
-    feature_classes.bin_image = imageoperations.binImage
-    feature_classes.rebound = lambda cls: {}
-    feature_classes.shared_class.cache_clear()
-    firstorder.nanpercentile = np.nanpercentile
-    firstorder._pyradiomics_moment = RadiomicsFirstOrder._moment
-    glcm.nanmean = np.nanmean
-
-
-def run_fedrad(
-    site_path: Path, study: StudyConfig, out: Path, workers: int, lean: bool = True
-) -> None:
+def run_fedrad(site_path: Path, study: StudyConfig, out: Path, workers: int) -> None:
     from fedrad.client.extract import extract_site
 
-    if not lean:
-        without_lean_numpy()
     site = SiteConfig.from_yaml(site_path)
     table = out.with_suffix(".parquet")
     start = time.perf_counter()
@@ -245,13 +221,10 @@ def run_fedrad(
     out.write_text(json.dumps(result))
 
 
-def _arm(
-    kind: str, site_path: Path, resample: bool, out: Path, workers: int, lean: bool = True
-) -> dict:
+def _arm(kind: str, site_path: Path, resample: bool, out: Path, workers: int) -> dict:
     command = [sys.executable, "-m", "fedrad.simulations.bench.extract", "--arm", kind]
     command += ["--site", str(site_path), "--result", str(out), "--workers", str(workers)]
     command += [] if resample else ["--no-resample"]
-    command += [] if lean else ["--no-lean-numpy"]
     subprocess.run(command, check=True)
     return json.loads(out.read_text())
 
@@ -331,13 +304,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1,
         help="run both arms this many times, alternating; the last line gives the median ratio",
     )
-    parser.add_argument(
-        "--no-lean-numpy",
-        dest="lean",
-        action="store_false",
-        help="also run FedRad without lean_numpy's short ways in every repeat, next to the "
-        "FedRad arm, and print what they save",
-    )
     parser.add_argument("--arm", choices=["plain", "fedrad"], help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -345,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.arm == "plain":
         return run_plain(args.site, study, args.result)
     if args.arm == "fedrad":
-        return run_fedrad(args.site, study, args.result, args.workers, args.lean)
+        return run_fedrad(args.site, study, args.result, args.workers)
     _compare(args, study)
 
 
@@ -366,45 +332,24 @@ def _compare(args: argparse.Namespace, study: StudyConfig) -> None:
         for run in range(1, args.repeats + 1):
             if args.repeats > 1:
                 print(f"-- run {run} of {args.repeats}")
-            runs.append(_run_arms(args, site, root / f"run{run}", lean_first=run % 2 == 1))
-    ratios = [ratio for ratio, _, _ in runs]
-    identical = all(same for _, same, _ in runs)
+            runs.append(_run_arms(args, site, root / f"run{run}"))
+    ratios = [ratio for ratio, _ in runs]
+    identical = all(same for _, same in runs)
     if args.repeats > 1:
         listed = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
         print(f"wall-clock ratio per run: {listed}; median {statistics.median(ratios):.2f}x")
-    if not args.lean:
-        pairs = [pair for _, _, pair in runs]
-        listed = ", ".join(f"{off:.1f} s / {on:.1f} s" for off, on in pairs)
-        saved = statistics.median(1 - on / off for off, on in pairs)
-        print(
-            f"FedRad wall without / with lean_numpy per run: {listed}; "
-            f"lean_numpy saves {100 * saved:.1f}% of the wall time (median; negative: it costs)"
-        )
     print(f"extract speedup: {statistics.median(ratios):.2f}x identical: {str(identical).lower()}")
 
 
-def _run_arms(
-    args: argparse.Namespace, site: Path, root: Path, lean_first: bool = True
-) -> tuple[float, bool, tuple[float, float] | None]:
+def _run_arms(args: argparse.Namespace, site: Path, root: Path) -> tuple[float, bool]:
     """Both arms once, writing under `root` (FedRad's cache starts empty every run), their
-    figures printed; (wall-clock ratio, values identical, and with `--no-lean-numpy` FedRad's
-    wall seconds without and with lean_numpy). The arm without lean_numpy runs after the
-    FedRad arm if `lean_first`, else before it."""
+    figures printed; (wall-clock ratio, values identical)."""
     root.mkdir()
     load = [os.getloadavg()[0]]
     plain = _arm("plain", site, args.resample, root / "plain.json", args.workers)
     load.append(os.getloadavg()[0])
-    unlean = None
-    for lean in (True, False) if lean_first else (False, True):
-        if lean:
-            fedrad = _arm("fedrad", site, args.resample, root / "fedrad.json", args.workers)
-        elif not args.lean:
-            unlean = _arm(
-                "fedrad", site, args.resample, root / "unlean.json", args.workers, lean=False
-            )
-        else:
-            continue
-        load.append(os.getloadavg()[0])
+    fedrad = _arm("fedrad", site, args.resample, root / "fedrad.json", args.workers)
+    load.append(os.getloadavg()[0])
     # other jobs on the machine slow each arm differently: the wall-clock ratio moves with them
     print(
         "machine load (1-minute average) before / between / after the arms: "
@@ -424,45 +369,30 @@ def _run_arms(
             f"{name}: {arm['seconds']:.1f} s wall ({arm['cpu_seconds']:.1f} s CPU), "
             f"{rate:.2f} cases/minute, peak RSS {memory}"
         )
-    identical = _check_values(plain, fedrad, args.resample)
-    ratio = plain["seconds"] / fedrad["seconds"]
-    cpu_ratio = plain["cpu_seconds"] / fedrad["cpu_seconds"]
-    print(f"CPU-time ratio (work per case, independent of cores): {cpu_ratio:.2f}x")
-    print(f"wall-clock ratio: {ratio:.2f}x")
-    if unlean is None:
-        return ratio, identical, None
-    print(
-        f"fedrad without lean_numpy: {unlean['seconds']:.1f} s wall "
-        f"({unlean['cpu_seconds']:.1f} s CPU); with it {fedrad['seconds']:.1f} s "
-        f"({fedrad['cpu_seconds']:.1f} s CPU): lean_numpy saves "
-        f"{100 * (1 - fedrad['seconds'] / unlean['seconds']):.1f}% of the wall time "
-        f"({100 * (1 - fedrad['cpu_seconds'] / unlean['cpu_seconds']):.1f}% of the CPU time)"
-    )
-    identical = _check_values(plain, unlean, args.resample, "without lean_numpy: ") and identical
-    return ratio, identical, (unlean["seconds"], fedrad["seconds"])
-
-
-def _check_values(plain: dict, fedrad: dict, resampled: bool, prefix: str = "") -> bool:
-    """Prints the value check of a FedRad arm against the plain loop; True if identical."""
     counts = {"equal": 0, "within_lever": 0, "mcc_rounding": 0, "different": 0, "missing": 0}
     worst: dict = {}
     for case, values in plain["features"].items():
-        found = differences(fedrad["features"].get(case, {}), values, resampled)
+        found = differences(fedrad["features"].get(case, {}), values, args.resample)
         for key in counts:
             counts[key] += found[key]
         for kind, pair in found["worst"].items():
             worst[kind] = max(worst.get(kind, (0.0, "")), tuple(pair))
     per_case = len(next(iter(plain["features"].values())))
     print(
-        f"{prefix}values: {per_case} features/case; {counts['equal']} equal (==), "
+        f"values: {per_case} features/case; {counts['equal']} equal (==), "
         f"{counts['within_lever']} within {LEVER_TOLERANCE:g} (LoG working-volume lever), "
         f"{counts['mcc_rounding']} GLCM MCC within {MCC_TOLERANCE:g} (BLAS rounding), "
         f"{counts['different']} different, {counts['missing']} missing; "
         f"failed cases: {sorted(fedrad['failed']) or 'none'}"
     )
     for kind, (relative, name) in worst.items():
-        print(f"{prefix}largest relative difference ({kind}): {relative:.3g} at {name}")
-    return counts["different"] == counts["missing"] == 0 and not fedrad["failed"]
+        print(f"largest relative difference ({kind}): {relative:.3g} at {name}")
+    identical = counts["different"] == counts["missing"] == 0 and not fedrad["failed"]
+    ratio = plain["seconds"] / fedrad["seconds"]
+    cpu_ratio = plain["cpu_seconds"] / fedrad["cpu_seconds"]
+    print(f"CPU-time ratio (work per case, independent of cores): {cpu_ratio:.2f}x")
+    print(f"wall-clock ratio: {ratio:.2f}x")
+    return ratio, identical
 
 
 if __name__ == "__main__":

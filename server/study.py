@@ -14,9 +14,16 @@ from dataclasses import replace
 
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import Kind, Request
+from fedrad.common.models.lasso import lockstep, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import Standardizer
-from fedrad.server.federation import Federation, GridTransport, StudyCannotRun
+from fedrad.server.federation import (
+    Federation,
+    GridTransport,
+    SiteFailed,
+    SiteSkippedFit,
+    StudyCannotRun,
+)
 from fedrad.server.phases.census import census
 from fedrad.server.phases.evaluation import (
     FittedPipeline,
@@ -25,7 +32,7 @@ from fedrad.server.phases.evaluation import (
     pooled_metrics,
 )
 from fedrad.server.phases.harmonization import fit_combat, site_effects
-from fedrad.server.phases.models import FITTERS
+from fedrad.server.phases.models import FITTERS, lasso_round, lasso_steps
 from fedrad.server.phases.selection import select
 from fedrad.server.results import study_results
 
@@ -54,9 +61,16 @@ class StudyProtocol:
     def run(self) -> dict:
         federation, study = self.federation, self.study
         features = census(federation, study, self.expected_sites)
+        design = list(self.design())
+        fits = [(tag, train_parts) for tag, train_parts, _ in design]
+        # L1 fits share their rounds, the final one included (it needs no evaluation)
+        final_with_design = study.model.kind == "lasso-logistic" and len(fits) > 1
+        if final_with_design:
+            fits.append(("final", self.final_partitions()))
+        fitted = self.fit_all(features, fits)
         fitted_parts = [
-            (tag, self.fit(features, train_parts, tag), test_parts)
-            for tag, train_parts, test_parts in self.design()
+            (tag, model, test_parts)
+            for (tag, _, test_parts), model in zip(design, fitted, strict=False)
         ]
         evaluated = [(fitted, test_parts) for _, fitted, test_parts in fitted_parts]
         evaluation, figures = evaluate(federation, evaluated)
@@ -68,6 +82,8 @@ class StudyProtocol:
         final_parts = self.final_partitions()
         if study.validation.scheme == "holdout":
             final = evaluated[0][0]
+        elif final_with_design:
+            final = fitted[-1]
         else:
             final = self.fit(features, final_parts, "final")
         self.persist(final, final_parts)
@@ -80,6 +96,69 @@ class StudyProtocol:
         )
         return results | {"harmonization": harmonization}
 
+    # -- the fits -------------------------------------------------------------------------------
+    def fit_all(self, features: list[str], fits: list[tuple[str, dict[int, Partition]]]):
+        """Every fit of the design (and the final one). L1 fits share their rounds: each
+        runs exactly as alone, but one message per site carries every fit's next step. If a
+        site skips or fails there, the fits run again one at a time, each restarting
+        without it as the failure policy says."""
+        if self.study.model.kind != "lasso-logistic" or len(fits) < 2:
+            return [self.fit(features, partitions, tag) for tag, partitions in fits]
+        try:
+            return self._lasso_in_lockstep(features, fits)
+        except (SiteSkippedFit, SiteFailed) as problem:
+            if isinstance(problem, SiteFailed):
+                self.federation.set_aside(problem, "L1 fits")
+            self.federation.log(f"L1 fits: {problem}; fitting one at a time instead")
+            return [self.fit(features, partitions, tag) for tag, partitions in fits]
+
+    def _lasso_in_lockstep(self, features, fits) -> list[FittedPipeline]:
+        prepared = []
+        for tag, partitions in fits:
+            training = [node for node, part in partitions.items() if part.scheme != "unseen"]
+            (params, selection, nodes), excluded = self.federation.without_failures(
+                tag,
+                training,
+                lambda nodes, parts=partitions: (*self._prepare(features, nodes, parts), nodes),
+            )
+            selection["excluded_sites"] = excluded
+            prepared.append((tag, params, selection, nodes, partitions))
+        walks = [
+            lasso_steps(self.study, params, nodes, partitions)
+            for _, params, _, nodes, partitions in prepared
+        ]
+        results = run_steps(
+            lockstep(walks),
+            lambda asks: lasso_round(self.federation, [ask for _, ask in asks]),
+        )
+        fitted = []
+        for (tag, _, selection, nodes, _), (params, model) in zip(prepared, results, strict=True):
+            nonzero = sum(value != 0 for value in model["coefficients"].values())
+            self.federation.log(f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero")
+            fitted.append(self._fitted(params, model, nodes, dict(selection)))
+        return fitted
+
+    def _prepare(self, features, nodes, partitions) -> tuple[PipelineParams, dict]:
+        """Harmonization, selection and scaling fitted on the training parts."""
+        federation, study = self.federation, self.study
+        params = PipelineParams(features=features)
+        if study.harmonization.method == "combat":
+            params = fit_combat(federation, study, params, nodes, partitions)
+        params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
+        return replace(params, standardizer=Standardizer.from_moments(scaler_moments)), selection
+
+    def _fitted(self, params, model, nodes, selection) -> FittedPipeline:
+        excluded = selection.pop("excluded_sites", {})
+        threshold = selection.pop("training_prevalence")
+        selection["excluded_sites"] = excluded
+        return FittedPipeline(
+            params=params,
+            model=model,
+            sites=sorted(self.federation.label(n) for n in nodes),
+            selection=selection,
+            threshold=threshold,
+        )
+
     # -- one pipeline fit -----------------------------------------------------------------------
     def fit(self, features: list[str], partitions: dict[int, Partition], tag: str):
         """Fit harmonization, selection, scaling and model on the training parts."""
@@ -91,21 +170,12 @@ class StudyProtocol:
         return fitted
 
     def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
-        federation, study = self.federation, self.study
-        params = PipelineParams(features=features)
-        if study.harmonization.method == "combat":
-            params = fit_combat(federation, study, params, nodes, partitions)
-        params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
-        params = replace(params, standardizer=Standardizer.from_moments(scaler_moments))
-        fit_model = FITTERS[study.model.kind]
-        params, model = fit_model(federation, study, params, nodes, partitions, tag, self.rounds)
-        return FittedPipeline(
-            params=params,
-            model=model,
-            sites=sorted(federation.label(n) for n in nodes),
-            selection=selection,
-            threshold=selection.pop("training_prevalence"),
+        params, selection = self._prepare(features, nodes, partitions)
+        fit_model = FITTERS[self.study.model.kind]
+        params, model = fit_model(
+            self.federation, self.study, params, nodes, partitions, tag, self.rounds
         )
+        return self._fitted(params, model, nodes, selection)
 
     # -- the validation design ------------------------------------------------------------------
     def design(self) -> Design:

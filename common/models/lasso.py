@@ -25,10 +25,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-from scipy.special import expit
 
 from fedrad.common.models.logistic import NewtonTerms
-from fedrad.common.stats.metrics import histogram_auc, score_histograms
 
 # Relative rounding error allowed in the Armijo test: F is summed over sites in any
 # order, and without this slack the last, roundoff-sized steps are halved at random.
@@ -385,15 +383,6 @@ def mean_deviance(summary: np.ndarray) -> float:
     return float(summary[0] / summary[1])
 
 
-def held_out_histograms(x: np.ndarray, y: np.ndarray, beta: np.ndarray, bins: int) -> np.ndarray:
-    """A site's held-out summary for `negative_auc`: per-class score histograms, 2 x bins."""
-    return np.stack(score_histograms(y, expit(x @ beta), bins))
-
-
-def negative_auc(summary: np.ndarray) -> float:
-    return -histogram_auc(summary[0], summary[1]).auc
-
-
 @dataclass(frozen=True)
 class LassoFold:
     """One CV fold, every callable already summed over sites.
@@ -401,7 +390,7 @@ class LassoFold:
     `summed_terms` and `summed_loss` cover each site's training part of the fold,
     on features standardized with that training part's pooled moments;
     `held_out(beta)` returns an additive summary of the held-out parts, such as
-    `held_out_deviance` or `held_out_histograms` summed over sites.
+    `held_out_deviance` summed over sites.
     """
 
     summed_terms: SummedTerms

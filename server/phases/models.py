@@ -20,7 +20,7 @@ from fedrad.common.messages import Kind, LassoRoundReply, Request
 from fedrad.common.models import lasso, mlp
 from fedrad.common.models.logistic import NewtonTerms, fit_newton, sum_terms
 from fedrad.common.pipeline import Partition, PipelineParams
-from fedrad.server.federation import Federation
+from fedrad.server.federation import Federation, SiteFailed
 from fedrad.server.phases.common import training_requests
 from fedrad.server.strategies import make_strategy
 
@@ -68,29 +68,54 @@ class LassoAsk:
     what: str
 
 
-def lasso_round(federation: Federation, nodes: list[int], asks: list[LassoAsk]) -> list:
-    """The answers to `asks`, each summed over `nodes` (in their order), in one round: each
-    site gets one LASSO_ROUND message with a part per ask and answers every part as its
-    own NEWTON, LOSS or LAMBDA_MAX reply would. Newton terms come as `NewtonTerms`, a
-    training loss as (loss, n), a held-out one as [deviance, n] (`lasso.mean_deviance`),
-    lambda_max sums as `LambdaMaxSums`. Asks may come from fits of different pipelines."""
-    wire = [_WIRE[ask.what] for ask in asks]
+def lasso_round(federation: Federation, asks: list[LassoAsk]) -> list:
+    """The answers to `asks`, each summed over the sites of its partitions (in the
+    federation's site order), in one round: each site gets one LASSO_ROUND message with a
+    part per ask it is in and answers every part as its own NEWTON, LOSS or LAMBDA_MAX
+    reply would. Newton terms come as `NewtonTerms`, a training loss as (loss, n), a
+    held-out one as [deviance, n] (`lasso.mean_deviance`), lambda_max sums as
+    `LambdaMaxSums`. Asks may come from fits of different pipelines and sites."""
+    nodes = [node for node in federation.sites if any(node in a.partitions for a in asks)]
+    mine = {node: [i for i, ask in enumerate(asks) if node in ask.partitions] for node in nodes}
     requests = {
         node: Request(
             parts=[
                 Request(
-                    ask.pipeline,
-                    ask.partitions[node],
-                    values={name: str(value) for name, value in values.items()},
+                    asks[i].pipeline,
+                    asks[i].partitions[node],
+                    values={name: str(value) for name, value in _WIRE[asks[i].what].items()},
                 )
-                for ask, values in zip(asks, wire, strict=True)
+                for i in mine[node]
             ]
         )
         for node in nodes
     }
+    replies = federation.ask(Kind.LASSO_ROUND, requests)
+    parts: list[list] = [[] for _ in asks]  # per ask, each site's answer in site order
+    for node in nodes:
+        for i, answer in zip(
+            mine[node], _unpacked(node, replies[node], [asks[i] for i in mine[node]]), strict=True
+        ):
+            parts[i].append(answer)
+    answers = []
+    for ask, answered in zip(asks, parts, strict=True):
+        kind = _WIRE[ask.what]["kind"]
+        if kind is Kind.NEWTON:
+            answers.append(sum_terms(answered))
+        elif kind is Kind.LOSS:
+            total = lasso.sum_losses(answered)
+            answers.append(_deviance_summary(*total) if ask.what == "held-out" else total)
+        else:
+            answers.append(sum(answered[1:], answered[0]))
+    return answers
+
+
+def _unpacked(node: int, reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
+    """One site's answer to each of its asks, cut from the reply's flat arrays (checked:
+    each array holds exactly what the asks call for)."""
     widths = {kind: [] for kind in (Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX)}
-    for ask, values in zip(asks, wire, strict=True):
-        widths[values["kind"]].append(len(ask.pipeline.model_features) + 1)
+    for ask in asks:
+        widths[_WIRE[ask.what]["kind"]].append(len(ask.pipeline.model_features) + 1)
     terms, sums = widths[Kind.NEWTON], widths[Kind.LAMBDA_MAX]
     sizes = {
         "gradient": sum(terms),
@@ -104,51 +129,39 @@ def lasso_round(federation: Federation, nodes: list[int], asks: list[LassoAsk]) 
         "sum_x": sum(p - 1 for p in sums),
         "sum_xy": sum(p - 1 for p in sums),
     }
-
-    def sized(reply: LassoRoundReply) -> str | None:
-        for name, size in sizes.items():
-            if getattr(reply, name).shape != (size,):
-                return f"{name} has shape {getattr(reply, name).shape}, not {(size,)}"
-        return None
-
-    replies = list(federation.ask(Kind.LASSO_ROUND, requests, sized).values())
-    answers = []
-    index = Counter()  # parts of each kind answered so far
-    offset = Counter()  # where the next part's arrays start, per flat array
-    for ask, values in zip(asks, wire, strict=True):
-        kind, p = values["kind"], len(ask.pipeline.model_features) + 1
+    for name, size in sizes.items():
+        if getattr(reply, name).shape != (size,):
+            shape = getattr(reply, name).shape
+            raise SiteFailed(node, f"malformed update: {name} has shape {shape}, not {(size,)}")
+    answers, index, offset = [], Counter(), Counter()
+    for ask in asks:
+        kind, p = _WIRE[ask.what]["kind"], len(ask.pipeline.model_features) + 1
         i = index[kind]
         index[kind] += 1
         if kind is Kind.NEWTON:
             g, h = offset["gradient"], offset["hessian"]
             offset["gradient"], offset["hessian"] = g + p, h + p * p
             answers.append(
-                sum_terms(
-                    NewtonTerms(
-                        r.gradient[g : g + p],
-                        r.hessian[h : h + p * p].reshape(p, p),
-                        float(r.deviance[i]),
-                        int(r.terms_n[i]),
-                    )
-                    for r in replies
+                NewtonTerms(
+                    reply.gradient[g : g + p],
+                    reply.hessian[h : h + p * p].reshape(p, p),
+                    float(reply.deviance[i]),
+                    int(reply.terms_n[i]),
                 )
             )
         elif kind is Kind.LOSS:
-            total = lasso.sum_losses([(float(r.loss[i]), int(r.loss_n[i])) for r in replies])
-            answers.append(_deviance_summary(*total) if ask.what == "held-out" else total)
+            answers.append((float(reply.loss[i]), int(reply.loss_n[i])))
         else:
             x = offset["sum_x"]
             offset["sum_x"] = x + p - 1
-            parts = [
+            answers.append(
                 lasso.LambdaMaxSums(
-                    int(r.lambda_n[i]),
-                    float(r.sum_y[i]),
-                    r.sum_x[x : x + p - 1],
-                    r.sum_xy[x : x + p - 1],
+                    int(reply.lambda_n[i]),
+                    float(reply.sum_y[i]),
+                    reply.sum_x[x : x + p - 1],
+                    reply.sum_xy[x : x + p - 1],
                 )
-                for r in replies
-            ]
-            answers.append(sum(parts[1:], parts[0]))
+            )
     return answers
 
 
@@ -189,7 +202,7 @@ def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, ro
     `lasso_steps` is one round (`lasso_round`)."""
     fitted, model = lasso.run_steps(
         lasso_steps(study, params, nodes, partitions),
-        lambda asks: lasso_round(federation, nodes, asks),
+        lambda asks: lasso_round(federation, asks),
     )
     nonzero = sum(value != 0 for value in model["coefficients"].values())
     federation.log(f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero")

@@ -14,12 +14,10 @@ from fedrad.common.models.lasso import (
     cross_validate_steps,
     fit_lasso,
     held_out_deviance,
-    held_out_histograms,
     lambda_max,
     lambda_path,
     loss_terms,
     mean_deviance,
-    negative_auc,
     objective,
     path_steps,
     run_steps,
@@ -189,22 +187,6 @@ def test_cross_validation_picks_a_lambda_that_recovers_the_signal():
     _assert_signal_dominates(sparse)
     _assert_signal_dominates(dense)
     assert np.count_nonzero(sparse) < np.count_nonzero(dense)
-
-
-def test_cross_validation_by_histogram_auc():
-    raw = _signal_sites(7)
-    sites = _standardize(raw)
-    n_params = raw[0][0].shape[1] + 1
-    lambdas = lambda_path(_lambda_max(sites), n_lambdas=20)
-
-    def histograms(x, y, beta):
-        return held_out_histograms(x, y, beta, bins=100)
-
-    cv = cross_validate_lasso(
-        _cv_folds(raw, 5, 7, histograms), lambdas, n_params, criterion=negative_auc
-    )
-    assert 0.8 < -cv.criteria.min() < 1
-    _assert_signal_dominates(fit_lasso(*_federated(sites), n_params, cv.lambda_min).beta)
 
 
 def test_quadratic_model_solver_meets_its_optimality_conditions():

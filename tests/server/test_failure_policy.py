@@ -207,3 +207,27 @@ def test_simulate_on_a_study_that_cannot_run_exits_1_with_a_sentence(tmp_path):
     assert "The study cannot run" in result.output
     assert "Traceback" not in result.output
     assert json.loads((out / "results.json").read_text())["status"] == "stopped"
+
+
+def test_a_site_failing_while_l1_fits_share_rounds_is_set_aside_and_the_fits_rerun(tmp_path):
+    study = STUDY.updated(model={"kind": "lasso-logistic"})
+    tables = write_site_feature_tables(tmp_path, study)
+    grid = _grid(tables, study)
+    hook, done = _corrupt("non-finite", "gradient")
+    grid.tamper = lambda node, reply: (
+        hook(node, "train.lasso_round", reply)
+        if reply.metadata.message_type == "train.lasso_round"
+        else reply
+    )
+    results = _run(grid, study)
+    assert done
+    site = {s["name"]: s for s in results["sites"]}["site02"]
+    assert site["status"] == "dropped" and "non-finite" in site["reason"]
+    assert results["model"]["training_sites"] == ["site01", "site03"]
+    rest = {name: path for name, path in tables.items() if name != "site02"}
+    reference = pooled_reference(rest, study)
+    assert results["model"]["lasso_lambda"] == pytest.approx(
+        reference["model"]["lasso_lambda"], rel=1e-10
+    )
+    for name, value in reference["model"]["coefficients"].items():
+        assert results["model"]["coefficients"][name] == pytest.approx(value, abs=1e-10)

@@ -147,3 +147,22 @@ def test_a_site_refusing_one_part_sits_out_the_fit_which_is_the_pooled_fit_of_th
     )
     for name, value in reference["model"]["coefficients"].items():
         assert results["model"]["coefficients"][name] == pytest.approx(value, abs=1e-10)
+
+
+def test_every_fold_and_the_final_fit_share_rounds_and_equal_the_pooled_study(tmp_path):
+    study = STUDY.updated(validation={"scheme": "kfold", "folds": 3})
+    tables = write_site_feature_tables(tmp_path, study)
+    results, rounds = _run(tables, study)
+    reference = pooled_reference(tables, study)
+    model, pooled = results["model"], reference["model"]
+    assert model["lasso_lambda"] == pytest.approx(pooled["lasso_lambda"], rel=1e-10)
+    for name, value in pooled["coefficients"].items():
+        assert model["coefficients"][name] == pytest.approx(value, abs=1e-10)
+    for fit, pooled_fit in zip(
+        results["validation"]["fits"], reference["validation"]["fits"], strict=True
+    ):
+        assert fit["sensitivity"] == pytest.approx(pooled_fit["sensitivity"], abs=1e-12)
+    # four L1 fits (three folds and the final one) in about the rounds of the longest one
+    _, holdout_rounds = _run(tables, STUDY)
+    assert len(rounds) < 1.5 * len(holdout_rounds)
+    assert max(len(parts) for parts in rounds) > 3 * study.validation.inner_folds

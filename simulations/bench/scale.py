@@ -2,7 +2,8 @@
 
 For each size it runs the federation in Flower's simulation engine and prints wall
 time, peak memory of this process and its children (Ray workers included), the bytes
-each site sent per request kind, and the agreement with the pooled reference.
+sent each way per site and message kind (requests to the site beside its replies), the
+rounds per kind, and the agreement with the pooled reference.
 
     python -m fedrad.simulations.bench.scale [--sites 3 10 30 50] [--cases 40] [--features 60]
 """
@@ -78,21 +79,24 @@ def bench(n_sites: int, cases: int, features: int, root: Path) -> dict:
     wall = time.perf_counter() - start
     reference = pooled_reference(tables, study)
     federated, pooled = results["model"]["coefficients"], reference["model"]["coefficients"]
-    per_kind = {
-        kind: float(np.mean(list(sizes.values())))
-        for kind, sizes in results["traffic_bytes_from_sites"].items()
-    }
     return {
         "sites": n_sites,
         "wall_s": wall,
         "peak_rss_mib": memory.peak / 2**20,
-        "bytes_per_site": per_kind,
+        "bytes_per_site": _per_site(results["traffic_bytes_from_sites"]),
+        "request_bytes_per_site": _per_site(results["traffic_bytes_to_sites"]),
+        "rounds": results["round_counts"],
         "max_coefficient_difference": max(abs(federated[k] - pooled[k]) for k in federated),
         "auc": results["metrics"]["federated"]["auc"],
         "auc_difference": abs(
             results["metrics"]["federated"]["auc"] - reference["metrics"]["federated"]["auc"]
         ),
     }
+
+
+def _per_site(traffic: dict[str, dict[str, int]]) -> dict[str, float]:
+    """Mean bytes per site, per message kind."""
+    return {kind: float(np.mean(list(sizes.values()))) for kind, sizes in traffic.items()}
 
 
 def main() -> None:
@@ -106,13 +110,19 @@ def main() -> None:
         for n in args.sites:
             row = bench(n, args.cases, args.features, Path(tmp))
             rows.append(row)
-            kinds = ", ".join(f"{k} {v / 1024:.1f}" for k, v in row["bytes_per_site"].items())
+            sent, received = row["bytes_per_site"], row["request_bytes_per_site"]
+            kinds = ", ".join(
+                f"{k} {received.get(k, 0) / 1024:.1f}/{v / 1024:.1f}" for k, v in sent.items()
+            )
             print(
                 f"{n:>3} sites: wall {row['wall_s']:6.1f} s, "
                 f"peak RSS {row['peak_rss_mib']:7.0f} MiB, "
                 f"max|dbeta| vs pooled {row['max_coefficient_difference']:.1e}, "
                 f"AUC {row['auc']:.3f}, |dAUC| {row['auc_difference']:.1e}\n"
-                f"      KiB sent per site: {kinds}",
+                f"      KiB per site, to/from: {kinds}\n"
+                f"      total KiB per site: to {sum(received.values()) / 1024:.1f}, "
+                f"from {sum(sent.values()) / 1024:.1f}; "
+                f"rounds {sum(row['rounds'].values())} ({row['rounds']})",
                 flush=True,
             )
     base = rows[0]

@@ -117,7 +117,7 @@ def combat_ssr(data: SiteData, study: StudyConfig, request: Request) -> combat.S
 
 
 def combat_batch_moments(data: SiteData, study: StudyConfig, request: Request):
-    """Sums of standardized features per batch that spans sites (METHODS.md 2.1, round 3)."""
+    """Sums of standardized features per batch that spans sites (docs/methods.md 2.1, round 3)."""
     params, partition = request.pipeline, request.partition
     rows = _combat_training(data, partition, study)
     x = data.columns(params.features)[rows]
@@ -128,7 +128,7 @@ def combat_batch_moments(data: SiteData, study: StudyConfig, request: Request):
 
 
 def screen(data: SiteData, study: StudyConfig, request: Request) -> ScreenReply:
-    """Per-class moments of the harmonized training features (Welch screening, METHODS.md 3.2),
+    """Per-class moments of the harmonized training features (Welch screening, docs/methods.md 3.2),
     and moments of the clinical model inputs."""
     params, partition = request.pipeline, request.partition
     rows = _training(data, partition, study)
@@ -177,7 +177,8 @@ def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEff
 
 
 def comoments(data: SiteData, study: StudyConfig, request: Request) -> Comoments:
-    """Centred cross-products of the candidate features (redundancy removal, METHODS.md 3.1)."""
+    """Centred cross-products of the candidate features (redundancy removal,
+    docs/methods.md 3.1)."""
     params, partition = request.pipeline, request.partition
     rows = _training(data, partition, study)
     candidates = request.arrays["candidates"].astype(int)
@@ -193,7 +194,7 @@ def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
 
 def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
     """Summed negative log-likelihood at beta over the requested cases (L1 line search and
-    held-out deviance, METHODS.md 3.4)."""
+    held-out deviance, docs/methods.md 3.4)."""
     params, partition = request.pipeline, request.partition
     role = str(request.values.get("role", "train"))
     rows = enough(data.rows(partition, role, study), data, role, study)

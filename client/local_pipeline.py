@@ -34,7 +34,7 @@ def enough(rows: np.ndarray, data: SiteData, what: str, study: StudyConfig) -> n
 
 def combat_design(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray | None:
     """ComBat covariates of the fit: the study's clinical covariates, plus the diagnosis
-    under option B (METHODS.md 1.4); None when there are none."""
+    under option B (docs/methods.md 1.4); None when there are none."""
     covariates = _covariates(data, rows, study)
     if study.harmonization.preserve_diagnosis:
         diagnosis = data.y[rows, None]

@@ -268,11 +268,11 @@ class FederationSettings(_Strict):
 
 
 class HarmonizationSettings(_Strict):
-    """Distributed ComBat (METHODS.md 2.1).
+    """Distributed ComBat (docs/methods.md 2.1).
 
     Batches are sites by default, or the values of a manifest column such as `scanner`; a
     batch found at several sites is one batch, estimated from all their cases.
-    `preserve_diagnosis` is option B of METHODS.md 1.4: the diagnosis enters the ComBat fit
+    `preserve_diagnosis` is option B of docs/methods.md 1.4: the diagnosis enters the ComBat fit
     on training cases, and every case is transformed label-free.
     """
 

@@ -132,7 +132,7 @@ class LossReply:
 
 @dataclass(frozen=True)
 class LassoRoundReply:
-    """A site's answers to every part of one L1 round (METHODS.md 3.4): each part is a
+    """A site's answers to every part of one L1 round (docs/methods.md 3.4): each part is a
     NEWTON, LOSS or LAMBDA_MAX request (its `kind` value) and is answered with the very
     aggregate that request's reply would carry, refused as it would be (a refused part
     refuses the round). Answers follow the order of the parts of their kind; arrays are

@@ -61,7 +61,7 @@ class _Fields:
 
 @dataclass(frozen=True)
 class CombatFit:
-    """The pooled ComBat model a site needs for its round 3 (METHODS.md 2.1), with the
+    """The pooled ComBat model a site needs for its round 3 (docs/methods.md 2.1), with the
     server's estimates of batches that span sites (`shared`)."""
 
     ols: OLSFit

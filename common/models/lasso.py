@@ -1,4 +1,4 @@
-"""Exact federated L1 logistic regression by proximal Newton (METHODS.md 3.4).
+"""Exact federated L1 logistic regression by proximal Newton (docs/methods.md 3.4).
 
 Minimizes F(beta) = (1/n) sum_i l_i(beta) + lam * ||beta_{-0}||_1 on federated-
 standardized features, intercept (index 0) unpenalized. Each outer iteration
@@ -124,7 +124,7 @@ def lambda_max(sums: LambdaMaxSums) -> float:
     """Smallest lam at which every penalized coefficient is zero: max_j |sum x_j (y - ybar)| / n.
 
     At beta_{-0} = 0 the intercept-only fit has p = ybar, so this is the largest
-    coordinate of the loss gradient there (the KKT condition, METHODS.md 3.4).
+    coordinate of the loss gradient there (the KKT condition, docs/methods.md 3.4).
     """
     y_bar = sums.sum_y / sums.n
     return float(np.max(np.abs(sums.sum_xy - y_bar * sums.sum_x)) / sums.n)
@@ -224,7 +224,7 @@ def solve_quadratic_model(
 ) -> np.ndarray:
     """Minimize Q(b) = -r'(b - beta) + (b - beta)'A(b - beta)/2 + sum_j penalty_j |b_j|.
 
-    Cyclic coordinate descent (METHODS.md 3.4 step 2) with A = curvature, r = slope:
+    Cyclic coordinate descent (docs/methods.md 3.4 step 2) with A = curvature, r = slope:
     z = b_j + (r_j - (A(b - beta))_j) / A_jj, then b_j = S(z, penalty_j / A_jj).
     glmnet's active-set cycling: after a full sweep, sweep only the non-zero
     coordinates until they settle, then check with another full sweep.
@@ -432,7 +432,7 @@ def cross_validate_lasso(
 ) -> LassoCV:
     """K-fold CV over a common lambda grid (largest first), pooled or federated alike.
 
-    Sites split their own cases into folds (METHODS.md 3.4, lambda selection), so
+    Sites split their own cases into folds (docs/methods.md 3.4, lambda selection), so
     a fold is a sum over sites like any other. Held-out summaries are summed over
     folds before `criterion` is applied, giving the pooled CV estimate (e.g. the
     deviance over all held-out cases, or the AUC of all held-out scores); the

@@ -1,4 +1,4 @@
-"""Exact federated ridge logistic regression by Newton-Raphson (METHODS.md 3.3).
+"""Exact federated ridge logistic regression by Newton-Raphson (docs/methods.md 3.3).
 
 The Newton step needs only sums over cases of the gradient, Hessian and deviance,
 so summing per-site terms gives the same iterates as the pooled fit. The fitting

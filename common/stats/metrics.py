@@ -1,4 +1,4 @@
-"""Pooled evaluation from aggregates a site may share (METHODS.md 4).
+"""Pooled evaluation from aggregates a site may share (docs/methods.md 4).
 
 Sites send confusion counts at a fixed threshold and per-class score histograms on
 a fixed grid; no per-case prediction leaves a site. Summed histograms give the ROC
@@ -120,7 +120,7 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:
 class ScoreBlocks:
     """Per-class score counts in blocks of adjacent bins of the fixed grid, [lo, hi) in edge
     indices; a site merges bins until every block holds at least k cases before sending, so
-    no block discloses fewer than k patients' scores (METHODS.md 4.2, "Disclosure").
+    no block discloses fewer than k patients' scores (docs/methods.md 4.2, "Disclosure").
 
     Blocks of different sites overlap; a positive-negative pair whose blocks overlap
     cannot be ordered and counts 1/2, which the certified bound accounts for. With

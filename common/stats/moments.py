@@ -1,4 +1,4 @@
-"""Pooled per-feature moments (METHODS.md 3.1).
+"""Pooled per-feature moments (docs/methods.md 3.1).
 
 Sites send (n, mean, M2) rather than (sum, sum of squares): radiomic features such
 as energy reach 1e6, where sum-of-squares arithmetic cancels catastrophically.

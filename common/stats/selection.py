@@ -1,4 +1,4 @@
-"""Federated univariate screening and redundancy removal (METHODS.md 3.1, 3.2).
+"""Federated univariate screening and redundancy removal (docs/methods.md 3.1, 3.2).
 
 Every function here takes either what one site computes from its own rows (the
 `*.of` constructors and `class_moments`) or sums of those over sites. Nothing
@@ -23,7 +23,7 @@ def non_constant_mask(
 
     The relative rule drops features whose spread is round-off relative to their
     magnitude (a constant 1e6 stored with float32 noise), which ComBat and the
-    standardizer cannot use (METHODS.md 1.4, 5). It is the coefficient of variation
+    standardizer cannot use (docs/methods.md 1.4, 5). It is the coefficient of variation
     sd/|mean| written without the division, so zero-mean features are kept whenever
     their variance is positive, and a zero variance is always dropped. Variances are
     ddof=0, as in `Standardizer`.
@@ -59,7 +59,7 @@ class WelchT:
 
 
 def welch_t(positives: Moments, negatives: Moments) -> WelchT:
-    """Welch t of positives minus negatives from pooled per-class moments (METHODS.md 3.2)."""
+    """Welch t of positives minus negatives from pooled per-class moments (docs/methods.md 3.2)."""
     var1 = positives.variance(ddof=1) / positives.n
     var0 = negatives.variance(ddof=1) / negatives.n
     t = (positives.mean - negatives.mean) / np.sqrt(var1 + var0)
@@ -90,7 +90,8 @@ class Comoments:
         return cls(n=x.shape[0], mean=mean, cross=centred.T @ centred)
 
     def combine(self, other: Comoments) -> Comoments:
-        """Chan's pairwise update, C = C_a + C_b + delta delta^T n_a n_b / n (METHODS.md 3.1)."""
+        """Chan's pairwise update, C = C_a + C_b + delta delta^T n_a n_b / n
+        (docs/methods.md 3.1)."""
         if other.n == 0:
             return self
         if self.n == 0:

@@ -3,7 +3,7 @@
 One request per site carries every fit that tests it, so each site merges all its
 out-of-fold scores into blocks of >= k cases; the pooled AUC comes from the blocks, the
 sensitivity and specificity from summed confusion counts, calibration from reliability
-bins and a federated intercept/slope fit (METHODS.md 4).
+bins and a federated intercept/slope fit (docs/methods.md 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Phase 3: distributed ComBat (METHODS.md 2.1) from the sites' summed sufficient statistics,
+"""Phase 3: distributed ComBat (docs/methods.md 2.1) from the sites' summed sufficient statistics,
 and the per-feature batch effect before and after it."""
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _total(parts):
 
 def _split_batch_effects(federation, study, params, split, nodes, partitions):
     """Empirical Bayes for batches that span sites, from their summed moments: the sites
-    holding one batch each see only part of it (METHODS.md 2.1, round 3)."""
+    holding one batch each see only part of it (docs/methods.md 2.1, round 3)."""
     replies = federation.ask(
         Kind.COMBAT_BATCH_MOMENTS,
         training_requests(params, nodes, partitions, values={"combat.split": list(split)}),

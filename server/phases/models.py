@@ -1,5 +1,5 @@
 """Phase 5: the model on the selected, scaled features. Ridge and L1 logistic regression
-are exact (Newton from summed gradients and Hessians, METHODS.md 3.3-3.4); the MLP is
+are exact (Newton from summed gradients and Hessians, docs/methods.md 3.3-3.4); the MLP is
 trained by a Flower strategy on the training sites.
 
 Each fitter returns the pipeline with its model and a summary for results.json that
@@ -197,7 +197,7 @@ def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag,
 
 
 def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
-    """L1 logistic regression by proximal Newton (METHODS.md 3.4); the penalty comes from
+    """L1 logistic regression by proximal Newton (docs/methods.md 3.4); the penalty comes from
     the study or from federated inner cross-validation on the training part. Each yield of
     `lasso_steps` is one round (`lasso_round`)."""
     fitted, model = lasso.run_steps(

@@ -1,5 +1,5 @@
 """Phase 4: near-constant filter and Welch screening from per-class moments, then redundancy
-removal from the pooled correlation of the best candidates (METHODS.md 3.1-3.2)."""
+removal from the pooled correlation of the best candidates (docs/methods.md 3.1-3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ComBat against neuroCombat 0.2.12, d-ComBat against centralized ComBat (METHODS.md §6).
+"""ComBat against neuroCombat 0.2.12, d-ComBat against centralized ComBat (docs/methods.md §6).
 
 Data are patients x features here and G x n for neuroCombat, hence the transposes. neuroCombat
 gets float64 arrays, string batch labels and integer ages: it casts continuous covariates to
@@ -256,8 +256,9 @@ def test_site_messages_hold_only_aggregates(federation):
 
 
 def neurocombat_from_training():
-    """neuroCombatFromTraining with METHODS §5's one-line fix of line 482, which numpy >= 2.4
-    needs (`int()` of a 1-element array); the rest of neuroCombat's code runs unchanged."""
+    """neuroCombatFromTraining with docs/methods.md §5's one-line fix of line 482, which
+    numpy >= 2.4 needs (`int()` of a 1-element array); the rest of neuroCombat's code runs
+    unchanged."""
     source = inspect.getsource(nc.neuroCombatFromTraining)
     patched = source.replace(
         "int(np.where(old_levels==x)[0])", "int(np.where(old_levels==x)[0][0])"

@@ -3,7 +3,8 @@
 Layout: every data matrix here is patients x features (n x G), the layout of a feature table.
 neuroCombat and docs/methods.md write the transpose (G x n). Batch labels are strings; the
 level order of per-batch arrays is the order of `levels`, by default the sorted unique labels
-(`np.unique`, neuroCombat's order). Everything is float64. Section numbers (§) refer to docs/methods.md.
+(`np.unique`, neuroCombat's order). Everything is float64. Section numbers (§) refer to
+docs/methods.md.
 
 Centralized ComBat is d-ComBat run with a single site: `combat` chains the same site and server
 functions a federation calls, so the two cannot drift apart. The protocol (§2.1):

@@ -32,7 +32,7 @@ SERVER = Path(__file__).resolve().parents[2] / "server"
 
 
 def _server_callers() -> set[str]:
-    source = "\n".join(path.read_text() for path in SERVER.rglob("*.py"))
+    source = "\n".join(path.read_text(encoding="utf-8") for path in SERVER.rglob("*.py"))
     return set(re.findall(r"Kind\.([A-Z_]+)", source))
 
 

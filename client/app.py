@@ -24,6 +24,7 @@ from fedrad.common.messages import (
     PipelineUnknown,
     decode_request,
     from_record,
+    kept,
     payload_from_bytes,
     to_record,
 )
@@ -76,9 +77,8 @@ class TableLoader:
 
 class PipelineCache:
     """Fixed pipeline parts this node has been sent, by digest, in its Flower context state
-    (which the runtime keeps between a node's messages); the oldest go first."""
-
-    KEPT = 64
+    (which the runtime keeps between a node's messages); the newest PIPELINES_KEPT, as the
+    aggregator's mirror of this cache assumes (`messages.kept`)."""
 
     def __init__(self, state: RecordDict):
         self.state = state
@@ -98,14 +98,14 @@ class PipelineCache:
         )
 
     def __setitem__(self, digest: str, fixed: Payload) -> None:
-        order = [d for d in self._order() if d != digest] + [digest]
-        for old in order[: -self.KEPT]:
+        order = kept(tuple(self._order()), digest)
+        for old in set(self._order()) - set(order):
             del self.state[f"pipeline:{old}:arrays"], self.state[f"pipeline:{old}:values"]
         self.state[f"pipeline:{digest}:arrays"] = ArrayRecord(
             {name: Array(np.ascontiguousarray(value)) for name, value in fixed.arrays.items()}
         )
         self.state[f"pipeline:{digest}:values"] = ConfigRecord(dict(fixed.values))
-        self.state["pipeline:order"] = ConfigRecord({"digests": order[-self.KEPT :]})
+        self.state["pipeline:order"] = ConfigRecord({"digests": list(order)})
 
     def _order(self) -> list[str]:
         if "pipeline:order" not in self.state:

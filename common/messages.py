@@ -198,6 +198,9 @@ REPLIES: dict[Kind, type] = {
 }
 SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
 PIPELINE_UNKNOWN = "pipeline-unknown"  # a reply value: send me the pipeline in full
+# Fixed pipelines a site keeps, newest last; the aggregator mirrors the same list per site,
+# so it knows what each holds (the site's state travels with every message: keep it small).
+PIPELINES_KEPT = 8
 
 
 def encode_reply(kind: Kind, reply: Any) -> Payload:
@@ -310,10 +313,10 @@ def split_pipeline(params: PipelineParams) -> tuple[Payload, Payload]:
     return Payload(fixed, full.values), Payload(moving)
 
 
-def encode_request(request: Request, known: set[str]) -> tuple[Payload, set[str]]:
+def encode_request(request: Request, known: tuple[str, ...]) -> tuple[Payload, tuple[str, ...]]:
     """The request's payload, with the fixed pipeline only where its digest is not in
-    `known` (what this site holds); returns it and the digests it now holds."""
-    payload, held = Payload(dict(request.arrays), dict(request.values)), set(known)
+    `known` (what this site holds, oldest first); returns it and what the site will hold."""
+    payload, held = Payload(dict(request.arrays), dict(request.values)), tuple(known)
     if request.parts:
         payload.values["bundle.size"] = len(request.parts)
         for index, part in enumerate(request.parts):
@@ -331,8 +334,13 @@ def encode_request(request: Request, known: set[str]) -> tuple[Payload, set[str]
         if digest not in held:
             payload.arrays |= {f"pipeline/{k}": v for k, v in fixed.arrays.items()}
             payload.values |= {f"pipeline/{k}": v for k, v in fixed.values.items()}
-            held.add(digest)
+            held = kept(held, digest)
     return payload, held
+
+
+def kept(held: tuple[str, ...], digest: str) -> tuple[str, ...]:
+    """What a site holds after it is sent `digest` in full: the newest PIPELINES_KEPT."""
+    return (*(d for d in held if d != digest), digest)[-PIPELINES_KEPT:]
 
 
 class PipelineUnknown(LookupError):

@@ -133,7 +133,7 @@ class Federation:
         self.log = log
         self.sites: dict[int, SiteRecord] = {}
         self.events: list[dict] = []
-        self._known: dict[int, set[str]] = defaultdict(set)  # pipeline digests each site holds
+        self._known: dict[int, tuple[str, ...]] = defaultdict(tuple)  # what each site holds
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(
@@ -165,7 +165,7 @@ class Federation:
         if resend:  # the site lost its cache (a new process): send the pipeline in full
             again = {}
             for node in resend:
-                again[node], self._known[node] = encode_request(requests[node], set())
+                again[node], self._known[node] = encode_request(requests[node], ())
             more, more_failed = self.transport.ask(kind, again)
             replies |= more
             failed |= more_failed
@@ -302,7 +302,7 @@ class _PolicyGrid(Grid):
         lost = [node for node, reply in replies.items() if PIPELINE_UNKNOWN in reply.values]
         if lost:  # a site that lost its cache (a new process): once more, the pipeline in full
             for node in lost:
-                federation._known[node] = set()
+                federation._known[node] = ()
             again = [_copy(m) for m in messages if m.metadata.dst_node_id in lost]
             more = self._send(again, timeout)
             more_replies, more_failed = transport.collect(kind, lost, more)

@@ -48,3 +48,23 @@ class FaultyGrid(InProcessGrid):
             reply = self.tamper(node, reply)
         self.sent.append((node, message.metadata.message_type, reply))
         return reply
+
+
+def site_grid(tables: dict[str, Path], study, grid_class: type = FaultyGrid) -> FaultyGrid:
+    """A faulty in-process grid whose node i is the site of the i-th feature table."""
+    from fedrad.client.app import TableLoader, make_client_app
+
+    def locate(context):
+        return str(context.node_config["site-name"]), Path(context.node_config["path"])
+
+    client = make_client_app(TableLoader(locate, lambda _: study))
+    return grid_class(client, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
+
+
+def run_study(grid: FaultyGrid, study) -> dict:
+    """The study's results over `grid`, as the ServerApp would run it."""
+    from fedrad.server.federation import GridTransport
+    from fedrad.server.study import StudyProtocol
+
+    transport = GridTransport(grid, timeout_s=60)
+    return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()

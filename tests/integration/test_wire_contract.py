@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flwr.app import RecordDict
 
+from fedrad.client.app import PipelineCache
 from fedrad.client.handlers import HANDLERS
 from fedrad.common.messages import (
     MESSAGE_TYPES,
+    PIPELINES_KEPT,
     REPLIES,
     Kind,
     MalformedReply,
@@ -115,7 +118,7 @@ def _pipeline(beta: float) -> PipelineParams:
 
 def test_the_pipeline_goes_to_a_site_once_and_only_beta_travels_after():
     request = Request(_pipeline(0.0), Partition("kfold", 2))
-    first, known = encode_request(request, set())
+    first, known = encode_request(request, ())
     second, _ = encode_request(Request(_pipeline(1.0), Partition("kfold", 2)), known)
     assert any(name.startswith("pipeline/") for name in first.arrays)
     assert not any(name.startswith("pipeline/") for name in second.arrays)
@@ -130,7 +133,7 @@ def test_the_pipeline_goes_to_a_site_once_and_only_beta_travels_after():
 
 
 def test_a_site_that_lost_its_cache_asks_for_the_pipeline_again():
-    _, known = encode_request(Request(_pipeline(0.0), Partition("all")), set())
+    _, known = encode_request(Request(_pipeline(0.0), Partition("all")), ())
     second, _ = encode_request(Request(_pipeline(1.0), Partition("all")), known)
     with pytest.raises(PipelineUnknown):
         decode_request(second, {})
@@ -141,9 +144,29 @@ def test_a_bundle_carries_each_fit_with_its_own_pipeline_and_partition():
         Request(_pipeline(float(i)), Partition("kfold", i), values={"threshold": 0.1 * i})
         for i in range(3)
     ]
-    payload, _ = encode_request(Request(parts=parts, arrays={"gamma": np.ones(2)}), set())
+    payload, _ = encode_request(Request(parts=parts, arrays={"gamma": np.ones(2)}), ())
     decoded = decode_request(payload, {})
     assert [p.partition.fold for p in decoded.parts] == [0, 1, 2]
     assert [p.values["threshold"] for p in decoded.parts] == [0.0, 0.1, 0.2]
     assert np.array_equal(decoded.arrays["gamma"], np.ones(2))
     assert [float(p.pipeline.beta[0]) for p in decoded.parts] == [0.0, 1.0, 2.0]
+
+
+def test_the_aggregator_mirrors_what_a_site_keeps_and_resends_what_it_dropped():
+    state = RecordDict()
+    cache, known = PipelineCache(state), ()
+    pipelines = [_pipeline(0.0) for _ in range(PIPELINES_KEPT + 2)]
+    for index, pipeline in enumerate(pipelines):
+        pipelines[index] = PipelineParams(
+            features=[f"f{index}", "b"], selected=pipeline.selected, beta=pipeline.beta
+        )
+        payload, known = encode_request(Request(pipelines[index], Partition("all")), known)
+        decode_request(payload, cache)
+    assert len(known) == PIPELINES_KEPT
+    assert tuple(cache._order()) == known
+    again, _ = encode_request(Request(pipelines[0], Partition("all")), known)
+    assert any(name.startswith("pipeline/") for name in again.values)  # sent in full again
+    assert decode_request(again, cache).pipeline.features == ["f0", "b"]
+    recent, _ = encode_request(Request(pipelines[-1], Partition("all")), known)
+    assert not any(name.startswith("pipeline/") for name in recent.values)
+    assert decode_request(recent, cache).pipeline.features == [f"f{PIPELINES_KEPT + 1}", "b"]

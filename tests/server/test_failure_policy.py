@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FaultyGrid
+from conftest import run_study, site_grid
 from flwr.app import Array, Context, Error, Message, RecordDict
 from typer.testing import CliRunner
 
-from fedrad.client.app import TableLoader, make_client_app
 from fedrad.common.cli import app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.feature_table import read_feature_table
 from fedrad.server.app import make_server_app
-from fedrad.server.federation import GridTransport, StudyCannotRun
-from fedrad.server.study import StudyProtocol
+from fedrad.server.federation import StudyCannotRun
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
@@ -40,19 +38,6 @@ PHASES = {
     "evaluate.calibration": "hessian",
     "query.site_effect": "raw_mean",
 }
-
-
-def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> FaultyGrid:
-    def locate(context):
-        return str(context.node_config["site-name"]), Path(context.node_config["path"])
-
-    client = make_client_app(TableLoader(locate, lambda _: study))
-    return FaultyGrid(client, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
-
-
-def _run(grid: FaultyGrid, study: StudyConfig = STUDY) -> dict:
-    transport = GridTransport(grid, timeout_s=60)
-    return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
 
 
 def _corrupt(fault: str, field: str):
@@ -94,12 +79,12 @@ def test_a_faulty_reply_in_any_phase_sets_the_site_aside_once_and_the_study_goes
 ):
     if message_type == "query.census" and fault == "non-finite":
         pytest.skip("a census reply holds no number")
-    grid = _grid(tables)
+    grid = site_grid(tables, STUDY)
     hook, done = _corrupt(fault, PHASES[message_type])
     grid.tamper = lambda node, reply: (
         hook(node, message_type, reply) if reply.metadata.message_type == message_type else reply
     )
-    results = _run(grid)
+    results = run_study(grid, STUDY)
     assert done, f"no {message_type} reached site 2"
     name = "node 2" if message_type == "query.census" else "site02"  # not yet named
     site = {s["name"]: s for s in results["sites"]}[name]
@@ -117,12 +102,12 @@ def test_a_faulty_reply_in_any_phase_sets_the_site_aside_once_and_the_study_goes
 def test_a_faulty_mlp_round_sets_the_site_aside_and_training_restarts_without_it(tmp_path):
     study = STUDY.updated(model={"kind": "mlp", "rounds": 2}, validation={"scheme": "holdout"})
     tables = write_site_feature_tables(tmp_path, study)
-    grid = _grid(tables, study)
+    grid = site_grid(tables, study)
     hook, done = _corrupt("non-finite", "hidden.weight")
     grid.tamper = lambda node, reply: (
         hook(node, "train", reply) if reply.metadata.message_type == "train" else reply
     )
-    results = _run(grid, study)
+    results = run_study(grid, study)
     assert done
     site = {s["name"]: s for s in results["sites"]}["site02"]
     assert site["status"] == "dropped" and "non-finite" in site["reason"]
@@ -136,21 +121,21 @@ def test_an_mlp_site_too_small_to_train_is_left_out_not_counted_as_training(tmp_
         federation={"min_cell_size": 12},
     )
     tables = write_site_feature_tables(tmp_path, study, sizes=(60, 14, 80))
-    results = _run(_grid(tables, study), study)
+    results = run_study(site_grid(tables, study), study)
     assert results["model"]["training_sites"] == ["site01", "site03"]
     assert "site02" in results["selection"]["excluded_sites"]
     assert {s["name"]: s["status"] for s in results["sites"]}["site02"] == "included"
 
 
 def test_faults_in_one_fit_leave_the_model_equal_to_the_pooled_fit_of_the_rest(tables):
-    grid = _grid(tables)
+    grid = site_grid(tables, STUDY)
     hook, _ = _corrupt("error", "dtd")
     grid.tamper = lambda node, reply: (
         hook(node, "query.combat_ols", reply)
         if reply.metadata.message_type == "query.combat_ols"
         else reply
     )
-    results = _run(grid)
+    results = run_study(grid, STUDY)
     rest = {name: path for name, path in tables.items() if name != "site02"}
     reference = pooled_reference(rest, STUDY)
     for name, value in reference["model"]["coefficients"].items():
@@ -161,7 +146,7 @@ def test_when_no_site_can_train_the_study_stops_naming_each_site_and_rule(tmp_pa
     study = STUDY.updated(federation={"min_cell_size": 30})
     tables = write_site_feature_tables(tmp_path, study, sizes=(40, 36, 44))
     with pytest.raises(StudyCannotRun) as stop:
-        _run(_grid(tables, study), study)
+        run_study(site_grid(tables, study), study)
     message = str(stop.value)
     assert "no site can contribute" in message
     for site in ("site01", "site02", "site03"):
@@ -175,7 +160,7 @@ def test_the_server_app_hands_over_why_a_study_stopped_instead_of_raising(tmp_pa
     handed = []
     server = make_server_app(study, on_results=handed.append, expected_sites=3, log=lambda _: 0)
     context = Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    server(_grid(tables, study), context)
+    server(site_grid(tables, study), context)
     (results,) = handed
     assert results["status"] == "stopped"
     assert "no site can contribute" in results["reason"]
@@ -212,14 +197,14 @@ def test_simulate_on_a_study_that_cannot_run_exits_1_with_a_sentence(tmp_path):
 def test_a_site_failing_while_l1_fits_share_rounds_is_set_aside_and_the_fits_rerun(tmp_path):
     study = STUDY.updated(model={"kind": "lasso-logistic"})
     tables = write_site_feature_tables(tmp_path, study)
-    grid = _grid(tables, study)
+    grid = site_grid(tables, study)
     hook, done = _corrupt("non-finite", "gradient")
     grid.tamper = lambda node, reply: (
         hook(node, "train.lasso_round", reply)
         if reply.metadata.message_type == "train.lasso_round"
         else reply
     )
-    results = _run(grid, study)
+    results = run_study(grid, study)
     assert done
     site = {s["name"]: s for s in results["sites"]}["site02"]
     assert site["status"] == "dropped" and "non-finite" in site["reason"]

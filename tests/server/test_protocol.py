@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import FaultyGrid
+from conftest import run_study, site_grid
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 
-from fedrad.client.app import TableLoader, make_client_app
 from fedrad.client.data import SiteData
 from fedrad.common.config import FederationSettings, StudyConfig, extractor_versions
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.pipeline import Partition
-from fedrad.server.federation import GridTransport
-from fedrad.server.study import StudyProtocol
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 STUDY = StudyConfig(
     federation=FederationSettings(min_cell_size=3), validation={"scheme": "holdout"}
 )
-
-
-def _grid(tables: dict[str, Path], study: StudyConfig = STUDY) -> FaultyGrid:
-    def locate(context):
-        return str(context.node_config["site-name"]), Path(context.node_config["path"])
-
-    app = make_client_app(TableLoader(locate, lambda _: study))
-    return FaultyGrid(app, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
-
-
-def _run(grid: FaultyGrid, study: StudyConfig = STUDY) -> dict:
-    transport = GridTransport(grid, timeout_s=60)
-    return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
 
 
 def _max_difference(a: dict, b: dict) -> float:
@@ -46,7 +28,7 @@ def _max_difference(a: dict, b: dict) -> float:
 def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
     study = STUDY.updated(validation={"scheme": scheme, "folds": 3})
     tables = write_site_feature_tables(tmp_path, study)
-    results = _run(_grid(tables, study), study)
+    results = run_study(site_grid(tables, study), study)
     reference = pooled_reference(tables, study)
 
     assert [s["status"] for s in results["sites"]] == ["included"] * 3
@@ -78,7 +60,7 @@ def test_federated_study_equals_the_pooled_study(tmp_path, scheme):
 
 def test_harmonization_removes_the_site_effect(tmp_path):
     tables = write_site_feature_tables(tmp_path, STUDY, site_shift=2.0)
-    results = _run(_grid(tables))
+    results = run_study(site_grid(tables, STUDY), STUDY)
     effect = results["harmonization"]
     assert effect["before"]["share_of_features_with_site_effect_p_lt_0.05"] == 1.0
     assert effect["after"]["median_f"] < 0.01 * effect["before"]["median_f"]
@@ -92,7 +74,7 @@ def test_harmonization_removes_the_site_effect(tmp_path):
 def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
     study = STUDY.updated(validation={"scheme": "leave-one-site-out"})
     tables = write_site_feature_tables(tmp_path, study, site_shift=2.0)
-    results = _run(_grid(tables, study), study)
+    results = run_study(site_grid(tables, study), study)
     fits = results["validation"]["fits"]
     assert [fit["fit"] for fit in fits] == [f"held-out site0{i}" for i in (1, 2, 3)]
     for fit in fits:
@@ -104,8 +86,8 @@ def test_leave_one_site_out_harmonizes_the_held_out_site_label_free(tmp_path):
 
 def test_nothing_per_case_leaves_a_site(tmp_path):
     tables = write_site_feature_tables(tmp_path, STUDY, sizes=(41, 13, 53))
-    grid = _grid(tables)
-    _run(grid)
+    grid = site_grid(tables, STUDY)
+    run_study(grid, STUDY)
     case_ids, case_counts = set(), set()
     for name, path in tables.items():
         site = SiteData.load(path, name, STUDY)
@@ -133,7 +115,7 @@ def test_site_with_wrong_extraction_hash_is_refused_by_name(tmp_path):
     tables = write_site_feature_tables(tmp_path, STUDY)
     table, provenance = read_feature_table(tables["site02"])
     write_feature_table(table, tables["site02"], {**provenance, "extraction_hash": "0" * 16})
-    results = _run(_grid(tables))
+    results = run_study(site_grid(tables, STUDY), STUDY)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site02"]["status"] == "refused"
     assert "extraction hash" in status["site02"]["reason"]
@@ -146,7 +128,7 @@ def test_site_on_another_numpy_release_is_told_which_library_differs(tmp_path):
     table, provenance = read_feature_table(tables["site02"])
     stale = {**provenance, **extractor_versions(), "numpy": "1.26.4", "extraction_hash": "1" * 16}
     write_feature_table(table, tables["site02"], stale)
-    status = {s["name"]: s for s in _run(_grid(tables))["sites"]}
+    status = {s["name"]: s for s in run_study(site_grid(tables, STUDY), STUDY)["sites"]}
     assert status["site02"]["status"] == "refused"
     reason = status["site02"]["reason"]
     assert f"numpy 1.26.4 (study: {extractor_versions()['numpy']})" in reason
@@ -155,9 +137,9 @@ def test_site_on_another_numpy_release_is_told_which_library_differs(tmp_path):
 
 def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it(tmp_path):
     tables = write_site_feature_tables(tmp_path, STUDY)
-    grid = _grid(tables)
+    grid = site_grid(tables, STUDY)
     grid.drop_after[2] = 4  # census, ComBat sums, SSR, screening; then silence
-    results = _run(grid)
+    results = run_study(grid, STUDY)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site02"]["status"] == "dropped"
     assert "no reply" in status["site02"]["reason"]
@@ -173,7 +155,7 @@ def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it
 @pytest.mark.parametrize("corruption", ["nan", "shape"])
 def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
     tables = write_site_feature_tables(tmp_path, STUDY)
-    grid = _grid(tables)
+    grid = site_grid(tables, STUDY)
 
     def tamper(node: int, reply: Message) -> Message:
         arrays = reply.content["arrays"]
@@ -184,7 +166,7 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
         return reply
 
     grid.tamper = tamper
-    results = _run(grid)
+    results = run_study(grid, STUDY)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site03"]["status"] == "dropped"
     assert ("non-finite" if corruption == "nan" else "malformed") in status["site03"]["reason"]
@@ -195,8 +177,8 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
 def test_site_below_min_cell_size_contributes_nothing(tmp_path):
     study = STUDY.updated(federation={"min_cell_size": 10})
     tables = write_site_feature_tables(tmp_path, study, sizes=(60, 12, 80))
-    grid = _grid(tables, study)
-    results = _run(grid, study)
+    grid = site_grid(tables, study)
+    results = run_study(grid, study)
     answered = {
         kind for node, kind, r in grid.sent if node == 2 and "skipped" not in r.content["values"]
     }
@@ -221,7 +203,7 @@ def test_a_site_missing_a_sequence_shrinks_the_study_to_shared_features(tmp_path
             tables[name],
             other_provenance,
         )
-    results = _run(_grid(tables))
+    results = run_study(site_grid(tables, STUDY), STUDY)
     assert all(site["status"] == "included" for site in results["sites"])
     used = set(results["selection"]["kept"])
     assert not any(name.startswith("flair_") for name in used)

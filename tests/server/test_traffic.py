@@ -1,19 +1,14 @@
-"""No needless traffic or work: the fitted pipeline reaches each site once per digest,
-only beta travels per Newton round, and a site's ComBat empirical-Bayes step runs once
-per fit."""
+"""No needless traffic or work: the fitted pipeline reaches each site once per fit (and at
+evaluation only if the site no longer keeps it), only beta travels per Newton round, and a
+site's ComBat empirical-Bayes step runs once per fit."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from conftest import FaultyGrid
+from conftest import FaultyGrid, run_study, site_grid
 
 from fedrad.client import local_pipeline
-from fedrad.client.app import TableLoader, make_client_app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import from_record
-from fedrad.server.federation import GridTransport
-from fedrad.server.study import StudyProtocol
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 STUDY = StudyConfig(
@@ -35,19 +30,6 @@ class RecordingGrid(FaultyGrid):
         return super().deliver(message)
 
 
-def _grid(tables: dict[str, Path]) -> RecordingGrid:
-    def locate(context):
-        return str(context.node_config["site-name"]), Path(context.node_config["path"])
-
-    client = make_client_app(TableLoader(locate, lambda _: STUDY))
-    return RecordingGrid(client, [{"site-name": n, "path": str(p)} for n, p in tables.items()])
-
-
-def _run(grid) -> dict:
-    transport = GridTransport(grid, timeout_s=60)
-    return StudyProtocol(transport, STUDY, len(grid.contexts), log=lambda _: None).run()
-
-
 def _digests_sent_in_full(payload) -> list[str]:
     """Digests of the fixed pipelines a request carries in full (bundles hold several)."""
     values = payload.values
@@ -60,23 +42,40 @@ def _digests_sent_in_full(payload) -> list[str]:
     return [str(values["pipeline.digest"])] if "pipeline/features" in values else []
 
 
-def test_each_site_receives_each_fitted_pipeline_once(tmp_path):
-    grid = _grid(write_site_feature_tables(tmp_path, STUDY))
-    _run(grid)
-    full = [(node, digest) for node, _, p in grid.requests for digest in _digests_sent_in_full(p)]
-    assert full, "no pipeline was sent at all"
-    assert len(full) == len(set(full))
+def test_each_site_receives_each_fitted_pipeline_once_per_fit(tmp_path):
+    grid = site_grid(write_site_feature_tables(tmp_path, STUDY), STUDY, RecordingGrid)
+    run_study(grid, STUDY)
+    fitting = [
+        (node, digest)
+        for node, kind, payload in grid.requests
+        if not kind.startswith("evaluate.")
+        for digest in _digests_sent_in_full(payload)
+    ]
+    assert fitting, "no pipeline was sent at all"
+    # per fit, each stage at most once: the feature list, ComBat's provisional and pooled
+    # fits, the full pipeline (an identical stage may recur in another fit)
+    fits = STUDY.validation.folds + 1
+    for node in (1, 2, 3):
+        assert sum(sent == node for sent, _ in fitting) <= 4 * fits
     newton = [p for _, kind, p in grid.requests if kind == "train.newton"]
     with_pipeline = [p for p in newton if _digests_sent_in_full(p)]
-    fits = STUDY.validation.folds + 1
     assert len(with_pipeline) == 3 * fits  # each site's first Newton round of each fit
     assert len(newton) >= 3 * len(with_pipeline)  # the other rounds ...
     others = [p for p in newton if not _digests_sent_in_full(p)]
     assert all(set(p.arrays) == {"beta"} for p in others)  # ... carry beta only
+    # evaluation resends a fold's pipeline only if the site no longer keeps it, once
+    scoring = [
+        (node, digest)
+        for node, kind, payload in grid.requests
+        if kind == "evaluate.scores"
+        for digest in _digests_sent_in_full(payload)
+    ]
+    assert len(scoring) <= 3 * STUDY.validation.folds
 
 
 def test_request_bytes_are_counted_beside_reply_bytes(tmp_path):
-    results = _run(_grid(write_site_feature_tables(tmp_path, STUDY)))
+    grid = site_grid(write_site_feature_tables(tmp_path, STUDY), STUDY, RecordingGrid)
+    results = run_study(grid, STUDY)
     to_sites, from_sites = results["traffic_bytes_to_sites"], results["traffic_bytes_from_sites"]
     assert set(to_sites) == set(from_sites)
     assert all(size > 0 for sizes in to_sites.values() for size in sizes.values())
@@ -92,7 +91,7 @@ def test_combat_empirical_bayes_runs_once_per_fit_and_site(tmp_path, monkeypatch
         return original(data, params, partition, study)
 
     monkeypatch.setattr(local_pipeline, "_own_estimates", counted)
-    _run(_grid(write_site_feature_tables(tmp_path, STUDY)))
+    run_study(site_grid(write_site_feature_tables(tmp_path, STUDY), STUDY), STUDY)
     fits = STUDY.validation.folds + 1  # every fold, and the final fit
     assert len(calls) == 3 * fits
     assert len(set(calls)) == len(calls)

@@ -7,6 +7,8 @@ wire contract of `fedrad.common.messages`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,39 +80,55 @@ class TableLoader:
 class PipelineCache:
     """Fixed pipeline parts this node has been sent, by digest, in its Flower context state
     (which the runtime keeps between a node's messages); the newest PIPELINES_KEPT, as the
-    aggregator's mirror of this cache assumes (`messages.kept`)."""
+    aggregator's mirror of this cache assumes (`messages.kept`). Arrays are stored once by
+    content: a fit's successive stages share ComBat's arrays, and the state travels with
+    every message."""
 
     def __init__(self, state: RecordDict):
         self.state = state
 
     def __contains__(self, digest: str) -> bool:
-        return f"pipeline:{digest}:values" in self.state
+        return f"pipeline:{digest}" in self.state
 
     def __getitem__(self, digest: str) -> Payload:
-        arrays = self.state[f"pipeline:{digest}:arrays"]
-        values = self.state[f"pipeline:{digest}:values"]
+        entry = self.state[f"pipeline:{digest}"]
+        arrays = self.state["pipeline:arrays"]
         return Payload(
-            {name: array.numpy() for name, array in arrays.items()},
             {
-                name: list(value) if isinstance(value, list) else value
-                for name, value in values.items()
+                name: arrays[key].numpy()
+                for name, key in zip(entry["names"], entry["keys"], strict=True)
             },
+            json.loads(entry["values"]),
         )
 
     def __setitem__(self, digest: str, fixed: Payload) -> None:
         order = kept(tuple(self._order()), digest)
         for old in set(self._order()) - set(order):
-            del self.state[f"pipeline:{old}:arrays"], self.state[f"pipeline:{old}:values"]
-        self.state[f"pipeline:{digest}:arrays"] = ArrayRecord(
-            {name: Array(np.ascontiguousarray(value)) for name, value in fixed.arrays.items()}
+            del self.state[f"pipeline:{old}"]
+        stored = dict(self.state["pipeline:arrays"]) if "pipeline:arrays" in self.state else {}
+        keys = [_content_key(value) for value in fixed.arrays.values()]
+        for key, value in zip(keys, fixed.arrays.values(), strict=True):
+            stored.setdefault(key, Array(np.ascontiguousarray(value)))
+        self.state[f"pipeline:{digest}"] = ConfigRecord(
+            {"names": list(fixed.arrays), "keys": keys, "values": json.dumps(fixed.values)}
         )
-        self.state[f"pipeline:{digest}:values"] = ConfigRecord(dict(fixed.values))
         self.state["pipeline:order"] = ConfigRecord({"digests": list(order)})
+        used = {key for d in order for key in self.state[f"pipeline:{d}"]["keys"]}
+        self.state["pipeline:arrays"] = ArrayRecord(
+            {key: array for key, array in stored.items() if key in used}
+        )
 
     def _order(self) -> list[str]:
         if "pipeline:order" not in self.state:
             return []
         return list(self.state["pipeline:order"]["digests"])
+
+
+def _content_key(array: np.ndarray) -> str:
+    contiguous = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{contiguous.dtype.str}|{contiguous.shape}".encode())
+    digest.update(contiguous.tobytes())
+    return digest.hexdigest()[:32]
 
 
 def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, state) -> Payload:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from fedrad.client import plan
 from fedrad.client.coverage import coverage
 from fedrad.client.data import SiteData, SiteSkipped
 from fedrad.client.local_pipeline import (
@@ -28,6 +29,7 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization import combat
 from fedrad.common.messages import (
+    REFUSED,
     SKIPPED,
     CensusReply,
     Empty,
@@ -344,8 +346,12 @@ HANDLERS: dict[Kind, Handler] = {
 
 
 def handle(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -> Payload:
-    """Answer one request in the wire format, or say why this site sits it out."""
+    """Answer one request in the wire format, say why this site sits it out, or refuse a
+    request outside its plan (a reason code only)."""
     try:
+        plan.check(kind, request, study)
         return encode_reply(kind, HANDLERS[kind](data, study, request))
     except SiteSkipped as skipped:
         return Payload(values={SKIPPED: str(skipped)})
+    except plan.Refused as refused:
+        return Payload(values={REFUSED: plan.refusal(kind, data.name, refused)})

@@ -22,6 +22,7 @@ from flwr.serverapp import Grid
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
+    REFUSED,
     SKIPPED,
     Kind,
     MalformedReply,
@@ -174,6 +175,10 @@ class Federation:
         }
         decoded = {}
         for node, reply in replies.items():
+            if REFUSED in reply.values:
+                code = str(reply.values[REFUSED])
+                problems[node] = SiteFailed(node, f"refused {kind} as outside its plan ({code})")
+                continue
             if SKIPPED in reply.values:
                 problems[node] = SiteSkippedFit(node, str(reply.values[SKIPPED]))
                 continue
@@ -312,6 +317,9 @@ class _PolicyGrid(Grid):
         for node, reason in failed.items():
             raise SiteFailed(node, reason)
         for node, reply in replies.items():
+            if REFUSED in reply.values:
+                code = str(reply.values[REFUSED])
+                raise SiteFailed(node, f"refused {kind} as outside its plan ({code})")
             if SKIPPED in reply.values:
                 raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
             federation.validate(node, kind, reply)

@@ -1,0 +1,133 @@
+"""What a site agrees to compute: the plan its own study config implies, nothing else.
+
+The aggregator chooses requests, so a curious one could ask for partitions, model kinds or
+values that single out cases (a test set of every case, a fold index past the last fold, a
+threshold bisecting one score). A site derives the partitions, folds, inner folds, roles
+and model kind of its study itself and checks every request against them and every value
+the aggregator supplies (shapes, finite, in range) before it touches its data. A refusal
+carries a reason code only; the detail stays in the site's own log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from fedrad.common.config import StudyConfig
+from fedrad.common.messages import Kind, Request
+from fedrad.common.pipeline import Partition, PipelineParams
+
+log = logging.getLogger("fedrad.site")
+
+SCHEMES = {  # the partitions each validation design uses (its fits and the final one)
+    "holdout": {"holdout"},
+    "kfold": {"kfold", "all"},
+    "leave-one-site-out": {"all", "unseen"},
+    "single-site": {"all", "unseen"},
+}
+MODEL_KINDS = {  # the message kinds only one model kind sends
+    Kind.NEWTON: "ridge-logistic",
+    Kind.LASSO_ROUND: "lasso-logistic",
+    Kind.LOSS: "lasso-logistic",
+    Kind.LAMBDA_MAX: "lasso-logistic",
+    Kind.MLP_ROUND: "mlp",
+}
+MAX_ABS_PARAMETER = 1e6  # coefficients, scaler and weights beyond this are not a fit's
+
+
+class Refused(Exception):
+    """A request outside this site's plan; `code` is all the aggregator is told."""
+
+    def __init__(self, code: str, detail: str):
+        super().__init__(detail)
+        self.code = code
+
+
+def check(kind: Kind, request: Request, study: StudyConfig) -> None:
+    """Refuse `request` unless the site's own study implies it."""
+    wanted = MODEL_KINDS.get(kind)
+    if wanted is not None and wanted != study.model.kind:
+        raise Refused("kind-outside-plan", f"{kind} asked in a {study.model.kind} study")
+    for part in request.parts or [request]:
+        if part.partition is not None:
+            _check_partition(part.partition, study)
+        role = part.values.get("role", "train")
+        if role not in ("train", "test"):
+            raise Refused("role-outside-plan", f"role {role!r}")
+        if (
+            role == "test"
+            and kind is not Kind.SCORES
+            and (part.partition is None or part.partition.inner is None)
+        ):
+            raise Refused("role-outside-plan", "held-out sums only inside an inner fold")
+        if part.pipeline is not None:
+            _check_pipeline(part.pipeline, study)
+        if "threshold" in part.values:
+            threshold = float(part.values["threshold"])
+            if not 0.0 < threshold < 1.0:
+                raise Refused("value-out-of-bounds", f"threshold {threshold}")
+    if "candidates" in request.arrays:
+        n_features = len(request.pipeline.features) if request.pipeline is not None else 0
+        candidates = np.asarray(request.arrays["candidates"])
+        _check_indices(candidates, n_features, study.selection.candidates, "candidates")
+
+
+def _check_partition(partition: Partition, study: StudyConfig) -> None:
+    validation = study.validation
+    if partition.scheme not in SCHEMES[validation.scheme]:
+        raise Refused(
+            "partition-outside-plan",
+            f"partition {partition.scheme!r} in a {validation.scheme} study",
+        )
+    folds = validation.folds if partition.scheme == "kfold" else 1
+    if not 0 <= partition.fold < folds:
+        raise Refused("partition-outside-plan", f"fold {partition.fold} of {folds}")
+    if partition.inner is not None:
+        tuned = study.model.kind == "lasso-logistic" and study.model.lasso_lambda is None
+        if not tuned or not 0 <= partition.inner < validation.inner_folds:
+            raise Refused("partition-outside-plan", f"inner fold {partition.inner}")
+
+
+def _check_pipeline(params: PipelineParams, study: StudyConfig) -> None:
+    if params.selected is not None:
+        _check_indices(
+            np.asarray(params.selected),
+            len(params.features),
+            study.selection.max_features,
+            "selected",
+        )
+    n_inputs = len(params.model_features)
+    values = {"beta": params.beta, **(params.network or {})}
+    if params.standardizer is not None:
+        scaler = params.standardizer
+        if scaler.mean.shape != (n_inputs,) or scaler.scale.shape != (n_inputs,):
+            raise Refused("value-out-of-bounds", "scaler shape differs from the model inputs")
+        if not np.all(scaler.scale > 0):
+            raise Refused("value-out-of-bounds", "scaler with a non-positive scale")
+        values |= {"scaler.mean": scaler.mean, "scaler.scale": scaler.scale}
+    if params.beta is not None and np.shape(params.beta) != (n_inputs + 1,):
+        raise Refused("value-out-of-bounds", f"beta of shape {np.shape(params.beta)}")
+    for name, value in values.items():
+        if value is None:
+            continue
+        array = np.asarray(value, dtype=np.float64)
+        if not np.all(np.isfinite(array)) or np.any(np.abs(array) > MAX_ABS_PARAMETER):
+            raise Refused("value-out-of-bounds", f"{name} not finite or beyond bounds")
+
+
+def _check_indices(indices: np.ndarray, n_features: int, most: int, name: str) -> None:
+    if (
+        indices.ndim != 1
+        or len(indices) > most
+        or len(set(indices.tolist())) != len(indices)
+        or np.any(indices < 0)
+        or np.any(indices >= n_features)
+    ):
+        raise Refused("value-out-of-bounds", f"{name}: {len(indices)} indices")
+
+
+def refusal(kind: Kind, site: str, refused: Refused) -> str:
+    """Log the detail here, at the site; return the code the aggregator may see."""
+    log.warning("%s refused %s (%s): %s", site, kind, refused.code, refused)
+    return refused.code

@@ -1,0 +1,119 @@
+"""A curious aggregator chooses requests: the site computes only what its own study implies
+and refuses the rest with a reason code, the detail staying in its own log."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import site_grid
+
+from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.messages import REFUSED, Kind, Request, encode_request
+from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.stats.moments import Standardizer
+from fedrad.server.federation import GridTransport
+from fedrad.simulations.synth.features import write_site_feature_tables
+
+STUDY = StudyConfig(
+    federation=FederationSettings(min_cell_size=3),
+    harmonization={"method": "none"},
+    validation={"scheme": "kfold", "folds": 3},
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tables = write_site_feature_tables(tmp_path_factory.mktemp("site"), STUDY, sizes=(40,))
+    return tables
+
+
+def _ask(tables, kind: Kind, request: Request, study: StudyConfig = STUDY):
+    """The site's reply values to one chosen request, through its real ClientApp."""
+    transport = GridTransport(site_grid(tables, study), timeout_s=30)
+    payload, _ = encode_request(request, ())
+    replies, failed = transport.ask(kind, {1: payload})
+    assert not failed, failed
+    return replies[1]
+
+
+def _pipeline(tables, beta: float = 0.1, study: StudyConfig = STUDY) -> PipelineParams:
+    from fedrad.client.data import SiteData
+
+    ((name, path),) = tables.items()
+    features = SiteData.load(path, name, study).features
+    return PipelineParams(
+        features=features,
+        selected=np.arange(3),
+        standardizer=Standardizer(mean=np.zeros(3), scale=np.ones(3)),
+        beta=np.full(4, beta),
+    )
+
+
+def test_a_plan_request_is_answered(site):
+    reply = _ask(site, Kind.NEWTON, Request(_pipeline(site), Partition("kfold", 1)))
+    assert REFUSED not in reply.values and "gradient" in reply.arrays
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "code"),
+    [
+        ("newton", {"partition": Partition("unseen")}, "partition-outside-plan"),
+        ("newton", {"partition": Partition("holdout")}, "partition-outside-plan"),
+        ("newton", {"partition": Partition("kfold", 3)}, "partition-outside-plan"),
+        ("newton", {"partition": Partition("kfold", 0, inner=0)}, "partition-outside-plan"),
+        ("loss", {}, "kind-outside-plan"),
+        ("lasso-round", {}, "kind-outside-plan"),
+        ("newton", {"beta": np.array([0.1, np.nan, 0.0, 0.0])}, "value-out-of-bounds"),
+        ("newton", {"beta": np.full(4, 1e9)}, "value-out-of-bounds"),
+        ("newton", {"beta": np.zeros(7)}, "value-out-of-bounds"),
+        ("newton", {"selected": np.array([0, 0, 1])}, "value-out-of-bounds"),
+        ("newton", {"selected": np.arange(21)}, "value-out-of-bounds"),
+        ("newton", {"scale": np.zeros(3)}, "value-out-of-bounds"),
+    ],
+)
+def test_a_chosen_request_outside_the_plan_is_refused_by_code(site, kind, change, code, caplog):
+    pipeline = _pipeline(site)
+    if "beta" in change:
+        pipeline = replace(pipeline, beta=change["beta"])
+    if "selected" in change:
+        n = len(change["selected"])
+        pipeline = replace(
+            pipeline,
+            selected=change["selected"],
+            standardizer=Standardizer(np.zeros(n), np.ones(n)),
+            beta=np.zeros(n + 1),
+        )
+    if "scale" in change:
+        pipeline = replace(pipeline, standardizer=Standardizer(np.zeros(3), change["scale"]))
+    partition = change.get("partition", Partition("kfold", 1))
+    with caplog.at_level(logging.WARNING, logger="fedrad.site"):
+        reply = _ask(site, Kind(kind), Request(pipeline, partition))
+    assert reply.values == {REFUSED: code}
+    assert not reply.arrays
+    assert code in caplog.text  # the detail stays in the site's log
+
+
+def test_scores_at_a_chosen_threshold_are_refused(site):
+    part = Request(_pipeline(site), Partition("kfold", 1), values={"threshold": 0.0})
+    reply = _ask(site, Kind.SCORES, Request(parts=[part]))
+    assert reply.values == {REFUSED: "value-out-of-bounds"}
+
+
+def test_held_out_sums_outside_an_inner_fold_are_refused(site):
+    study = STUDY.updated(model={"kind": "lasso-logistic"})
+    pipeline = _pipeline(site, study=study)
+    outer_test = Request(pipeline, Partition("kfold", 1), values={"role": "test"})
+    reply = _ask(site, Kind.LOSS, outer_test, study)
+    assert reply.values == {REFUSED: "role-outside-plan"}
+    inner_test = Request(pipeline, Partition("kfold", 1, inner=0), values={"role": "test"})
+    assert REFUSED not in _ask(site, Kind.LOSS, inner_test, study).values
+
+
+def test_too_many_or_repeated_candidates_are_refused(site):
+    pipeline = PipelineParams(features=_pipeline(site).features)
+    for candidates in (np.arange(61), np.array([1, 1, 2])):
+        request = Request(pipeline, Partition("kfold", 0), arrays={"candidates": candidates})
+        assert _ask(site, Kind.COMOMENTS, request).values == {REFUSED: "value-out-of-bounds"}

@@ -17,10 +17,13 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedrad.client.data import TableMismatch
 from fedrad.client.handlers import handle
+from fedrad.client.site_log import site_log
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
+    SITE_ERROR,
     Kind,
     Payload,
     PipelineUnknown,
@@ -155,8 +158,15 @@ def make_client_app(load_site: SiteLoader | None = None) -> ClientApp:
 
     def handler_of(kind: Kind) -> Callable[[Message, Context], Message]:
         def handler(msg: Message, context: Context) -> Message:
-            data, study = load_site(context)
-            reply = answer(kind, data, study, msg.content, context.state)
+            data = None
+            try:
+                data, study = load_site(context)
+                reply = answer(kind, data, study, msg.content, context.state)
+            except Exception as exc:  # its text may hold paths or values: it stays here
+                folder = data.table_path.parent if data and data.table_path else None
+                site_log(data.name if data else "unloaded", folder).exception("%s failed", kind)
+                public = str(exc) if isinstance(exc, TableMismatch) else "site-error"
+                reply = Payload(values={SITE_ERROR: public})
             return Message(to_record(reply, kind), reply_to=msg)
 
         return handler

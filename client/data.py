@@ -17,6 +17,11 @@ from fedrad.common.pipeline import Partition
 from fedrad.common.stats.split import fold_ids, holdout_mask
 
 
+class TableMismatch(ValueError):
+    """A site's feature table does not fit the study. The message names only what the study
+    itself names (a column, a setting), so it may be sent to the aggregator."""
+
+
 class SiteSkipped(Exception):
     """This site contributes nothing to a phase (e.g. fewer than k cases); says why."""
 
@@ -134,9 +139,9 @@ def _batches(table, site: str, study: StudyConfig) -> np.ndarray:
         return np.full(len(table), site)
     values = table.get(f"{CLINICAL_PREFIX}{column}")
     if values is None:
-        raise ValueError(
-            f"{site}: the study takes ComBat batches from the manifest column {column!r}, "
-            f"which its feature table lacks (re-extract with the study config)"
+        raise TableMismatch(
+            f"its feature table lacks the study's batch column {column!r} "
+            "(re-extract with the study config)"
         )
     return values.astype(str).to_numpy()
 

@@ -25,6 +25,7 @@ from fedrad.client.local_pipeline import (
     predict,
     site_estimates,
 )
+from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization import combat
@@ -354,4 +355,5 @@ def handle(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -> 
     except SiteSkipped as skipped:
         return Payload(values={SKIPPED: str(skipped)})
     except plan.Refused as refused:
-        return Payload(values={REFUSED: plan.refusal(kind, data.name, refused)})
+        log = site_log(data.name, data.table_path.parent if data.table_path else None)
+        return Payload(values={REFUSED: plan.refusal(kind, log, refused)})

@@ -18,8 +18,6 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.messages import Kind, Request
 from fedrad.common.pipeline import Partition, PipelineParams
 
-log = logging.getLogger("fedrad.site")
-
 SCHEMES = {  # the partitions each validation design uses (its fits and the final one)
     "holdout": {"holdout"},
     "kfold": {"kfold", "all"},
@@ -127,7 +125,7 @@ def _check_indices(indices: np.ndarray, n_features: int, most: int, name: str) -
         raise Refused("value-out-of-bounds", f"{name}: {len(indices)} indices")
 
 
-def refusal(kind: Kind, site: str, refused: Refused) -> str:
+def refusal(kind: Kind, log: logging.Logger, refused: Refused) -> str:
     """Log the detail here, at the site; return the code the aggregator may see."""
-    log.warning("%s refused %s (%s): %s", site, kind, refused.code, refused)
+    log.warning("refused %s (%s): %s", kind, refused.code, refused)
     return refused.code

@@ -198,6 +198,7 @@ REPLIES: dict[Kind, type] = {
 }
 SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
 REFUSED = "refused"  # a reply value: the request is outside the site's plan (a reason code)
+SITE_ERROR = "error"  # a reply value: the site failed; what happened is in its own log
 PIPELINE_UNKNOWN = "pipeline-unknown"  # a reply value: send me the pipeline in full
 # Fixed pipelines a site keeps, newest last; the aggregator mirrors the same list per site,
 # so it knows what each holds (the site's state travels with every message: keep it small).

@@ -23,6 +23,7 @@ from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
     REFUSED,
+    SITE_ERROR,
     SKIPPED,
     Kind,
     MalformedReply,
@@ -175,9 +176,8 @@ class Federation:
         }
         decoded = {}
         for node, reply in replies.items():
-            if REFUSED in reply.values:
-                code = str(reply.values[REFUSED])
-                problems[node] = SiteFailed(node, f"refused {kind} as outside its plan ({code})")
+            if REFUSED in reply.values or SITE_ERROR in reply.values:
+                problems[node] = SiteFailed(node, _declined(kind, reply))
                 continue
             if SKIPPED in reply.values:
                 problems[node] = SiteSkippedFit(node, str(reply.values[SKIPPED]))
@@ -317,9 +317,8 @@ class _PolicyGrid(Grid):
         for node, reason in failed.items():
             raise SiteFailed(node, reason)
         for node, reply in replies.items():
-            if REFUSED in reply.values:
-                code = str(reply.values[REFUSED])
-                raise SiteFailed(node, f"refused {kind} as outside its plan ({code})")
+            if REFUSED in reply.values or SITE_ERROR in reply.values:
+                raise SiteFailed(node, _declined(kind, reply))
             if SKIPPED in reply.values:
                 raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
             federation.validate(node, kind, reply)
@@ -335,6 +334,13 @@ class _PolicyGrid(Grid):
             transport.traffic_to_sites[kind][node] += payload.size_bytes + weights
         transport.rounds[kind] += 1
         return list(self.grid.send_and_receive(messages, timeout=timeout))
+
+
+def _declined(kind: Kind, reply: Payload) -> str:
+    """Why a site answered without a result: a refusal's code, or its own error."""
+    if REFUSED in reply.values:
+        return f"refused {kind} as outside its plan ({reply.values[REFUSED]})"
+    return f"{kind} failed at the site ({reply.values[SITE_ERROR]}; the details are in its log)"
 
 
 def _copy(message: Message) -> Message:

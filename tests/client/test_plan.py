@@ -3,6 +3,7 @@ and refuses the rest with a reason code, the detail staying in its own log."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 
@@ -117,3 +118,25 @@ def test_too_many_or_repeated_candidates_are_refused(site):
     for candidates in (np.arange(61), np.array([1, 1, 2])):
         request = Request(pipeline, Partition("kfold", 0), arrays={"candidates": candidates})
         assert _ask(site, Kind.COMOMENTS, request).values == {REFUSED: "value-out-of-bounds"}
+
+
+def test_error_text_stays_in_the_site_log_and_the_aggregator_gets_a_code(tmp_path, monkeypatch):
+    from conftest import run_study
+
+    from fedrad.client import handlers
+
+    tables = write_site_feature_tables(tmp_path, STUDY)
+    secret = "/hospital/pacs/patient-0007/t1c.nii.gz"
+
+    def failing(data, study, request):
+        if data.name == "site02":
+            raise ValueError(f"cannot read {secret}")
+        return handlers.screen(data, study, request)
+
+    monkeypatch.setitem(handlers.HANDLERS, Kind.SCREEN, failing)
+    results = run_study(site_grid(tables, STUDY), STUDY)
+    site = {s["name"]: s for s in results["sites"]}["site02"]
+    assert site["status"] == "dropped"
+    assert "site-error" in site["reason"]
+    assert secret not in json.dumps(results)
+    assert secret in (tables["site02"].parent / "site.log").read_text()

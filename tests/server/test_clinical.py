@@ -289,4 +289,4 @@ def test_a_site_whose_table_lacks_the_batch_column_is_set_aside_by_name(tmp_path
     results = StudyProtocol(GridTransport(grid, 60), study, 3, log=lambda _: None).run()
     assert results["model"]["training_sites"] == ["site01", "site02"]
     (dropped,) = [site for site in results["sites"] if site["status"] != "included"]
-    assert "manifest column 'scanner'" in dropped["reason"]
+    assert "lacks the study's batch column 'scanner'" in dropped["reason"]

@@ -144,8 +144,3 @@ def _batches(table, site: str, study: StudyConfig) -> np.ndarray:
             "(re-extract with the study config)"
         )
     return values.astype(str).to_numpy()
-
-
-def suppressed(count: int, min_cell_size: int) -> str:
-    """A count as it may leave the site: exact at or above k, else '<k'."""
-    return str(count) if count >= min_cell_size else f"<{min_cell_size}"

@@ -60,9 +60,14 @@ from fedrad.common.stats.selection import Comoments
 CALIBRATION_BINS = 10
 
 
-def suppressed(count: int, min_cell_size: int) -> str:
-    """A count as it may leave the site: exact at or above k, else '<k'."""
-    return str(count) if count >= min_cell_size else f"<{min_cell_size}"
+def class_counts(labels: list[str], classes: tuple[str, ...], k: int) -> list[str]:
+    """Case counts per class as they may leave the site. A count below k is "<k", and so
+    are the others then (secondary suppression): the site's total leaves it in other
+    replies (ComBat's per-batch counts), and total minus the rest would give the cell."""
+    counts = [sum(value == label for value in labels) for label in classes]
+    if min(counts) < k:
+        return [f"<{k}" if count < k else f">={k}" for count in counts]
+    return [str(count) for count in counts]
 
 
 def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
@@ -77,10 +82,7 @@ def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
         study_hash=study.study_hash,
         features=list(data.features),
         batches=sorted(set(data.batch)),
-        cases=[
-            suppressed(sum(value == label for value in data.labels), k)
-            for label in study.federation.classes
-        ],
+        cases=class_counts(data.labels, study.federation.classes, k),
         versions=[f"{name}={version}" for name, version in data.versions.items()],
         sequences_missing=list(covered.get("sequences-missing", [])),
     )

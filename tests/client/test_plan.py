@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import site_grid
+from conftest import run_study, site_grid
 
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import REFUSED, Kind, Request, encode_request
@@ -121,8 +121,6 @@ def test_too_many_or_repeated_candidates_are_refused(site):
 
 
 def test_error_text_stays_in_the_site_log_and_the_aggregator_gets_a_code(tmp_path, monkeypatch):
-    from conftest import run_study
-
     from fedrad.client import handlers
 
     tables = write_site_feature_tables(tmp_path, STUDY)
@@ -140,3 +138,17 @@ def test_error_text_stays_in_the_site_log_and_the_aggregator_gets_a_code(tmp_pat
     assert "site-error" in site["reason"]
     assert secret not in json.dumps(results)
     assert secret in (tables["site02"].parent / "site.log").read_text()
+
+
+def test_a_suppressed_class_cannot_be_recovered_from_the_sites_total(tmp_path):
+    from fedrad.client.handlers import class_counts
+
+    counts = class_counts(["HGG"] * 22 + ["BM"] * 3, ("HGG", "BM"), 5)
+    assert counts == [">=5", "<5"]  # 22 would give BM = 25 - 22 with ComBat's batch counts
+    assert class_counts(["HGG"] * 22 + ["BM"] * 9, ("HGG", "BM"), 5) == ["22", "9"]
+    tables = write_site_feature_tables(tmp_path, STUDY, sizes=(40, 12, 60))
+    study = STUDY.updated(federation={"min_cell_size": 5})
+    results = run_study(site_grid(tables, study), study)
+    for site in results["sites"]:
+        shown = list(site["cases"].values())
+        assert all(value.isdigit() for value in shown) or not any(v.isdigit() for v in shown)

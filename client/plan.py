@@ -31,7 +31,7 @@ MODEL_KINDS = {  # the message kinds only one model kind sends
     Kind.LAMBDA_MAX: "lasso-logistic",
     Kind.MLP_ROUND: "mlp",
 }
-MAX_ABS_PARAMETER = 1e6  # coefficients, scaler and weights beyond this are not a fit's
+MAX_ABS_PARAMETER = 1e6  # coefficients and weights beyond this are not a fit's
 
 
 class Refused(Exception):
@@ -96,17 +96,17 @@ def _check_pipeline(params: PipelineParams, study: StudyConfig) -> None:
             "selected",
         )
     n_inputs = len(params.model_features)
-    values = {"beta": params.beta, **(params.network or {})}
     if params.standardizer is not None:
         scaler = params.standardizer
         if scaler.mean.shape != (n_inputs,) or scaler.scale.shape != (n_inputs,):
             raise Refused("value-out-of-bounds", "scaler shape differs from the model inputs")
-        if not np.all(scaler.scale > 0):
-            raise Refused("value-out-of-bounds", "scaler with a non-positive scale")
-        values |= {"scaler.mean": scaler.mean, "scaler.scale": scaler.scale}
+        finite = np.all(np.isfinite(scaler.mean)) and np.all(np.isfinite(scaler.scale))
+        if not finite or not np.all(scaler.scale > 0):  # radiomic means may be any size
+            raise Refused("value-out-of-bounds", "scaler not finite or not positive")
     if params.beta is not None and np.shape(params.beta) != (n_inputs + 1,):
         raise Refused("value-out-of-bounds", f"beta of shape {np.shape(params.beta)}")
-    for name, value in values.items():
+    # coefficients and weights act on standardized inputs: beyond the bound no fit made them
+    for name, value in {"beta": params.beta, **(params.network or {})}.items():
         if value is None:
             continue
         array = np.asarray(value, dtype=np.float64)

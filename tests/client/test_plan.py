@@ -152,3 +152,12 @@ def test_a_suppressed_class_cannot_be_recovered_from_the_sites_total(tmp_path):
     for site in results["sites"]:
         shown = list(site["cases"].values())
         assert all(value.isdigit() for value in shown) or not any(v.isdigit() for v in shown)
+
+
+def test_a_scaler_of_radiomic_magnitude_is_within_the_plan(site):
+    pipeline = _pipeline(site)
+    large = Standardizer(mean=np.array([3e9, -2e7, 5.0]), scale=np.array([1e9, 4e6, 1.0]))
+    reply = _ask(
+        site, Kind.NEWTON, Request(replace(pipeline, standardizer=large), Partition("all"))
+    )
+    assert REFUSED not in reply.values and "gradient" in reply.arrays

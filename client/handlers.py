@@ -9,6 +9,7 @@ as a reason), and counts below k are suppressed, never sent exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -89,7 +90,14 @@ def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
 
 
 def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
-    return enough(data.rows(partition, "train", study), data, "training", study)
+    """The training rows of `partition`, if the fit's training part holds >= k cases of
+    each class: the class rule comes before any sum leaves the site, ComBat's included."""
+    rows = enough(data.rows(partition, "train", study), data, "training", study)
+    fit = data.rows(replace(partition, inner=None), "train", study)
+    k, positives = study.federation.min_cell_size, int(data.y[fit].sum())
+    if min(positives, int(fit.sum()) - positives) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of a class")
+    return rows
 
 
 def _combat_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
@@ -139,9 +147,6 @@ def screen(data: SiteData, study: StudyConfig, request: Request) -> ScreenReply:
     rows = _training(data, partition, study)
     z = harmonized(data, params, partition, rows, study)
     y = data.y[rows].astype(bool)
-    k = study.federation.min_cell_size
-    if min(y.sum(), (~y).sum()) < k:
-        raise SiteSkipped(f"{data.name} has fewer than {k} training cases of a class")
     positives, negatives = Moments.of(z[y]), Moments.of(z[~y])
     clinical = None
     if study.model.clinical_inputs:  # for scaling only: clinical inputs skip selection
@@ -202,7 +207,9 @@ def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
     held-out deviance, docs/methods.md 3.4)."""
     params, partition = request.pipeline, request.partition
     role = str(request.values.get("role", "train"))
-    rows = enough(data.rows(partition, role, study), data, role, study)
+    rows = _training(data, partition, study)  # a held-out loss is part of a training fit
+    if role == "test":
+        rows = enough(data.rows(partition, role, study), data, role, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
     total, n = lasso.loss_terms(x, data.y[rows], params.beta)
     return LossReply(float(total), int(n))
@@ -247,7 +254,7 @@ def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundR
     """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally from the
     global weights, on this site's training cases."""
     params, partition = request.pipeline, request.partition
-    rows = enough(data.rows(partition, "train", study), data, "training", study)
+    rows = _training(data, partition, study)
     settings = study.model
     trained, round_loss = mlp.train_local(
         dict(request.arrays),

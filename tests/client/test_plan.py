@@ -161,3 +161,24 @@ def test_a_scaler_of_radiomic_magnitude_is_within_the_plan(site):
         site, Kind.NEWTON, Request(replace(pipeline, standardizer=large), Partition("all"))
     )
     assert REFUSED not in reply.values and "gradient" in reply.arrays
+
+
+def test_a_site_with_too_few_of_a_class_sends_no_training_sum_not_even_combats(tmp_path):
+    from fedrad.client.data import SiteData
+
+    study = STUDY.updated(harmonization={"method": "combat"}, validation={"scheme": "holdout"})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 14, 50))
+    data = SiteData.load(tables["site02"], "site02", study)
+    k = study.federation.min_cell_size
+    training = data.rows(Partition("holdout"), "train", study)
+    assert min(data.y[training].sum(), (1 - data.y[training]).sum()) < k, "precondition"
+    grid = site_grid(tables, study)
+    results = run_study(grid, study)
+    training_kinds = {"query.combat_ols", "query.combat_ssr", "query.screen", "train.newton"}
+    answered = {
+        kind
+        for node, kind, reply in grid.sent
+        if node == 2 and not reply.has_error() and "skipped" not in reply.content["values"]
+    }
+    assert not answered & training_kinds
+    assert "site02" in results["selection"]["excluded_sites"]

@@ -11,15 +11,15 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedrad.client.data import TableMismatch
+from fedrad.client.data import SiteData, TableMismatch
 from fedrad.client.handlers import handle
 from fedrad.client.site_log import site_log
+from fedrad.common.config import StudyConfig
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
@@ -34,11 +34,7 @@ from fedrad.common.messages import (
     to_record,
 )
 
-if TYPE_CHECKING:
-    from fedrad.client.data import SiteData
-    from fedrad.common.config import StudyConfig
-
-SiteLoader = Callable[[Context], "tuple[SiteData, StudyConfig]"]
+SiteLoader = Callable[[Context], tuple[SiteData, StudyConfig]]
 """Gives a node's site data and study, from its context."""
 
 
@@ -52,8 +48,6 @@ def locate_from_node_config(context: Context) -> tuple[str, Path]:
 
 
 def study_from_node_config(context: Context) -> StudyConfig:
-    from fedrad.common.config import StudyConfig
-
     study_path = context.node_config.get("study-path")
     return StudyConfig.from_yaml(str(study_path)) if study_path else StudyConfig()
 
@@ -70,8 +64,6 @@ class TableLoader:
         self._loaded: dict[tuple[str, int], tuple[SiteData, StudyConfig]] = {}
 
     def __call__(self, context: Context) -> tuple[SiteData, StudyConfig]:
-        from fedrad.client.data import SiteData
-
         name, path = self.locate(context)
         key = (str(path), path.stat().st_mtime_ns)
         if key not in self._loaded:

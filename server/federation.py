@@ -176,20 +176,19 @@ class Federation:
         }
         decoded = {}
         for node, reply in replies.items():
-            if REFUSED in reply.values or SITE_ERROR in reply.values:
-                problems[node] = SiteFailed(node, _declined(kind, reply))
-                continue
-            if SKIPPED in reply.values:
-                problems[node] = SiteSkippedFit(node, str(reply.values[SKIPPED]))
-                continue
             try:
                 decoded[node] = self.validate(node, kind, reply, check)
-            except SiteFailed as failure:
-                problems[node] = failure
+            except (SiteFailed, SiteSkippedFit) as problem:
+                problems[node] = problem
         return decoded, problems
 
     def validate(self, node: int, kind: Kind, reply: Payload, check=None) -> Any:
-        """The one validator of every reply: the wire contract's, then the phase's `check`."""
+        """The one validator of every reply: a refusal, an error or a skip raises (SiteFailed,
+        SiteSkippedFit); a result passes the wire contract's check, then the phase's."""
+        if REFUSED in reply.values or SITE_ERROR in reply.values:
+            raise SiteFailed(node, _declined(kind, reply))
+        if SKIPPED in reply.values:
+            raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
         try:
             value = decode_reply(kind, reply)
         except MalformedReply as exc:
@@ -317,10 +316,6 @@ class _PolicyGrid(Grid):
         for node, reason in failed.items():
             raise SiteFailed(node, reason)
         for node, reply in replies.items():
-            if REFUSED in reply.values or SITE_ERROR in reply.values:
-                raise SiteFailed(node, _declined(kind, reply))
-            if SKIPPED in reply.values:
-                raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
             federation.validate(node, kind, reply)
         return received
 

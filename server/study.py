@@ -148,9 +148,7 @@ class StudyProtocol:
         return replace(params, standardizer=Standardizer.from_moments(scaler_moments)), selection
 
     def _fitted(self, params, model, nodes, selection) -> FittedPipeline:
-        excluded = selection.pop("excluded_sites", {})
         threshold = selection.pop("training_prevalence")
-        selection["excluded_sites"] = excluded
         return FittedPipeline(
             params=params,
             model=model,

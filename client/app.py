@@ -17,17 +17,26 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.clientapp import ClientApp
 
 from fedrad.client.data import SiteData, TableMismatch
-from fedrad.client.handlers import handle
+from fedrad.client.handlers import alone_ok, handle
+from fedrad.client.secure_aggregation import (
+    SECAGG_HANDLERS,
+    SecAggError,
+    SecAggRefused,
+    SiteSecAgg,
+    release_tag,
+)
 from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
+    REFUSED,
     SITE_ERROR,
     Kind,
     Payload,
     PipelineUnknown,
     decode_request,
+    encode_reply,
     from_record,
     kept,
     payload_from_bytes,
@@ -139,7 +148,23 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
         request = decode_request(payload, PipelineCache(state))
     except PipelineUnknown as unknown:
         return Payload(values={PIPELINE_UNKNOWN: str(unknown)})
-    return handle(kind, data, study, request)
+    secagg = SiteSecAgg(state, data, study)
+    try:
+        if kind in SECAGG_HANDLERS:
+            return encode_reply(kind, SECAGG_HANDLERS[kind](secagg, request))
+        release = None
+        if "secagg.tag" in request.values:
+            release_tag(study, request.values)  # an unreadable tag is refused before any work
+
+            def release(reply):
+                return secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
+
+        return handle(kind, data, study, request, release)
+    except (SecAggError, SecAggRefused) as refused:
+        code = getattr(refused, "code", type(refused).__name__)
+        log = site_log(data.name, data.table_path.parent if data.table_path else None)
+        log.warning("refused %s (%s): %s", kind, code, refused)
+        return Payload(values={REFUSED: code})
 
 
 def make_client_app(load_site: SiteLoader | None = None) -> ClientApp:

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
+from cryptography.exceptions import UnsupportedAlgorithm
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from fedrad.client.extract import ExtractionReport, extract_site
+from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
 from fedrad.client.manifest import ManifestError
 from fedrad.client.qc_report import print_report, status_frame, write_html
 from fedrad.client.site_check import check_site
@@ -54,6 +57,14 @@ def _configs(study: Path | None, site: Path | None, manifest: Path | None):
 
 def _fail_usage(exc: Exception) -> typer.Exit:
     Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+    return typer.Exit(2)
+
+
+def _fail_sentence(sentence: str) -> typer.Exit:
+    """Exit 2 with one sentence on stderr, on one line (a terminal may wrap it, Rich won't)."""
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(sentence)}", highlight=False
+    )
     return typer.Exit(2)
 
 
@@ -123,3 +134,58 @@ def extract(
         raise typer.Exit(1) from exc
     _print_summary(report, Console())
     raise typer.Exit(1 if report.failed else 0)
+
+
+@site_app.command()
+def keygen(
+    site_dir: Annotated[
+        Path,
+        typer.Option(help="The site's folder, beside its features.parquet; default: here."),
+    ] = Path("."),
+    site_name: Annotated[
+        str | None,
+        typer.Option(help="The site's name in the study; default: the folder's name."),
+    ] = None,
+) -> None:
+    """Make (or read) this site's identity key and print its public key for the study.
+
+    The private key stays in SITE_DIR/identity.key (mode 0600), where the ClientApp reads it.
+    Send the printed line to the coordinator, who adds it under `federation: site_keys:`.
+    A second run prints the same key. See docs/privacy.md.
+
+    Exit status: 0 key printed, 2 the folder or key file cannot be read or written.
+    """
+    path = site_dir / IDENTITY_FILE
+    existed = path.exists()
+    try:
+        site_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _fail_sentence(f"cannot make the site folder {site_dir}: {reason}.") from exc
+    try:
+        key = load_or_create_identity(site_dir)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise _fail_sentence(f"cannot read or write the identity key {path}: {reason}.") from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise _fail_sentence(
+            f"cannot read the identity key {path}, which is not an unencrypted Ed25519 "
+            "private key in PEM (move it aside and run `fedrad site keygen` again for a new one)."
+        ) from exc
+    name = site_name or site_dir.resolve().name
+    public = public_hex(key)
+    line = yaml.safe_dump({name: public}, allow_unicode=True, width=1000).strip()
+    console = Console(highlight=False, soft_wrap=True)
+    made = "read" if existed else "made (mode 0600: keep it here, never send it)"
+    console.print(f"identity key {made}: {escape(str(path))}")
+    if path.stat().st_mode & 0o077:
+        console.print(
+            f"[yellow]warning:[/yellow] others may read it (mode {path.stat().st_mode & 0o777:o}); "
+            f"run chmod 600 {escape(str(path))}"
+        )
+    console.print(f"public identity key of [bold]{escape(name)}[/bold]: {public}")
+    console.print(
+        "Send the coordinator this line for the study YAML, under `federation: site_keys:` "
+        "(every site and the aggregator then run that study):"
+    )
+    console.print(f"    {escape(line)}")

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fedrad.client.identity import load_or_create_identity
 from fedrad.common.config import EXTRACTORS, StudyConfig
 from fedrad.common.feature_table import CLINICAL_PREFIX, feature_columns, read_feature_table
 from fedrad.common.pipeline import Partition
@@ -43,6 +45,10 @@ class SiteData:
     clinical: dict[str, np.ndarray] = field(default_factory=dict)
     table_path: Path | None = None
     versions: dict[str, str] = field(default_factory=dict)  # of the extractors, per its table
+    # signs the site's secure-aggregation keys; kept beside its feature table
+    identity: Ed25519PrivateKey = field(
+        default_factory=Ed25519PrivateKey.generate, repr=False, compare=False
+    )
 
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
@@ -67,6 +73,7 @@ class SiteData:
             },
             table_path=Path(table_path),
             versions={name: str(provenance[name]) for name in EXTRACTORS if name in provenance},
+            identity=load_or_create_identity(Path(table_path).parent),
         )
 
     @classmethod

@@ -33,11 +33,13 @@ from fedrad.common.harmonization import combat
 from fedrad.common.messages import (
     REFUSED,
     SKIPPED,
+    SUMMED,
     CensusReply,
     Empty,
     Kind,
     LassoRoundReply,
     LossReply,
+    MaskedReply,
     MlpRoundReply,
     Payload,
     Request,
@@ -55,8 +57,8 @@ from fedrad.common.stats.metrics import (
     calibration_sums,
     score_histograms,
 )
-from fedrad.common.stats.moments import Moments
-from fedrad.common.stats.selection import Comoments
+from fedrad.common.stats.moments import CentredSums, Moments
+from fedrad.common.stats.selection import CrossSums, class_sums
 
 CALIBRATION_BINS = 10
 
@@ -91,7 +93,7 @@ def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
 
 def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
     """The training rows of `partition`, if the fit's training part holds >= k cases of
-    each class: the class rule comes before any sum leaves the site, ComBat's included."""
+    each class: the class rule comes before anything this site releases alone."""
     rows = enough(data.rows(partition, "train", study), data, "training", study)
     fit = data.rows(replace(partition, inner=None), "train", study)
     k, positives = study.federation.min_cell_size, int(data.y[fit].sum())
@@ -100,9 +102,41 @@ def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.nd
     return rows
 
 
-def _combat_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+def _summed_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+    """The training rows for a SUMMED reply. Under secure aggregation it leaves the site
+    only inside a total over several sites, so the class rule applies to that total (the
+    aggregator checks it) and a site with a rare class still contributes; otherwise the
+    reply is released alone and the site's own rule applies, ComBat's sums included."""
+    if not study.federation.secure_aggregation:
+        return _training(data, partition, study)
+    return enough(data.rows(partition, "train", study), data, "training", study)
+
+
+def alone_ok(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -> bool:
+    """Whether this site's reply would meet the rules if released alone (the class rule, and
+    ComBat's batch rule): only then may a total without it be differenced from one with it."""
+    combat_kinds = (Kind.COMBAT_OLS, Kind.COMBAT_SSR, Kind.COMBAT_BATCH_MOMENTS)
+    if kind is Kind.CALIBRATION:
+        return True  # test cases only, which every site has >= k of before it answers
+    try:
+        for part in request.parts or [request]:
+            if part.partition is None:
+                continue
+            if kind in combat_kinds:
+                _combat_training(data, part.partition, study, summed=False)
+            else:
+                _training(data, part.partition, study)
+    except SiteSkipped:
+        return False
+    return True
+
+
+def _combat_training(
+    data: SiteData, partition: Partition, study: StudyConfig, summed: bool = True
+) -> np.ndarray:
     """Training rows for ComBat sums, which are per batch: every batch needs >= k cases."""
-    rows = _training(data, partition, study)
+    select = _summed_training if summed else _training
+    rows = select(data, partition, study)
     k = study.federation.min_cell_size
     small = [b for b in sorted(set(data.batch[rows])) if np.sum(data.batch[rows] == b) < k]
     if small:
@@ -141,32 +175,45 @@ def combat_batch_moments(data: SiteData, study: StudyConfig, request: Request):
 
 
 def screen(data: SiteData, study: StudyConfig, request: Request) -> ScreenReply:
-    """Per-class moments of the harmonized training features (Welch screening, docs/methods.md 3.2),
-    and moments of the clinical model inputs."""
+    """Per-class sums of the harmonized training features (Welch screening, docs/methods.md
+    3.2) and sums of the clinical model inputs, about the centres the request names
+    (zero in the first pass, the pooled means in the second)."""
     params, partition = request.pipeline, request.partition
-    rows = _training(data, partition, study)
+    rows = _summed_training(data, partition, study)
     z = harmonized(data, params, partition, rows, study)
     y = data.y[rows].astype(bool)
-    positives, negatives = Moments.of(z[y]), Moments.of(z[~y])
-    clinical = None
+    width = z.shape[1]
+    positives, negatives = class_sums(
+        z, y, (_centre(request, "positives", width), _centre(request, "negatives", width))
+    )
+    clinical = np.empty((int(rows.sum()), 0))
     if study.model.clinical_inputs:  # for scaling only: clinical inputs skip selection
-        clinical = Moments.of(clinical_inputs(data, rows, study))
+        clinical = clinical_inputs(data, rows, study)
+    inputs = CentredSums.of(clinical, _centre(request, "clinical", clinical.shape[1]))
     return ScreenReply(
         positives_n=positives.n,
-        positives_mean=positives.mean,
-        positives_m2=positives.m2,
+        positives_s1=positives.s1,
+        positives_s2=positives.s2,
         negatives_n=negatives.n,
-        negatives_mean=negatives.mean,
-        negatives_m2=negatives.m2,
-        clinical_mean=None if clinical is None else clinical.mean,
-        clinical_m2=None if clinical is None else clinical.m2,
+        negatives_s1=negatives.s1,
+        negatives_s2=negatives.s2,
+        clinical_s1=inputs.s1,
+        clinical_s2=inputs.s2,
     )
+
+
+def _centre(request: Request, name: str, width: int) -> np.ndarray:
+    """The centre `centre.<name>` the request names (zero if none), of the expected width."""
+    centre = np.asarray(request.arrays.get(f"centre.{name}", np.zeros(width)), dtype=np.float64)
+    if centre.shape != (width,) or not np.all(np.isfinite(centre)):
+        raise plan.Refused("value-out-of-bounds", f"centre.{name} of shape {centre.shape}")
+    return centre
 
 
 def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEffectReply:
     """Per-batch moments of the training features before and after harmonization."""
     params, partition = request.pipeline, request.partition
-    rows = _combat_training(data, partition, study)
+    rows = _combat_training(data, partition, study, summed=False)
     stages = {
         "raw": data.columns(params.features)[rows],
         "harmonized": harmonized(data, params, partition, rows, study),
@@ -186,18 +233,19 @@ def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEff
     )
 
 
-def comoments(data: SiteData, study: StudyConfig, request: Request) -> Comoments:
-    """Centred cross-products of the candidate features (redundancy removal,
-    docs/methods.md 3.1)."""
+def comoments(data: SiteData, study: StudyConfig, request: Request) -> CrossSums:
+    """Cross-products of the candidate features about their pooled mean (redundancy
+    removal, docs/methods.md 3.1)."""
     params, partition = request.pipeline, request.partition
-    rows = _training(data, partition, study)
+    rows = _summed_training(data, partition, study)
     candidates = request.arrays["candidates"].astype(int)
-    return Comoments.of(harmonized(data, params, partition, rows, study)[:, candidates])
+    centre = _centre(request, "candidates", len(candidates))
+    return CrossSums.of(harmonized(data, params, partition, rows, study)[:, candidates], centre)
 
 
 def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
     params, partition = request.pipeline, request.partition
-    rows = _training(data, partition, study)
+    rows = _summed_training(data, partition, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
     return newton_terms(x, data.y[rows], params.beta)
 
@@ -207,7 +255,7 @@ def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
     held-out deviance, docs/methods.md 3.4)."""
     params, partition = request.pipeline, request.partition
     role = str(request.values.get("role", "train"))
-    rows = _training(data, partition, study)  # a held-out loss is part of a training fit
+    rows = _summed_training(data, partition, study)  # held-out: part of a training fit
     if role == "test":
         rows = enough(data.rows(partition, role, study), data, role, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
@@ -217,7 +265,7 @@ def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
 
 def lambda_max_sums(data: SiteData, study: StudyConfig, request: Request) -> lasso.LambdaMaxSums:
     params, partition = request.pipeline, request.partition
-    rows = _training(data, partition, study)
+    rows = _summed_training(data, partition, study)
     return lasso.LambdaMaxSums.of(model_inputs(data, params, partition, rows, study), data.y[rows])
 
 
@@ -355,12 +403,25 @@ HANDLERS: dict[Kind, Handler] = {
 }
 
 
-def handle(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -> Payload:
+def handle(
+    kind: Kind,
+    data: SiteData,
+    study: StudyConfig,
+    request: Request,
+    release: Callable[[object], MaskedReply] | None = None,
+) -> Payload:
     """Answer one request in the wire format, say why this site sits it out, or refuse a
-    request outside its plan (a reason code only)."""
+    request outside its plan (a reason code only). A SUMMED reply goes through `release`
+    (masking it) when the request names a release; under secure aggregation it must."""
     try:
         plan.check(kind, request, study)
-        return encode_reply(kind, HANDLERS[kind](data, study, request))
+        if kind in SUMMED and release is None and study.federation.secure_aggregation:
+            raise plan.Refused(
+                "unmasked-sum-outside-plan",
+                f"{kind} asked for in the clear in a study with secure aggregation",
+            )
+        reply = HANDLERS[kind](data, study, request)
+        return encode_reply(kind, release(reply) if release and kind in SUMMED else reply)
     except SiteSkipped as skipped:
         return Payload(values={SKIPPED: str(skipped)})
     except plan.Refused as refused:

@@ -255,6 +255,27 @@ class FederationSettings(_Strict):
     histogram_bins: int = Field(default=1000, ge=2)
     min_sites: int = Field(default=1, ge=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
+    secure_aggregation: bool = Field(
+        default=True,
+        description="sites send summed quantities masked; only totals over sites are unmasked",
+    )
+    site_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="site name -> its public identity key (64 hex digits, `fedrad site keygen`); "
+        "pinned keys stop an aggregator from standing in the middle of the key exchange",
+    )
+
+    @field_validator("site_keys")
+    @classmethod
+    def _identity_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for site, key in value.items():
+            try:
+                raw = bytes.fromhex(key)
+            except ValueError:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(f"site {site!r}: an identity key is 64 hex digits (32 bytes)")
+        return value
 
     @property
     def positive_class(self) -> str:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
@@ -24,7 +25,7 @@ from fedrad.common.harmonization.combat import BatchMoments, OLSSums, SSRSums
 from fedrad.common.models.lasso import LambdaMaxSums
 from fedrad.common.models.logistic import NewtonTerms
 from fedrad.common.pipeline import Partition, PipelineParams
-from fedrad.common.stats.selection import Comoments
+from fedrad.common.stats.selection import CrossSums
 
 
 class Kind(StrEnum):
@@ -45,6 +46,10 @@ class Kind(StrEnum):
     SCORES = "scores"
     CALIBRATION = "calibration"
     PERSIST = "persist"
+    SECAGG_KEYS = "secagg-keys"
+    SECAGG_PEERS = "secagg-peers"
+    SECAGG_SIGN = "secagg-sign"
+    SECAGG_REVEAL = "secagg-reveal"
 
 
 # Flower routes a message by its type; a strategy's training round is plain "train".
@@ -64,7 +69,27 @@ MESSAGE_TYPES: dict[Kind, str] = {
     Kind.SCORES: "evaluate.scores",
     Kind.CALIBRATION: "evaluate.calibration",
     Kind.PERSIST: "query.persist",
+    Kind.SECAGG_KEYS: "query.secagg_keys",
+    Kind.SECAGG_PEERS: "query.secagg_peers",
+    Kind.SECAGG_SIGN: "query.secagg_sign",
+    Kind.SECAGG_REVEAL: "query.secagg_reveal",
 }
+# Kinds whose replies the aggregator only ever needs summed over sites: under secure
+# aggregation each site sends them masked, and only their total is ever unmasked.
+SUMMED: frozenset[Kind] = frozenset(
+    {
+        Kind.COMBAT_OLS,
+        Kind.COMBAT_SSR,
+        Kind.COMBAT_BATCH_MOMENTS,
+        Kind.SCREEN,
+        Kind.COMOMENTS,
+        Kind.NEWTON,
+        Kind.LOSS,
+        Kind.LAMBDA_MAX,
+        Kind.LASSO_ROUND,
+        Kind.CALIBRATION,
+    }
+)
 
 
 class MalformedReply(ValueError):
@@ -100,16 +125,17 @@ class CensusReply:
 
 @dataclass(frozen=True)
 class ScreenReply:
-    """Per-class moments of the harmonized training features, and of the clinical inputs."""
+    """Per-class `CentredSums` of the harmonized training features, and those of the
+    clinical inputs (empty without any), about the centres the request names."""
 
     positives_n: int
-    positives_mean: np.ndarray
-    positives_m2: np.ndarray
+    positives_s1: np.ndarray
+    positives_s2: np.ndarray
     negatives_n: int
-    negatives_mean: np.ndarray
-    negatives_m2: np.ndarray
-    clinical_mean: np.ndarray | None = None
-    clinical_m2: np.ndarray | None = None
+    negatives_s1: np.ndarray
+    negatives_s2: np.ndarray
+    clinical_s1: np.ndarray
+    clinical_s2: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -179,13 +205,49 @@ class Empty:
     """Nothing leaves the site (it kept its local artifacts)."""
 
 
+@dataclass(frozen=True)
+class KeysReply:
+    """A site's exchange key for this study, signed by its identity key (raw bytes)."""
+
+    public_key: np.ndarray  # 32 uint8
+    signature: np.ndarray  # 64 uint8
+    identity: np.ndarray  # 32 uint8: the identity key that signed (checked against the pin)
+
+
+@dataclass(frozen=True)
+class SignatureReply:
+    """A survivor's signature on the survivor set it was told."""
+
+    signature: np.ndarray  # 64 uint8
+
+
+@dataclass(frozen=True)
+class RevealReply:
+    """A survivor's self seed, and its pairwise seed with each dropped peer (in `peers` order)."""
+
+    self_seed: np.ndarray  # 32 uint8
+    pairwise: np.ndarray  # (dropped, 32) uint8
+    peers: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MaskedReply:
+    """A SUMMED reply under secure aggregation: fixed-point words, masked; `layout` names each
+    numeric field and its shape, so the unmasked total decodes to the kind's reply."""
+
+    words: np.ndarray  # uint64
+    layout: list
+    # the site's signature that its share alone meets the rules (`secagg.consent`), or empty
+    consent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+
+
 REPLIES: dict[Kind, type] = {
     Kind.CENSUS: CensusReply,
     Kind.COMBAT_OLS: OLSSums,
     Kind.COMBAT_SSR: SSRSums,
     Kind.COMBAT_BATCH_MOMENTS: BatchMoments,
     Kind.SCREEN: ScreenReply,
-    Kind.COMOMENTS: Comoments,
+    Kind.COMOMENTS: CrossSums,
     Kind.SITE_EFFECT: SiteEffectReply,
     Kind.NEWTON: NewtonTerms,
     Kind.LOSS: LossReply,
@@ -195,6 +257,10 @@ REPLIES: dict[Kind, type] = {
     Kind.SCORES: ScoresReply,
     Kind.CALIBRATION: NewtonTerms,
     Kind.PERSIST: Empty,
+    Kind.SECAGG_KEYS: KeysReply,
+    Kind.SECAGG_PEERS: Empty,
+    Kind.SECAGG_SIGN: SignatureReply,
+    Kind.SECAGG_REVEAL: RevealReply,
 }
 SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
 REFUSED = "refused"  # a reply value: the request is outside the site's plan (a reason code)
@@ -210,6 +276,11 @@ def encode_reply(kind: Kind, reply: Any) -> Payload:
         return Payload(
             arrays=dict(reply.weights),
             values={"num-examples": reply.num_examples, "train-loss": reply.train_loss},
+        )
+    if isinstance(reply, MaskedReply) and kind in SUMMED:
+        return Payload(
+            arrays={"words": reply.words, "consent": reply.consent},
+            values={"layout": json.dumps(reply.layout)},
         )
     if type(reply) is not REPLIES[kind]:
         raise TypeError(f"a {kind} reply is a {REPLIES[kind].__name__}, not {type(reply)}")
@@ -252,6 +323,10 @@ def decode_reply(kind: Kind, payload: Payload) -> Any:
     return cls(**values)
 
 
+def _is_array(declared: str) -> bool:
+    return "ndarray" in declared or "Array" in declared
+
+
 def _has_default(item) -> bool:
     return item.default is not MISSING or item.default_factory is not MISSING
 
@@ -278,6 +353,81 @@ def _require_finite(name: str, *arrays: np.ndarray) -> None:
             raise MalformedReply(f"non-finite values in {name}")
         if array.dtype.kind not in "fciub":
             raise MalformedReply(f"{name} is not numeric")
+
+
+# -- totals ------------------------------------------------------------------------------------
+def summed(replies: Iterable[Any]) -> Any:
+    """The field-wise sum of replies of one SUMMED kind: what the aggregator may know of them."""
+    total = None
+    for reply in replies:
+        if total is None:
+            total = reply
+            continue
+        total = type(reply)(
+            **{
+                item.name: getattr(total, item.name) + getattr(reply, item.name)
+                for item in fields(reply)
+            }
+        )
+    if total is None:
+        raise ValueError("no site replied")
+    return total
+
+
+def flatten(reply: Any) -> tuple[np.ndarray, list]:
+    """A SUMMED reply as one float vector and its layout ([field, shape, "int"|"float"]...),
+    the form secure aggregation masks; `unflatten` reads the total back."""
+    parts, layout = [], []
+    for item in fields(reply):
+        value = np.asarray(getattr(reply, item.name))
+        integral = value.dtype.kind in "iub"
+        parts.append(value.astype(np.float64).ravel())
+        layout.append([item.name, list(value.shape), "int" if integral else "float"])
+    return np.concatenate(parts) if parts else np.zeros(0), layout
+
+
+def unflatten(kind: Kind, vector: np.ndarray, layout: list) -> Any:
+    """The reply of `kind` whose flattened form is `vector` (a total): checked like any reply."""
+    names = [item.name for item in fields(REPLIES[kind])]
+    try:
+        declared = [
+            (str(name), tuple(int(n) for n in shape), str(dtype)) for name, shape, dtype in layout
+        ]
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"{kind} total: unreadable layout") from exc
+    if [name for name, _, _ in declared] != names:
+        raise MalformedReply(
+            f"{kind} total: layout names {[n for n, _, _ in declared]}, not {names}"
+        )
+    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape, _ in declared]
+    if sum(sizes) != vector.size:
+        raise MalformedReply(f"{kind} total: {vector.size} values for a layout of {sum(sizes)}")
+    arrays = {item.name for item in fields(REPLIES[kind]) if _is_array(str(item.type))}
+    payload, offset = Payload(), 0
+    for (name, shape, dtype), size in zip(declared, sizes, strict=True):
+        value = vector[offset : offset + size].reshape(shape)
+        offset += size
+        if dtype == "int":
+            value = np.rint(value).astype(np.int64)
+        if name in arrays:
+            payload.arrays[name] = value
+        else:
+            payload.values[name] = value.item()
+    return decode_reply(kind, payload)
+
+
+def decode_masked(kind: Kind, payload: Payload) -> MaskedReply:
+    """A masked reply, checked: uint64 words and a layout (the total is checked once unmasked)."""
+    words, layout = payload.arrays.get("words"), payload.values.get("layout")
+    if words is None or layout is None:
+        raise MalformedReply(f"masked {kind} reply lacks its words or layout")
+    if words.dtype != np.uint64 or words.ndim != 1:
+        raise MalformedReply(f"masked {kind} reply: words are {words.dtype} {words.shape}")
+    try:
+        consent = payload.arrays.get("consent", np.zeros(0, dtype=np.uint8))
+        return MaskedReply(words, list(json.loads(str(layout))), consent.astype(np.uint8))
+    except (TypeError, ValueError) as exc:
+        raise MalformedReply(f"masked {kind} reply: unreadable layout") from exc
 
 
 # -- requests ----------------------------------------------------------------------------------
@@ -338,6 +488,24 @@ def encode_request(request: Request, known: tuple[str, ...]) -> tuple[Payload, t
             payload.values |= {f"pipeline/{k}": v for k, v in fixed.values.items()}
             held = kept(held, digest)
     return payload, held
+
+
+def quantity_digests(kind: Kind, request: Request) -> list[str]:
+    """Each quantity `request` asks a site to compute, as a digest that is the same on both
+    sides of the wire whatever release or bundle carries it: its pipeline in full, its
+    partition and extras, without the release's own `secagg.*` values."""
+    digests = []
+    for part in request.parts or [request]:
+        values = {
+            key: value
+            for key, value in part.values.items()
+            if not key.startswith("secagg.") and key != "pipeline.digest"
+        }
+        payload, _ = encode_request(
+            Request(part.pipeline, part.partition, dict(part.arrays), values), ()
+        )
+        digests.append(f"{kind}/{pipeline_digest(payload)}")
+    return digests
 
 
 def kept(held: tuple[str, ...], digest: str) -> tuple[str, ...]:

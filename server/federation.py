@@ -25,14 +25,17 @@ from fedrad.common.messages import (
     REFUSED,
     SITE_ERROR,
     SKIPPED,
+    SUMMED,
     Kind,
     MalformedReply,
     Payload,
     Request,
+    decode_masked,
     decode_reply,
     encode_request,
     from_record,
     payload_to_bytes,
+    summed,
     to_record,
 )
 
@@ -136,6 +139,7 @@ class Federation:
         self.sites: dict[int, SiteRecord] = {}
         self.events: list[dict] = []
         self._known: dict[int, tuple[str, ...]] = defaultdict(tuple)  # what each site holds
+        self.secure = None  # the study's SecureAggregation, once its keys are exchanged
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(
@@ -190,6 +194,8 @@ class Federation:
         if SKIPPED in reply.values:
             raise SiteSkippedFit(node, str(reply.values[SKIPPED]))
         try:
+            if kind in SUMMED and "words" in reply.arrays:
+                return decode_masked(kind, reply)  # checked once unmasked, as a total
             value = decode_reply(kind, reply)
         except MalformedReply as exc:
             raise SiteFailed(node, f"malformed update: {exc}") from exc
@@ -197,6 +203,19 @@ class Federation:
         if problem:
             raise SiteFailed(node, f"malformed update: {problem}")
         return value
+
+    def total(
+        self,
+        kind: Kind,
+        requests: dict[int, Request],
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        """The reply of a SUMMED kind added up over the requested sites: unmasked from masked
+        replies under secure aggregation (the aggregator never holds one site's), else
+        summed from the sites' replies. Raises as `ask` does."""
+        if self.secure is not None:
+            return self.secure.total(kind, requests, check)
+        return summed(self.ask(kind, requests, check).values())
 
     def strategy_grid(self, nodes: list[int], request: Request) -> Grid:
         """The grid a Flower strategy trains on: only `nodes`, each sent `request` in its

@@ -35,6 +35,7 @@ from fedrad.server.phases.harmonization import fit_combat, site_effects
 from fedrad.server.phases.models import FITTERS, lasso_round, lasso_steps
 from fedrad.server.phases.selection import select
 from fedrad.server.results import study_results
+from fedrad.server.secure_aggregation import SecureAggregation
 
 Design = Iterator[tuple[str, dict[int, Partition], dict[int, Partition]]]
 
@@ -61,6 +62,9 @@ class StudyProtocol:
     def run(self) -> dict:
         federation, study = self.federation, self.study
         features = census(federation, study, self.expected_sites)
+        if study.federation.secure_aggregation:
+            federation.secure = SecureAggregation(federation, study)
+            federation.secure.exchange_keys(federation.included())
         design = list(self.design())
         fits = [(tag, train_parts) for tag, train_parts, _ in design]
         # L1 fits share their rounds, the final one included (it needs no evaluation)

@@ -44,13 +44,16 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
     tables = {name: path for name, path in tables.items() if name in included}
     unseen = {"validation": {"scheme": "leave-one-site-out"}}
     unharmonized = {"harmonization": {"method": "none"}}
+    # a site alone keeps everything at home: there is no total over sites to mask
+    alone = {
+        "validation": {"scheme": "single-site"},
+        "federation": {"secure_aggregation": False},
+    }
     arms = {
         "federated + ComBat": study.updated(**unseen),
         "federated, no harmonization": study.updated(**unseen, **unharmonized),
-        "each site alone + ComBat": study.updated(validation={"scheme": "single-site"}),
-        "each site alone, no harmonization": study.updated(
-            validation={"scheme": "single-site"}, **unharmonized
-        ),
+        "each site alone + ComBat": study.updated(**alone),
+        "each site alone, no harmonization": study.updated(**alone, **unharmonized),
     }
     federated, pooled = results["metrics"]["federated"], results["metrics"]["pooled_reference"]
     coefficients = results["model"].get("coefficients", {})

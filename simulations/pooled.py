@@ -25,7 +25,8 @@ def pooled_reference(
     Under leave-one-site-out the held-out site must stay apart, so the sites stay
     separate there and only their sums are pooled, as a central analysis would.
     """
-    study = study.updated(federation={"min_cell_size": 1})  # nothing leaves a central analysis
+    # nothing leaves a central analysis: no cell to suppress, no site's values to mask
+    study = study.updated(federation={"min_cell_size": 1, "secure_aggregation": False})
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
     if study.validation.scheme != "leave-one-site-out":
         features = sorted(set.intersection(*(set(site.features) for site in sites)))

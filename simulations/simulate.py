@@ -2,8 +2,11 @@
 
 Each virtual site keeps its files in its own folder under the output directory, as a
 real site keeps them on its own disk; the ClientApp of simulated site i reads only
-`sites/<name>/features.parquet`. The ServerApp runs in Flower's simulation engine,
-and the same pipeline fit on the pooled features is added for comparison.
+`sites/<name>/features.parquet`, and its identity key from `identity.key` beside it.
+The study run pins every site's public identity key (`federation.site_keys`), as a
+coordinator pins the keys its sites print with `fedrad site keygen` (docs/privacy.md).
+The ServerApp runs in Flower's simulation engine, and the same pipeline fit on the
+pooled features is added for comparison.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from flwr.app import Context
 
 from fedrad.client.app import TableLoader, make_client_app
+from fedrad.client.identity import load_or_create_identity, public_hex
 from fedrad.common.config import StudyConfig
 from fedrad.server.app import make_server_app
 from fedrad.simulations.pooled import pooled_reference
@@ -55,15 +59,32 @@ class PartitionLocator:
         return name, path
 
 
+def pin_site_keys(tables: dict[str, Path], study: StudyConfig) -> StudyConfig:
+    """`study` with each site's public identity key pinned under `federation.site_keys`.
+
+    Each site's key is made (or read, on a rerun) in the folder that holds its feature
+    table, where its ClientApp reads it, so sites and aggregator run one pinned study.
+    The pins replace any the study brings: these sites are the simulation's own.
+    """
+    keys = {
+        site: public_hex(load_or_create_identity(Path(path).parent))
+        for site, path in tables.items()
+    }
+    return study.updated(federation={"site_keys": keys})
+
+
 def run_federation(
     tables: dict[str, Path],
     study: StudyConfig,
     log: Callable[[str], None] = print,
     cpus: int | None = None,
 ) -> dict:
-    """Run the study protocol in Flower's simulation engine over the given site tables."""
+    """Run the study protocol in Flower's simulation engine over the given site tables,
+    with the sites' identity keys pinned in the study (`pin_site_keys`): the results'
+    `study.config.federation.site_keys` shows them."""
     from flwr.simulation import run_simulation
 
+    study = pin_site_keys(tables, study)
     outcome: dict = {}
 
     def keep(results: dict) -> None:

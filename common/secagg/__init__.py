@@ -15,7 +15,7 @@ from fedrad.common.secagg.errors import (
     TagReuseError,
     UnmaskError,
 )
-from fedrad.common.secagg.fixedpoint import HEADROOM_BITS, FixedPoint, choose_fraction_bits
+from fedrad.common.secagg.fixedpoint import FixedPoint
 from fedrad.common.secagg.keys import SignedKey, StudyKeyPair, verify
 from fedrad.common.secagg.masks import apply_masks, pairwise_sign
 from fedrad.common.secagg.prg import expand
@@ -30,7 +30,6 @@ from fedrad.common.secagg.tags import ReleaseTag, TagLedger
 from fedrad.common.secagg.unmask import Unmasker
 
 __all__ = [
-    "HEADROOM_BITS",
     "EncodingError",
     "FixedPoint",
     "KeyVerificationError",
@@ -47,7 +46,6 @@ __all__ = [
     "UnmaskError",
     "Unmasker",
     "apply_masks",
-    "choose_fraction_bits",
     "expand",
     "pairwise_seed",
     "pairwise_sign",

@@ -18,7 +18,7 @@ class TagReuseError(SecAggError):
 
 
 class EncodingError(SecAggError):
-    """A value cannot be encoded, or a total decoded, within the public fixed-point bound."""
+    """A value cannot be encoded (not finite, out of range), or a total is still masked."""
 
 
 class SurvivorSetError(SecAggError):

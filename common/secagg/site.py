@@ -37,7 +37,9 @@ class Reveal:
 
 
 @dataclass
-class _Release:
+class Release:
+    """What a site remembers of one masked release, until it has revealed for it."""
+
     self_seed: bytes
     participants: frozenset[str]
     signed_digest: bytes | None = None
@@ -47,10 +49,12 @@ class _Release:
 class SiteMasker:
     """One site's masking for one study, over the peers whose exchange keys verified.
 
-    `trusted_identities` are the pinned Ed25519 identity keys (objects or 32 raw bytes)
-    by site name; `signed_keys` are the exchange keys the aggregator relayed. Keys that
-    do not verify are refused at construction. `min_survivors` is the fewest sites whose
-    total this site helps reveal (never below 2: one site's total is its value).
+    `ledger` and `releases` carry a site's state between messages (its tags used, its
+    releases not yet revealed). `trusted_identities` are the pinned Ed25519 identity keys
+    (objects or 32 raw bytes) by site name; `signed_keys` are the exchange keys the
+    aggregator relayed. Keys that do not verify are refused at construction.
+    `min_survivors` is the fewest sites whose total this site helps reveal (never below
+    2: one site's total is its value).
     """
 
     def __init__(
@@ -64,14 +68,15 @@ class SiteMasker:
         *,
         min_survivors: int = 2,
         ledger: TagLedger | None = None,
+        releases: dict[bytes, Release] | None = None,
     ) -> None:
         if min_survivors < 2:
             raise ValueError(f"min_survivors must be at least 2, got {min_survivors}")
         self.site = site
         self.min_survivors = min_survivors
         self._identity = identity
-        self._ledger = ledger if ledger is not None else TagLedger()
-        self._releases: dict[bytes, _Release] = {}
+        self.ledger = ledger if ledger is not None else TagLedger()
+        self.releases: dict[bytes, Release] = releases if releases is not None else {}
         self._identities: dict[str, Ed25519PublicKey] = {}
         self._secrets: dict[str, bytes] = {}
         for signed in signed_keys:
@@ -120,18 +125,18 @@ class SiteMasker:
                 f"site {self.site!r} refuses a release among {len(participants)} site(s): "
                 f"fewer than {self.min_survivors} would expose its value"
             )
-        self._ledger.claim(tag)
-        release = _Release(self_seed(), participants)
+        self.ledger.claim(tag)
+        release = Release(self_seed(), participants)
         seeds = {peer: pairwise_seed(self._secrets[peer], tag) for peer in peer_set}
         masked = apply_masks(words, self.site, release.self_seed, seeds)
-        self._releases[tag.encode()] = release
+        self.releases[tag.encode()] = release
         return masked
 
     def _checked(
         self, tag: ReleaseTag, survivors: Iterable[str], dropped: Iterable[str]
-    ) -> tuple[_Release, frozenset[str], frozenset[str]]:
+    ) -> tuple[Release, frozenset[str], frozenset[str]]:
         """The release and the request's sets, if revealing for them could not expose anyone."""
-        release = self._releases.get(tag.encode())
+        release = self.releases.get(tag.encode())
         if release is None:
             raise RevealRefused(f"site {self.site!r} masked nothing under tag {tag}")
         alive, gone = frozenset(survivors), frozenset(dropped)

@@ -7,6 +7,7 @@ a second value under the same masks would be exposed. Hence one tag, one use.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fedrad.common.secagg.errors import TagReuseError
@@ -54,8 +55,13 @@ class ReleaseTag:
 class TagLedger:
     """The tags a site has masked under; a second claim of any of them is refused."""
 
-    def __init__(self) -> None:
-        self._used: set[bytes] = set()
+    def __init__(self, used: Iterable[bytes] = ()) -> None:
+        self._used: set[bytes] = set(used)
+
+    @property
+    def used(self) -> frozenset[bytes]:
+        """The encodings of every tag claimed, to carry the ledger between messages."""
+        return frozenset(self._used)
 
     def claim(self, tag: ReleaseTag) -> None:
         key = tag.encode()

@@ -98,5 +98,5 @@ class Unmasker:
         return self._sum.copy()
 
     def decode(self, fixed_point: FixedPoint) -> np.ndarray:
-        """The survivors' total as floats (refused if it lies outside the public bound)."""
+        """The survivors' total as floats (refused if a limb sum shows it still masked)."""
         return fixed_point.decode(self.total())

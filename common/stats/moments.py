@@ -1,8 +1,9 @@
 """Pooled per-feature moments (docs/methods.md 3.1).
 
-Sites send (n, mean, M2) rather than (sum, sum of squares): radiomic features such
-as energy reach 1e6, where sum-of-squares arithmetic cancels catastrophically.
-Chan, Golub & LeVeque's pairwise update combines them without that loss.
+Radiomic features such as energy reach 1e6, where sum-of-squares arithmetic cancels
+catastrophically. Sites holding one group each send (n, mean, M2), which Chan, Golub &
+LeVeque's pairwise update combines without that loss; sums that must add up over sites
+(under secure aggregation) are centred at the pooled mean first (`CentredSums`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,37 @@ class Moments:
 
     def variance(self, ddof: int = 0) -> np.ndarray:
         return self.m2 / (self.n - ddof)
+
+
+@dataclass(frozen=True)
+class CentredSums:
+    """n, S1 = sum(x - c) and S2 = sum((x - c)^2) per feature, about a centre c every site
+    is told: plain sums, so sites may send them masked and only their total is known.
+
+    Two passes make them exact (docs/methods.md 3.1): the total about c = 0 gives the
+    pooled mean, and the total about that mean gives M2 with nothing left to cancel.
+    """
+
+    n: int
+    s1: np.ndarray
+    s2: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, centre: np.ndarray) -> CentredSums:
+        """A site's sums over the rows of `x` (n x G)."""
+        centred = np.asarray(x, dtype=np.float64) - centre
+        return cls(n=centred.shape[0], s1=centred.sum(axis=0), s2=(centred**2).sum(axis=0))
+
+    def __add__(self, other: CentredSums) -> CentredSums:
+        return CentredSums(self.n + other.n, self.s1 + other.s1, self.s2 + other.s2)
+
+    def mean(self, centre: np.ndarray) -> np.ndarray:
+        return centre + self.s1 / self.n
+
+    def moments(self, centre: np.ndarray) -> Moments:
+        """The moments of the summed rows (M2 clipped at 0 against round-off)."""
+        m2 = np.maximum(self.s2 - self.s1**2 / self.n, 0.0)
+        return Moments(n=self.n, mean=self.mean(centre), m2=m2)
 
 
 class _Combinable(Protocol):

@@ -1,19 +1,18 @@
 """Federated univariate screening and redundancy removal (docs/methods.md 3.1, 3.2).
 
 Every function here takes either what one site computes from its own rows (the
-`*.of` constructors and `class_moments`) or sums of those over sites. Nothing
+`*.of` constructors and `class_sums`) or sums of those over sites. Nothing
 needs a case-level row at the server, and the same code runs on pooled data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import t as student_t
 
-from fedrad.common.stats.moments import Moments, pool_moments
+from fedrad.common.stats.moments import CentredSums, Moments
 
 
 def non_constant_mask(
@@ -32,18 +31,14 @@ def non_constant_mask(
     return (np.sqrt(variance) > min_cv * np.abs(moments.mean)) & (variance > min_variance)
 
 
-def class_moments(x: np.ndarray, y: np.ndarray) -> tuple[Moments, Moments]:
-    """A site's per-class moments (positives, negatives); an absent class has n = 0."""
+def class_sums(
+    x: np.ndarray, y: np.ndarray, centres: tuple[np.ndarray, np.ndarray]
+) -> tuple[CentredSums, CentredSums]:
+    """A site's per-class sums (positives, negatives) about each class's centre; an absent
+    class has n = 0 and zero sums."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y).astype(bool)
-    return _moments_or_empty(x[y]), _moments_or_empty(x[~y])
-
-
-def _moments_or_empty(rows: np.ndarray) -> Moments:
-    if len(rows) == 0:
-        zeros = np.zeros(rows.shape[1])
-        return Moments(n=0, mean=zeros, m2=zeros)
-    return Moments.of(rows)
+    return CentredSums.of(x[y], centres[0]), CentredSums.of(x[~y], centres[1])
 
 
 @dataclass(frozen=True)
@@ -68,6 +63,30 @@ def welch_t(positives: Moments, negatives: Moments) -> WelchT:
 
 
 @dataclass(frozen=True)
+class CrossSums:
+    """n, S1 = sum(x - c) and the cross-products S2 = sum (x - c)(x - c)^T about a centre c
+    every site is told (the pooled mean, from screening): summable, so sites may send them
+    masked, and exact since nothing large cancels."""
+
+    n: int
+    s1: np.ndarray
+    s2: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, centre: np.ndarray) -> CrossSums:
+        """A site's sums over the rows of `x` (n x G)."""
+        centred = np.asarray(x, dtype=np.float64) - centre
+        return cls(n=centred.shape[0], s1=centred.sum(axis=0), s2=centred.T @ centred)
+
+    def __add__(self, other: CrossSums) -> CrossSums:
+        return CrossSums(self.n + other.n, self.s1 + other.s1, self.s2 + other.s2)
+
+    def comoments(self, centre: np.ndarray) -> Comoments:
+        offset = self.s1 / self.n
+        return Comoments(self.n, centre + offset, self.s2 - np.outer(self.s1, offset))
+
+
+@dataclass(frozen=True)
 class Comoments:
     """Count, mean and centred cross-product matrix C = sum (x - mean)(x - mean)^T."""
 
@@ -75,50 +94,16 @@ class Comoments:
     mean: np.ndarray
     cross: np.ndarray
 
-    @classmethod
-    def of(cls, x: np.ndarray) -> Comoments:
-        """A site's comoments of the rows of `x` (n x G), centred at the site mean.
-
-        The mean gets one refinement pass: at a 1e6 offset the summation error of
-        a plain mean, times the site offset delta in Chan's update, would dominate
-        the pooled matrix's error.
-        """
-        x = np.asarray(x, dtype=np.float64)
-        mean = x.mean(axis=0)
-        mean += (x - mean).mean(axis=0)
-        centred = x - mean
-        return cls(n=x.shape[0], mean=mean, cross=centred.T @ centred)
-
-    def combine(self, other: Comoments) -> Comoments:
-        """Chan's pairwise update, C = C_a + C_b + delta delta^T n_a n_b / n
-        (docs/methods.md 3.1)."""
-        if other.n == 0:
-            return self
-        if self.n == 0:
-            return other
-        n = self.n + other.n
-        delta = other.mean - self.mean
-        return Comoments(
-            n=n,
-            mean=self.mean + delta * (other.n / n),
-            cross=self.cross + other.cross + np.outer(delta, delta) * (self.n * other.n / n),
-        )
-
     def covariance(self, ddof: int = 1) -> np.ndarray:
         return self.cross / (self.n - ddof)
 
     def correlation(self) -> np.ndarray:
         """Pearson correlation; a constant feature gets 0 off the diagonal (numpy gives NaN)."""
-        scale = np.sqrt(np.diag(self.cross))
+        scale = np.sqrt(np.clip(np.diag(self.cross), 0.0, None))
         inverse = np.divide(1.0, scale, out=np.zeros_like(scale), where=scale > 0)
         correlation = np.clip(self.cross * np.outer(inverse, inverse), -1.0, 1.0)
         np.fill_diagonal(correlation, 1.0)
         return correlation
-
-
-def pool_comoments(parts: Iterable[Comoments]) -> Comoments:
-    """Combine site comoments; raises if there are none."""
-    return pool_moments(parts)
 
 
 def drop_redundant(

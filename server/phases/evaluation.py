@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedrad.common.messages import Kind, Request, ScoresReply
-from fedrad.common.models.logistic import fit_newton, sum_terms
+from fedrad.common.models.logistic import fit_newton
 from fedrad.common.pipeline import Partition
 from fedrad.common.stats.metrics import ConfusionCounts, ScoreBlocks, reliability, wilson_interval
 from fedrad.server.federation import Federation, SiteFailed, StudyCannotRun
@@ -146,7 +146,7 @@ def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
                 node: Request(parts=[r for _, r in tests[node]], arrays={"gamma": gamma})
                 for node in nodes
             }
-            return sum_terms(federation.ask(Kind.CALIBRATION, requests).values())
+            return federation.total(Kind.CALIBRATION, requests)
 
         return fit_newton(terms_at, 2)
 

@@ -28,21 +28,18 @@ def fit_combat(
     pooled variance from summed residuals, and batches that span sites from their moments."""
     if levels is None:
         levels = tuple(sorted({batch for n in nodes for batch in federation.sites[n].batches}))
-    replies = federation.ask(
+    total = federation.total(
         Kind.COMBAT_OLS,
         training_requests(params, nodes, partitions, values={"combat.levels": list(levels)}),
     )
-    total = _total(replies.values())
     if not total.counts.all():  # a batch with no training case in this fit, e.g. a fold
         trained = tuple(level for level, n in zip(levels, total.counts, strict=True) if n)
         return fit_combat(federation, study, params, nodes, partitions, trained)
     ols = combat.pooled_ols(total)
     provisional = PipelineParams(params.features, CombatFit(ols, np.ones_like(ols.alpha), levels))
-    ssr = _total(
-        federation.ask(Kind.COMBAT_SSR, training_requests(provisional, nodes, partitions)).values()
-    )
+    ssr = federation.total(Kind.COMBAT_SSR, training_requests(provisional, nodes, partitions))
     fit = CombatFit(ols, combat.pooled_variance(ssr), levels)
-    split = combat.split_batches([replies[node].counts for node in replies], levels)
+    split = _shared_batches(federation, nodes, levels)
     if split:
         shared = _split_batch_effects(
             federation, study, replace(params, combat=fit), split, nodes, partitions
@@ -51,24 +48,23 @@ def fit_combat(
     return replace(params, combat=fit)
 
 
-def _total(parts):
-    """The field-wise sum of the sites' summable replies, in site order."""
-    total = None
-    for part in parts:
-        total = part if total is None else total + part
-    return total
+def _shared_batches(federation: Federation, nodes: list[int], levels: tuple[str, ...]):
+    """Batches that more than one of the fit's sites holds, from their census: the sites
+    must then estimate them together (the aggregator sees no site's own batch counts)."""
+    holders = [set(federation.sites[node].batches) for node in nodes]
+    return tuple(level for level in levels if sum(level in held for held in holders) > 1)
 
 
 def _split_batch_effects(federation, study, params, split, nodes, partitions):
     """Empirical Bayes for batches that span sites, from their summed moments: the sites
     holding one batch each see only part of it (docs/methods.md 2.1, round 3)."""
-    replies = federation.ask(
+    total = federation.total(
         Kind.COMBAT_BATCH_MOMENTS,
         training_requests(params, nodes, partitions, values={"combat.split": list(split)}),
     )
     settings = study.harmonization
     return combat.pooled_batch_effects(
-        _total(replies.values()),
+        total,
         split,
         eb=settings.empirical_bayes,
         parametric=settings.parametric,

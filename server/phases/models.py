@@ -18,9 +18,9 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import Kind, LassoRoundReply, Request
 from fedrad.common.models import lasso, mlp
-from fedrad.common.models.logistic import NewtonTerms, fit_newton, sum_terms
+from fedrad.common.models.logistic import NewtonTerms, fit_newton
 from fedrad.common.pipeline import Partition, PipelineParams
-from fedrad.server.federation import Federation, SiteFailed
+from fedrad.server.federation import Federation
 from fedrad.server.phases.common import training_requests
 from fedrad.server.strategies import make_strategy
 
@@ -42,7 +42,7 @@ def summed_terms(
 
     def terms_at(beta: np.ndarray) -> NewtonTerms:
         requests = training_requests(replace(params, beta=beta), nodes, partitions)
-        return sum_terms(federation.ask(Kind.NEWTON, requests, shaped).values())
+        return federation.total(Kind.NEWTON, requests, shaped)
 
     return terms_at
 
@@ -69,50 +69,41 @@ class LassoAsk:
 
 
 def lasso_round(federation: Federation, asks: list[LassoAsk]) -> list:
-    """The answers to `asks`, each summed over the sites of its partitions (in the
-    federation's site order), in one round: each site gets one LASSO_ROUND message with a
-    part per ask it is in and answers every part as its own NEWTON, LOSS or LAMBDA_MAX
-    reply would. Newton terms come as `NewtonTerms`, a training loss as (loss, n), a
-    held-out one as [deviance, n] (`lasso.mean_deviance`), lambda_max sums as
-    `LambdaMaxSums`. Asks may come from fits of different pipelines and sites."""
-    nodes = [node for node in federation.sites if any(node in a.partitions for a in asks)]
-    mine = {node: [i for i, ask in enumerate(asks) if node in ask.partitions] for node in nodes}
-    requests = {
-        node: Request(
-            parts=[
-                Request(
-                    asks[i].pipeline,
-                    asks[i].partitions[node],
-                    values={name: str(value) for name, value in _WIRE[asks[i].what].items()},
-                )
-                for i in mine[node]
-            ]
-        )
-        for node in nodes
-    }
-    replies = federation.ask(Kind.LASSO_ROUND, requests)
-    parts: list[list] = [[] for _ in asks]  # per ask, each site's answer in site order
-    for node in nodes:
-        for i, answer in zip(
-            mine[node], _unpacked(node, replies[node], [asks[i] for i in mine[node]]), strict=True
-        ):
-            parts[i].append(answer)
-    answers = []
-    for ask, answered in zip(asks, parts, strict=True):
-        kind = _WIRE[ask.what]["kind"]
-        if kind is Kind.NEWTON:
-            answers.append(sum_terms(answered))
-        elif kind is Kind.LOSS:
-            total = lasso.sum_losses(answered)
-            answers.append(_deviance_summary(*total) if ask.what == "held-out" else total)
-        else:
-            answers.append(sum(answered[1:], answered[0]))
+    """The answers to `asks`, each summed over the sites of its partitions: asks over the
+    same sites go to each of them as one LASSO_ROUND message, a part per ask, answered as
+    its own NEWTON, LOSS or LAMBDA_MAX reply would be, and come back as one total over
+    exactly those sites (one round in k-fold, where every fit trains on every site; one
+    per held-out site in leave-one-site-out). Newton terms come as `NewtonTerms`, a
+    training loss as (loss, n), a held-out one as [deviance, n] (`lasso.mean_deviance`),
+    lambda_max sums as `LambdaMaxSums`. Asks may come from fits of different pipelines."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, ask in enumerate(asks):
+        nodes = tuple(node for node in federation.sites if node in ask.partitions)
+        groups.setdefault(nodes, []).append(index)
+    answers: list = [None] * len(asks)
+    for nodes, indices in groups.items():
+        group = [asks[i] for i in indices]
+        requests = {
+            node: Request(
+                parts=[
+                    Request(
+                        ask.pipeline,
+                        ask.partitions[node],
+                        values={name: str(value) for name, value in _WIRE[ask.what].items()},
+                    )
+                    for ask in group
+                ]
+            )
+            for node in nodes
+        }
+        total = federation.total(Kind.LASSO_ROUND, requests, lambda r, g=group: _misshapen(r, g))
+        for i, ask, answer in zip(indices, group, _unpacked(total, group), strict=True):
+            answers[i] = _deviance_summary(*answer) if ask.what == "held-out" else answer
     return answers
 
 
-def _unpacked(node: int, reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
-    """One site's answer to each of its asks, cut from the reply's flat arrays (checked:
-    each array holds exactly what the asks call for)."""
+def _misshapen(reply: LassoRoundReply, asks: list[LassoAsk]) -> str | None:
+    """Why a LASSO_ROUND reply does not hold exactly what `asks` call for, if it does not."""
     widths = {kind: [] for kind in (Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX)}
     for ask in asks:
         widths[_WIRE[ask.what]["kind"]].append(len(ask.pipeline.model_features) + 1)
@@ -131,8 +122,12 @@ def _unpacked(node: int, reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
     }
     for name, size in sizes.items():
         if getattr(reply, name).shape != (size,):
-            shape = getattr(reply, name).shape
-            raise SiteFailed(node, f"malformed update: {name} has shape {shape}, not {(size,)}")
+            return f"{name} has shape {getattr(reply, name).shape}, not {(size,)}"
+    return None
+
+
+def _unpacked(reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
+    """The answer to each ask, cut from a LASSO_ROUND reply's flat arrays."""
     answers, index, offset = [], Counter(), Counter()
     for ask in asks:
         kind, p = _WIRE[ask.what]["kind"], len(ask.pipeline.model_features) + 1

@@ -9,16 +9,15 @@ import numpy as np
 
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import clinical_input_names
-from fedrad.common.messages import Kind, ScreenReply
+from fedrad.common.messages import Kind
 from fedrad.common.pipeline import Partition, PipelineParams
-from fedrad.common.stats.moments import Moments, pool_moments
+from fedrad.common.stats.moments import CentredSums, Moments
 from fedrad.common.stats.selection import (
     drop_redundant,
     non_constant_mask,
-    pool_comoments,
     welch_t,
 )
-from fedrad.server.federation import Federation
+from fedrad.server.federation import Federation, StudyCannotRun
 from fedrad.server.phases.common import training_requests
 
 
@@ -32,18 +31,7 @@ def select(
     """(pipeline with the selected features, the selection's summary, the pooled moments
     of the model inputs for scaling)."""
     settings, inputs = study.selection, study.model.clinical_inputs
-
-    def clinical_present(reply: ScreenReply) -> str | None:
-        if inputs and reply.clinical_mean is None:
-            return "its screening reply lacks the clinical input moments"
-        return None
-
-    replies = federation.ask(
-        Kind.SCREEN, training_requests(params, nodes, partitions), clinical_present
-    )
-    positives = [Moments(r.positives_n, r.positives_mean, r.positives_m2) for r in replies.values()]
-    negatives = [Moments(r.negatives_n, r.negatives_mean, r.negatives_m2) for r in replies.values()]
-    pooled_pos, pooled_neg = pool_moments(positives), pool_moments(negatives)
+    pooled_pos, pooled_neg, clinical = _class_moments(federation, study, params, nodes, partitions)
     everything = pooled_pos.combine(pooled_neg)
     keep = non_constant_mask(everything, min_cv=settings.min_coefficient_of_variation)
     if settings.screen == "welch":
@@ -55,13 +43,17 @@ def select(
     score = np.where(keep, np.round(np.nan_to_num(score, nan=0.0), 9), -np.inf)
     order = np.argsort(-score, kind="stable")
     candidates = order[: min(settings.candidates, int(keep.sum()))]
-    comoments = federation.ask(
+    centre = everything.mean[candidates]
+    cross = federation.total(
         Kind.COMOMENTS,
         training_requests(
-            params, nodes, partitions, arrays={"candidates": candidates.astype(np.int64)}
+            params,
+            nodes,
+            partitions,
+            arrays={"candidates": candidates.astype(np.int64), "centre.candidates": centre},
         ),
     )
-    correlation = pool_comoments(list(comoments.values())).correlation()
+    correlation = cross.comoments(centre).correlation()
     kept = drop_redundant(
         correlation,
         score[candidates],
@@ -71,16 +63,10 @@ def select(
     selected = np.sort(candidates[np.asarray(kept, dtype=int)])
     moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
     if inputs:
-        pooled_clinical = pool_moments(
-            [
-                Moments(r.positives_n + r.negatives_n, r.clinical_mean, r.clinical_m2)
-                for r in replies.values()
-            ]
-        )
         moments = Moments(
             moments.n,
-            np.concatenate([moments.mean, pooled_clinical.mean]),
-            np.concatenate([moments.m2, pooled_clinical.m2]),
+            np.concatenate([moments.mean, clinical.mean]),
+            np.concatenate([moments.m2, clinical.m2]),
         )
         params = replace(
             params, clinical_inputs=tuple(clinical_input_names(inputs, study.clinical))
@@ -93,3 +79,33 @@ def select(
         "welch_t": {params.features[i]: float(score[i]) for i in selected},
     }
     return replace(params, selected=selected), selection, moments
+
+
+def _class_moments(
+    federation, study, params, nodes, partitions
+) -> tuple[Moments, Moments, Moments]:
+    """Pooled moments of the positives, the negatives and the clinical inputs, in two
+    totals: about zero (which gives the pooled means), then about those means. The class
+    rule holds for the total: fewer than k training cases of a class stop the study."""
+    first = federation.total(Kind.SCREEN, training_requests(params, nodes, partitions))
+    k = max(2, study.federation.min_cell_size)
+    if min(first.positives_n, first.negatives_n) < k:
+        raise StudyCannotRun(
+            f"the training cases of {', '.join(federation.label(n) for n in nodes)} hold "
+            f"fewer than {k} cases of a class (federation.min_cell_size)"
+        )
+    n = first.positives_n + first.negatives_n
+    centres = {
+        "centre.positives": first.positives_s1 / first.positives_n,
+        "centre.negatives": first.negatives_s1 / first.negatives_n,
+        "centre.clinical": first.clinical_s1 / n,
+    }
+    second = federation.total(
+        Kind.SCREEN, training_requests(params, nodes, partitions, arrays=centres)
+    )
+    parts = [
+        CentredSums(second.positives_n, second.positives_s1, second.positives_s2),
+        CentredSums(second.negatives_n, second.negatives_s1, second.negatives_s2),
+        CentredSums(n, second.clinical_s1, second.clinical_s2),
+    ]
+    return tuple(part.moments(centre) for part, centre in zip(parts, centres.values(), strict=True))

@@ -1,16 +1,20 @@
 """Scale benchmark: the study protocol over 3, 10, 30 and 50 simulated sites on this machine.
 
-For each size it runs the federation in Flower's simulation engine and prints wall
-time, peak memory of this process and its children (Ray workers included), the bytes
-sent each way per site and message kind (requests to the site beside its replies), the
-rounds per kind, and the agreement with the pooled reference.
+For each size it runs the federation in Flower's simulation engine, with secure aggregation
+off and on over the same site tables, and prints wall time, peak memory of this process and
+its children (Ray workers included), the bytes sent each way per site and message kind
+(requests to the site beside its replies; the secure-aggregation rounds are kinds of their
+own), the rounds per kind, the secure/plain wall-time ratio, and each run's agreement with
+the pooled reference.
 
     python -m fedrad.simulations.bench.scale [--sites 3 10 30 50] [--cases 40] [--features 60]
+        [--secure {on,off,both}] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import threading
@@ -20,9 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.messages import Kind
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.simulate import run_federation
 from fedrad.simulations.synth.features import write_site_feature_tables
+
+MODES = {"off": (False,), "on": (True,), "both": (False, True)}
+TARGET_RATIO = 2.0  # secure/plain wall time we aim to stay under at 50 sites on 2 cores
 
 
 def _tree_rss_bytes(pid: int) -> int:
@@ -63,7 +71,12 @@ class PeakMemory:
             self._stop.wait(self.interval_s)
 
 
-def bench(n_sites: int, cases: int, features: int, root: Path) -> dict:
+# -- measuring ------------------------------------------------------------------------------------
+def bench_size(
+    n_sites: int, cases: int, features: int, root: Path, modes: tuple[bool, ...]
+) -> list[dict]:
+    """One row per secure-aggregation mode, all on the same tables and one pooled reference,
+    so that the secure/plain ratio measures the protocol and not the data."""
     study = StudyConfig(federation=FederationSettings(min_cell_size=3))
     tables = write_site_feature_tables(
         root / f"{n_sites}-sites",
@@ -73,24 +86,32 @@ def bench(n_sites: int, cases: int, features: int, root: Path) -> dict:
         seed=n_sites,
         signal_strength=0.3,  # AUC ~0.85, not 1: the AUC agreement must be earned
     )
+    reference = pooled_reference(tables, study)
+    return [
+        bench(tables, study.updated(federation={"secure_aggregation": secure}), reference)
+        for secure in modes
+    ]
+
+
+def bench(tables: dict[str, Path], study: StudyConfig, reference: dict) -> dict:
+    """Run the federation once and measure it against the pooled reference."""
     start = time.perf_counter()
     with PeakMemory() as memory:
         results = run_federation(tables, study, log=lambda _: None)
     wall = time.perf_counter() - start
-    reference = pooled_reference(tables, study)
     federated, pooled = results["model"]["coefficients"], reference["model"]["coefficients"]
+    auc, pooled_auc = (r["metrics"]["federated"]["auc"] for r in (results, reference))
     return {
-        "sites": n_sites,
+        "sites": len(tables),
+        "secure": study.federation.secure_aggregation,
         "wall_s": wall,
         "peak_rss_mib": memory.peak / 2**20,
         "bytes_per_site": _per_site(results["traffic_bytes_from_sites"]),
         "request_bytes_per_site": _per_site(results["traffic_bytes_to_sites"]),
         "rounds": results["round_counts"],
         "max_coefficient_difference": max(abs(federated[k] - pooled[k]) for k in federated),
-        "auc": results["metrics"]["federated"]["auc"],
-        "auc_difference": abs(
-            results["metrics"]["federated"]["auc"] - reference["metrics"]["federated"]["auc"]
-        ),
+        "auc": auc,
+        "auc_difference": abs(auc - pooled_auc),
     }
 
 
@@ -99,37 +120,138 @@ def _per_site(traffic: dict[str, dict[str, int]]) -> dict[str, float]:
     return {kind: float(np.mean(list(sizes.values()))) for kind, sizes in traffic.items()}
 
 
+def ratios(rows: list[dict]) -> dict[int, float]:
+    """Secure/plain wall time per size that has both runs."""
+    walls = {(row["sites"], row["secure"]): row["wall_s"] for row in rows}
+    return {
+        n: walls[n, True] / walls[n, False] for n, secure in walls if secure and (n, False) in walls
+    }
+
+
+# -- printing -------------------------------------------------------------------------------------
+def _mode(row: dict) -> str:
+    return "secure" if row["secure"] else "plain"
+
+
+def _kib(size: float) -> str:
+    return f"{size / 1024:.1f}"
+
+
+def _kinds_in_protocol_order(rows: list[dict]) -> list[str]:
+    """Every kind any run used, in the order the protocol declares them (unknown ones last)."""
+    order = [str(kind) for kind in Kind]
+    used = {kind for row in rows for part in ("bytes_per_site", "rounds") for kind in row[part]}
+    return sorted(used, key=lambda kind: (order.index(kind) if kind in order else len(order), kind))
+
+
+def run_line(row: dict) -> str:
+    """One run in a line: the figures a reader compares first."""
+    to_sites, from_sites = row["request_bytes_per_site"], row["bytes_per_site"]
+    return (
+        f"{row['sites']:>3} sites {_mode(row):>6}: wall {row['wall_s']:6.1f} s, "
+        f"peak RSS {row['peak_rss_mib']:6.0f} MiB, rounds {sum(row['rounds'].values()):4d}, "
+        f"KiB per site to/from {_kib(sum(to_sites.values()))}/{_kib(sum(from_sites.values()))}, "
+        f"max|dbeta| vs pooled {row['max_coefficient_difference']:.1e}, "
+        f"AUC {row['auc']:.3f}, |dAUC| {row['auc_difference']:.1e}"
+    )
+
+
+def kind_table(rows: list[dict]) -> str:
+    """Per kind, KiB per site to/from and rounds, one column group per run of one size."""
+    header = f"      {'kind':<22}" + "".join(
+        f" | {_mode(row) + ' KiB to/from':>22} {'rounds':>6}" for row in rows
+    )
+    lines = [header]
+    for kind in _kinds_in_protocol_order(rows):
+        cells = "".join(f" | {_kind_cell(row, kind)}" for row in rows)
+        lines.append(f"      {kind:<22}{cells}")
+    return "\n".join(lines)
+
+
+def _kind_cell(row: dict, kind: str) -> str:
+    """A run's KiB to/from and rounds for one kind; a dash where the run never sent it."""
+    if kind not in row["rounds"]:
+        return f"{'-':>22} {'-':>6}"
+    traffic = (
+        f"{_kib(row['request_bytes_per_site'].get(kind, 0))}/"
+        f"{_kib(row['bytes_per_site'].get(kind, 0))}"
+    )
+    return f"{traffic:>22} {row['rounds'][kind]:>6}"
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Every size in one table: wall, memory, rounds and agreement, plain beside secure."""
+    by_size: dict[int, dict[str, dict]] = {}
+    for row in rows:
+        by_size.setdefault(row["sites"], {})[_mode(row)] = row
+    ratio = ratios(rows)
+    lines = [
+        f"{'sites':>5} {'mode':>6} {'wall s':>7} {'x plain':>7} {'peak MiB':>8} {'rounds':>6} "
+        f"{'KiB to/from per site':>21} {'max|dbeta|':>10} {'|dAUC|':>8}"
+    ]
+    for n, runs in sorted(by_size.items()):
+        for mode, row in sorted(runs.items()):
+            to_sites, from_sites = row["request_bytes_per_site"], row["bytes_per_site"]
+            traffic = f"{_kib(sum(to_sites.values()))}/{_kib(sum(from_sites.values()))}"
+            times = f"{ratio[n]:.2f}" if row["secure"] and n in ratio else ""
+            lines.append(
+                f"{n:>5} {mode:>6} {row['wall_s']:>7.1f} {times:>7} {row['peak_rss_mib']:>8.0f} "
+                f"{sum(row['rounds'].values()):>6} {traffic:>21} "
+                f"{row['max_coefficient_difference']:>10.1e} {row['auc_difference']:>8.1e}"
+            )
+    return "\n".join(lines)
+
+
+def scaling_lines(rows: list[dict]) -> list[str]:
+    """Wall time and memory of each size against the smallest, per mode."""
+    lines = []
+    for secure in (False, True):
+        runs = [row for row in rows if row["secure"] is secure]
+        for row in runs[1:]:
+            base = runs[0]
+            lines.append(
+                f"{_mode(row)} {row['sites']} vs {base['sites']} sites: "
+                f"wall x{row['wall_s'] / base['wall_s']:.2f}, "
+                f"memory x{row['peak_rss_mib'] / base['peak_rss_mib']:.2f}"
+            )
+    return lines
+
+
+def report(rows: list[dict]) -> str:
+    """The closing summary: the table, the ratio against its target, scaling."""
+    lines = ["", summary_table(rows)]
+    largest = max((n for n in ratios(rows)), default=None)
+    if largest is not None:
+        ratio = ratios(rows)[largest]
+        verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
+        lines.append(
+            f"secure/plain wall at {largest} sites: x{ratio:.2f}, {verdict} the "
+            f"x{TARGET_RATIO:g} target (set for 50 sites on 2 cores; this machine has "
+            f"{os.cpu_count()})"
+        )
+    return "\n".join([*lines, *scaling_lines(rows)])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, nargs="+", default=[3, 10, 30, 50])
     parser.add_argument("--cases", type=int, default=40, help="cases per site")
     parser.add_argument("--features", type=int, default=60)
+    parser.add_argument(
+        "--secure", choices=sorted(MODES), default="both", help="secure aggregation"
+    )
+    parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sites:
-            row = bench(n, args.cases, args.features, Path(tmp))
-            rows.append(row)
-            sent, received = row["bytes_per_site"], row["request_bytes_per_site"]
-            kinds = ", ".join(
-                f"{k} {received.get(k, 0) / 1024:.1f}/{v / 1024:.1f}" for k, v in sent.items()
-            )
-            print(
-                f"{n:>3} sites: wall {row['wall_s']:6.1f} s, "
-                f"peak RSS {row['peak_rss_mib']:7.0f} MiB, "
-                f"max|dbeta| vs pooled {row['max_coefficient_difference']:.1e}, "
-                f"AUC {row['auc']:.3f}, |dAUC| {row['auc_difference']:.1e}\n"
-                f"      KiB per site, to/from: {kinds}\n"
-                f"      total KiB per site: to {sum(received.values()) / 1024:.1f}, "
-                f"from {sum(sent.values()) / 1024:.1f}; "
-                f"rounds {sum(row['rounds'].values())} ({row['rounds']})",
-                flush=True,
-            )
-    base = rows[0]
-    for row in rows[1:]:
-        print(
-            f"{row['sites']} vs {base['sites']} sites: wall x{row['wall_s'] / base['wall_s']:.2f}, "
-            f"memory x{row['peak_rss_mib'] / base['peak_rss_mib']:.2f}"
+            runs = bench_size(n, args.cases, args.features, Path(tmp), MODES[args.secure])
+            rows += runs
+            print("\n".join([*map(run_line, runs), kind_table(runs)]), flush=True)
+    print(report(rows), flush=True)
+    if args.json:
+        args.json.write_text(
+            json.dumps({"runs": rows, "secure_over_plain": ratios(rows)}, indent=2)
         )
 
 

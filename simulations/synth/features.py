@@ -25,8 +25,12 @@ def write_site_feature_tables(
     site_shift: float = 0.3,
     signal_strength: float = 1.5,
     clinical: bool = False,
+    positives: tuple[int, ...] | None = None,
 ) -> dict[str, Path]:
     """Write `root/siteNN/features.parquet` per site; return site name -> path.
+
+    `positives` fixes each site's count of the positive class (a rare outcome), which is
+    otherwise drawn with a prevalence of 30-60 % depending on the site.
 
     With `clinical`, cases also get an age and a sex (`clinical_age`, `clinical_sex`)
     and age shifts every feature a little, as a ComBat covariate to preserve.
@@ -38,6 +42,8 @@ def write_site_feature_tables(
     tables = {}
     for index, n in enumerate(sizes):
         y = rng.random(n) < 0.3 + 0.15 * (index % 3)
+        if positives is not None:
+            y = np.isin(np.arange(n), rng.choice(n, positives[index], replace=False))
         x = (
             rng.normal(size=(n, n_features))
             + signal_strength * np.outer(y, signal)

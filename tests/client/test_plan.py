@@ -18,8 +18,10 @@ from fedrad.common.stats.moments import Standardizer
 from fedrad.server.federation import GridTransport
 from fedrad.simulations.synth.features import write_site_feature_tables
 
+# The plan is checked before anything is computed, masked or not: these requests are in the
+# clear, which only a study without secure aggregation answers (see the last test).
 STUDY = StudyConfig(
-    federation=FederationSettings(min_cell_size=3),
+    federation=FederationSettings(min_cell_size=3, secure_aggregation=False),
     harmonization={"method": "none"},
     validation={"scheme": "kfold", "folds": 3},
 )
@@ -56,6 +58,14 @@ def _pipeline(tables, beta: float = 0.1, study: StudyConfig = STUDY) -> Pipeline
 def test_a_plan_request_is_answered(site):
     reply = _ask(site, Kind.NEWTON, Request(_pipeline(site), Partition("kfold", 1)))
     assert REFUSED not in reply.values and "gradient" in reply.arrays
+
+
+def test_a_sum_asked_in_the_clear_is_refused_under_secure_aggregation(site):
+    study = STUDY.updated(federation={"secure_aggregation": True})
+    request = Request(_pipeline(site, study=study), Partition("kfold", 1))
+    reply = _ask(site, Kind.NEWTON, request, study)
+    assert reply.values == {REFUSED: "unmasked-sum-outside-plan"}
+    assert not reply.arrays
 
 
 @pytest.mark.parametrize(

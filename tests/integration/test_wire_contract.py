@@ -13,19 +13,27 @@ from flwr.app import RecordDict
 
 from fedrad.client.app import PipelineCache
 from fedrad.client.handlers import HANDLERS
+from fedrad.client.secure_aggregation import SECAGG_HANDLERS
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINES_KEPT,
     REPLIES,
+    SUMMED,
+    Empty,
     Kind,
     MalformedReply,
+    MaskedReply,
     Payload,
     PipelineUnknown,
     Request,
+    decode_masked,
     decode_reply,
     decode_request,
     encode_reply,
     encode_request,
+    flatten,
+    summed,
+    unflatten,
 )
 from fedrad.common.models.logistic import NewtonTerms
 from fedrad.common.pipeline import Partition, PipelineParams
@@ -41,7 +49,7 @@ def _server_callers() -> set[str]:
 
 @pytest.mark.parametrize("kind", list(Kind))
 def test_every_kind_has_a_handler_a_codec_a_message_type_and_a_server_caller(kind):
-    assert kind in HANDLERS, f"no site handler for {kind}"
+    assert kind in HANDLERS or kind in SECAGG_HANDLERS, f"no site handler for {kind}"
     assert kind in REPLIES, f"no reply codec for {kind}"
     assert kind in MESSAGE_TYPES, f"no Flower message type for {kind}"
     assert kind.name in _server_callers(), f"nothing in server/ asks for {kind}"
@@ -72,7 +80,7 @@ def _sample(kind: Kind):
     return cls(**values)
 
 
-@pytest.mark.parametrize("kind", [k for k in Kind if k is not Kind.PERSIST])
+@pytest.mark.parametrize("kind", [k for k in Kind if REPLIES[k] is not Empty])
 def test_a_reply_survives_encoding_and_a_missing_field_is_named(kind):
     reply = _sample(kind)
     payload = encode_reply(kind, reply)
@@ -91,6 +99,29 @@ def test_a_reply_survives_encoding_and_a_missing_field_is_named(kind):
     if kind is not Kind.MLP_ROUND:
         with pytest.raises(MalformedReply, match=first):
             decode_reply(kind, broken)
+
+
+@pytest.mark.parametrize("kind", sorted(SUMMED))
+def test_a_summed_reply_flattens_to_words_whose_total_reads_back_as_the_sum(kind):
+    left, right = _sample(kind), _sample(kind)
+    (a, layout), (b, _) = flatten(left), flatten(right)
+    total = unflatten(kind, a + b, layout)
+    expected = summed([left, right])
+    for item in fields(expected):
+        assert np.array_equal(np.asarray(getattr(total, item.name)), getattr(expected, item.name))
+    with pytest.raises(MalformedReply, match="values for a layout"):
+        unflatten(kind, np.append(a + b, 1.0), layout)
+
+
+def test_a_masked_reply_is_uint64_words_and_a_readable_layout():
+    payload = encode_reply(
+        Kind.NEWTON, MaskedReply(np.arange(3, dtype=np.uint64), [["n", [], "int"]])
+    )
+    assert decode_masked(Kind.NEWTON, payload).layout == [["n", [], "int"]]
+    with pytest.raises(MalformedReply, match="words"):
+        decode_masked(Kind.NEWTON, Payload({"words": np.ones(3)}, payload.values))
+    with pytest.raises(MalformedReply, match="layout"):
+        decode_masked(Kind.NEWTON, Payload(payload.arrays, {"layout": "{not json"}))
 
 
 def test_non_finite_numbers_and_wrong_types_are_malformed():

@@ -27,17 +27,24 @@ STUDY = StudyConfig(
     validation={"scheme": "kfold", "folds": 3},
 )
 # every message type a ridge study with ComBat sends, and a reply field each carries
+# (a summed quantity travels as masked fixed-point words under secure aggregation)
 PHASES = {
     "query.census": "cases",
-    "query.combat_ols": "dtd",
-    "query.combat_ssr": "ssr",
-    "query.screen": "positives_mean",
-    "query.comoments": "cross",
-    "train.newton": "gradient",
+    "query.secagg_keys": "public_key",
+    "query.combat_ols": "words",
+    "query.combat_ssr": "words",
+    "query.screen": "words",
+    "query.comoments": "words",
+    "train.newton": "words",
+    "query.secagg_sign": "signature",
+    "query.secagg_reveal": "self_seed",
     "evaluate.scores": "blocks_lo",
-    "evaluate.calibration": "hessian",
+    "evaluate.calibration": "words",
     "query.site_effect": "raw_mean",
 }
+# what the site's reason says of a non-finite value: masked words are integers, so a float
+# array where words belong is malformed; key material is bytes, so a float one is too
+NON_FINITE = {"words": "words are float64", "public_key": "malformed", "signature": "malformed"}
 
 
 def _corrupt(fault: str, field: str):
@@ -89,7 +96,9 @@ def test_a_faulty_reply_in_any_phase_sets_the_site_aside_once_and_the_study_goes
     name = "node 2" if message_type == "query.census" else "site02"  # not yet named
     site = {s["name"]: s for s in results["sites"]}[name]
     assert site["status"] in {"dropped", "failed"}
-    expected = {"error": "disk full", "missing": "lacks", "non-finite": "non-finite"}[fault]
+    field = PHASES[message_type]
+    non_finite = NON_FINITE.get(field, "non-finite")
+    expected = {"error": "disk full", "missing": "lacks", "non-finite": non_finite}[fault]
     assert expected in site["reason"]
     events = [event for event in results["events"] if event["site"] == name]
     assert len(events) == 1, events

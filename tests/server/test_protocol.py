@@ -154,8 +154,9 @@ def test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it
 
 @pytest.mark.parametrize("corruption", ["nan", "shape"])
 def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
-    tables = write_site_feature_tables(tmp_path, STUDY)
-    grid = site_grid(tables, STUDY)
+    study = STUDY.updated(federation={"secure_aggregation": False})  # values in the clear
+    tables = write_site_feature_tables(tmp_path, study)
+    grid = site_grid(tables, study)
 
     def tamper(node: int, reply: Message) -> Message:
         arrays = reply.content["arrays"]
@@ -166,10 +167,32 @@ def test_malformed_update_sets_the_site_aside(tmp_path, corruption):
         return reply
 
     grid.tamper = tamper
-    results = run_study(grid, STUDY)
+    results = run_study(grid, study)
     status = {s["name"]: s for s in results["sites"]}
     assert status["site03"]["status"] == "dropped"
     assert ("non-finite" if corruption == "nan" else "malformed") in status["site03"]["reason"]
+    assert results["model"]["converged"]
+    assert results["model"]["training_sites"] == ["site01", "site02"]
+
+
+@pytest.mark.parametrize("corruption", ["length", "floats"])
+def test_malformed_masked_words_set_the_site_aside(tmp_path, corruption):
+    tables = write_site_feature_tables(tmp_path, STUDY)
+    grid = site_grid(tables, STUDY)
+
+    def tamper(node: int, reply: Message) -> Message:
+        arrays = reply.content["arrays"]
+        if node == 3 and "words" in arrays and reply.metadata.message_type == "train.newton":
+            words = arrays["words"].numpy()
+            bad = np.append(words, words[:1]) if corruption == "length" else words.astype(float)
+            arrays["words"] = Array(bad)
+        return reply
+
+    grid.tamper = tamper
+    results = run_study(grid, STUDY)
+    status = {s["name"]: s for s in results["sites"]}
+    assert status["site03"]["status"] == "dropped"
+    assert "malformed" in status["site03"]["reason"]
     assert results["model"]["converged"]
     assert results["model"]["training_sites"] == ["site01", "site02"]
 
@@ -182,7 +205,8 @@ def test_site_below_min_cell_size_contributes_nothing(tmp_path):
     answered = {
         kind for node, kind, r in grid.sent if node == 2 and "skipped" not in r.content["values"]
     }
-    assert answered <= {"query.census", "query.persist"}
+    keys = {"query.secagg_keys", "query.secagg_peers"}  # key material: no data of its cases
+    assert answered <= {"query.census", "query.persist", *keys}
     assert results["metrics"]["per_site"]["site02"]["status"] == "skipped"
     assert "site02" in results["selection"]["excluded_sites"]
     census = next(

@@ -124,7 +124,7 @@ def test_a_tag_is_refused_the_second_time_a_site_uses_it():
 
 def test_a_site_masks_under_a_tag_only_once():
     fed = federation(3)
-    fp = FixedPoint.for_bound(1.0, 3)
+    fp = FixedPoint(3)
     site = fed.sites["site-00"]
     site.mask(fp.encode(np.zeros(4)), tag(), ["site-01", "site-02"])
 
@@ -135,7 +135,7 @@ def test_a_site_masks_under_a_tag_only_once():
 
 def test_a_site_refuses_to_mask_for_an_unverified_peer_or_alone():
     fed = federation(2)
-    fp = FixedPoint.for_bound(1.0, 2)
+    fp = FixedPoint(2)
     site = fed.sites["site-00"]
 
     with pytest.raises(KeyVerificationError, match="site-07"):
@@ -150,4 +150,4 @@ def test_masking_floats_is_refused_without_using_up_the_tag():
 
     with pytest.raises(ValueError, match="flat uint64 words"):
         site.mask(np.zeros(4), tag(), ["site-01"])
-    site.mask(FixedPoint.for_bound(1.0, 2).encode(np.zeros(4)), tag(), ["site-01"])
+    site.mask(FixedPoint(2).encode(np.zeros(4)), tag(), ["site-01"])

@@ -29,11 +29,6 @@ def newton_parts(x: np.ndarray, y: np.ndarray, beta: np.ndarray):
     return (x * (p * (1 - p))[:, None]).T @ x, x.T @ (y - p)
 
 
-# Public bounds from the case cap and the clipping: |w| <= 1/4, |x_j x_k| <= CLIP^2.
-HESSIAN_BOUND = CASES_PER_SITE * 0.25 * CLIP**2
-SCORE_BOUND = CASES_PER_SITE * CLIP
-
-
 def test_five_site_hessian_total_equals_the_float_sum_to_1e_9():
     rng = np.random.default_rng(0)
     fed = federation(5)
@@ -42,7 +37,7 @@ def test_five_site_hessian_total_equals_the_float_sum_to_1e_9():
         x, y = site_design(rng, CASES_PER_SITE - 100 * i, shift=0.1 * i)
         hessians[site] = newton_parts(x, y, np.zeros(N_FEATURES + 1))[0].ravel()
     assert 200 < np.max(np.abs(hessians[fed.names[0]])) < 500  # magnitude ~300
-    fp = FixedPoint.for_bound(HESSIAN_BOUND, 5)
+    fp = FixedPoint(5)
 
     total = secure_sum(fed, hessians, fp, tag("hessian"))
 
@@ -53,7 +48,7 @@ def test_fifty_site_total_equals_the_float_sum_to_1e_9():
     rng = np.random.default_rng(1)
     fed = federation(50)
     values = {s: rng.uniform(-300, 300, 441) for s in fed.names}
-    fp = FixedPoint.for_bound(300.0, 50)
+    fp = FixedPoint(50)
 
     total = secure_sum(fed, values, fp, tag("hessian"))
 
@@ -65,12 +60,32 @@ def test_total_after_drop_outs_equals_the_survivors_float_sum():
     fed = federation(50)
     values = {s: rng.uniform(-300, 300, 441) for s in fed.names}
     gone = (fed.names[0], fed.names[17], fed.names[49])
-    fp = FixedPoint.for_bound(300.0, 50)
+    fp = FixedPoint(50)
 
     total = secure_sum(fed, values, fp, tag("hessian"), dropped=gone)
 
     want = np.sum([v for s, v in values.items() if s not in gone], axis=0)
     assert relative_error(total, want) < 1e-9
+
+
+def test_radiomic_sums_and_tiny_gradients_share_one_release_without_a_bound():
+    rng = np.random.default_rng(5)
+    fed = federation(5)
+    gone = (fed.names[3],)
+    values = {
+        s: np.concatenate(
+            [rng.uniform(1e18, 1e20, 50), -rng.uniform(1e18, 1e20, 50), rng.normal(0, 1e-12, 50)]
+        )
+        for s in fed.names
+    }
+    fp = FixedPoint(5)
+
+    total = secure_sum(fed, values, fp, tag("sums"), dropped=gone)
+
+    want = np.sum([v for s, v in values.items() if s not in gone], axis=0)
+    # Large entries keep their float precision; tiny ones are off by 2^-53 per site at most,
+    # against magnitudes ~1e-12.
+    np.testing.assert_allclose(total, want, rtol=1e-15, atol=4 * 2.0**-53)
 
 
 def test_federated_newton_coefficients_equal_the_pooled_ones_to_1e_9():
@@ -79,16 +94,15 @@ def test_federated_newton_coefficients_equal_the_pooled_ones_to_1e_9():
     data = {s: site_design(rng, CASES_PER_SITE - 50 * i, 0.2 * i) for i, s in enumerate(fed.names)}
     x_all = np.vstack([x for x, _ in data.values()])
     y_all = np.concatenate([y for _, y in data.values()])
-    hessian_fp = FixedPoint.for_bound(HESSIAN_BOUND, 5)
-    score_fp = FixedPoint.for_bound(SCORE_BOUND, 5)
+    fp = FixedPoint(5)
     federated = pooled = np.zeros(N_FEATURES + 1)
     for iteration in range(4):
         parts = {s: newton_parts(x, y, federated) for s, (x, y) in data.items()}
         hessians = {s: h.ravel() for s, (h, _) in parts.items()}
         scores = {s: g for s, (_, g) in parts.items()}
-        hessian = secure_sum(fed, hessians, hessian_fp, tag("hessian", iteration))
+        hessian = secure_sum(fed, hessians, fp, tag("hessian", iteration))
         hessian = hessian.reshape(N_FEATURES + 1, N_FEATURES + 1)
-        score = secure_sum(fed, scores, score_fp, tag("score", iteration))
+        score = secure_sum(fed, scores, fp, tag("score", iteration))
         federated = federated + np.linalg.solve(hessian, score)
         pooled_hessian, pooled_score = newton_parts(x_all, y_all, pooled)
         pooled = pooled + np.linalg.solve(pooled_hessian, pooled_score)
@@ -100,9 +114,9 @@ def test_the_total_waits_for_every_survivors_reveal():
     fed = federation(3)
     release = tag()
     values = {s: np.full(4, 1.0) for s in fed.names}
-    fp = FixedPoint.for_bound(10.0, 3)
+    fp = FixedPoint(3)
     masked = mask_all(fed, values, fp, release)
-    unmasker = Unmasker(release, fed.names, 4)
+    unmasker = Unmasker(release, fed.names, fp.words(4))
     for site, words in masked.items():
         unmasker.add(site, words)
     survivors, dropped = unmasker.close()
@@ -118,11 +132,11 @@ def test_the_total_waits_for_every_survivors_reveal():
 def test_a_reveal_without_the_seed_of_a_dropped_peer_is_refused():
     fed = federation(3)
     release = tag()
-    fp = FixedPoint.for_bound(10.0, 3)
+    fp = FixedPoint(3)
     masked = mask_all(fed, {s: np.ones(4) for s in fed.names}, fp, release)
     survivors = fed.names[:2]
     dropped = fed.names[2:]
-    unmasker = Unmasker(release, fed.names, 4)
+    unmasker = Unmasker(release, fed.names, fp.words(4))
     for site in survivors:
         unmasker.add(site, masked[site])
     unmasker.close()
@@ -139,7 +153,7 @@ def test_an_honest_unmasking_reproduces_every_release_exactly_in_words():
     release = tag()
     rng = np.random.default_rng(4)
     values = {s: rng.uniform(-1, 1, 64) for s in fed.names}
-    fp = FixedPoint.for_bound(1.0, 4)
+    fp = FixedPoint(4)
     masked = mask_all(fed, values, fp, release)
 
     words = unmask(fed, masked, fed.names, release).total()

@@ -5,11 +5,10 @@ from scipy.stats import ttest_ind
 
 from fedrad.common.stats.moments import Moments, pool_moments
 from fedrad.common.stats.selection import (
-    Comoments,
-    class_moments,
+    CrossSums,
+    class_sums,
     drop_redundant,
     non_constant_mask,
-    pool_comoments,
     welch_t,
 )
 
@@ -30,6 +29,29 @@ def _sites(seed: int, n_features: int = 6, offset: float = 1e6):
 
 def _pooled(sites):
     return np.vstack([x for x, _ in sites]), np.concatenate([y for _, y in sites])
+
+
+def _class_moments(sites) -> tuple[Moments, Moments]:
+    """Pooled per-class moments as the federation computes them: the sites' sums about zero
+    give the class means, their sums about those means the moments."""
+    zeros = np.zeros(sites[0][0].shape[1])
+    first = [
+        sum(parts[1:], parts[0])
+        for parts in zip(*(class_sums(x, y, (zeros, zeros)) for x, y in sites), strict=True)
+    ]
+    centres = tuple(part.s1 / part.n for part in first)
+    second = [
+        sum(parts[1:], parts[0])
+        for parts in zip(*(class_sums(x, y, centres) for x, y in sites), strict=True)
+    ]
+    return tuple(part.moments(centre) for part, centre in zip(second, centres, strict=True))
+
+
+def _comoments(sites):
+    """Pooled comoments from the sites' cross-products about the pooled mean."""
+    centre = np.vstack([x for x, _ in sites]).mean(axis=0)
+    parts = [CrossSums.of(x, centre) for x, _ in sites]
+    return sum(parts[1:], parts[0]).comoments(centre)
 
 
 def test_non_constant_mask_uses_pooled_moments():
@@ -58,8 +80,7 @@ def test_non_constant_mask_uses_pooled_moments():
 
 def test_federated_welch_t_equals_scipy_on_offset_data():
     sites = _sites(1)
-    positives, negatives = zip(*(class_moments(x, y) for x, y in sites), strict=True)
-    result = welch_t(pool_moments(positives), pool_moments(negatives))
+    result = welch_t(*_class_moments(sites))
     x, y = _pooled(sites)
     reference = ttest_ind(x[y], x[~y], equal_var=False)
     np.testing.assert_allclose(result.t, reference.statistic, rtol=0, atol=1e-8)
@@ -71,17 +92,19 @@ def test_federated_welch_t_equals_scipy_on_offset_data():
     np.testing.assert_allclose(result.t, exact.statistic, rtol=0, atol=5e-9)
 
 
-def test_class_moments_of_a_site_without_positives():
-    positives, negatives = class_moments(np.ones((3, 2)), np.zeros(3))
+def test_class_sums_of_a_site_without_positives_add_nothing_to_them():
+    zeros = np.zeros(2)
+    positives, negatives = class_sums(np.ones((3, 2)), np.zeros(3), (zeros, zeros))
     assert positives.n == 0 and negatives.n == 3
-    assert pool_moments([positives, negatives]).n == 3
+    assert not positives.s1.any() and not positives.s2.any()
+    assert (positives + negatives).moments(zeros).n == 3
 
 
 def test_federated_correlation_equals_numpy_on_offset_data():
     sites = _sites(3, n_features=7)
     for i, (x, _) in enumerate(sites):  # correlated columns, as radiomic features are
         x[:, 1] = 1e6 + 0.8 * (x[:, 0] - 1e6) + 0.1 * (x[:, 1] - 1e6) + i
-    pooled = pool_comoments(Comoments.of(x) for x, _ in sites)
+    pooled = _comoments(sites)
     x, _ = _pooled(sites)
     covariance = np.cov(x, rowvar=False)
     scale = np.sqrt(np.outer(np.diag(covariance), np.diag(covariance)))
@@ -95,7 +118,7 @@ def test_federated_correlation_equals_numpy_on_offset_data():
 
 def test_correlation_of_a_constant_feature_is_zero():
     x = np.column_stack([np.arange(5.0), np.full(5, 2.0)])
-    np.testing.assert_array_equal(Comoments.of(x).correlation(), np.eye(2))
+    np.testing.assert_array_equal(_comoments([(x, None)]).correlation(), np.eye(2))
 
 
 def _redundant_sites(seed: int):
@@ -121,9 +144,8 @@ def _redundant_sites(seed: int):
 
 
 def _screen(sites):
-    positives, negatives = zip(*(class_moments(x, y) for x, y in sites), strict=True)
-    scores = np.abs(welch_t(pool_moments(positives), pool_moments(negatives)).t)
-    correlation = pool_comoments(Comoments.of(x) for x, _ in sites).correlation()
+    scores = np.abs(welch_t(*_class_moments(sites)).t)
+    correlation = _comoments(sites).correlation()
     return correlation, scores
 
 

@@ -1,0 +1,458 @@
+"""A malicious aggregator drives the real ClientApp message by message: it substitutes keys,
+fakes a drop-out, reuses tags, asks for a total of one site. Each time the site refuses, and
+what the aggregator holds stays masked; only the honest path unmasks, and then exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import FaultyGrid, site_grid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedrad.client.app import make_client_app
+from fedrad.client.data import SiteData
+from fedrad.client.identity import load_or_create_identity, public_hex
+from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.messages import (
+    REFUSED,
+    Kind,
+    Payload,
+    Request,
+    decode_reply,
+    encode_request,
+    flatten,
+)
+from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.secagg import (
+    EncodingError,
+    FixedPoint,
+    ReleaseTag,
+    Reveal,
+    StudyKeyPair,
+    Unmasker,
+)
+from fedrad.common.secagg.masks import signed_pairwise_mask
+from fedrad.common.stats.moments import Standardizer
+from fedrad.server.federation import GridTransport
+from fedrad.simulations.synth.features import write_site_feature_tables
+
+A, B, C = "site01", "site02", "site03"
+SITES = (A, B, C)
+BASE = StudyConfig(
+    federation=FederationSettings(min_cell_size=3),
+    harmonization={"method": "none"},
+    validation={"scheme": "holdout"},
+)
+FIELDS = [0, "newton", 1, "total", 0]  # fit, phase, iteration, quantity, attempt
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> dict[str, Path]:
+    tables = write_site_feature_tables(tmp_path_factory.mktemp("sites"), BASE, sizes=(36, 32, 40))
+    for path in tables.values():  # the identity each site loads: known up front, to pin
+        load_or_create_identity(path.parent)
+    return tables
+
+
+@pytest.fixture(scope="module")
+def pins(tables) -> dict[str, str]:
+    """Every site's public identity key, as a coordinator pins them in the study."""
+    return {name: public_hex(load_or_create_identity(path.parent)) for name, path in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def study(pins) -> StudyConfig:
+    return BASE.updated(federation={"site_keys": pins})
+
+
+class Aggregator:
+    """The aggregator's end of the real ClientApp: it picks every message itself."""
+
+    def __init__(self, grid: FaultyGrid, names=SITES):
+        self.grid = grid
+        self.transport = GridTransport(grid, timeout_s=30)
+        self.nodes = {name: node for node, name in enumerate(names, start=1)}
+
+    def ask(self, kind: Kind, requests: dict[str, Request]) -> dict[str, Payload]:
+        payloads = {self.nodes[name]: encode_request(r, ())[0] for name, r in requests.items()}
+        replies, failed = self.transport.ask(kind, payloads)
+        assert not failed, failed
+        return {name: replies[self.nodes[name]] for name in requests}
+
+    def ask_one(self, kind: Kind, name: str, request: Request) -> Payload:
+        return self.ask(kind, {name: request})[name]
+
+    # -- the honest key exchange ------------------------------------------------------------------
+    def keys(self, names=SITES) -> dict[str, Payload]:
+        replies = self.ask(Kind.SECAGG_KEYS, {name: Request() for name in names})
+        assert all(REFUSED not in reply.values for reply in replies.values()), replies
+        return replies
+
+    def relay(self, keys: dict[str, Payload], to=SITES) -> dict[str, Payload]:
+        return self.ask(Kind.SECAGG_PEERS, {name: relay_request(keys) for name in to})
+
+    def exchange(self, names=SITES) -> None:
+        replies = self.relay(self.keys(names), to=names)
+        assert all(REFUSED not in reply.values for reply in replies.values()), replies
+
+
+def relay_request(keys: dict[str, Payload]) -> Request:
+    """What the aggregator relays: every site's exchange key, its signature and identity."""
+    names = list(keys)
+    return Request(
+        arrays={
+            "public": np.stack([keys[n].arrays["public_key"] for n in names]),
+            "signature": np.stack([keys[n].arrays["signature"] for n in names]),
+            "identity": np.stack([keys[n].arrays["identity"] for n in names]),
+        },
+        values={"secagg.sites": names},
+    )
+
+
+def pipeline(tables, study: StudyConfig, beta: float = 0.1) -> PipelineParams:
+    features = SiteData.load(tables[A], A, study).features
+    return PipelineParams(
+        features=features,
+        selected=np.arange(3),
+        standardizer=Standardizer(mean=np.full(3, 1000.0), scale=np.full(3, 2.0)),
+        beta=np.array([-0.2, beta, -beta, 0.05]),
+    )
+
+
+def newton(tables, study, fields=FIELDS, peers=None, beta: float = 0.1) -> Request:
+    """A NEWTON request of the study's plan, as one masked release (`peers` of the release)."""
+    values = {} if fields is None else {"secagg.tag": json.dumps(fields)}
+    if peers is not None:
+        values["secagg.peers"] = list(peers)
+    return Request(pipeline(tables, study, beta), Partition("holdout"), values=values)
+
+
+def masked_round(agg: Aggregator, tables, study, names=SITES) -> dict[str, np.ndarray]:
+    """Every named site's masked NEWTON words for one release among SITES."""
+    requests = {n: newton(tables, study, peers=[p for p in SITES if p != n]) for n in names}
+    replies = agg.ask(Kind.NEWTON, requests)
+    for name, reply in replies.items():
+        assert set(reply.arrays) == {"words"}, (name, reply.values)
+    return {name: reply.arrays["words"] for name, reply in replies.items()}
+
+
+def sets(survivors, dropped=()) -> dict:
+    return {
+        "secagg.tag": json.dumps(FIELDS),
+        "secagg.survivors": sorted(survivors),
+        "secagg.dropped": sorted(dropped),
+    }
+
+
+def sign(agg: Aggregator, name: str, survivors, dropped=()) -> Payload:
+    return agg.ask_one(Kind.SECAGG_SIGN, name, Request(values=sets(survivors, dropped)))
+
+
+def reveal(agg: Aggregator, name: str, survivors, dropped, signatures: dict) -> Payload:
+    request = Request(
+        arrays={
+            "signatures": np.array([signatures[n] for n in signatures], np.uint8).reshape(-1, 64)
+        },
+        values={**sets(survivors, dropped), "secagg.signers": list(signatures)},
+    )
+    return agg.ask_one(Kind.SECAGG_REVEAL, name, request)
+
+
+def as_reveal(study: StudyConfig, name: str, reply: Payload) -> Reveal:
+    pairwise = {
+        str(peer): bytes(row)
+        for peer, row in zip(reply.values.get("peers", []), reply.arrays["pairwise"], strict=True)
+    }
+    return Reveal(name, tag(study), bytes(reply.arrays["self_seed"]), pairwise)
+
+
+def tag(study: StudyConfig) -> ReleaseTag:
+    return ReleaseTag(study.study_hash, *FIELDS)
+
+
+def plain_terms(tables, study: StudyConfig, names=SITES) -> dict[str, np.ndarray]:
+    """Each site's NEWTON terms as the same tables answer them in a study without masking."""
+    clear = study.updated(federation={"secure_aggregation": False})
+    agg = Aggregator(site_grid(tables, clear))
+    replies = agg.ask(Kind.NEWTON, {n: newton(tables, clear, fields=None) for n in names})
+    return {n: flatten(decode_reply(Kind.NEWTON, reply))[0] for n, reply in replies.items()}
+
+
+def refused(reply: Payload) -> str | None:
+    """The refusal code of a reply that carries nothing else, or None."""
+    if REFUSED not in reply.values:
+        return None
+    assert not reply.arrays and set(reply.values) == {REFUSED}, reply
+    return str(reply.values[REFUSED])
+
+
+# -- key substitution ----------------------------------------------------------------------------
+def test_an_exchange_key_the_aggregator_signed_under_another_sites_name_is_refused(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    keys = agg.keys()
+    # The aggregator's own key pair and identity, standing in for site02 towards site01: it
+    # would then share site01's pairwise mask with site02 and could strip it.
+    impostor, ours = Ed25519PrivateKey.generate(), StudyKeyPair.generate()
+    forged = ours.sign(B, study.study_hash.encode(), impostor)
+    keys[B] = Payload(
+        arrays={
+            "public_key": np.frombuffer(forged.public_key, dtype=np.uint8),
+            "signature": np.frombuffer(forged.signature, dtype=np.uint8),
+            "identity": np.frombuffer(impostor.public_key().public_bytes_raw(), dtype=np.uint8),
+        }
+    )
+    assert refused(agg.relay(keys, to=[A])[A]) == "KeyVerificationError"
+    # nothing is masked afterwards, with the forged peer or without it
+    for peers in ([B, C], [C]):
+        reply = agg.ask_one(Kind.NEWTON, A, newton(tables, study, peers=peers))
+        assert refused(reply) is not None
+        assert "words" not in reply.arrays
+
+
+def test_a_genuine_key_relayed_under_another_sites_name_is_refused(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    keys = agg.keys()
+    keys[B], keys[C] = keys[C], keys[B]  # site03's signed key, relayed as site02's
+    replies = agg.relay(keys)
+    assert {name: refused(reply) for name, reply in replies.items()} == dict.fromkeys(
+        SITES, "KeyVerificationError"
+    )
+
+
+def test_a_site_whose_identity_the_study_does_not_pin_masks_nothing(tables, study, pins):
+    unpinned = study.updated(federation={"site_keys": {n: pins[n] for n in (B, C)}})
+    agg = Aggregator(site_grid(tables, unpinned))
+    keys = agg.keys()
+    assert refused(agg.relay(keys, to=[A])[A]) == "identity-not-pinned"
+    reply = agg.ask_one(Kind.NEWTON, A, newton(tables, unpinned, peers=[B, C]))
+    assert refused(reply) == "identity-not-pinned"
+
+
+# -- a faked drop-out ----------------------------------------------------------------------------
+def test_a_faked_drop_out_cannot_expose_the_site_it_names(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    words = masked_round(agg, tables, study)  # site01's masked value did arrive
+    # site01 is told everyone survived; site02 and site03 that site01 dropped out
+    told_a = sign(agg, A, SITES)
+    told_others = {n: sign(agg, n, [B, C], [A]) for n in (B, C)}
+    assert refused(told_a) is None and not any(map(refused, told_others.values()))
+    signatures = {n: reply.arrays["signature"] for n, reply in told_others.items()}
+
+    # site01's self seed: it asks for its survivors' signatures on what it was told
+    assert refused(reveal(agg, A, SITES, (), signatures)) == "SurvivorSetError"
+    assert refused(reveal(agg, A, [B, C], [A], signatures)) == "RevealRefused"
+    assert refused(sign(agg, A, [B, C], [A])) == "RevealRefused"  # not a survivor: no set
+    # site02 and site03 reveal their pairwise seeds with site01 (it "dropped")...
+    revealed = {
+        n: as_reveal(study, n, reveal(agg, n, [B, C], [A], {p: signatures[p] for p in (B, C)}))
+        for n in (B, C)
+    }
+    assert all(set(r.pairwise) == {A} for r in revealed.values())
+    # ...which are genuine: the total of site02 and site03 unmasks exactly
+    plain = plain_terms(tables, study)
+    unmasker = Unmasker(tag(study), SITES, words[B].size)
+    for name in (B, C):
+        unmasker.add(name, words[name])
+    unmasker.close()
+    for name in (B, C):
+        unmasker.apply(revealed[name])
+    np.testing.assert_allclose(
+        unmasker.decode(FixedPoint(2)), plain[B] + plain[C], rtol=1e-9, atol=1e-9
+    )
+    # yet site01's words, stripped of every pairwise mask, still hold its self mask
+    residue = words[A].copy()
+    for peer in (B, C):
+        residue -= signed_pairwise_mask(A, peer, revealed[peer].pairwise[A], words[A].size)
+    encoded = FixedPoint.encode(plain[A])
+    with pytest.raises(EncodingError):
+        FixedPoint(1).decode(residue)
+    assert np.mean(residue == encoded) < 0.01
+    assert 0.4 < np.mean(residue / 2.0**64) < 0.6
+
+
+def test_a_site_told_two_survivor_sets_for_one_release_refuses_the_second(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    masked_round(agg, tables, study)
+    first = sign(agg, A, SITES)
+    assert refused(first) is None
+    assert refused(sign(agg, A, [A, B], [C])) == "SurvivorSetError"
+    again = sign(agg, A, SITES)  # the set it was told is still the one it signs
+    np.testing.assert_array_equal(again.arrays["signature"], first.arrays["signature"])
+
+
+def test_a_reveal_before_the_site_signed_its_survivor_set_is_refused(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    masked_round(agg, tables, study)
+    signatures = {n: sign(agg, n, SITES).arrays["signature"] for n in (B, C)}
+    assert refused(reveal(agg, A, SITES, (), signatures)) == "SurvivorSetError"
+
+
+# -- release tags ----------------------------------------------------------------------------------
+def test_a_release_tag_used_once_is_refused_for_a_second_masked_value(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    first = agg.ask_one(Kind.NEWTON, A, newton(tables, study, peers=[B, C], beta=0.1))
+    assert "words" in first.arrays
+    second = agg.ask_one(Kind.NEWTON, A, newton(tables, study, peers=[B, C], beta=0.3))
+    assert refused(second) == "TagReuseError"
+    # the same fields under another kind name the same release: refused too
+    calibration = Request(
+        parts=[newton(tables, study, fields=None)],
+        arrays={"gamma": np.zeros(2)},
+        values={"secagg.tag": json.dumps(FIELDS), "secagg.peers": [B, C]},
+    )
+    assert refused(agg.ask_one(Kind.CALIBRATION, A, calibration)) == "TagReuseError"
+    rerun = newton(tables, study, fields=[*FIELDS[:4], 1], peers=[B, C], beta=0.3)
+    assert "words" in agg.ask_one(Kind.NEWTON, A, rerun).arrays  # a new attempt is a new tag
+
+
+@pytest.mark.parametrize(
+    "tag_text",
+    [
+        json.dumps(["0123456789abcdef", *FIELDS]),  # a tag naming a study: the site names its own
+        json.dumps([0, "newton", -1, "total", 0]),
+        json.dumps([0, "", 1, "total", 0]),
+        "newton/1",
+    ],
+)
+def test_an_unreadable_release_tag_is_refused_before_any_work(tables, study, tag_text):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    request = newton(tables, study, peers=[B, C])
+    request.values["secagg.tag"] = tag_text
+    assert refused(agg.ask_one(Kind.NEWTON, A, request)) == "release-tag-unreadable"
+
+
+def _switchable_grid(tables, current: list[StudyConfig]) -> FaultyGrid:
+    """Sites whose study is whatever `current[0]` is when a message arrives (one node state)."""
+    data = {name: SiteData.load(path, name, current[0]) for name, path in tables.items()}
+    app = make_client_app(lambda context: (data[str(context.node_config["site-name"])], current[0]))
+    return FaultyGrid(app, [{"site-name": name} for name in tables])
+
+
+def test_a_release_of_another_study_is_neither_signed_nor_revealed(tables, study):
+    current = [study]
+    agg = Aggregator(_switchable_grid(tables, current))
+    agg.exchange()
+    masked_round(agg, tables, study)
+    signatures = {n: sign(agg, n, SITES).arrays["signature"] for n in SITES}
+    current[0] = StudyConfig.model_validate({**study.model_dump(mode="json"), "name": "other"})
+    assert current[0].study_hash != study.study_hash
+    # the node's state of the first study does not carry over: not its keys...
+    assert refused(sign(agg, A, SITES)) == "no-study-key"
+    agg.exchange()
+    # ...nor its releases: the same release fields in the other study name none it masked
+    assert refused(sign(agg, A, SITES)) == "RevealRefused"
+    assert refused(reveal(agg, A, SITES, (), signatures)) == "RevealRefused"
+
+
+def test_exchange_keys_signed_for_another_study_are_refused(tables, study):
+    current = [study]
+    agg = Aggregator(_switchable_grid(tables, current))
+    old_keys = agg.keys()
+    current[0] = study.updated(validation={"seed": 1})
+    new_keys = agg.keys()  # fresh keys for this study; the aggregator relays its peers' old ones
+    assert refused(agg.relay(new_keys, to=[A])[A]) is None
+    stale = {A: new_keys[A], B: old_keys[B], C: new_keys[C]}
+    assert refused(agg.relay(stale, to=[A])[A]) == "KeyVerificationError"
+
+
+# -- a total of one site ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("peers", "min_sites"),
+    [(None, 1), ([], 1), ([A], 1), ([B], 3)],
+    ids=["no-peers-named", "no-peers", "only-itself", "fewer-than-min-sites"],
+)
+def test_a_release_among_too_few_sites_is_refused(tables, study, peers, min_sites):
+    study = study.updated(federation={"min_sites": min_sites})
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    reply = agg.ask_one(Kind.NEWTON, A, newton(tables, study, peers=peers))
+    assert refused(reply) == "RevealRefused"
+
+
+def test_a_survivor_set_of_one_site_is_neither_signed_nor_revealed(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    masked_round(agg, tables, study)
+    assert refused(sign(agg, A, [A], [B, C])) == "RevealRefused"
+    assert refused(reveal(agg, A, [A], [B, C], {})) == "RevealRefused"
+
+
+# -- the honest path ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dropped", [(), (C,)], ids=["all-survive", "site03-drops"])
+def test_an_honest_release_unmasks_to_exactly_the_sum_of_the_survivors_terms(
+    tables, study, dropped
+):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    survivors = [n for n in SITES if n not in dropped]
+    words = masked_round(agg, tables, study, names=survivors)
+    unmasker = Unmasker(tag(study), SITES, words[A].size)
+    for name in survivors:
+        unmasker.add(name, words[name])
+    assert unmasker.close() == (frozenset(survivors), frozenset(dropped))
+    masked_sum = np.sum(np.stack([words[n] for n in survivors]), axis=0, dtype=np.uint64)
+    with pytest.raises(EncodingError):  # before the reveals, the sum is still masked
+        FixedPoint(len(survivors)).decode(masked_sum)
+    signatures = {n: sign(agg, n, survivors, dropped).arrays["signature"] for n in survivors}
+    for name in survivors:
+        reply = reveal(agg, name, survivors, dropped, signatures)
+        assert refused(reply) is None
+        unmasker.apply(as_reveal(study, name, reply))
+    total = unmasker.decode(FixedPoint(len(survivors)))
+    plain = plain_terms(tables, study, names=survivors)
+    np.testing.assert_allclose(total, sum(plain.values()), rtol=1e-9, atol=1e-9)
+
+
+# -- differencing across releases ------------------------------------------------------------------
+def _released_total(agg: Aggregator, study, tables, fields, names) -> np.ndarray | None:
+    """The honest unmasking of one NEWTON release among `names`; None if any site refuses."""
+    requests = {
+        n: newton(tables, study, fields=fields, peers=[p for p in names if p != n]) for n in names
+    }
+    replies = agg.ask(Kind.NEWTON, requests)
+    if any(refused(reply) for reply in replies.values()):
+        return None
+    release = ReleaseTag(study.study_hash, *fields)
+    unmasker = Unmasker(release, names, replies[names[0]].arrays["words"].size)
+    for name, reply in replies.items():
+        unmasker.add(name, reply.arrays["words"])
+    told = {"secagg.tag": json.dumps(fields), "secagg.survivors": sorted(names)}
+    signed = agg.ask(Kind.SECAGG_SIGN, {n: Request(values=dict(told)) for n in names})
+    if any(refused(reply) for reply in signed.values()):
+        return None
+    request = Request(
+        arrays={"signatures": np.stack([signed[n].arrays["signature"] for n in names])},
+        values={**told, "secagg.signers": list(names)},
+    )
+    for name, reply in agg.ask(Kind.SECAGG_REVEAL, dict.fromkeys(names, request)).items():
+        if refused(reply):
+            return None
+        unmasker.apply(Reveal(name, release, bytes(reply.arrays["self_seed"]), {}))
+    return unmasker.decode(FixedPoint(len(names)))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sites mask the same request under any fresh tag among any >= min_sites peers, so "
+    "the totals over {A, B, C} and {B, C} give A's terms by difference",
+)
+def test_the_same_request_released_among_fewer_sites_does_not_expose_the_site_left_out(
+    tables, study
+):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    everyone = _released_total(agg, study, tables, FIELDS, list(SITES))
+    others = _released_total(agg, study, tables, [*FIELDS[:4], 1], [B, C])
+    assert everyone is not None
+    exposed = others is not None and np.allclose(
+        everyone - others, plain_terms(tables, study, names=[A])[A], rtol=1e-9, atol=1e-9
+    )
+    assert not exposed

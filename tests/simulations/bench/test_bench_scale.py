@@ -1,0 +1,39 @@
+"""The scale benchmark's report: secure beside plain per size, the ratio only where both ran."""
+
+from __future__ import annotations
+
+from fedrad.simulations.bench.scale import kind_table, ratios, report
+
+
+def run(sites: int, secure: bool, wall_s: float) -> dict:
+    rounds = {"newton": 4} | ({"secagg-sign": 4, "secagg-reveal": 4} if secure else {})
+    return {
+        "sites": sites,
+        "secure": secure,
+        "wall_s": wall_s,
+        "peak_rss_mib": 1000.0,
+        "bytes_per_site": {kind: 2048.0 for kind in rounds},
+        "request_bytes_per_site": {kind: 1024.0 for kind in rounds},
+        "rounds": rounds,
+        "max_coefficient_difference": 1e-14,
+        "auc": 0.8,
+        "auc_difference": 1e-4,
+    }
+
+
+def test_ratio_is_secure_over_plain_and_only_for_sizes_with_both_runs():
+    rows = [run(3, False, 10.0), run(3, True, 15.0), run(10, True, 30.0)]
+    assert ratios(rows) == {3: 1.5}
+
+
+def test_kind_table_dashes_the_kinds_a_run_never_sent():
+    table = kind_table([run(3, False, 10.0), run(3, True, 15.0)]).splitlines()
+    sign = next(line for line in table if "secagg-sign" in line)
+    plain, secure = sign.split("|")[1:]
+    assert plain.split() == ["-", "-"] and secure.split() == ["1.0/2.0", "4"]
+
+
+def test_report_judges_the_largest_size_against_the_target():
+    rows = [run(3, False, 10.0), run(3, True, 15.0), run(50, False, 10.0), run(50, True, 25.0)]
+    assert "at 50 sites: x2.50, ABOVE the x2 target" in report(rows)
+    assert "within" in report(rows[:2])

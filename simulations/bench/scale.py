@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 import threading
@@ -72,12 +73,24 @@ class PeakMemory:
 
 
 # -- measuring ------------------------------------------------------------------------------------
+def bench_study(cases: int) -> StudyConfig:
+    """The study of every run, its model capped so that plain runs too: in the clear each
+    site must carry the model's parameters on its own training cases alone
+    (federation.max_parameter_ratio), and one cap keeps both modes' models the same."""
+    study = StudyConfig(federation=FederationSettings(min_cell_size=3))
+    training = cases - math.ceil(cases / study.validation.folds) - 1  # a fold may hold one more
+    most = math.floor(study.federation.max_parameter_ratio * training) - 1  # 1: the intercept
+    return study.updated(
+        selection={"max_features": max(1, min(most, study.selection.max_features))}
+    )
+
+
 def bench_size(
     n_sites: int, cases: int, features: int, root: Path, modes: tuple[bool, ...]
 ) -> list[dict]:
     """One row per secure-aggregation mode, all on the same tables and one pooled reference,
     so that the secure/plain ratio measures the protocol and not the data."""
-    study = StudyConfig(federation=FederationSettings(min_cell_size=3))
+    study = bench_study(cases)
     tables = write_site_feature_tables(
         root / f"{n_sites}-sites",
         study,
@@ -98,14 +111,17 @@ def bench(tables: dict[str, Path], study: StudyConfig, reference: dict) -> dict:
     start = time.perf_counter()
     with PeakMemory() as memory:
         results = run_federation(tables, study, log=lambda _: None)
-    wall = time.perf_counter() - start
-    federated, pooled = results["model"]["coefficients"], reference["model"]["coefficients"]
-    auc, pooled_auc = (r["metrics"]["federated"]["auc"] for r in (results, reference))
-    return {
+    run = {
         "sites": len(tables),
         "secure": study.federation.secure_aggregation,
-        "wall_s": wall,
+        "wall_s": time.perf_counter() - start,
         "peak_rss_mib": memory.peak / 2**20,
+    }
+    if "model" not in results:  # stopped: keep why, and let the other runs go on
+        return run | {"stopped": results.get("reason", "no model"), "events": results["events"]}
+    federated, pooled = results["model"]["coefficients"], reference["model"]["coefficients"]
+    auc, pooled_auc = (r["metrics"]["federated"]["auc"] for r in (results, reference))
+    return run | {
         "bytes_per_site": _per_site(results["traffic_bytes_from_sites"]),
         "request_bytes_per_site": _per_site(results["traffic_bytes_to_sites"]),
         "rounds": results["round_counts"],
@@ -120,9 +136,14 @@ def _per_site(traffic: dict[str, dict[str, int]]) -> dict[str, float]:
     return {kind: float(np.mean(list(sizes.values()))) for kind, sizes in traffic.items()}
 
 
+def completed(rows: list[dict]) -> list[dict]:
+    """The runs that ended with a model: the only ones whose figures compare."""
+    return [row for row in rows if "stopped" not in row]
+
+
 def ratios(rows: list[dict]) -> dict[int, float]:
-    """Secure/plain wall time per size that has both runs."""
-    walls = {(row["sites"], row["secure"]): row["wall_s"] for row in rows}
+    """Secure/plain wall time per size where both runs completed."""
+    walls = {(row["sites"], row["secure"]): row["wall_s"] for row in completed(rows)}
     return {
         n: walls[n, True] / walls[n, False] for n, secure in walls if secure and (n, False) in walls
     }
@@ -145,7 +166,12 @@ def _kinds_in_protocol_order(rows: list[dict]) -> list[str]:
 
 
 def run_line(row: dict) -> str:
-    """One run in a line: the figures a reader compares first."""
+    """One run in a line: the figures a reader compares first, or why it stopped."""
+    if "stopped" in row:
+        return (
+            f"{row['sites']:>3} sites {_mode(row):>6}: STOPPED after {row['wall_s']:.1f} s: "
+            f"{row['stopped']}"
+        )
     to_sites, from_sites = row["request_bytes_per_site"], row["bytes_per_site"]
     return (
         f"{row['sites']:>3} sites {_mode(row):>6}: wall {row['wall_s']:6.1f} s, "
@@ -182,7 +208,7 @@ def _kind_cell(row: dict, kind: str) -> str:
 def summary_table(rows: list[dict]) -> str:
     """Every size in one table: wall, memory, rounds and agreement, plain beside secure."""
     by_size: dict[int, dict[str, dict]] = {}
-    for row in rows:
+    for row in completed(rows):
         by_size.setdefault(row["sites"], {})[_mode(row)] = row
     ratio = ratios(rows)
     lines = [
@@ -206,7 +232,7 @@ def scaling_lines(rows: list[dict]) -> list[str]:
     """Wall time and memory of each size against the smallest, per mode."""
     lines = []
     for secure in (False, True):
-        runs = [row for row in rows if row["secure"] is secure]
+        runs = [row for row in completed(rows) if row["secure"] is secure]
         for row in runs[1:]:
             base = runs[0]
             lines.append(
@@ -218,18 +244,19 @@ def scaling_lines(rows: list[dict]) -> list[str]:
 
 
 def report(rows: list[dict]) -> str:
-    """The closing summary: the table, the ratio against its target, scaling."""
+    """The closing summary: the table, the ratio against its target, scaling, stopped runs."""
     lines = ["", summary_table(rows)]
-    largest = max((n for n in ratios(rows)), default=None)
-    if largest is not None:
-        ratio = ratios(rows)[largest]
+    if ratio_by_size := ratios(rows):
+        largest = max(ratio_by_size)
+        ratio = ratio_by_size[largest]
         verdict = "within" if ratio <= TARGET_RATIO else "ABOVE"
         lines.append(
             f"secure/plain wall at {largest} sites: x{ratio:.2f}, {verdict} the "
             f"x{TARGET_RATIO:g} target (set for 50 sites on 2 cores; this machine has "
             f"{os.cpu_count()})"
         )
-    return "\n".join([*lines, *scaling_lines(rows)])
+    stopped = [run_line(row) for row in rows if "stopped" in row]
+    return "\n".join([*lines, *scaling_lines(rows), *stopped])
 
 
 def main() -> None:
@@ -243,11 +270,18 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every run's figures here")
     args = parser.parse_args()
     rows = []
+    study = bench_study(args.cases)
+    print(
+        f"{args.cases} cases and {args.features} features per site, {study.model.kind}, "
+        f"{study.validation.folds}-fold, at most {study.selection.max_features} model features "
+        "(each site's own training cases carry them in the clear)",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sites:
             runs = bench_size(n, args.cases, args.features, Path(tmp), MODES[args.secure])
             rows += runs
-            print("\n".join([*map(run_line, runs), kind_table(runs)]), flush=True)
+            print("\n".join([*map(run_line, runs), kind_table(completed(runs))]), flush=True)
     print(report(rows), flush=True)
     if args.json:
         args.json.write_text(

@@ -1,30 +1,36 @@
 """A whole study under secure aggregation, as the aggregator records it: every summed reply
-leaves a site as masked words that tell nothing of its values, the results are the plain
-study's, a total of one site is never asked for, and an unpinned site is set aside."""
+leaves a site as masked words that tell nothing of its values (and at most the site's
+signed consent to be left out later), the results are the plain study's, a total of one
+site is never asked for, an unpinned site is set aside, and a site that drops is left out
+of a refit only if its share alone meets the disclosure rules; otherwise the study stops."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import FaultyGrid, run_study, site_grid
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flwr.app import Context, RecordDict
 
+from fedrad.client.data import SiteData
 from fedrad.client.identity import load_or_create_identity, public_hex
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     SUMMED,
     decode_reply,
-    encode_request,
     flatten,
     from_record,
-    pipeline_digest,
 )
+from fedrad.common.pipeline import Partition
 from fedrad.common.secagg import EncodingError, FixedPoint
+from fedrad.common.secagg.consent import sign_consent, verify_consent
 from fedrad.server.app import make_server_app
 from fedrad.server.secure_aggregation import SecureAggregation
+from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 BASE = StudyConfig(
@@ -34,7 +40,9 @@ BASE = StudyConfig(
 )
 STUDIES = {
     "ridge-with-combat": BASE.updated(harmonization={"method": "combat"}),
-    "lasso": BASE.updated(model={"kind": "lasso-logistic"}),
+    # at most 3 features: in the clear, each site's inner-fold cases must carry the parameters
+    # alone (federation.max_parameter_ratio), and these cohorts are small
+    "lasso": BASE.updated(model={"kind": "lasso-logistic"}, selection={"max_features": 3}),
 }
 SUMMED_TYPES = {MESSAGE_TYPES[kind]: kind for kind in SUMMED}
 
@@ -44,15 +52,41 @@ def tables(tmp_path_factory) -> dict[str, Path]:
     return write_site_feature_tables(tmp_path_factory.mktemp("sites"), BASE, sizes=(36, 32, 40))
 
 
+def recording_releases(monkeypatch) -> list[dict[str, tuple[str, list[str], bytes]]]:
+    """Every release the aggregator unmasks, as it keeps it: per site, the quantities it
+    asked (joined, as a consent names them), the release's sites, and the site's consent."""
+    releases = []
+    keep = SecureAggregation._keep_consents
+
+    def recording(self, masked, quantities, participants):
+        releases.append(
+            {
+                self.federation.label(node): (
+                    " ".join(quantities[node]),
+                    list(participants),
+                    bytes(reply.consent),
+                )
+                for node, reply in masked.items()
+            }
+        )
+        return keep(self, masked, quantities, participants)
+
+    monkeypatch.setattr(SecureAggregation, "_keep_consents", recording)
+    return releases
+
+
 @pytest.fixture(scope="module", params=sorted(STUDIES))
 def recorded(request, tables):
-    """The same study over the same tables run masked and in the clear: (grid, results) each."""
+    """The same study over the same tables run masked and in the clear: (grid, results) each,
+    and under "releases" what the masked run unmasked."""
     study = STUDIES[request.param]
     runs = {}
-    for secure in (True, False):
-        arm = study.updated(federation={"secure_aggregation": secure})
-        grid = site_grid(tables, arm)
-        runs[secure] = (grid, run_study(grid, arm))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        runs["releases"] = recording_releases(monkeypatch)
+        for secure in (True, False):
+            arm = study.updated(federation={"secure_aggregation": secure})
+            grid = site_grid(tables, arm)
+            runs[secure] = (grid, run_study(grid, arm))
     return runs
 
 
@@ -65,17 +99,52 @@ def summed_replies(grid, node: int | None = None) -> list[tuple[str, object]]:
     ]
 
 
-def test_every_summed_reply_leaves_a_site_as_masked_words_only(recorded):
+def _reveal_rounds(grid, nodes=(1, 2, 3)) -> dict[str, list[int]]:
+    """How many times each node was asked to sign, and to reveal, a survivor set."""
+    return {
+        round_type: [
+            sum(node == n and message_type == round_type for node, message_type, _ in grid.sent)
+            for n in nodes
+        ]
+        for round_type in ("query.secagg_sign", "query.secagg_reveal")
+    }
+
+
+def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(recorded):
     grid, results = recorded[True]
     replies = summed_replies(grid)
     assert {"train.newton", "train.lasso_round"} & {t for t, _ in replies}
+    assert {"query.screen", "query.comoments"} <= {t for t, _ in replies}
     for message_type, reply in replies:
         assert not reply.has_error(), message_type
         arrays = reply.content["arrays"]
-        assert list(arrays) == ["words"], (message_type, list(arrays))
+        assert set(arrays) == {"words", "consent"}, (message_type, list(arrays))
         assert arrays["words"].numpy().dtype == np.uint64
+        consent = arrays["consent"].numpy()
+        assert consent.dtype == np.uint8 and consent.size in (0, 64), message_type
         assert set(reply.content["values"]) == {"layout"}, message_type
     assert not results["events"]  # no site was set aside or left out on the way
+
+
+def test_a_sites_consent_is_its_signature_over_the_releases_quantities_and_sites_only(
+    recorded, tables
+):
+    grid, _ = recorded[True]
+    releases = recorded["releases"]
+    names = list(tables)
+    for node, name in enumerate(names, start=1):
+        identity = load_or_create_identity(tables[name].parent)
+        sent = [
+            bytes(r.content["arrays"]["consent"].numpy()) for _, r in summed_replies(grid, node)
+        ]
+        kept = [release[name] for release in releases]
+        assert sent == [consent for _, _, consent in kept]  # every masked reply was unmasked
+        for quantities, participants, consent in kept:
+            assert participants == names
+            # every site here has >= k cases of each class (and batch): each may stand alone
+            assert verify_consent(identity.public_key(), quantities, participants, consent)
+            # Ed25519 is deterministic: the consent is exactly this signature, nothing more
+            assert consent == sign_consent(identity, quantities, participants)
 
 
 def test_a_masked_study_gives_the_plain_studys_model(recorded):
@@ -127,10 +196,13 @@ def test_the_masked_words_of_one_release_summed_over_sites_are_still_masked(reco
 
 
 # -- a total of one site ---------------------------------------------------------------------------
-def _server_run(tables, study, grid_class=FaultyGrid) -> tuple[dict, FaultyGrid]:
+def _server_run(
+    tables, study, grid_class=FaultyGrid, drop_after: dict[int, int] | None = None
+) -> tuple[dict, FaultyGrid]:
     """The ServerApp over the sites of `tables`: what it hands over, and the grid."""
     handed = []
     grid = site_grid(tables, study, grid_class)
+    grid.drop_after.update(drop_after or {})
     server = make_server_app(study, handed.append, expected_sites=len(tables), log=lambda _: 0)
     server(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}))
     (results,) = handed
@@ -171,11 +243,7 @@ def test_a_site_dropping_below_min_sites_stops_the_study_before_a_smaller_total_
     # site01 and site03 masked their Newton terms, but that release was abandoned: every
     # release they revealed for was one site02 revealed for too
     assert [t for t, _ in summed_replies(grid, node=1)][-1] == "train.newton"
-    for round_type in ("query.secagg_sign", "query.secagg_reveal"):
-        counts = [
-            sum(node == n and message_type == round_type for node, message_type, _ in grid.sent)
-            for n in (1, 2, 3)
-        ]
+    for round_type, counts in _reveal_rounds(grid).items():
         assert counts[0] > 0 and len(set(counts)) == 1, (round_type, counts)
 
 
@@ -216,27 +284,112 @@ def test_too_few_pinned_sites_stop_the_study_at_key_exchange(tables, pins):
 
 
 # -- differencing across restarts ------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="the failure policy reruns a fit without a failed site with the same requests, so "
-    "totals it had unmasked with the site (e.g. the first SCREEN) are unmasked again without it",
-)
-def test_a_restart_without_a_failed_site_never_unmasks_a_request_again_among_fewer_sites(
-    tables, monkeypatch
+# A site that drops mid-fit has had its share in released totals (ComBat's sums, screening,
+# co-moments...). A refit without it releases those quantities again among fewer sites,
+# and the difference is its share: allowed only when the site signed, when it masked, that
+# its share alone meets the per-site rules. (A site dropping before any release is simply
+# left out: tests/server/test_protocol.py::
+# test_site_dropping_out_mid_fit_is_named_and_the_fit_equals_pooled_without_it.)
+def test_a_site_dropping_mid_fit_after_releases_is_left_out_with_its_consent(
+    tables, pins, monkeypatch
 ):
-    unmasked: dict[tuple[str, str], set[frozenset[int]]] = {}
-    total = SecureAggregation.total
+    releases = recording_releases(monkeypatch)
+    attached = []  # (quantities, sites, consents attached) of each release the aggregator asks
+    with_consents = SecureAggregation._with_consents
 
-    def recording(self, kind, requests, check=None):
-        result = total(self, kind, requests, check)
-        for request in requests.values():
-            asked = pipeline_digest(encode_request(request, ())[0])
-            unmasked.setdefault((str(kind), asked), set()).add(frozenset(requests))
-        return result
+    def recording(self, request, quantities, participants):
+        sent = with_consents(self, request, quantities, participants)
+        consents = zip(
+            sent.values.get("secagg.consenters", []),
+            sent.values.get("secagg.consented", []),
+            sent.arrays.get("secagg.consents", []),
+            strict=True,
+        )
+        attached.append((quantities, participants, {s: (q, bytes(c)) for s, q, c in consents}))
+        return sent
 
-    monkeypatch.setattr(SecureAggregation, "total", recording)
-    study = BASE.updated(federation={"min_sites": 2})
-    results, _ = _server_run(tables, study, SilentFromNewton)
+    monkeypatch.setattr(SecureAggregation, "_with_consents", recording)
+    pinned = BASE.updated(federation={"site_keys": pins})
+    results, _ = _server_run(tables, pinned, SilentFromNewton)
+    site = {s["name"]: s for s in results["sites"]}
+    assert site["site02"]["status"] == "dropped"
+    assert [e["site"] for e in results["events"]] == ["site02"]
+    # the refit equals the pooled fit of the others
+    assert results["model"]["training_sites"] == ["site01", "site03"]
+    rest = {name: path for name, path in tables.items() if name != "site02"}
+    pooled = pooled_reference(rest, BASE)["model"]
+    for name, value in pooled["coefficients"].items():
+        assert results["model"]["coefficients"][name] == pytest.approx(value, abs=1e-9)
+    # what was released with site02 was released again without it, never with another site,
+    # and each time with site02's consent attached, genuine under its pinned identity
+    among: dict[str, list[list[str]]] = {}
+    for release in releases:
+        quantities, participants, _ = release["site01"]
+        for quantity in quantities.split(" "):
+            among.setdefault(quantity, []).append(participants)
+    again = {q: sets for q, sets in among.items() if len({tuple(s) for s in sets}) > 1}
+    assert again  # the refit did repeat quantities (the first screening pass, at least)
+    for sets in again.values():
+        assert all(set(later) <= set(earlier) for earlier, later in pairwise(sets))
+    site02 = Ed25519PublicKey.from_public_bytes(bytes.fromhex(pins["site02"]))
+    everyone = ["site01", "site02", "site03"]
+    refit = [(q, c) for q, p, c in attached if p != everyone and set(q) & set(again)]
+    assert refit
+    assert all(not c for _, p, c in attached if p == everyone)  # none needed at first
+    for quantities, consents in refit:
+        assert set(consents) == {"site02"}
+        consented, signature = consents["site02"]
+        assert set(quantities) <= set(consented.split(" "))
+        assert verify_consent(site02, consented, everyone, signature)
+
+
+RARE = BASE.updated(federation={"min_cell_size": 5})
+
+
+@pytest.fixture(scope="module")
+def rare(tmp_path_factory) -> tuple[dict[str, Path], FaultyGrid, dict]:
+    """site02 has 4 positive training cases, below k = 5 (site01 has 5, site03 16): under
+    secure aggregation it still trains, inside totals. (tables, grid, results)."""
+    tables = write_site_feature_tables(tmp_path_factory.mktemp("rare"), RARE, sizes=(36, 22, 40))
+    for name, positives in (("site01", 5), ("site02", 4)):  # test precondition
+        data = SiteData.load(tables[name], name, RARE)
+        assert data.y[data.rows(Partition("holdout"), "train", RARE)].sum() == positives
+    grid = site_grid(tables, RARE)
+    return tables, grid, run_study(grid, RARE)
+
+
+def test_a_site_with_a_rare_class_trains_inside_totals_without_consenting_to_stand_alone(rare):
+    _, grid, results = rare
+    assert all(s["status"] == "included" for s in results["sites"])
+    assert results["model"]["training_sites"] == ["site01", "site02", "site03"]
+    # it is left out only where its own values would leave it alone: the site-effect report
+    assert [(e["event"], e["site"], e["reason"].split(":")[0]) for e in results["events"]] == [
+        ("left out", "site02", "site effects")
+    ]
+    consents = {
+        node: {
+            (t, r.content["arrays"]["consent"].numpy().size) for t, r in summed_replies(grid, node)
+        }
+        for node in (1, 2, 3)
+    }
+    assert ("train.newton", 0) in consents[2]
+    # its share of anything trained meets no rule alone: it never consents to be left out
+    # (the calibration line is over test cases only, which every site has >= k of)
+    assert {size for t, size in consents[2] if t != "evaluate.calibration"} == {0}
+    assert {size for _, size in consents[1] | consents[3]} == {64}
+
+
+def test_a_site_with_a_rare_class_dropping_mid_fit_stops_the_study_instead_of_a_refit(rare):
+    tables, clean, _ = rare
+    asked = [message_type for node, message_type, _ in clean.sent if node == 2]
+    before_newton = asked.index("train.newton")  # screening, co-moments released with it
+    results, grid = _server_run(tables, RARE, drop_after={2: before_newton})
+    assert results["status"] == "stopped"
+    assert "site02" in results["reason"]
+    assert "federation.min_cell_size" in results["reason"]
     assert {s["name"]: s["status"] for s in results["sites"]}["site02"] == "dropped"
-    again = {key: sets for key, sets in unmasked.items() if len(sets) > 1}
-    assert not again, sorted(key[0] for key in again)
+    # nothing was released without it: the Newton release it missed was abandoned, and no
+    # refit was asked of site01 and site03
+    assert [t for t, _ in summed_replies(grid, node=1)][-1] == "train.newton"
+    for round_type, counts in _reveal_rounds(grid).items():
+        assert counts[0] > 0 and len(set(counts)) == 1, (round_type, counts)

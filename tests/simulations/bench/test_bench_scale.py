@@ -37,3 +37,10 @@ def test_report_judges_the_largest_size_against_the_target():
     rows = [run(3, False, 10.0), run(3, True, 15.0), run(50, False, 10.0), run(50, True, 25.0)]
     assert "at 50 sites: x2.50, ABOVE the x2 target" in report(rows)
     assert "within" in report(rows[:2])
+
+
+def test_a_stopped_run_is_named_and_left_out_of_the_comparison():
+    stopped = {"sites": 50, "secure": False, "wall_s": 9.0, "peak_rss_mib": 1.0, "stopped": "why"}
+    rows = [run(3, False, 10.0), run(3, True, 15.0), stopped, run(50, True, 25.0)]
+    assert ratios(rows) == {3: 1.5}
+    assert "50 sites  plain: STOPPED after 9.0 s: why" in report(rows)

@@ -42,11 +42,30 @@ class Refused(Exception):
         self.code = code
 
 
+# The extras each summed kind reads (a part of an L1 round reads those of its own kind).
+# Anything else is refused: an unread extra would make a released sum look like a new one
+# to the rule against releasing one quantity among other sites.
+EXTRAS: dict[Kind, set[str]] = {
+    Kind.COMBAT_OLS: {"combat.levels"},
+    Kind.COMBAT_SSR: set(),
+    Kind.COMBAT_BATCH_MOMENTS: {"combat.split"},
+    Kind.SCREEN: {"centre.positives", "centre.negatives", "centre.clinical"},
+    Kind.COMOMENTS: {"candidates", "centre.candidates"},
+    Kind.NEWTON: {"kind"},
+    Kind.LOSS: {"kind", "role"},
+    Kind.LAMBDA_MAX: {"kind"},
+    Kind.LASSO_ROUND: set(),
+    Kind.CALIBRATION: {"gamma"},
+}
+ALWAYS = {"pipeline.digest"}  # and the release's own `secagg.*` values
+
+
 def check(kind: Kind, request: Request, study: StudyConfig) -> None:
     """Refuse `request` unless the site's own study implies it."""
     wanted = MODEL_KINDS.get(kind)
     if wanted is not None and wanted != study.model.kind:
         raise Refused("kind-outside-plan", f"{kind} asked in a {study.model.kind} study")
+    _check_extras(kind, request)
     for part in request.parts or [request]:
         if part.partition is not None:
             _check_partition(part.partition, study)
@@ -69,6 +88,23 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
         n_features = len(request.pipeline.features) if request.pipeline is not None else 0
         candidates = np.asarray(request.arrays["candidates"])
         _check_indices(candidates, n_features, study.selection.candidates, "candidates")
+
+
+def _check_extras(kind: Kind, request: Request) -> None:
+    if kind not in EXTRAS:
+        return
+    checks = [(request, EXTRAS[kind])]
+    for part in request.parts:
+        try:
+            part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else None
+        except (KeyError, ValueError):
+            raise Refused("kind-outside-plan", f"{kind} part of no known kind") from None
+        checks.append((part, EXTRAS.get(part_kind, set())))
+    for part, allowed in checks:
+        names = {*part.values, *part.arrays} - allowed - ALWAYS
+        unread = sorted(name for name in names if not name.startswith("secagg."))
+        if unread:
+            raise Refused("value-outside-plan", f"{kind} request with extras {unread}")
 
 
 def _check_partition(partition: Partition, study: StudyConfig) -> None:

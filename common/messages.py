@@ -501,9 +501,8 @@ def quantity_digests(kind: Kind, request: Request) -> list[str]:
             for key, value in part.values.items()
             if not key.startswith("secagg.") and key != "pipeline.digest"
         }
-        payload, _ = encode_request(
-            Request(part.pipeline, part.partition, dict(part.arrays), values), ()
-        )
+        arrays = {key: value for key, value in part.arrays.items() if not key.startswith("secagg.")}
+        payload, _ = encode_request(Request(part.pipeline, part.partition, arrays, values), ())
         digests.append(f"{kind}/{pipeline_digest(payload)}")
     return digests
 

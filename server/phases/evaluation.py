@@ -142,8 +142,11 @@ def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
 
     def fit(nodes: list[int]):
         def terms_at(gamma: np.ndarray):
-            requests = {
-                node: Request(parts=[r for _, r in tests[node]], arrays={"gamma": gamma})
+            requests = {  # the parts' thresholds are the scores' business, not calibration's
+                node: Request(
+                    parts=[Request(r.pipeline, r.partition) for _, r in tests[node]],
+                    arrays={"gamma": gamma},
+                )
                 for node in nodes
             }
             return federation.total(Kind.CALIBRATION, requests)

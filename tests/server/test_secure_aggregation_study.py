@@ -216,7 +216,7 @@ def test_a_fit_over_a_single_site_stops_the_study_instead_of_unmasking_it(tables
     results, grid = _server_run(some, study)
     assert results["status"] == "stopped"
     assert "federation.min_sites" in results["reason"]
-    assert "1 site" in results["reason"]
+    assert "needs 2" in results["reason"]  # max(2, min_sites) sites per total
     assert not summed_replies(grid)  # no site was asked for a sum at all
     assert all(site["status"] == "included" for site in results["sites"])  # nobody to blame
 
@@ -238,7 +238,7 @@ def test_a_site_dropping_below_min_sites_stops_the_study_before_a_smaller_total_
     results, grid = _server_run(tables, study, SilentFromNewton)
     assert results["status"] == "stopped"
     assert "federation.min_sites" in results["reason"]
-    assert "2 site" in results["reason"]
+    assert "needs 3" in results["reason"]
     assert {s["name"]: s["status"] for s in results["sites"]}["site02"] == "dropped"
     # site01 and site03 masked their Newton terms, but that release was abandoned: every
     # release they revealed for was one site02 revealed for too

@@ -147,7 +147,7 @@ def released_rate(hits: int, total: int, k: int) -> tuple[float, float] | None:
     step = _rate_step(total, k)
     if step is None or min(hits, total - hits) < k:
         return None
-    return _rounded(hits, total, step) * step, step
+    return round(_rounded(hits, total, step) * step, 10), step
 
 
 def _rate_step(total: int, k: int) -> float | None:

@@ -120,7 +120,11 @@ def evaluate(
         if plan.per_fit:
             for index, row in zip(plan.fits, total.confusion, strict=True):
                 per_fit[index] = ConfusionCounts(*(int(value) for value in row))
-    contributed = [node for node in tests if federation.label(node) not in excluded]
+    contributed = [
+        node
+        for node in tests
+        if federation.sites[node].status == "included" and federation.label(node) not in excluded
+    ]
     evaluation.per_site = site_figures(federation, tests, contributed, excluded)
     fewest = federation.fewest_sites
     figures = [

@@ -365,10 +365,8 @@ def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
     """Test sums over every fit in the bundle, a SUMMED reply: per-class score counts on
     the public grid, calibration sums, and confusion counts per fit (or summed over the
     fits, when the request says `confusion: summed`). Under secure aggregation only their
-    total over sites is read; in the clear they are this site's alone (the class rule)."""
+    total over sites is read; a study without it sends them in the clear (docs/privacy.md 7)."""
     y, p, confusion = _tested(data, study, request)
-    if not study.federation.secure_aggregation:
-        _class_rule(y, data, study)
     if request.values.get("confusion") == "summed":
         confusion = [sum(confusion, ConfusionCounts(0, 0, 0, 0))]
     positives, negatives = score_histograms(y, p, study.federation.histogram_bins)

@@ -46,6 +46,7 @@ from fedrad.common.messages import (
     ScoresReply,
     ScreenReply,
     SiteEffectReply,
+    SiteMetricsReply,
     encode_reply,
 )
 from fedrad.common.models import lasso, mlp
@@ -53,8 +54,9 @@ from fedrad.common.models.logistic import NewtonTerms, newton_terms, with_interc
 from fedrad.common.pipeline import Partition
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
-    ScoreBlocks,
     calibration_sums,
+    released_auc,
+    released_rate,
     score_histograms,
 )
 from fedrad.common.stats.moments import CentredSums, Moments
@@ -132,6 +134,8 @@ def alone_ok(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -
     combat_kinds = (Kind.COMBAT_OLS, Kind.COMBAT_SSR, Kind.COMBAT_BATCH_MOMENTS)
     if kind is Kind.CALIBRATION:
         return True  # test cases only, which every site has >= k of before it answers
+    if kind is Kind.SCORES:
+        return False  # its histograms alone would place each of its test scores on the grid
     try:
         for part in request.parts or [request]:
             if part.partition is None:
@@ -332,35 +336,63 @@ def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundR
     return MlpRoundReply(trained, int(rows.sum()), float(round_loss))
 
 
-def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
-    """Evaluate every fit that tests this site on its test cases, pooled: score blocks per
-    class and calibration sums (bins merged to >= k cases each) and the site's AUC over all
-    of its out-of-fold scores, plus confusion counts per fit at that fit's threshold."""
+def _tested(data: SiteData, study: StudyConfig, request: Request):
+    """(outcomes, scores, confusion counts per fit) over this site's test cases of every fit
+    in the bundle, each fit's counts at its own threshold; >= k test cases or none."""
     y_all, p_all, confusion = [], [], []
     for fit in request.parts:
         params, partition = fit.pipeline, fit.partition
         rows = data.rows(partition, "test", study)
         p = predict(params, model_inputs(data, params, partition, rows, study))
-        counts = ConfusionCounts.of(data.y[rows], p, float(fit.values["threshold"]))
-        confusion += [int(counts.tp), int(counts.fn), int(counts.tn), int(counts.fp)]
+        confusion.append(ConfusionCounts.of(data.y[rows], p, float(fit.values["threshold"])))
         y_all.append(data.y[rows])
         p_all.append(p)
     y, p = np.concatenate(y_all), np.concatenate(p_all)
-    federation = study.federation
-    if len(y) < federation.min_cell_size:
-        raise SiteSkipped(f"{data.name} has fewer than {federation.min_cell_size} test cases")
-    blocks = ScoreBlocks.merged(
-        *score_histograms(y, p, federation.histogram_bins), federation.min_cell_size
-    )
-    sum_p, sum_y, count = calibration_sums(y, p, CALIBRATION_BINS, federation.min_cell_size)
+    k = study.federation.min_cell_size
+    if len(y) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} test cases")
+    return y, p, confusion
+
+
+def _class_rule(y: np.ndarray, data: SiteData, study: StudyConfig) -> None:
+    """What this site releases alone of its test cases needs >= k of each class."""
+    k, positives = study.federation.min_cell_size, int(y.sum())
+    if min(positives, len(y) - positives) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} test cases of a class")
+
+
+def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
+    """Test sums over every fit in the bundle, a SUMMED reply: per-class score counts on
+    the public grid, calibration sums, and confusion counts per fit (or summed over the
+    fits, when the request says `confusion: summed`). Under secure aggregation only their
+    total over sites is read; a study without it sends them in the clear (docs/privacy.md 7)."""
+    y, p, confusion = _tested(data, study, request)
+    if request.values.get("confusion") == "summed":
+        confusion = [sum(confusion, ConfusionCounts(0, 0, 0, 0))]
+    positives, negatives = score_histograms(y, p, study.federation.histogram_bins)
     return ScoresReply(
-        blocks_lo=blocks.lo,
-        blocks_hi=blocks.hi,
-        blocks_positives=blocks.positives,
-        blocks_negatives=blocks.negatives,
-        calibration=np.vstack([sum_p, sum_y, count]),
-        confusion=confusion,
-        local_auc=float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else None,
+        positives=positives.astype(np.int64),
+        negatives=negatives.astype(np.int64),
+        confusion=np.array([[c.tp, c.fn, c.tn, c.fp] for c in confusion], dtype=np.int64),
+        calibration=calibration_sums(y, p, CALIBRATION_BINS),
+    )
+
+
+def site_metrics(data: SiteData, study: StudyConfig, request: Request) -> SiteMetricsReply:
+    """This site's own AUC, sensitivity and specificity over its test cases of every fit in
+    the bundle, released alone: >= k test cases of each class, the AUC rounded, each rate
+    on a public step that leaves >= k counts possible, or withheld (docs/privacy.md 3)."""
+    y, p, confusion = _tested(data, study, request)
+    _class_rule(y, data, study)
+    k, counts = study.federation.min_cell_size, sum(confusion, ConfusionCounts(0, 0, 0, 0))
+    sensitivity = released_rate(counts.tp, counts.tp + counts.fn, k) or (None, None)
+    specificity = released_rate(counts.tn, counts.tn + counts.fp, k) or (None, None)
+    return SiteMetricsReply(
+        auc=released_auc(roc_auc_score(y, p)),
+        sensitivity=sensitivity[0],
+        sensitivity_step=sensitivity[1],
+        specificity=specificity[0],
+        specificity_step=specificity[1],
     )
 
 
@@ -414,6 +446,7 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.MLP_ROUND: mlp_round,
     Kind.SCORES: scores,
     Kind.CALIBRATION: calibration,
+    Kind.SITE_METRICS: site_metrics,
     Kind.PERSIST: persist,
 }
 

@@ -74,7 +74,7 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
             raise Refused("role-outside-plan", f"role {role!r}")
         if (
             role == "test"
-            and kind is not Kind.SCORES
+            and kind not in (Kind.SCORES, Kind.SITE_METRICS)
             and (part.partition is None or part.partition.inner is None)
         ):
             raise Refused("role-outside-plan", "held-out sums only inside an inner fold")
@@ -84,6 +84,8 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
             threshold = float(part.values["threshold"])
             if not 0.0 < threshold < 1.0:
                 raise Refused("value-out-of-bounds", f"threshold {threshold}")
+    if request.values.get("confusion", "per-fit") not in ("per-fit", "summed"):
+        raise Refused("value-out-of-bounds", f"confusion {request.values['confusion']!r}")
     if "candidates" in request.arrays:
         n_features = len(request.pipeline.features) if request.pipeline is not None else 0
         candidates = np.asarray(request.arrays["candidates"])

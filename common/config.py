@@ -374,8 +374,8 @@ class ModelSettings(_Strict):
 class ValidationSettings(_Strict):
     """How cases are split; every fit sees only its training part (DESIGN.md phase 6).
 
-    k-fold by default: every case is tested once, so each site can merge all its
-    out-of-fold scores into blocks of >= k cases and the pooled AUC stays sharp.
+    k-fold by default: every case is tested once, and every fold tests every site, so
+    each fold's figures come from a total of their own.
     """
 
     scheme: Literal["holdout", "kfold", "leave-one-site-out", "single-site"] = "kfold"

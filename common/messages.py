@@ -45,6 +45,7 @@ class Kind(StrEnum):
     MLP_ROUND = "mlp-round"
     SCORES = "scores"
     CALIBRATION = "calibration"
+    SITE_METRICS = "site-metrics"
     PERSIST = "persist"
     SECAGG_KEYS = "secagg-keys"
     SECAGG_PEERS = "secagg-peers"
@@ -68,6 +69,7 @@ MESSAGE_TYPES: dict[Kind, str] = {
     Kind.MLP_ROUND: "train",
     Kind.SCORES: "evaluate.scores",
     Kind.CALIBRATION: "evaluate.calibration",
+    Kind.SITE_METRICS: "evaluate.site_metrics",
     Kind.PERSIST: "query.persist",
     Kind.SECAGG_KEYS: "query.secagg_keys",
     Kind.SECAGG_PEERS: "query.secagg_peers",
@@ -87,6 +89,7 @@ SUMMED: frozenset[Kind] = frozenset(
         Kind.LOSS,
         Kind.LAMBDA_MAX,
         Kind.LASSO_ROUND,
+        Kind.SCORES,
         Kind.CALIBRATION,
     }
 )
@@ -178,17 +181,28 @@ class LassoRoundReply:
 
 @dataclass(frozen=True)
 class ScoresReply:
-    """A site's pooled test aggregates over every fit that tests it: score blocks of >= k
-    cases, calibration sums (rows sum_p, sum_y, count), confusion counts per fit (rows of
-    tp, fn, tn, fp) and its own AUC when it tested both classes."""
+    """A site's test sums over the fits of the request (SUMMED: only totals are read):
+    per-class counts of its scores on the public grid (`histogram_bins`), confusion counts
+    (rows of tp, fn, tn, fp: one per fit, or one summed over them, as the request says)
+    and calibration sums (rows sum_p, sum_y, count per tenth of [0, 1])."""
 
-    blocks_lo: np.ndarray
-    blocks_hi: np.ndarray
-    blocks_positives: np.ndarray
-    blocks_negatives: np.ndarray
+    positives: np.ndarray
+    negatives: np.ndarray
+    confusion: np.ndarray
     calibration: np.ndarray
-    confusion: list
-    local_auc: float | None = None
+
+
+@dataclass(frozen=True)
+class SiteMetricsReply:
+    """A site's own figures over its test cases, as it may release them alone: its AUC
+    rounded, and each rate rounded to a public step wide enough to hide every count
+    (`metrics.released_rate`), or absent (a cell below k, or too few cases to hide one)."""
+
+    auc: float
+    sensitivity: float | None = None
+    sensitivity_step: float | None = None
+    specificity: float | None = None
+    specificity_step: float | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +270,7 @@ REPLIES: dict[Kind, type] = {
     Kind.MLP_ROUND: MlpRoundReply,
     Kind.SCORES: ScoresReply,
     Kind.CALIBRATION: NewtonTerms,
+    Kind.SITE_METRICS: SiteMetricsReply,
     Kind.PERSIST: Empty,
     Kind.SECAGG_KEYS: KeysReply,
     Kind.SECAGG_PEERS: Empty,

@@ -217,6 +217,12 @@ class Federation:
             return self.secure.total(kind, requests, check)
         return summed(self.ask(kind, requests, check).values())
 
+    @property
+    def fewest_sites(self) -> int:
+        """The fewest sites a total may be over: max(2, min_sites) under secure aggregation;
+        in the clear every site's reply is read anyway."""
+        return self.secure.min_sites if self.secure is not None else 1
+
     def strategy_grid(self, nodes: list[int], request: Request) -> Grid:
         """The grid a Flower strategy trains on: only `nodes`, each sent `request` in its
         round config, every reply through the validator."""

@@ -116,174 +116,58 @@ def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:
     return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
 
 
-@dataclass(frozen=True)
-class ScoreBlocks:
-    """Per-class score counts in blocks of adjacent bins of the fixed grid, [lo, hi) in edge
-    indices; a site merges bins until every block holds at least k cases before sending, so
-    no block discloses fewer than k patients' scores (docs/methods.md 4.2, "Disclosure").
-
-    Blocks of different sites overlap; a positive-negative pair whose blocks overlap
-    cannot be ordered and counts 1/2, which the certified bound accounts for. With
-    one-bin blocks everything reduces to `histogram_auc`.
-    """
-
-    lo: np.ndarray
-    hi: np.ndarray
-    positives: np.ndarray
-    negatives: np.ndarray
-
-    @classmethod
-    def merged(cls, positives: np.ndarray, negatives: np.ndarray, min_count: int) -> ScoreBlocks:
-        """Blocks of >= min_count cases, each spanning the bins from its lowest to its highest
-        score: a block discloses the range of its >= k scores, and narrow blocks overlap
-        fewer blocks of other sites, which tightens the AUC (`_narrowest_blocks`)."""
-        totals = np.asarray(positives) + np.asarray(negatives)
-        lo, hi = _narrowest_blocks(totals, min_count)
-        cumulative_pos = np.concatenate([[0], np.cumsum(positives)])
-        cumulative_neg = np.concatenate([[0], np.cumsum(negatives)])
-        return cls(
-            lo=lo,
-            hi=hi,
-            positives=cumulative_pos[hi] - cumulative_pos[lo],
-            negatives=cumulative_neg[hi] - cumulative_neg[lo],
-        )
-
-    @classmethod
-    def empty(cls) -> ScoreBlocks:
-        nothing = np.zeros(0)
-        return cls(nothing.astype(int), nothing.astype(int), nothing, nothing)
-
-    def __add__(self, other: ScoreBlocks) -> ScoreBlocks:
-        return ScoreBlocks(
-            *(
-                np.concatenate([getattr(self, name), getattr(other, name)])
-                for name in ("lo", "hi", "positives", "negatives")
-            )
-        )
-
-    def auc(self, within: np.ndarray | None = None, site: np.ndarray | None = None) -> HistogramAUC:
-        """AUC, its certified error bound and DeLong SE from the blocks of every site.
-
-        A positive-negative pair in overlapping blocks counts the probability P that a
-        uniform draw from the positive's block exceeds one from the negative's (1/2 for
-        the same block); its true contribution is 0, 1/2 or 1, so that pair's error is at
-        most max(P, 1 - P), which the bound sums. If `site` labels each block with its site
-        and `within` gives each site's exact count of concordant within-site pairs (its
-        local AUC times n1 n0), within-site pairs are counted exactly instead.
-        """
-        n1, n0 = self.positives.sum(), self.negatives.sum()
-        if n1 == 0 or n0 == 0:
-            return HistogramAUC(float("nan"), float("nan"), float("nan"))
-        order = _probability_above(self.lo, self.hi)  # [positive block, negative block]
-        overlap = (self.hi[:, None] > self.lo[None, :]) & (self.lo[:, None] < self.hi[None, :])
-        worst = np.where(overlap, np.maximum(order, 1 - order), 0.0)
-        pairs = np.outer(self.positives, self.negatives)
-        placement_pos = order @ self.negatives / n0
-        placement_neg = self.positives @ order / n1
-        if site is None:
-            concordant = float(np.sum(pairs * order))
-        else:
-            between = site[:, None] != site[None, :]
-            concordant = float(np.sum(pairs * order * between) + np.sum(within))
-            worst = worst * between
-        auc = concordant / (n1 * n0)
-        bound = float(np.sum(pairs * worst) / (n1 * n0))
-        variance = 0.0
-        if n1 > 1:
-            variance += self.positives @ (placement_pos - auc) ** 2 / ((n1 - 1) * n1)
-        if n0 > 1:
-            variance += self.negatives @ (placement_neg - auc) ** 2 / ((n0 - 1) * n0)
-        return HistogramAUC(auc=auc, error_bound=bound, standard_error=float(np.sqrt(variance)))
-
-
-def _merged_bins(totals: np.ndarray, min_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """[lo, hi) of adjacent bins merged left to right until each holds >= min_count cases; a
-    short last group joins the one before it."""
-    bounds, running = [0], 0
-    for index, count in enumerate(totals):
-        running += count
-        if running >= min_count:
-            bounds.append(index + 1)
-            running = 0
-    if bounds[-1] != len(totals):
-        if len(bounds) > 1 and running < min_count:
-            bounds[-1] = len(totals)
-        else:
-            bounds.append(len(totals))
-    return np.array(bounds[:-1]), np.array(bounds[1:])
-
-
-def calibration_sums(
-    y_true: np.ndarray, scores: np.ndarray, bins: int, min_count: int
-) -> np.ndarray:
-    """Rows Σp, Σy and n per bin of a fixed grid of `bins` on [0, 1], as a site may send them.
-
-    Adjacent bins are merged until each group holds >= min_count cases, and a group is
-    reported in the bin of its mean score: no sent bin sums fewer than k patients (a bin
-    of one would give away that patient's score and diagnosis), while sums over the sites
-    stay on one grid.
-    """
+def calibration_sums(y_true: np.ndarray, scores: np.ndarray, bins: int) -> np.ndarray:
+    """Rows Σp, Σy and n per bin of a fixed grid of `bins` on [0, 1]: summed over sites
+    (only the total leaves a site under secure aggregation) they give the reliability bins."""
     scores = np.asarray(scores, dtype=np.float64)
     index = np.minimum((scores * bins).astype(int), bins - 1)
-    sums = np.vstack(
+    return np.vstack(
         [
             np.bincount(index, scores, bins),
             np.bincount(index, np.asarray(y_true, dtype=np.float64), bins),
             np.bincount(index, minlength=bins).astype(np.float64),
         ]
     )
-    reported = np.zeros_like(sums)
-    for lo, hi in zip(*_merged_bins(sums[2], min_count), strict=True):
-        group = sums[:, lo:hi].sum(axis=1)
-        if group[2]:
-            reported[:, min(int(group[0] / group[2] * bins), bins - 1)] += group
-    return reported
 
 
-def _narrowest_blocks(totals: np.ndarray, min_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """[lo, hi) of blocks of >= min_count cases that cover every occupied bin and minimize
-    the summed cases x width, by dynamic programming over the occupied bins.
-
-    Cross-site pairs in overlapping blocks are what the AUC cannot order; on simulated
-    sites of 40 cases this cut the mean AUC error by 15-30% and the certified bound by a
-    quarter against greedy left-to-right merging, for a cost that is small beside a
-    federated round.
-    """
-    occupied = np.flatnonzero(totals)
-    if totals.sum() < min_count:  # too few cases for any block: one block over all of them
-        return (
-            (occupied[:1], occupied[-1:] + 1)
-            if len(occupied)
-            else (np.array([0]), np.array([len(totals)]))
-        )
-    cumulative = np.concatenate([[0], np.cumsum(totals[occupied])])
-    cost = np.full(len(occupied) + 1, np.inf)
-    cost[0] = 0.0
-    start = np.zeros(len(occupied) + 1, dtype=int)
-    for end in range(1, len(occupied) + 1):
-        cases = cumulative[end] - cumulative[:end]  # block = occupied[begin:end], each begin
-        width = occupied[end - 1] + 1 - occupied[:end]
-        candidates = np.where(cases >= min_count, cost[:end] + cases * width, np.inf)
-        start[end] = int(np.argmin(candidates))
-        cost[end] = candidates[start[end]]
-    ends = [len(occupied)]
-    while ends[-1] > 0:
-        ends.append(start[ends[-1]])
-    ends.reverse()
-    begins, finishes = np.array(ends[:-1]), np.array(ends[1:])
-    return occupied[begins], occupied[finishes - 1] + 1
+# -- what one site may release of its own test cases (docs/privacy.md 3) -------------------
+SITE_AUC_DECIMALS = 2
+RATE_STEPS = (0.05, 0.1, 0.2, 0.25, 0.5)  # the public grids a site's rate is rounded to
 
 
-def _probability_above(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """P(X > Y) for X uniform on block i and Y uniform on block j, for every (i, j)."""
-    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
-    width = hi - lo
+def released_rate(hits: int, total: int, k: int) -> tuple[float, float] | None:
+    """A site's own rate hits/total as it may leave the site, and the public step it is
+    rounded to; None when a cell (hits or misses) is below k or no step hides the count.
 
-    def integral(t: np.ndarray) -> np.ndarray:  # of F_j(x) dx from -inf to t, F_j the CDF of Y
-        inside = np.clip(t - lo[None, :], 0.0, width[None, :])
-        return inside**2 / (2 * width[None, :]) + np.maximum(t - hi[None, :], 0.0)
+    The aggregator may know `total` and that both cells are >= k; the step is the finest
+    (a function of `total` only, so choosing it tells nothing of `hits`) at which every
+    possible count shares its rounded rate with >= k others in [k, total - k]. So the rate
+    leaves >= k counts possible: no cell follows exactly, nor, through a total over sites,
+    another site's cell (which stays as uncertain)."""
+    step = _rate_step(total, k)
+    if step is None or min(hits, total - hits) < k:
+        return None
+    return round(_rounded(hits, total, step) * step, 10), step
 
-    return (integral(hi[:, None]) - integral(lo[:, None])) / width[:, None]
+
+def _rate_step(total: int, k: int) -> float | None:
+    counts = np.arange(k, total - k + 1)
+    for step in RATE_STEPS:
+        _, members = np.unique([_rounded(h, total, step) for h in counts], return_counts=True)
+        if len(counts) and members.min() >= k:
+            return step
+    return None
+
+
+def _rounded(hits: int, total: int, step: float) -> int:
+    """hits/total in units of `step`, rounded half up (the public grid)."""
+    return int(np.floor(hits / total / step + 0.5))
+
+
+def released_auc(exact: float) -> float:
+    """A site's own AUC as it may leave the site: rounded (no exact local AUC, which with
+    the pooled histograms would order that site's pairs exactly)."""
+    return round(float(exact), SITE_AUC_DECIMALS)
 
 
 def reliability(sum_p: np.ndarray, sum_y: np.ndarray, counts: np.ndarray) -> dict:

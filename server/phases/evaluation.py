@@ -1,9 +1,13 @@
-"""Phase 6: every fit scored on its test cases, from aggregates of >= k cases per site.
+"""Phase 6: every fit scored on its test cases, from totals over sites and each site's
+own figures where its cases allow them.
 
-One request per site carries every fit that tests it, so each site merges all its
-out-of-fold scores into blocks of >= k cases; the pooled AUC comes from the blocks, the
-sensitivity and specificity from summed confusion counts, calibration from reliability
-bins and a federated intercept/slope fit (docs/methods.md 4).
+Fits that test the same sites are asked as one SCORES total over those sites (summed
+per-class histograms on the public grid, confusion counts per fit, calibration sums);
+when a group tests fewer sites than a total may hold (leave-one-site-out: one each),
+those fits are asked together as one total. The pooled AUC comes from the summed
+histograms, sensitivity and specificity from summed confusion counts, calibration from
+reliability bins and a federated intercept/slope fit (docs/methods.md 4). Each site sends
+its own figures alone (SITE_METRICS), rounded as docs/privacy.md 3 says.
 """
 
 from __future__ import annotations
@@ -12,11 +16,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedrad.common.messages import Kind, Request, ScoresReply
+from fedrad.common.messages import Kind, Request, ScoresReply, SiteMetricsReply
 from fedrad.common.models.logistic import fit_newton
 from fedrad.common.pipeline import Partition
-from fedrad.common.stats.metrics import ConfusionCounts, ScoreBlocks, reliability, wilson_interval
-from fedrad.server.federation import Federation, SiteFailed, StudyCannotRun
+from fedrad.common.stats.metrics import (
+    ConfusionCounts,
+    histogram_auc,
+    reliability,
+    wilson_interval,
+)
+from fedrad.server.federation import Federation, SiteSkippedFit, StudyCannotRun
 
 
 @dataclass
@@ -35,12 +44,27 @@ Evaluated = list[tuple[FittedPipeline, dict[int, Partition]]]
 class Evaluation:
     """Summed test-set aggregates over every fit, and each site's figures."""
 
-    blocks: ScoreBlocks = field(default_factory=ScoreBlocks.empty)
-    block_sites: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    positives: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    negatives: np.ndarray = field(default_factory=lambda: np.zeros(0))
     confusion: ConfusionCounts = field(default_factory=lambda: ConfusionCounts(0, 0, 0, 0))
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((3, 10)))  # sum_p, sum_y, n
     per_site: dict = field(default_factory=dict)
-    strata: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(self, total: ScoresReply) -> None:
+        empty = not self.positives.size
+        self.positives = total.positives + (0 if empty else self.positives)
+        self.negatives = total.negatives + (0 if empty else self.negatives)
+        self.confusion += ConfusionCounts(*(int(v) for v in total.confusion.sum(axis=0)))
+        self.calibration = self.calibration + total.calibration
+
+
+@dataclass(frozen=True)
+class ScoresTotal:
+    """Fits asked as one total: per fit figures come from it only when it is `per_fit`
+    (every site of the total tests every one of its fits)."""
+
+    fits: list[int]
+    per_fit: bool
 
 
 def _tests(federation: Federation, evaluated: Evaluated) -> dict[int, list[tuple[int, Request]]]:
@@ -54,85 +78,159 @@ def _tests(federation: Federation, evaluated: Evaluated) -> dict[int, list[tuple
     return tests
 
 
-def evaluate(federation: Federation, evaluated: Evaluated) -> tuple[Evaluation, list[dict]]:
-    """Pooled test aggregates over every fit, and each fit's own sensitivity and specificity."""
+def scores_totals(tests: dict[int, list[tuple[int, Request]]], fewest: int) -> list[ScoresTotal]:
+    """The totals to ask: fits that test the same sites together (as `lasso_round` groups
+    its asks), each group of >= `fewest` sites its own total; the groups of fewer sites
+    merged into one total if their sites are enough, else every fit in one total (and no
+    fit's own figures: a total per group would single out a site, and one total with it
+    minus the others would too)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index in sorted({i for parts in tests.values() for i, _ in parts}):
+        sites = tuple(node for node, parts in tests.items() if index in dict(parts))
+        groups.setdefault(sites, []).append(index)
+    large = [ScoresTotal(fits, True) for sites, fits in groups.items() if len(sites) >= fewest]
+    small = {sites: fits for sites, fits in groups.items() if len(sites) < fewest}
+    if not small:
+        return large
+    merged = sorted(i for fits in small.values() for i in fits)
+    if len({node for sites in small for node in sites}) >= fewest:
+        return [*large, ScoresTotal(merged, False)]
+    return [ScoresTotal(sorted(i for fits in groups.values() for i in fits), False)]
+
+
+def evaluate(
+    federation: Federation, evaluated: Evaluated, bins: int
+) -> tuple[Evaluation, list[dict]]:
+    """Pooled test aggregates over every fit (histograms of `bins`), each fit's own
+    sensitivity and specificity where a total of its own exists, and each site's figures."""
     tests = _tests(federation, evaluated)
 
-    def scores(nodes: list[int]) -> dict[int, tuple[ScoresReply, ScoreBlocks]]:
-        replies = federation.ask(
-            Kind.SCORES,
-            {node: Request(parts=[request for _, request in tests[node]]) for node in nodes},
-        )
-        return {
-            node: (reply, _checked(node, reply, len(tests[node])))
-            for node, reply in replies.items()
-        }
+    def totals(nodes: list[int]) -> list[tuple[ScoresTotal, ScoresReply]]:
+        asked = {node: tests[node] for node in nodes}
+        return [
+            (plan, _scores_total(federation, asked, plan, bins))
+            for plan in scores_totals(asked, federation.fewest_sites)
+        ]
 
-    replies, excluded = federation.without_failures("evaluation", list(tests), scores)
+    released, excluded = federation.without_failures("evaluation", list(tests), totals)
     evaluation = Evaluation()
-    per_fit = [ConfusionCounts(0, 0, 0, 0) for _ in evaluated]
+    per_fit: dict[int, ConfusionCounts] = {}
+    for plan, total in released:
+        evaluation.add(total)
+        if plan.per_fit:
+            for index, row in zip(plan.fits, total.confusion, strict=True):
+                per_fit[index] = ConfusionCounts(*(int(value) for value in row))
+    contributed = [
+        node
+        for node in tests
+        if federation.sites[node].status == "included" and federation.label(node) not in excluded
+    ]
+    evaluation.per_site = site_figures(federation, tests, contributed, excluded)
+    fewest = federation.fewest_sites
+    figures = [
+        _fit_figures(per_fit.get(index), fitted.threshold, fewest)
+        for index, (fitted, _) in enumerate(evaluated)
+    ]
+    return evaluation, figures
+
+
+def _scores_total(federation, tests, plan: ScoresTotal, bins: int) -> ScoresReply:
+    """One SCORES total over the sites that test the fits of `plan`."""
+    confusion = "per-fit" if plan.per_fit else "summed"
+    requests = {
+        node: Request(
+            parts=[request for index, request in parts if index in plan.fits],
+            values={"confusion": confusion},
+        )
+        for node, parts in tests.items()
+        if any(index in plan.fits for index, _ in parts)
+    }
+    rows = len(plan.fits) if plan.per_fit else 1
+    return federation.total(Kind.SCORES, requests, lambda total: _misshapen(total, rows, bins))
+
+
+def _misshapen(total: ScoresReply, rows: int, bins: int) -> str | None:
+    """Why a SCORES total is not what was asked, if it is not."""
+    shapes = {
+        "positives": (bins,),
+        "negatives": (bins,),
+        "confusion": (rows, 4),
+        "calibration": (3, 10),
+    }
+    for name, shape in shapes.items():
+        value = getattr(total, name)
+        if value.shape != shape:
+            return f"{name} has shape {value.shape}, not {shape}"
+        if name != "calibration" and np.any(value < 0):
+            return f"{name} holds negative counts"
+    return None
+
+
+def _fit_figures(counts: ConfusionCounts | None, threshold: float, fewest: int) -> dict:
+    """A fit's own figures from its total, or why there are none."""
+    if counts is None:
+        return {
+            "sensitivity": None,
+            "specificity": None,
+            "threshold": threshold,
+            "reason": f"its test sites are too few for a total of their own (fewer than "
+            f"{fewest}); its cases are in the pooled figures",
+        }
+    return {
+        "sensitivity": counts.sensitivity,
+        "specificity": counts.specificity,
+        "threshold": threshold,
+        "n_positive": counts.tp + counts.fn,
+        "n_negative": counts.tn + counts.fp,
+    }
+
+
+def site_figures(
+    federation: Federation,
+    tests: dict[int, list[tuple[int, Request]]],
+    contributed: list[int],
+    excluded: dict[str, str],
+) -> dict:
+    """Each site's own figures (SITE_METRICS, sent alone), or why it has none."""
     outcomes = {}
     for node in tests:
         site = federation.sites[node]
         if site.label in excluded:
             outcomes[node] = {"status": "skipped", "reason": excluded[site.label]}
-        elif node not in replies:
+        elif site.status != "included":
             outcomes[node] = {"status": "failed", "reason": site.reason}
-    for node, (reply, blocks) in replies.items():
-        counts = ConfusionCounts(0, 0, 0, 0)
-        rows = np.asarray(reply.confusion, dtype=np.int64).reshape(-1, 4)
-        for (index, _), row in zip(tests[node], rows, strict=True):
-            fit_counts = ConfusionCounts(*(int(value) for value in row))
-            per_fit[index] += fit_counts
-            counts += fit_counts
-        evaluation.blocks += blocks
-        evaluation.block_sites = np.concatenate(
-            [evaluation.block_sites, np.full(len(blocks.lo), node)]
-        )
-        evaluation.confusion += counts
-        evaluation.calibration += reply.calibration
-        outcomes[node] = {
-            "status": "evaluated",
-            "auc": reply.local_auc,
-            "sensitivity": counts.sensitivity,
-            "specificity": counts.specificity,
-            "balanced_accuracy": counts.balanced_accuracy,
-        }
-        if reply.local_auc is not None:  # absent when the site tested one class only
-            pairs = blocks.positives.sum() * blocks.negatives.sum()
-            evaluation.strata.append((float(reply.local_auc), pairs))
-    evaluation.per_site = {
-        federation.label(node): outcome for node, outcome in sorted(outcomes.items())
+    asked = {node: Request(parts=[r for _, r in tests[node]]) for node in contributed}
+    replies, problems = federation.gather(Kind.SITE_METRICS, asked)
+    for node, problem in problems.items():
+        if isinstance(problem, SiteSkippedFit):
+            outcomes[node] = {"status": "skipped", "reason": str(problem)}
+        else:
+            federation.set_aside(problem, "site metrics")
+            outcomes[node] = {"status": "failed", "reason": str(problem)}
+    for node, reply in replies.items():
+        outcomes[node] = _site_outcome(reply)
+    return {federation.label(node): outcome for node, outcome in sorted(outcomes.items())}
+
+
+def _site_outcome(reply: SiteMetricsReply) -> dict:
+    """A site's figures as results.json keeps them; a withheld rate is None, with why."""
+    outcome = {
+        "status": "evaluated",
+        "auc": reply.auc,
+        "sensitivity": reply.sensitivity,
+        "sensitivity_step": reply.sensitivity_step,
+        "specificity": reply.specificity,
+        "specificity_step": reply.specificity_step,
+        "balanced_accuracy": None,
     }
-    figures = [
-        {
-            "sensitivity": counts.sensitivity,
-            "specificity": counts.specificity,
-            "threshold": fitted.threshold,
-            "n_positive": counts.tp + counts.fn,
-            "n_negative": counts.tn + counts.fp,
-        }
-        for counts, (fitted, _) in zip(per_fit, evaluated, strict=True)
-    ]
-    return evaluation, figures
-
-
-def _checked(node: int, reply: ScoresReply, n_fits: int) -> ScoreBlocks:
-    """A site's score blocks, checked: aligned, each above its lower edge, one confusion
-    row per fit it was sent."""
-    blocks = ScoreBlocks(
-        reply.blocks_lo, reply.blocks_hi, reply.blocks_positives, reply.blocks_negatives
-    )
-    sizes = {len(blocks.lo), len(blocks.hi), len(blocks.positives), len(blocks.negatives)}
-    if len(sizes) != 1 or np.any(blocks.hi <= blocks.lo):
-        raise SiteFailed(node, "malformed update: score blocks are inconsistent")
-    try:
-        counts = np.asarray(reply.confusion, dtype=np.int64)
-    except (TypeError, ValueError, OverflowError):
-        raise SiteFailed(node, "malformed update: confusion counts are not integers") from None
-    if counts.shape != (4 * n_fits,) or np.any(counts < 0) or reply.calibration.shape != (3, 10):
-        raise SiteFailed(node, "malformed update: confusion or calibration of the wrong shape")
-    return blocks
+    if reply.sensitivity is None or reply.specificity is None:
+        outcome["reason"] = (
+            "a rate withheld: a cell below federation.min_cell_size, or too few test cases "
+            "of the class to round it without showing a count"
+        )
+    else:
+        outcome["balanced_accuracy"] = (reply.sensitivity + reply.specificity) / 2
+    return outcome
 
 
 def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
@@ -161,23 +259,18 @@ def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
 
 
 def pooled_metrics(evaluation: Evaluation) -> dict:
-    within = np.array([local_auc * pairs for local_auc, pairs in evaluation.strata])
-    auc = evaluation.blocks.auc(within=within, site=evaluation.block_sites)
+    auc = histogram_auc(evaluation.positives, evaluation.negatives)
     counts = evaluation.confusion
-    weights = sum(weight for _, weight in evaluation.strata)
     return {
         "auc": auc.auc,
         "auc_error_bound": auc.error_bound,
         "auc_ci": list(auc.confidence_interval()),
-        "site_stratified_auc": (
-            sum(a * w for a, w in evaluation.strata) / weights if weights else float("nan")
-        ),
         "sensitivity": counts.sensitivity,
         "sensitivity_ci": list(wilson_interval(counts.tp, counts.tp + counts.fn)),
         "specificity": counts.specificity,
         "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
         "balanced_accuracy": counts.balanced_accuracy,
         "calibration": reliability(*evaluation.calibration),
-        "n_positive": int(evaluation.blocks.positives.sum()),
-        "n_negative": int(evaluation.blocks.negatives.sum()),
+        "n_positive": int(evaluation.positives.sum()),
+        "n_negative": int(evaluation.negatives.sum()),
     }

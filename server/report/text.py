@@ -46,7 +46,6 @@ def print_results(results: dict, console: Console) -> None:
         "",
         _fmt(pooled.get("balanced_accuracy")),
     )
-    table.add_row("site-stratified AUC", _fmt(federated.get("site_stratified_auc")), "", "")
     console.print(table)
 
     sites = Table(title="Sites")
@@ -99,7 +98,7 @@ def print_comparison(comparison: dict, console: Console) -> None:
         f"difference {check['difference']:.4f} -> {verdict} at {check['agrees_within']}"
     )
     table = Table(title="On sites the model never saw")
-    for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc", "site-stratified AUC"):
+    for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc"):
         table.add_column(column)
     for name, figures in comparison["on_unseen_sites"].items():
         table.add_row(
@@ -109,7 +108,6 @@ def print_comparison(comparison: dict, console: Console) -> None:
             _fmt(figures["sensitivity"]),
             _fmt(figures["specificity"]),
             _fmt(figures["balanced_accuracy"]),
-            _fmt(figures["site_stratified_auc"]),
         )
     console.print(table)
     worth = comparison["worth"]

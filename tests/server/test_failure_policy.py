@@ -38,8 +38,9 @@ PHASES = {
     "train.newton": "words",
     "query.secagg_sign": "signature",
     "query.secagg_reveal": "self_seed",
-    "evaluate.scores": "blocks_lo",
+    "evaluate.scores": "words",
     "evaluate.calibration": "words",
+    "evaluate.site_metrics": "auc",
     "query.site_effect": "raw_mean",
 }
 # what the site's reason says of a non-finite value: masked words are integers, so a float

@@ -8,9 +8,10 @@ from sklearn.metrics import roc_auc_score
 from fedrad.common.models.logistic import fit_newton, newton_terms, sum_terms, with_intercept
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
-    ScoreBlocks,
     calibration_sums,
     histogram_auc,
+    released_auc,
+    released_rate,
     score_histograms,
     wilson_interval,
 )
@@ -119,72 +120,65 @@ def _scores(seed: int, n: int):
     return y, 1 / (1 + np.exp(-(rng.normal(size=n) + 1.2 * y)))
 
 
-def test_unmerged_score_blocks_equal_the_histogram_auc():
-    y, scores = _scores(11, 300)
-    histograms = score_histograms(y, scores, 100)
-    blocks = ScoreBlocks.merged(*histograms, min_count=1)
-    merged, plain = blocks.auc(), histogram_auc(*histograms)
-    assert merged.auc == pytest.approx(plain.auc, abs=1e-14)
-    assert merged.error_bound == pytest.approx(plain.error_bound, abs=1e-14)
-    assert merged.standard_error == pytest.approx(plain.standard_error, abs=1e-14)
-
-
-def test_merged_blocks_hold_k_cases_and_bound_the_exact_pooled_auc():
+def test_summed_site_histograms_give_the_pooled_histogram_auc_within_its_bound():
     sites = [_scores(seed, n) for seed, n in ((1, 37), (2, 90), (3, 15))]
-    pooled = ScoreBlocks.empty()
-    for y, scores in sites:
-        blocks = ScoreBlocks.merged(*score_histograms(y, scores, 1000), min_count=5)
-        assert np.all(blocks.positives + blocks.negatives >= 5)
-        assert np.all(blocks.lo[1:] >= blocks.hi[:-1])  # disjoint, in order
-        # each block spans exactly the bins from its lowest to its highest score
-        bins = np.minimum((scores * 1000).astype(int), 999)
-        block_of = np.searchsorted(blocks.hi, bins, side="right")
-        assert np.all(blocks.lo[block_of] <= bins) and np.all(bins < blocks.hi[block_of])
-        for index in range(len(blocks.lo)):
-            members = bins[block_of == index]
-            assert (members.min(), members.max() + 1) == (blocks.lo[index], blocks.hi[index])
-        pooled = pooled + blocks
+    per_site = [score_histograms(y, s, 1000) for y, s in sites]
+    totals = [sum(parts) for parts in zip(*per_site, strict=True)]
     y = np.concatenate([y for y, _ in sites])
     scores = np.concatenate([s for _, s in sites])
-    exact = roc_auc_score(y, scores)
-    result = pooled.auc()
-    assert abs(result.auc - exact) <= result.error_bound
-
-    # within-site pairs counted exactly from each site's own AUC: a tighter, still valid bound
-    labels = np.concatenate(
-        [
-            np.full(len(ScoreBlocks.merged(*score_histograms(y_s, s_s, 1000), 5).lo), i)
-            for i, (y_s, s_s) in enumerate(sites)
-        ]
-    )
-    within = np.array([roc_auc_score(y_s, s_s) * y_s.sum() * (~y_s).sum() for y_s, s_s in sites])
-    sharper = pooled.auc(within=within, site=labels)
-    assert abs(sharper.auc - exact) <= sharper.error_bound < result.error_bound
+    pooled = histogram_auc(*score_histograms(y, scores, 1000))
+    federated = histogram_auc(*totals)
+    assert federated == pooled
+    assert abs(federated.auc - roc_auc_score(y, scores)) <= federated.error_bound < 1e-3
 
 
-def test_calibration_bins_sent_by_a_site_each_sum_at_least_k_cases():
-    y, scores = _scores(4, 37)
-    plain = calibration_sums(y, scores, 10, min_count=1)
+def test_summed_calibration_sums_equal_the_pooled_ones():
+    sites = [_scores(seed, n) for seed, n in ((4, 37), (5, 21))]
+    total = sum(calibration_sums(y, s, 10) for y, s in sites)
+    y = np.concatenate([y for y, _ in sites])
+    scores = np.concatenate([s for _, s in sites])
+    pooled = calibration_sums(y, scores, 10)
+    np.testing.assert_allclose(total, pooled, rtol=1e-12)
     index = np.minimum((scores * 10).astype(int), 9)
-    np.testing.assert_array_equal(plain[2], np.bincount(index, minlength=10))
-    np.testing.assert_allclose(plain[0], np.bincount(index, scores, 10), rtol=1e-15)
-
-    sent = calibration_sums(y, scores, 10, min_count=5)
-    counts = sent[2][sent[2] > 0]
-    assert counts.min() >= 5 and plain[2][plain[2] > 0].min() < 5  # merging was needed
-    np.testing.assert_allclose(sent.sum(axis=1), plain.sum(axis=1), rtol=1e-12)
-    filled = sent[2] > 0  # each group sits in the bin of its mean score
-    mean_score = sent[0][filled] / sent[2][filled]
-    np.testing.assert_array_equal(
-        np.minimum((mean_score * 10).astype(int), 9), np.flatnonzero(filled)
-    )
+    np.testing.assert_array_equal(pooled[2], np.bincount(index, minlength=10))
 
 
-def test_score_blocks_of_tied_or_too_few_scores():
-    tied = np.zeros(20, dtype=int)
-    tied[[3, 9, 15]] = [1, 12, 1]  # one bin holds 12 cases
-    blocks = ScoreBlocks.merged(tied, np.zeros(20, dtype=int), min_count=5)
-    assert np.all(blocks.positives >= 5) and blocks.positives.sum() == 14
-    assert blocks.lo[0] == 3 and blocks.hi[-1] == 16
-    few = ScoreBlocks.merged(tied * (tied < 2), np.zeros(20, dtype=int), min_count=5)
-    assert (few.lo.tolist(), few.hi.tolist(), few.positives.tolist()) == ([3], [16], [2])
+@pytest.mark.parametrize("hits", [1, 2, 3, 4])
+def test_a_rate_with_a_cell_below_k_is_never_released(hits):
+    assert released_rate(hits, 40, 5) is None
+    assert released_rate(40 - hits, 40, 5) is None
+
+
+def _possible_hits(rate: float, step: float, total: int, k: int) -> list[int]:
+    """What an aggregator that knows the rule and the site's class total can infer."""
+    return [h for h in range(total + 1) if (released_rate(h, total, k) or (None,))[0] == rate]
+
+
+@pytest.mark.parametrize("total", range(10, 90))
+def test_a_released_rate_leaves_at_least_k_counts_possible(total):
+    k = 5
+    for hits in range(total + 1):
+        released = released_rate(hits, total, k)
+        if released is None:
+            continue
+        possible = _possible_hits(*released, total, k)
+        assert hits in possible and len(possible) >= k, (hits, released)
+
+
+def test_a_two_site_total_and_one_sites_rate_do_not_give_the_others_cell():
+    # the aggregator knows the total of false negatives over two sites and site A's
+    # released sensitivity (and, at worst, A's positives): B's 2 false negatives stay open
+    k, positives_a = 5, 40
+    tp_a, fn_b = 31, 2
+    total_fn = (positives_a - tp_a) + fn_b
+    rate, step = released_rate(tp_a, positives_a, k)
+    candidates = {
+        total_fn - (positives_a - h)
+        for h in _possible_hits(rate, step, positives_a, k)
+        if total_fn - (positives_a - h) >= 0
+    }
+    assert fn_b in candidates and len(candidates) >= 2
+
+
+def test_a_sites_auc_leaves_it_rounded():
+    assert released_auc(0.876543) == 0.88

@@ -26,7 +26,6 @@ from fedrad.common.messages import (
     MaskedReply,
     Request,
     RevealReply,
-    SignatureReply,
     flatten,
     quantity_digests,
 )
@@ -180,6 +179,9 @@ class SiteSecAgg:
             self._check_repeat(quantity, participants, released.get(quantity), request)
         vector, layout = flatten(reply)
         words = masker.mask(FixedPoint(len(participants)).encode(vector), tag, peers)
+        # signed now, for the one survivor set it will reveal for: all of them (so an
+        # aggregator cannot later tell it, or them, that a site dropped)
+        survivors = masker.sign_survivors(tag, participants, [])
         pending = json.loads(str(self.record.get("pending", "{}")))
         pending[tag.encode().hex()] = quantities
         self.record["pending"] = json.dumps(dict(list(pending.items())[-RELEASES_KEPT:]))
@@ -187,7 +189,7 @@ class SiteSecAgg:
         consent = b""
         if alone_ok:
             consent = sign_consent(self.data.identity, _joined(quantities), participants)
-        return MaskedReply(words, layout, _bytes(consent))
+        return MaskedReply(words, layout, _bytes(survivors), _bytes(consent))
 
     def _check_repeat(
         self, quantity: str, participants: list[str], before: list[str] | None, request: Request
@@ -235,13 +237,6 @@ class SiteSecAgg:
             name: Ed25519PublicKey.from_public_bytes(bytes.fromhex(k))
             for name, k in trusted.items()
         }
-
-    def sign(self, request: Request) -> SignatureReply:
-        tag = release_tag(self.study, request.values)
-        masker = self.masker()
-        signature = masker.sign_survivors(tag, *_sets(request.values))
-        self.keep(masker)
-        return SignatureReply(_bytes(signature))
 
     def reveal(self, request: Request) -> RevealReply:
         tag = release_tag(self.study, request.values)
@@ -311,7 +306,6 @@ Handler = Callable[[SiteSecAgg, Request], object]
 SECAGG_HANDLERS: dict[Kind, Handler] = {
     Kind.SECAGG_KEYS: lambda site, _request: site.new_keys(),
     Kind.SECAGG_PEERS: SiteSecAgg.set_peers,
-    Kind.SECAGG_SIGN: SiteSecAgg.sign,
     Kind.SECAGG_REVEAL: SiteSecAgg.reveal,
 }
 

@@ -49,7 +49,6 @@ class Kind(StrEnum):
     PERSIST = "persist"
     SECAGG_KEYS = "secagg-keys"
     SECAGG_PEERS = "secagg-peers"
-    SECAGG_SIGN = "secagg-sign"
     SECAGG_REVEAL = "secagg-reveal"
 
 
@@ -73,7 +72,6 @@ MESSAGE_TYPES: dict[Kind, str] = {
     Kind.PERSIST: "query.persist",
     Kind.SECAGG_KEYS: "query.secagg_keys",
     Kind.SECAGG_PEERS: "query.secagg_peers",
-    Kind.SECAGG_SIGN: "query.secagg_sign",
     Kind.SECAGG_REVEAL: "query.secagg_reveal",
 }
 # Kinds whose replies the aggregator only ever needs summed over sites: under secure
@@ -229,13 +227,6 @@ class KeysReply:
 
 
 @dataclass(frozen=True)
-class SignatureReply:
-    """A survivor's signature on the survivor set it was told."""
-
-    signature: np.ndarray  # 64 uint8
-
-
-@dataclass(frozen=True)
 class RevealReply:
     """A survivor's self seed, and its pairwise seed with each dropped peer (in `peers` order)."""
 
@@ -251,6 +242,9 @@ class MaskedReply:
 
     words: np.ndarray  # uint64
     layout: list
+    # the site's signature on the release's survivor set if every site answers: the only
+    # set it will ever reveal for (a release with a site missing is abandoned unrevealed)
+    survivors: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
     # the site's signature that its share alone meets the rules (`secagg.consent`), or empty
     consent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
 
@@ -274,7 +268,6 @@ REPLIES: dict[Kind, type] = {
     Kind.PERSIST: Empty,
     Kind.SECAGG_KEYS: KeysReply,
     Kind.SECAGG_PEERS: Empty,
-    Kind.SECAGG_SIGN: SignatureReply,
     Kind.SECAGG_REVEAL: RevealReply,
 }
 SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
@@ -294,7 +287,7 @@ def encode_reply(kind: Kind, reply: Any) -> Payload:
         )
     if isinstance(reply, MaskedReply) and kind in SUMMED:
         return Payload(
-            arrays={"words": reply.words, "consent": reply.consent},
+            arrays={"words": reply.words, "survivors": reply.survivors, "consent": reply.consent},
             values={"layout": json.dumps(reply.layout)},
         )
     if type(reply) is not REPLIES[kind]:
@@ -439,8 +432,10 @@ def decode_masked(kind: Kind, payload: Payload) -> MaskedReply:
     if words.dtype != np.uint64 or words.ndim != 1:
         raise MalformedReply(f"masked {kind} reply: words are {words.dtype} {words.shape}")
     try:
-        consent = payload.arrays.get("consent", np.zeros(0, dtype=np.uint8))
-        return MaskedReply(words, list(json.loads(str(layout))), consent.astype(np.uint8))
+        empty = np.zeros(0, dtype=np.uint8)
+        survivors = payload.arrays.get("survivors", empty).astype(np.uint8)
+        consent = payload.arrays.get("consent", empty).astype(np.uint8)
+        return MaskedReply(words, list(json.loads(str(layout))), survivors, consent)
     except (TypeError, ValueError) as exc:
         raise MalformedReply(f"masked {kind} reply: unreadable layout") from exc
 

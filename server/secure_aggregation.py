@@ -2,10 +2,11 @@
 
 Once per study the sites' signed exchange keys are collected and relayed (each checked
 against the identity the study pins, so a site that is not pinned is named, not relayed).
-Then every SUMMED request is one release in three rounds: the sites' masked replies are
-summed, the survivor set is announced and signed by every survivor, and the survivors'
-reveals strip the masks from the total. A site that drops or refuses in any round is
-handled by the failure policy; the computation restarts, and its releases get new tags.
+Then every SUMMED request is one release in two rounds: the sites' masked replies, each
+signed for the one survivor set its site will reveal for (all the release's sites), are
+summed; then the survivors' reveals, sent every signature, strip the masks from the total.
+A site that drops or refuses in either round is handled by the failure policy: the
+release is abandoned unrevealed, the computation restarts, and its releases get new tags.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from fedrad.common.messages import (
     MaskedReply,
     Request,
     RevealReply,
-    SignatureReply,
     quantity_digests,
     unflatten,
 )
@@ -152,12 +152,9 @@ class SecureAggregation:
             "secagg.survivors": sorted(survivors),
             "secagg.dropped": sorted(dropped),
         }
-        signed: dict[int, SignatureReply] = self._ask(
-            Kind.SECAGG_SIGN, {n: Request(values=dict(sets)) for n in masked}
-        )
-        reveal_request = Request(
-            arrays={"signatures": np.stack([signed[n].signature for n in signed])},
-            values={**sets, "secagg.signers": [names[n] for n in signed]},
+        reveal_request = Request(  # every site signed the full set with its masked reply
+            arrays={"signatures": np.stack([masked[n].survivors for n in masked])},
+            values={**sets, "secagg.signers": [names[n] for n in masked]},
         )
         reveals: dict[int, RevealReply] = self._ask(
             Kind.SECAGG_REVEAL, {n: reveal_request for n in masked}
@@ -240,15 +237,19 @@ class SecureAggregation:
         """Every site's reply, or the first problem raised (a release with a site missing is
         abandoned unrevealed: the failure policy restarts it under new tags)."""
         replies = self.federation.ask(kind, requests)
-        if kind not in (Kind.SECAGG_SIGN, Kind.SECAGG_REVEAL):
+        if kind is not Kind.SECAGG_REVEAL:
             for node, reply in replies.items():
                 if not isinstance(reply, MaskedReply):
                     raise SiteFailed(node, f"sent its {kind} reply in the clear, not masked")
         return replies
 
     def _common_layout(self, kind: Kind, masked: dict[int, MaskedReply]) -> list:
+        """The layout every site's masked reply shares, each signed for its survivor set."""
         nodes = list(masked)
         layout = masked[nodes[0]].layout
+        for node in nodes:
+            if masked[node].survivors.shape != (64,):
+                raise SiteFailed(node, f"malformed update: its masked {kind} reply is unsigned")
         for node in nodes[1:]:
             if (
                 masked[node].layout != layout

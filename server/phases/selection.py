@@ -10,7 +10,7 @@ import numpy as np
 
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import clinical_input_names
-from fedrad.common.messages import Kind
+from fedrad.common.messages import Kind, summed
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import CentredSums, Moments
 from fedrad.common.stats.selection import (
@@ -32,7 +32,9 @@ def select(
     """(pipeline with the selected features, the selection's summary, the pooled moments
     of the model inputs for scaling)."""
     settings, inputs = study.selection, study.model.clinical_inputs
-    pooled_pos, pooled_neg, clinical = _class_moments(federation, study, params, nodes, partitions)
+    (pooled_pos, pooled_neg, clinical), smallest = _class_moments(
+        federation, study, params, nodes, partitions
+    )
     everything = pooled_pos.combine(pooled_neg)
     keep = non_constant_mask(everything, min_cv=settings.min_coefficient_of_variation)
     if settings.screen == "welch":
@@ -59,7 +61,7 @@ def select(
         correlation,
         score[candidates],
         threshold=settings.redundancy_threshold,
-        max_features=_most_features(federation, study, everything.n, nodes, len(candidates)),
+        max_features=_most_features(federation, study, smallest, nodes, len(candidates)),
     )
     selected = np.sort(candidates[np.asarray(kept, dtype=int)])
     moments = Moments(everything.n, everything.mean[selected], everything.m2[selected])
@@ -84,11 +86,18 @@ def select(
 
 def _class_moments(
     federation, study, params, nodes, partitions
-) -> tuple[Moments, Moments, Moments]:
+) -> tuple[tuple[Moments, Moments, Moments], int]:
     """Pooled moments of the positives, the negatives and the clinical inputs, in two
     totals: about zero (which gives the pooled means), then about those means. The class
     rule holds for the total: fewer than k training cases of a class stop the study."""
-    first = federation.total(Kind.SCREEN, training_requests(params, nodes, partitions))
+    requests = training_requests(params, nodes, partitions)
+    if federation.secure is not None:
+        first = federation.total(Kind.SCREEN, requests)
+        smallest = first.positives_n + first.negatives_n  # the model's sums leave as a total
+    else:  # each site's model sums leave alone, held to the rule on its own cases
+        replies = federation.ask(Kind.SCREEN, requests)
+        first = summed(replies.values())
+        smallest = min(r.positives_n + r.negatives_n for r in replies.values())
     k = max(2, study.federation.min_cell_size)
     if min(first.positives_n, first.negatives_n) < k:
         raise StudyCannotRun(
@@ -109,12 +118,16 @@ def _class_moments(
         CentredSums(second.negatives_n, second.negatives_s1, second.negatives_s2),
         CentredSums(n, second.clinical_s1, second.clinical_s2),
     ]
-    return tuple(part.moments(centre) for part, centre in zip(parts, centres.values(), strict=True))
+    moments = tuple(
+        part.moments(centre) for part, centre in zip(parts, centres.values(), strict=True)
+    )
+    return moments, smallest
 
 
 def _most_features(federation, study, n_training: int, nodes, candidates: int) -> int:
     """The study's feature limit, lowered so the model's parameters (intercept, features,
-    clinical inputs) stay within federation.max_parameter_ratio of its training cases."""
+    clinical inputs) stay within federation.max_parameter_ratio of the training cases whose
+    sums leave together: the total under secure aggregation, else the smallest site's."""
     clinical = len(clinical_input_names(study.model.clinical_inputs, study.clinical))
     allowed = math.floor(study.federation.max_parameter_ratio * n_training) - 1 - clinical
     if allowed < 1:

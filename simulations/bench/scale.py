@@ -170,7 +170,7 @@ def run_line(row: dict) -> str:
     if "stopped" in row:
         return (
             f"{row['sites']:>3} sites {_mode(row):>6}: STOPPED after {row['wall_s']:.1f} s: "
-            f"{row['stopped']}"
+            f"{_shortened(row['stopped'])}"
         )
     to_sites, from_sites = row["request_bytes_per_site"], row["bytes_per_site"]
     return (
@@ -180,6 +180,11 @@ def run_line(row: dict) -> str:
         f"max|dbeta| vs pooled {row['max_coefficient_difference']:.1e}, "
         f"AUC {row['auc']:.3f}, |dAUC| {row['auc_difference']:.1e}"
     )
+
+
+def _shortened(text: str, most: int = 240) -> str:
+    """A stop reason names every site left out: its start says why (the JSON keeps it all)."""
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def kind_table(rows: list[dict]) -> str:
@@ -281,7 +286,8 @@ def main() -> None:
         for n in args.sites:
             runs = bench_size(n, args.cases, args.features, Path(tmp), MODES[args.secure])
             rows += runs
-            print("\n".join([*map(run_line, runs), kind_table(completed(runs))]), flush=True)
+            tables = [kind_table(completed(runs))] if completed(runs) else []
+            print("\n".join([*map(run_line, runs), *tables]), flush=True)
     print(report(rows), flush=True)
     if args.json:
         args.json.write_text(

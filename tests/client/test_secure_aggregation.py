@@ -1,7 +1,11 @@
 """A malicious aggregator drives the real ClientApp message by message: it substitutes keys,
 fakes a drop-out, reuses tags, asks for a total of one site, or for the same quantity among
 other sites (to learn a site's share by difference). Each time the site refuses, and what
-the aggregator holds stays masked; only the honest path unmasks, and then exactly."""
+the aggregator holds stays masked; only the honest path unmasks, and then exactly.
+
+A release is two rounds: each site masks, signing with its masked reply the one survivor
+set it will ever reveal for (all the release's sites, none dropped), then reveals once
+every survivor's signature covers that set."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from fedrad.client.data import SiteData
 from fedrad.client.identity import load_or_create_identity, public_hex
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import (
+    MESSAGE_TYPES,
     REFUSED,
     Kind,
     Payload,
@@ -35,9 +40,12 @@ from fedrad.common.secagg import (
     Reveal,
     StudyKeyPair,
     Unmasker,
+    expand,
+    sign_survivor_set,
+    survivor_digest,
+    verify_survivor_signature,
 )
 from fedrad.common.secagg.consent import sign_consent, verify_consent
-from fedrad.common.secagg.masks import signed_pairwise_mask
 from fedrad.common.stats.moments import Standardizer
 from fedrad.server.federation import GridTransport
 from fedrad.simulations.synth.features import write_site_feature_tables
@@ -133,52 +141,73 @@ def newton(tables, study, fields=FIELDS, peers=None, beta: float = 0.1) -> Reque
     return Request(pipeline(tables, study, beta), Partition("holdout"), values=values)
 
 
-def masked_round(agg: Aggregator, tables, study, names=SITES) -> dict[str, np.ndarray]:
-    """Every named site's masked NEWTON words for one release among SITES."""
+def masked_round(
+    agg: Aggregator, tables, study, names=SITES
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every named site's masked NEWTON words for one release among SITES, and its
+    signature (sent with them) on the survivor set "all of SITES survive"."""
     requests = {n: newton(tables, study, peers=[p for p in SITES if p != n]) for n in names}
     replies = agg.ask(Kind.NEWTON, requests)
     for name, reply in replies.items():
-        assert_masked_only(tables, name, Kind.NEWTON, requests[name], reply, SITES)
-    return {name: reply.arrays["words"] for name, reply in replies.items()}
+        assert_masked_only(tables, study, name, Kind.NEWTON, requests[name], reply, SITES)
+    words = {name: reply.arrays["words"] for name, reply in replies.items()}
+    return words, {name: reply.arrays["survivors"] for name, reply in replies.items()}
 
 
-def assert_masked_only(tables, name, kind: Kind, request: Request, reply: Payload, sites) -> bytes:
-    """A masked reply holds its words and a consent, nothing else; the consent is empty or
-    the site's signature over the request's quantities and the release's sites, and nothing
-    more (Ed25519 signs deterministically: the same bytes as signing just those). Returns it."""
-    assert set(reply.arrays) == {"words", "consent"}, (name, list(reply.arrays))
+def assert_masked_only(
+    tables, study, name, kind: Kind, request: Request, reply: Payload, sites
+) -> bytes:
+    """A masked reply holds its words, a survivor-set signature and a consent, nothing else.
+    The signature is the site's over "all the release's sites survive, none dropped" for the
+    request's tag; the consent is empty or the site's signature over the request's quantities
+    and the release's sites. Neither carries anything more (Ed25519 signs deterministically:
+    the same bytes as signing just those, so nothing derived from the values). Returns the
+    consent."""
+    assert set(reply.arrays) == {"words", "survivors", "consent"}, (name, list(reply.arrays))
     assert set(reply.values) == {"layout"}, (name, reply.values)
     assert reply.arrays["words"].dtype == np.uint64
+    identity = load_or_create_identity(tables[name].parent)
+    survivors = reply.arrays["survivors"]
+    assert survivors.dtype == np.uint8 and survivors.shape == (64,), (name, survivors.shape)
+    release = ReleaseTag(study.study_hash, *json.loads(request.values["secagg.tag"]))
+    digest = survivor_digest(release, sites, [])
+    assert verify_survivor_signature(identity.public_key(), digest, bytes(survivors))
+    assert bytes(survivors) == sign_survivor_set(identity, digest)
     consent = reply.arrays["consent"]
     assert consent.dtype == np.uint8 and consent.size in (0, 64), (name, consent.shape)
     if consent.size:
-        identity = load_or_create_identity(tables[name].parent)
         quantities = " ".join(quantity_digests(kind, request))
         assert verify_consent(identity.public_key(), quantities, sites, bytes(consent))
         assert bytes(consent) == sign_consent(identity, quantities, sites)
     return bytes(consent)
 
 
-def sets(survivors, dropped=()) -> dict:
+def sets(survivors, dropped=(), fields=FIELDS) -> dict:
     return {
-        "secagg.tag": json.dumps(FIELDS),
+        "secagg.tag": json.dumps(fields),
         "secagg.survivors": sorted(survivors),
         "secagg.dropped": sorted(dropped),
     }
 
 
-def sign(agg: Aggregator, name: str, survivors, dropped=()) -> Payload:
-    return agg.ask_one(Kind.SECAGG_SIGN, name, Request(values=sets(survivors, dropped)))
-
-
-def reveal(agg: Aggregator, name: str, survivors, dropped, signatures: dict) -> Payload:
+def reveal(
+    agg: Aggregator, name: str, survivors, dropped, signatures: dict, fields=FIELDS
+) -> Payload:
     request = Request(
         arrays={
-            "signatures": np.array([signatures[n] for n in signatures], np.uint8).reshape(-1, 64)
+            "signatures": np.array(
+                [list(bytes(signatures[n])) for n in signatures], np.uint8
+            ).reshape(-1, 64)
         },
-        values={**sets(survivors, dropped), "secagg.signers": list(signatures)},
+        values={**sets(survivors, dropped, fields), "secagg.signers": list(signatures)},
     )
     return agg.ask_one(Kind.SECAGG_REVEAL, name, request)
+
+
+def forged(study: StudyConfig, survivors, dropped=(), fields=FIELDS) -> bytes:
+    """A survivor-set signature the aggregator makes itself: under a key no site pins."""
+    digest = survivor_digest(ReleaseTag(study.study_hash, *fields), survivors, dropped)
+    return sign_survivor_set(Ed25519PrivateKey.generate(), digest)
 
 
 def as_reveal(study: StudyConfig, name: str, reply: Payload) -> Reveal:
@@ -255,62 +284,96 @@ def test_a_site_whose_identity_the_study_does_not_pin_masks_nothing(tables, stud
 def test_a_faked_drop_out_cannot_expose_the_site_it_names(tables, study):
     agg = Aggregator(site_grid(tables, study))
     agg.exchange()
-    words = masked_round(agg, tables, study)  # site01's masked value did arrive
-    # site01 is told everyone survived; site02 and site03 that site01 dropped out
-    told_a = sign(agg, A, SITES)
-    told_others = {n: sign(agg, n, [B, C], [A]) for n in (B, C)}
-    assert refused(told_a) is None and not any(map(refused, told_others.values()))
-    signatures = {n: reply.arrays["signature"] for n, reply in told_others.items()}
-
-    # site01's self seed: it asks for its survivors' signatures on what it was told
-    assert refused(reveal(agg, A, SITES, (), signatures)) == "SurvivorSetError"
-    assert refused(reveal(agg, A, [B, C], [A], signatures)) == "RevealRefused"
-    assert refused(sign(agg, A, [B, C], [A])) == "RevealRefused"  # not a survivor: no set
-    # site02 and site03 reveal their pairwise seeds with site01 (it "dropped")...
-    revealed = {
-        n: as_reveal(study, n, reveal(agg, n, [B, C], [A], {p: signatures[p] for p in (B, C)}))
-        for n in (B, C)
+    # site01's masked value did arrive; with it, each site signed "all three survive"
+    words, signed = masked_round(agg, tables, study)
+    # and no message asks a site to sign a survivor set the aggregator names afterwards
+    assert "query.secagg_sign" not in MESSAGE_TYPES.values()
+    # site02 and site03 are told site01 dropped out (to reveal their pairwise seeds with it),
+    # with every signature the aggregator can offer: none on that set exists
+    other = [0, "newton", 2, "total", 0]  # the sites' genuine signatures of another release
+    elsewhere = _mask(agg, study, tables, other, list(SITES), beta=0.3)
+    offers = {
+        "their-own-on-the-full-set": {n: signed[n] for n in (B, C)},
+        "swapped": {B: signed[C], C: signed[B]},
+        "of-another-release": {n: elsewhere[n].arrays["survivors"] for n in (B, C)},
+        "forged": {n: forged(study, [B, C], [A]) for n in (B, C)},
+        "none": {},
     }
-    assert all(set(r.pairwise) == {A} for r in revealed.values())
-    # ...which are genuine: the total of site02 and site03 unmasks exactly
+    for name in (B, C):
+        for offer, signatures in offers.items():
+            reply = reveal(agg, name, [B, C], [A], signatures)
+            assert refused(reply) == "SurvivorSetError", (name, offer, reply.values)
+    # site01 is told everyone survived, which it signed (and so did site02 and site03): it
+    # reveals its self seed; told it dropped, it reveals nothing
+    genuine = offers["their-own-on-the-full-set"]
+    assert refused(reveal(agg, A, [B, C], [A], genuine)) == "RevealRefused"
+    told_a = reveal(agg, A, SITES, (), genuine)
+    assert refused(told_a) is None
+    revealed = as_reveal(study, A, told_a)
+    assert revealed.pairwise == {}  # nobody dropped: no pairwise seed leaves site01 either
+    # site01's words, stripped of its self mask, still hold its pairwise masks with site02
+    # and site03, whose seeds never left them
+    residue = words[A] - expand(revealed.self_seed, words[A].size)
     plain = plain_terms(tables, study)
-    unmasker = Unmasker(tag(study), SITES, words[B].size)
-    for name in (B, C):
-        unmasker.add(name, words[name])
-    unmasker.close()
-    for name in (B, C):
-        unmasker.apply(revealed[name])
-    np.testing.assert_allclose(
-        unmasker.decode(FixedPoint(2)), plain[B] + plain[C], rtol=1e-9, atol=1e-9
-    )
-    # yet site01's words, stripped of every pairwise mask, still hold its self mask
-    residue = words[A].copy()
-    for peer in (B, C):
-        residue -= signed_pairwise_mask(A, peer, revealed[peer].pairwise[A], words[A].size)
-    encoded = FixedPoint.encode(plain[A])
     with pytest.raises(EncodingError):
         FixedPoint(1).decode(residue)
-    assert np.mean(residue == encoded) < 0.01
+    assert np.mean(residue == FixedPoint.encode(plain[A])) < 0.01
     assert 0.4 < np.mean(residue / 2.0**64) < 0.6
+    # nor do the others' words give it: their sum still holds those pairwise and self masks
+    with pytest.raises(EncodingError):
+        FixedPoint(2).decode(words[B] + words[C])
 
 
-def test_a_site_told_two_survivor_sets_for_one_release_refuses_the_second(tables, study):
+def test_a_reveal_whose_signatures_cover_another_set_is_refused(tables, study):
     agg = Aggregator(site_grid(tables, study))
     agg.exchange()
-    masked_round(agg, tables, study)
-    first = sign(agg, A, SITES)
+    _, signed = masked_round(agg, tables, study)
+    other = [0, "newton", 2, "total", 0]
+    elsewhere = _mask(agg, study, tables, other, list(SITES), beta=0.3)
+    # the set site01 signed, with signatures over other sets: another release's full set,
+    # a set naming a site dropped (forged: no site signed one), the set under a foreign key
+    offers = {
+        "of-another-release": {n: elsewhere[n].arrays["survivors"] for n in (B, C)},
+        "dropping-site03": {B: forged(study, [A, B], [C]), C: signed[C]},
+        "relabelled": {B: signed[C], C: signed[C]},
+        "forged": {n: forged(study, SITES) for n in (B, C)},
+        "one-missing": {B: signed[B]},
+    }
+    for offer, signatures in offers.items():
+        reply = reveal(agg, A, SITES, (), signatures)
+        assert refused(reply) == "SurvivorSetError", (offer, reply.values)
+    # the genuine signatures of this release's set, and only they, get its reveal
+    assert refused(reveal(agg, A, SITES, (), {n: signed[n] for n in (B, C)})) is None
+
+
+def test_a_site_reveals_only_for_the_survivor_set_it_signed_when_it_masked(tables, study):
+    agg = Aggregator(site_grid(tables, study))
+    agg.exchange()
+    _, signed = masked_round(agg, tables, study)
+    for survivors, dropped in (([A, B], [C]), ([A, C], [B])):
+        peer = next(n for n in survivors if n != A)
+        for signature in (signed[peer], forged(study, survivors, dropped)):
+            reply = reveal(agg, A, survivors, dropped, {peer: signature})
+            assert refused(reply) == "SurvivorSetError", (survivors, reply.values)
+    first = reveal(agg, A, SITES, (), {n: signed[n] for n in (B, C)})
     assert refused(first) is None
-    assert refused(sign(agg, A, [A, B], [C])) == "SurvivorSetError"
-    again = sign(agg, A, SITES)  # the set it was told is still the one it signs
-    np.testing.assert_array_equal(again.arrays["signature"], first.arrays["signature"])
+    again = reveal(agg, A, SITES, (), {n: signed[n] for n in (B, C)})  # the same, again
+    np.testing.assert_array_equal(again.arrays["self_seed"], first.arrays["self_seed"])
 
 
-def test_a_reveal_before_the_site_signed_its_survivor_set_is_refused(tables, study):
+def test_a_release_a_site_is_missing_from_is_revealed_by_nobody(tables, study):
     agg = Aggregator(site_grid(tables, study))
     agg.exchange()
-    masked_round(agg, tables, study)
-    signatures = {n: sign(agg, n, SITES).arrays["signature"] for n in (B, C)}
-    assert refused(reveal(agg, A, SITES, (), signatures)) == "SurvivorSetError"
+    words, signed = masked_round(agg, tables, study, names=[B, C])  # site01 never answers
+    assert refused(reveal(agg, A, SITES, (), signed)) == "RevealRefused"  # it masked nothing
+    for name in (B, C):
+        # the set they signed lacks site01's signature (a forged one does not verify); a set
+        # naming site01 dropped is not the one they signed
+        for signatures in (signed, {**signed, A: forged(study, SITES)}):
+            assert refused(reveal(agg, name, SITES, (), signatures)) == "SurvivorSetError"
+        assert refused(reveal(agg, name, [B, C], [A], signed)) == "SurvivorSetError"
+    with pytest.raises(EncodingError):  # so the total of site02 and site03 stays masked
+        FixedPoint(2).decode(words[B] + words[C])
 
 
 # -- release tags ----------------------------------------------------------------------------------
@@ -356,19 +419,18 @@ def _switchable_grid(tables, current: list[StudyConfig]) -> FaultyGrid:
     return FaultyGrid(app, [{"site-name": name} for name in tables])
 
 
-def test_a_release_of_another_study_is_neither_signed_nor_revealed(tables, study):
+def test_a_release_of_another_study_is_not_revealed(tables, study):
     current = [study]
     agg = Aggregator(_switchable_grid(tables, current))
     agg.exchange()
-    masked_round(agg, tables, study)
-    signatures = {n: sign(agg, n, SITES).arrays["signature"] for n in SITES}
+    _, signed = masked_round(agg, tables, study)
+    signatures = {n: signed[n] for n in (B, C)}
     current[0] = StudyConfig.model_validate({**study.model_dump(mode="json"), "name": "other"})
     assert current[0].study_hash != study.study_hash
     # the node's state of the first study does not carry over: not its keys...
-    assert refused(sign(agg, A, SITES)) == "no-study-key"
+    assert refused(reveal(agg, A, SITES, (), signatures)) == "no-study-key"
     agg.exchange()
     # ...nor its releases: the same release fields in the other study name none it masked
-    assert refused(sign(agg, A, SITES)) == "RevealRefused"
     assert refused(reveal(agg, A, SITES, (), signatures)) == "RevealRefused"
 
 
@@ -397,23 +459,24 @@ def test_a_release_among_too_few_sites_is_refused(tables, study, peers, min_site
     assert refused(reply) == "RevealRefused"
 
 
-def test_a_survivor_set_of_one_site_is_neither_signed_nor_revealed(tables, study):
+def test_a_survivor_set_of_one_site_is_not_revealed(tables, study):
     agg = Aggregator(site_grid(tables, study))
     agg.exchange()
     masked_round(agg, tables, study)
-    assert refused(sign(agg, A, [A], [B, C])) == "RevealRefused"
     assert refused(reveal(agg, A, [A], [B, C], {})) == "RevealRefused"
+    assert refused(reveal(agg, A, [A], [B, C], {A: forged(study, [A], [B, C])})) == (
+        "RevealRefused"
+    )
 
 
 # -- the honest path ---------------------------------------------------------------------------
-@pytest.mark.parametrize("dropped", [(), (C,)], ids=["all-survive", "site03-drops"])
-def test_an_honest_release_unmasks_to_exactly_the_sum_of_the_survivors_terms(
-    tables, study, dropped
-):
+def test_an_honest_release_unmasks_to_exactly_the_sum_of_the_sites_terms(tables, study):
+    # (a release with a site missing is abandoned unrevealed: see
+    # test_a_release_a_site_is_missing_from_is_revealed_by_nobody)
     agg = Aggregator(site_grid(tables, study))
     agg.exchange()
-    survivors = [n for n in SITES if n not in dropped]
-    words = masked_round(agg, tables, study, names=survivors)
+    survivors, dropped = list(SITES), []
+    words, signatures = masked_round(agg, tables, study)
     unmasker = Unmasker(tag(study), SITES, words[A].size)
     for name in survivors:
         unmasker.add(name, words[name])
@@ -421,7 +484,6 @@ def test_an_honest_release_unmasks_to_exactly_the_sum_of_the_survivors_terms(
     masked_sum = np.sum(np.stack([words[n] for n in survivors]), axis=0, dtype=np.uint64)
     with pytest.raises(EncodingError):  # before the reveals, the sum is still masked
         FixedPoint(len(survivors)).decode(masked_sum)
-    signatures = {n: sign(agg, n, survivors, dropped).arrays["signature"] for n in survivors}
     for name in survivors:
         reply = reveal(agg, name, survivors, dropped, signatures)
         assert refused(reply) is None
@@ -462,9 +524,8 @@ def _unmask(agg, study, fields, replies: dict[str, Payload]) -> np.ndarray:
     for name, reply in replies.items():
         unmasker.add(name, reply.arrays["words"])
     told = {"secagg.tag": json.dumps(fields), "secagg.survivors": sorted(names)}
-    signed = agg.ask(Kind.SECAGG_SIGN, {n: Request(values=dict(told)) for n in names})
-    request = Request(
-        arrays={"signatures": np.stack([signed[n].arrays["signature"] for n in names])},
+    request = Request(  # each site signed the release's full set with its masked reply
+        arrays={"signatures": np.stack([replies[n].arrays["survivors"] for n in names])},
         values={**told, "secagg.signers": list(names)},
     )
     for name, reply in agg.ask(Kind.SECAGG_REVEAL, dict.fromkeys(names, request)).items():
@@ -481,7 +542,9 @@ def _quantity(tables, study, beta: float = 0.1) -> str:
 def _released_among_everyone(agg, tables, study) -> tuple[np.ndarray, tuple[str, bytes]]:
     """FIELDS' quantity released among SITES: its total, and site01's consent to be left out."""
     replies = _mask(agg, study, tables, FIELDS, list(SITES))
-    consent = assert_masked_only(tables, A, Kind.NEWTON, newton(tables, study), replies[A], SITES)
+    consent = assert_masked_only(
+        tables, study, A, Kind.NEWTON, newton(tables, study), replies[A], SITES
+    )
     assert len(consent) == 64  # site01 has >= k cases of each class: its share may stand alone
     return _unmask(agg, study, FIELDS, replies), (_quantity(tables, study), consent)
 

@@ -36,7 +36,6 @@ PHASES = {
     "query.screen": "words",
     "query.comoments": "words",
     "train.newton": "words",
-    "query.secagg_sign": "signature",
     "query.secagg_reveal": "self_seed",
     "evaluate.scores": "words",
     "evaluate.calibration": "words",
@@ -45,7 +44,7 @@ PHASES = {
 }
 # what the site's reason says of a non-finite value: masked words are integers, so a float
 # array where words belong is malformed; key material is bytes, so a float one is too
-NON_FINITE = {"words": "words are float64", "public_key": "malformed", "signature": "malformed"}
+NON_FINITE = {"words": "words are float64", "public_key": "malformed"}
 
 
 def _corrupt(fault: str, field: str):

@@ -231,3 +231,21 @@ def test_a_site_missing_a_sequence_shrinks_the_study_to_shared_features(tmp_path
     assert all(site["status"] == "included" for site in results["sites"])
     used = set(results["selection"]["kept"])
     assert not any(name.startswith("flair_") for name in used)
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_the_model_keeps_its_parameters_within_the_ratio_of_the_cases_its_sums_cover(
+    tmp_path, secure
+):
+    study = STUDY.updated(
+        federation={"secure_aggregation": secure}, validation={"scheme": "kfold", "folds": 3}
+    )
+    sizes = (40, 30, 50)
+    tables = write_site_feature_tables(tmp_path, study, sizes=sizes, n_features=30)
+    results = run_study(site_grid(tables, study), study)
+    assert results["model"]["training_sites"] == ["site01", "site02", "site03"]
+    # the final fit trains on every case: its sums leave as one total, or per site alone
+    covered = sum(sizes) if secure else min(sizes)
+    parameters = len(results["model"]["coefficients"]) + 1
+    assert parameters <= 0.33 * covered
+    assert len(results["model"]["coefficients"]) < 20 or secure

@@ -1,11 +1,13 @@
 """A whole study under secure aggregation, as the aggregator records it: every summed reply
-leaves a site as masked words that tell nothing of its values (and at most the site's
-signed consent to be left out later), the results are the plain study's, a total of one
+leaves a site as masked words that tell nothing of its values (with the site's signature on
+the release's full survivor set, and at most its signed consent to be left out later), the
+results are the plain study's, a total of one
 site is never asked for, an unpinned site is set aside, and a site that drops is left out
 of a refit only if its share alone meets the disclosure rules; otherwise the study stops."""
 
 from __future__ import annotations
 
+import json
 from itertools import pairwise
 from pathlib import Path
 
@@ -26,7 +28,14 @@ from fedrad.common.messages import (
     from_record,
 )
 from fedrad.common.pipeline import Partition
-from fedrad.common.secagg import EncodingError, FixedPoint
+from fedrad.common.secagg import (
+    EncodingError,
+    FixedPoint,
+    ReleaseTag,
+    sign_survivor_set,
+    survivor_digest,
+    verify_survivor_signature,
+)
 from fedrad.common.secagg.consent import sign_consent, verify_consent
 from fedrad.server.app import make_server_app
 from fedrad.server.secure_aggregation import SecureAggregation
@@ -75,6 +84,22 @@ def recording_releases(monkeypatch) -> list[dict[str, tuple[str, list[str], byte
     return releases
 
 
+class RequestsKept(FaultyGrid):
+    """A grid that also keeps the values of every request it delivers, per reply in `sent`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[dict] = []
+
+    def deliver(self, message):
+        values = dict(from_record(message.content).values)
+        sent = len(self.sent)
+        reply = super().deliver(message)
+        if len(self.sent) > sent:
+            self.asked.append(values)
+        return reply
+
+
 @pytest.fixture(scope="module", params=sorted(STUDIES))
 def recorded(request, tables):
     """The same study over the same tables run masked and in the clear: (grid, results) each,
@@ -85,7 +110,9 @@ def recorded(request, tables):
         runs["releases"] = recording_releases(monkeypatch)
         for secure in (True, False):
             arm = study.updated(federation={"secure_aggregation": secure})
-            grid = site_grid(tables, arm)
+            if secure:
+                runs["study"] = arm
+            grid = site_grid(tables, arm, RequestsKept)
             runs[secure] = (grid, run_study(grid, arm))
     return runs
 
@@ -99,15 +126,15 @@ def summed_replies(grid, node: int | None = None) -> list[tuple[str, object]]:
     ]
 
 
-def _reveal_rounds(grid, nodes=(1, 2, 3)) -> dict[str, list[int]]:
-    """How many times each node was asked to sign, and to reveal, a survivor set."""
-    return {
-        round_type: [
-            sum(node == n and message_type == round_type for node, message_type, _ in grid.sent)
-            for n in nodes
-        ]
-        for round_type in ("query.secagg_sign", "query.secagg_reveal")
-    }
+def _reveal_rounds(grid, nodes=(1, 2, 3)) -> list[int]:
+    """How many times each node was asked to reveal for a survivor set."""
+    return [
+        sum(
+            node == n and message_type == "query.secagg_reveal"
+            for node, message_type, _ in grid.sent
+        )
+        for n in nodes
+    ]
 
 
 def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(recorded):
@@ -118,8 +145,10 @@ def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(rec
     for message_type, reply in replies:
         assert not reply.has_error(), message_type
         arrays = reply.content["arrays"]
-        assert set(arrays) == {"words", "consent"}, (message_type, list(arrays))
+        assert set(arrays) == {"words", "survivors", "consent"}, (message_type, list(arrays))
         assert arrays["words"].numpy().dtype == np.uint64
+        survivors = arrays["survivors"].numpy()
+        assert survivors.dtype == np.uint8 and survivors.shape == (64,), message_type
         consent = arrays["consent"].numpy()
         assert consent.dtype == np.uint8 and consent.size in (0, 64), message_type
         assert set(reply.content["values"]) == {"layout"}, message_type
@@ -149,6 +178,31 @@ def test_a_sites_consent_is_its_signature_over_the_releases_quantities_and_sites
             assert verify_consent(identity.public_key(), quantities, participants, consent)
             # Ed25519 is deterministic: the consent is exactly this signature, nothing more
             assert consent == sign_consent(identity, quantities, participants)
+
+
+def test_a_sites_survivor_signature_is_over_its_releases_full_set_only(recorded, tables):
+    grid, _ = recorded[True]
+    names = list(tables)
+    identities = {
+        node: load_or_create_identity(tables[name].parent)
+        for node, name in enumerate(names, start=1)
+    }
+    checked = 0
+    for (node, message_type, reply), values in zip(grid.sent, grid.asked, strict=True):
+        if message_type not in SUMMED_TYPES:
+            continue
+        own = names[node - 1]
+        participants = sorted({own, *values["secagg.peers"]})
+        assert participants == names
+        tag = ReleaseTag(recorded["study"].study_hash, *json.loads(values["secagg.tag"]))
+        digest = survivor_digest(tag, participants, [])  # everyone survives, none dropped
+        signature = bytes(reply.content["arrays"]["survivors"].numpy())
+        identity = identities[node]
+        assert verify_survivor_signature(identity.public_key(), digest, signature)
+        # Ed25519 is deterministic: exactly this signature, nothing of the site's values
+        assert signature == sign_survivor_set(identity, digest)
+        checked += 1
+    assert checked == len(summed_replies(grid))
 
 
 def test_a_masked_study_gives_the_plain_studys_model(recorded):
@@ -247,8 +301,8 @@ def test_a_site_dropping_below_min_sites_stops_the_study_before_a_smaller_total_
     # site01 and site03 masked their Newton terms, but that release was abandoned: every
     # release they revealed for was one site02 revealed for too
     assert [t for t, _ in summed_replies(grid, node=1)][-1] == "train.newton"
-    for round_type, counts in _reveal_rounds(grid).items():
-        assert counts[0] > 0 and len(set(counts)) == 1, (round_type, counts)
+    counts = _reveal_rounds(grid)
+    assert counts[0] > 0 and len(set(counts)) == 1, counts
 
 
 # -- pinned identities -----------------------------------------------------------------------------
@@ -398,5 +452,5 @@ def test_a_site_with_a_rare_class_dropping_mid_fit_stops_the_study_instead_of_a_
     # nothing was released without it: the Newton release it missed was abandoned, and no
     # refit was asked of site01 and site03
     assert [t for t, _ in summed_replies(grid, node=1)][-1] == "train.newton"
-    for round_type, counts in _reveal_rounds(grid).items():
-        assert counts[0] > 0 and len(set(counts)) == 1, (round_type, counts)
+    counts = _reveal_rounds(grid)
+    assert counts[0] > 0 and len(set(counts)) == 1, counts

@@ -91,6 +91,7 @@ class SiteSecAgg:
         keys = StudyKeyPair.generate()
         self.record["exchange"] = keys.private_key.private_bytes_raw()
         self.record["peers"] = "[]"
+        self.record["verified"] = "{}"  # secrets of the old key are of no use now
         self.save()
         signed = keys.sign(self.data.name, study_key(self.study), self.data.identity)
         identity = self.data.identity.public_key().public_bytes_raw()
@@ -113,20 +114,30 @@ class SiteSecAgg:
             ]
         except (KeyError, IndexError) as exc:
             raise SecAggRefused("peer-keys-unreadable", f"relayed keys: {exc}") from exc
-        before = self.record.get("peers", "[]")
+        masker = self._verifying_masker(signed)  # verifies every key, or raises
         self.record["peers"] = json.dumps(signed)
-        try:
-            self.masker()  # verifies, or raises
-        except (SecAggError, SecAggRefused):
-            self.record["peers"] = before  # a bad relay does not undo a good one
-            raise
+        self.record["verified"] = json.dumps(
+            {peer: [s.hex(), i.hex()] for peer, (s, i) in masker.verified_peers().items()}
+        )
         self.save()
         return Empty()
 
     def masker(self) -> SiteMasker:
+        """This site's masker over the peers it verified when they were relayed."""
+        self._check_own_pin()
+        verified = json.loads(str(self.record.get("verified", "{}")))
+        return SiteMasker.from_verified(
+            self.data.name,
+            self.data.identity,
+            {peer: (bytes.fromhex(s), bytes.fromhex(i)) for peer, (s, i) in verified.items()},
+            min_survivors=max(2, self.study.federation.min_sites),
+            ledger=TagLedger(bytes.fromhex(t) for t in self.record.get("ledger", [])),
+            releases=_releases_from(str(self.record.get("releases", "{}"))),
+        )
+
+    def _check_own_pin(self) -> None:
         if "exchange" not in self.record:
             raise SecAggRefused("no-study-key", "masking asked before this site made its study key")
-        peers = json.loads(str(self.record.get("peers", "[]")))
         pinned = self.study.federation.site_keys
         own = self.data.identity.public_key().public_bytes_raw().hex()
         if pinned and pinned.get(self.data.name) != own:
@@ -135,6 +146,12 @@ class SiteSecAgg:
                 f"this site's identity key {own} is not the one the study pins for "
                 f"{self.data.name!r}",
             )
+
+    def _verifying_masker(self, peers: list[dict]) -> SiteMasker:
+        """A masker over the relayed keys, each verified against the study's pins (or, where
+        the study pins none, the identities relayed with them)."""
+        self._check_own_pin()
+        pinned = self.study.federation.site_keys
         trusted = pinned or {peer["site"]: peer["identity"] for peer in peers}
         signed = [
             SignedKey(
@@ -154,8 +171,6 @@ class SiteSecAgg:
             {name: bytes.fromhex(key) for name, key in trusted.items()},
             signed,
             min_survivors=max(2, self.study.federation.min_sites),
-            ledger=TagLedger(bytes.fromhex(t) for t in self.record.get("ledger", [])),
-            releases=_releases_from(str(self.record.get("releases", "{}"))),
         )
 
     def keep(self, masker: SiteMasker) -> None:

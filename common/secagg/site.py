@@ -70,15 +70,7 @@ class SiteMasker:
         ledger: TagLedger | None = None,
         releases: dict[bytes, Release] | None = None,
     ) -> None:
-        if min_survivors < 2:
-            raise ValueError(f"min_survivors must be at least 2, got {min_survivors}")
-        self.site = site
-        self.min_survivors = min_survivors
-        self._identity = identity
-        self.ledger = ledger if ledger is not None else TagLedger()
-        self.releases: dict[bytes, Release] = releases if releases is not None else {}
-        self._identities: dict[str, Ed25519PublicKey] = {}
-        self._secrets: dict[str, bytes] = {}
+        self._setup(site, identity, min_survivors, ledger, releases)
         for signed in signed_keys:
             if signed.site == site:
                 if signed.public_key != keys.public_bytes:
@@ -102,6 +94,45 @@ class SiteMasker:
                     f"exchange key of site {signed.site!r} gives no shared secret: refused"
                 ) from exc
             self._identities[signed.site] = trusted
+
+    def _setup(self, site, identity, min_survivors, ledger, releases) -> None:
+        if min_survivors < 2:
+            raise ValueError(f"min_survivors must be at least 2, got {min_survivors}")
+        self.site = site
+        self.min_survivors = min_survivors
+        self._identity = identity
+        self.ledger = ledger if ledger is not None else TagLedger()
+        self.releases: dict[bytes, Release] = releases if releases is not None else {}
+        self._identities: dict[str, Ed25519PublicKey] = {}
+        self._secrets: dict[str, bytes] = {}
+
+    @classmethod
+    def from_verified(
+        cls,
+        site: str,
+        identity: Ed25519PrivateKey,
+        peers: Mapping[str, tuple[bytes, bytes]],
+        *,
+        min_survivors: int = 2,
+        ledger: TagLedger | None = None,
+        releases: dict[bytes, Release] | None = None,
+    ) -> SiteMasker:
+        """A masker over peers this site verified before (`verified_peers`: each peer's shared
+        secret and identity key), so a site rebuilding it for every message does not verify
+        and exchange every key again."""
+        masker = cls.__new__(cls)
+        masker._setup(site, identity, min_survivors, ledger, releases)
+        for peer, (secret, identity_bytes) in peers.items():
+            masker._secrets[peer] = bytes(secret)
+            masker._identities[peer] = identity_key(identity_bytes)
+        return masker
+
+    def verified_peers(self) -> dict[str, tuple[bytes, bytes]]:
+        """Each verified peer's shared secret and raw identity key (for `from_verified`)."""
+        return {
+            peer: (self._secrets[peer], self._identities[peer].public_bytes_raw())
+            for peer in self._secrets
+        }
 
     @property
     def peers(self) -> list[str]:

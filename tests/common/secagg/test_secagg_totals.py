@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from secagg_federation import federation, mask_all, secure_sum, tag, unmask
 
-from fedrad.common.secagg import FixedPoint, Reveal, Unmasker, UnmaskError
+from fedrad.common.secagg import FixedPoint, Reveal, SiteMasker, Unmasker, UnmaskError
 
 N_FEATURES = 20  # + intercept: a 21 x 21 Hessian
 CASES_PER_SITE = 1500  # the study's case cap
@@ -159,3 +159,16 @@ def test_an_honest_unmasking_reproduces_every_release_exactly_in_words():
     words = unmask(fed, masked, fed.names, release).total()
 
     assert np.array_equal(words, np.sum([fp.encode(v) for v in values.values()], axis=0))
+
+
+def test_a_masker_rebuilt_from_its_verified_peers_masks_as_the_one_that_verified_them():
+    fed = federation(3)
+    first = fed.names[0]
+    rebuilt = SiteMasker.from_verified(
+        first, fed.identities[first], fed.sites[first].verified_peers()
+    )
+    assert rebuilt.peers == fed.sites[first].peers
+    fed.sites[first] = rebuilt  # the site as it is rebuilt from its context for a message
+    values = {site: np.arange(4.0) + i for i, site in enumerate(fed.names)}
+    total = secure_sum(fed, values, FixedPoint(3), tag("rebuilt"))
+    np.testing.assert_allclose(total, sum(values.values()), rtol=0, atol=1e-12)

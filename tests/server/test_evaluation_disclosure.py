@@ -47,7 +47,7 @@ def test_score_sums_leave_a_site_as_masked_words_only(study_run):
     replies = _replies(grid, "evaluate.scores")
     assert replies
     for _, arrays, values in replies:
-        assert set(arrays) <= {"words", "consent"} and arrays["words"].dtype == np.uint64
+        assert set(arrays) <= {"words", "survivors", "consent"} and arrays["words"].dtype == np.uint64
         assert set(values) == {"layout"}
 
 
@@ -87,7 +87,7 @@ def test_a_site_with_a_cell_below_k_never_sends_it(tmp_path):
     assert results["metrics"]["per_site"]["site02"]["status"] == "skipped"
     for node, arrays, values in _replies(grid, "evaluate.scores"):
         if node == 2 and "skipped" not in values:
-            assert set(arrays) <= {"words", "consent"}
+            assert set(arrays) <= {"words", "survivors", "consent"}
 
 
 def _tests(design: dict[int, list[int]]) -> dict[int, list[tuple[int, Request]]]:

@@ -47,7 +47,9 @@ def test_score_sums_leave_a_site_as_masked_words_only(study_run):
     replies = _replies(grid, "evaluate.scores")
     assert replies
     for _, arrays, values in replies:
-        assert set(arrays) <= {"words", "survivors", "consent"} and arrays["words"].dtype == np.uint64
+        assert (
+            set(arrays) <= {"words", "survivors", "consent"} and arrays["words"].dtype == np.uint64
+        )
         assert set(values) == {"layout"}
 
 

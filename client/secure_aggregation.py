@@ -90,7 +90,6 @@ class SiteSecAgg:
     def new_keys(self) -> KeysReply:
         keys = StudyKeyPair.generate()
         self.record["exchange"] = keys.private_key.private_bytes_raw()
-        self.record["peers"] = "[]"
         self.record["verified"] = "{}"  # secrets of the old key are of no use now
         self.save()
         signed = keys.sign(self.data.name, study_key(self.study), self.data.identity)
@@ -115,7 +114,6 @@ class SiteSecAgg:
         except (KeyError, IndexError) as exc:
             raise SecAggRefused("peer-keys-unreadable", f"relayed keys: {exc}") from exc
         masker = self._verifying_masker(signed)  # verifies every key, or raises
-        self.record["peers"] = json.dumps(signed)
         self.record["verified"] = json.dumps(
             {peer: [s.hex(), i.hex()] for peer, (s, i) in masker.verified_peers().items()}
         )
@@ -245,12 +243,11 @@ class SiteSecAgg:
                 )
 
     def _identities(self) -> dict[str, Ed25519PublicKey]:
-        pinned = self.study.federation.site_keys
-        peers = json.loads(str(self.record.get("peers", "[]")))
-        trusted = pinned or {peer["site"]: peer["identity"] for peer in peers}
+        """The identity keys of the peers this site verified: whose consents it accepts."""
+        verified = json.loads(str(self.record.get("verified", "{}")))
         return {
-            name: Ed25519PublicKey.from_public_bytes(bytes.fromhex(k))
-            for name, k in trusted.items()
+            peer: Ed25519PublicKey.from_public_bytes(bytes.fromhex(identity))
+            for peer, (_, identity) in verified.items()
         }
 
     def reveal(self, request: Request) -> RevealReply:

@@ -17,6 +17,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.clientapp import ClientApp
 
 from fedrad.client.data import SiteData, TableMismatch
+from fedrad.client.differential_privacy import SiteBudget
 from fedrad.client.handlers import alone_ok, handle
 from fedrad.client.secure_aggregation import (
     SECAGG_HANDLERS,
@@ -159,7 +160,8 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
             def release(reply):
                 return secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
 
-        return handle(kind, data, study, request, release)
+        budget = SiteBudget(state, study) if study.differential_privacy else None
+        return handle(kind, data, study, request, release, budget)
     except (SecAggError, SecAggRefused) as refused:
         code = getattr(refused, "code", type(refused).__name__)
         log = site_log(data.name, data.table_path.parent if data.table_path else None)

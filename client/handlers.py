@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from fedrad.client import plan
 from fedrad.client.coverage import coverage
 from fedrad.client.data import SiteData, SiteSkipped
+from fedrad.client.differential_privacy import SiteBudget, privatized
 from fedrad.client.local_pipeline import (
     clinical_inputs,
     combat_design,
@@ -28,6 +29,7 @@ from fedrad.client.local_pipeline import (
 )
 from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import NOISED
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization import combat
 from fedrad.common.messages import (
@@ -266,7 +268,13 @@ def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
     rows = _summed_training(data, partition, study)
     _within_parameter_ratio(rows, params, data, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
-    return newton_terms(x, data.y[rows], params.beta)
+    return _without_deviance(newton_terms(x, data.y[rows], params.beta), study)
+
+
+def _without_deviance(terms: NewtonTerms, study: StudyConfig) -> NewtonTerms:
+    """Under differential privacy a fit runs a fixed number of Newton iterations, so the
+    deviance, whose one case's share has no small bound, is not released."""
+    return replace(terms, deviance=0.0) if study.differential_privacy else terms
 
 
 def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
@@ -408,9 +416,13 @@ def calibration(data: SiteData, study: StudyConfig, request: Request) -> NewtonT
         )
         logits.append(np.log(p / (1 - p)))
         outcomes.append(data.y[rows])
-    y = np.concatenate(outcomes)
+    y, logit = np.concatenate(outcomes), np.concatenate(logits)
     enough(np.ones(len(y), dtype=bool), data, "test", study)
-    return newton_terms(with_intercept(np.concatenate(logits)), y, request.arrays["gamma"])
+    if study.differential_privacy:  # one case's share of the sums is bounded by the clip
+        bound = study.differential_privacy.input_clip
+        logit = np.clip(logit, -bound, bound)
+    terms = newton_terms(with_intercept(logit), y, request.arrays["gamma"])
+    return _without_deviance(terms, study)
 
 
 def persist(data: SiteData, study: StudyConfig, request: Request) -> Empty:
@@ -457,10 +469,12 @@ def handle(
     study: StudyConfig,
     request: Request,
     release: Callable[[object], MaskedReply] | None = None,
+    budget: SiteBudget | None = None,
 ) -> Payload:
     """Answer one request in the wire format, say why this site sits it out, or refuse a
     request outside its plan (a reason code only). A SUMMED reply goes through `release`
-    (masking it) when the request names a release; under secure aggregation it must."""
+    (masking it) when the request names a release; under secure aggregation it must. Under
+    differential privacy a noised kind gets its noise first, charged to `budget`."""
     try:
         plan.check(kind, request, study)
         if kind in SUMMED and release is None and study.federation.secure_aggregation:
@@ -469,6 +483,10 @@ def handle(
                 f"{kind} asked for in the clear in a study with secure aggregation",
             )
         reply = HANDLERS[kind](data, study, request)
+        if study.differential_privacy and kind in NOISED:
+            if budget is not None:
+                budget.charge()
+            reply = privatized(kind, reply, request, data, study)
         return encode_reply(kind, release(reply) if release and kind in SUMMED else reply)
     except SiteSkipped as skipped:
         return Payload(values={SKIPPED: str(skipped)})

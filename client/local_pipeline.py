@@ -16,6 +16,7 @@ from scipy.special import expit
 
 from fedrad.client.data import SiteData, SiteSkipped
 from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import clip_rows
 from fedrad.common.harmonization import combat
 from fedrad.common.models import mlp
 from fedrad.common.models.logistic import with_intercept
@@ -148,13 +149,19 @@ def model_inputs(
     rows: np.ndarray,
     study: StudyConfig,
 ) -> np.ndarray:
-    """Harmonized, selected and standardized features of `rows`."""
+    """Harmonized, selected and standardized features of `rows`; under differential privacy
+    each case's scaled to the study's input_clip, which bounds its share of every sum."""
     z = harmonized(data, params, partition, rows, study)
     if params.selected is not None:
         z = z[:, params.selected]
     if params.clinical_inputs:
         z = np.hstack([z, clinical_inputs(data, rows, study)])
-    return params.standardizer.transform(z) if params.standardizer is not None else z
+    if params.standardizer is None:
+        return z
+    z = params.standardizer.transform(z)
+    if study.differential_privacy:
+        z = clip_rows(z, study.differential_privacy.input_clip)
+    return z
 
 
 def clinical_inputs(data: SiteData, rows: np.ndarray, study: StudyConfig) -> np.ndarray:

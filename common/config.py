@@ -295,6 +295,34 @@ class FederationSettings(_Strict):
         return self
 
 
+class DifferentialPrivacySettings(_Strict):
+    """Gaussian noise on the model's and the evaluation's released sums (docs/privacy.md 6).
+
+    Each released sum gets noise of standard deviation noise_multiplier x (the most one case
+    can change it), each case's model inputs clipped to norm input_clip first; sites add the
+    noise themselves, so the aggregator never holds a sum without it.
+    """
+
+    noise_multiplier: float = Field(
+        default=1.0, gt=0, description="noise standard deviation over one case's largest effect"
+    )
+    delta: float = Field(default=1e-5, gt=0, lt=1, description="the budget's delta")
+    input_clip: float = Field(
+        default=3.0,
+        gt=0,
+        description="a case's standardized model inputs (or its score's logit, for the "
+        "calibration line) are scaled down to at most this Euclidean norm",
+    )
+    newton_iterations: int = Field(
+        default=5, ge=1, description="Newton iterations per fit: each one is a release"
+    )
+    max_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        description="the budget: a site sends no sum that would take its epsilon past it",
+    )
+
+
 class HarmonizationSettings(_Strict):
     """Distributed ComBat (docs/methods.md 2.1).
 
@@ -401,6 +429,9 @@ class StudyConfig(_Strict):
     selection: SelectionSettings = Field(default_factory=SelectionSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    differential_privacy: DifferentialPrivacySettings | None = Field(
+        default=None, description="off unless set; {} takes every default"
+    )
 
     @field_validator("clinical")
     @classmethod
@@ -426,12 +457,25 @@ class StudyConfig(_Strict):
         clash = sorted(set(self.manifest_variables) & set(self.extraction.sequences))
         if clash:
             raise ValueError(f"clinical/batch column(s) {clash} are also study sequences")
+        if self.differential_privacy is not None and self.model.kind == "lasso-logistic":
+            raise ValueError(
+                "differential_privacy: an L1 fit's line search compares losses that noise "
+                "would swamp; use model.kind ridge-logistic (or mlp) with it"
+            )
         if self.harmonization.batch in self.clinical:
             raise ValueError(
                 f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "
                 "a batch column only names batches"
             )
         return self
+
+    @property
+    def newton_stopping(self) -> tuple[float | None, int]:
+        """(tolerance, most iterations) of every Newton fit: under differential privacy a
+        fixed number, as each iteration is a release and its deviance is not released."""
+        if self.differential_privacy is not None:
+            return None, self.differential_privacy.newton_iterations
+        return self.model.newton_tolerance, self.model.max_newton_iterations
 
     @property
     def manifest_variables(self) -> dict[str, tuple[str, ...] | None]:
@@ -450,7 +494,10 @@ class StudyConfig(_Strict):
     @cached_property
     def study_hash(self) -> str:
         """Hash of the whole study (protocol settings too) plus the extraction hash."""
-        payload = {"study": self.model_dump(mode="json"), "extraction": self.extraction_hash}
+        study = self.model_dump(mode="json")
+        if study["differential_privacy"] is None:  # an option's absence leaves hashes as they were
+            del study["differential_privacy"]
+        payload = {"study": study, "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -461,7 +508,7 @@ class StudyConfig(_Strict):
         """
         data = self.model_dump(mode="json")
         for section, changes in sections.items():
-            data[section] = {**data.get(section, {}), **changes}
+            data[section] = None if changes is None else {**(data.get(section) or {}), **changes}
         return StudyConfig.model_validate(data)
 
     @classmethod

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from flwr.app import Message
 from flwr.serverapp import Grid
 
+from fedrad.common.differential_privacy import NOISED, Budget, post_processed
 from fedrad.common.messages import (
     MESSAGE_TYPES,
     PIPELINE_UNKNOWN,
@@ -140,6 +141,7 @@ class Federation:
         self.events: list[dict] = []
         self._known: dict[int, tuple[str, ...]] = defaultdict(tuple)  # what each site holds
         self.secure = None  # the study's SecureAggregation, once its keys are exchanged
+        self.budget: Budget | None = None  # under differential privacy, what it has spent
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(
@@ -212,10 +214,24 @@ class Federation:
     ) -> Any:
         """The reply of a SUMMED kind added up over the requested sites: unmasked from masked
         replies under secure aggregation (the aggregator never holds one site's), else
-        summed from the sites' replies. Raises as `ask` does."""
+        summed from the sites' replies. Raises as `ask` does. A noised kind is charged to
+        the privacy budget when asked (an attempt a site drops out of counts too)."""
+        noised = self.budget is not None and kind in NOISED
+        if noised:
+            if not self.budget.allows():
+                raise StudyCannotRun(
+                    f"{kind}: one more noised release would take epsilon past "
+                    f"differential_privacy.max_epsilon ({self.budget.releases} released, "
+                    f"epsilon {self.budget.epsilon:.3g})"
+                )
+            self.budget.spend()
+            if check is not None:  # the rules hold of the total as read: after post-processing
+                check = _after(post_processed, check)
         if self.secure is not None:
-            return self.secure.total(kind, requests, check)
-        return summed(self.ask(kind, requests, check).values())
+            total = self.secure.total(kind, requests, check)
+        else:
+            total = summed(self.ask(kind, requests, check).values())
+        return post_processed(total) if noised else total
 
     @property
     def fewest_sites(self) -> int:
@@ -296,6 +312,10 @@ class Federation:
             "traffic_bytes_to_sites": by_label(self.transport.traffic_to_sites),
             "round_counts": {str(kind): n for kind, n in self.transport.rounds.items()},
         }
+
+
+def _after(first: Callable[[Any], Any], check: Callable[[Any], str | None]):
+    return lambda value: check(first(value))
 
 
 class _PolicyGrid(Grid):

@@ -27,6 +27,7 @@ def study_results(
         },
         "selection": final.selection,
         "validation": {"scheme": study.validation.scheme, "fits": folds},
+        "privacy": privacy_summary(study, federation),
         **federation.traffic(),
         "events": list(federation.events),
         "rounds": list(rounds),
@@ -39,6 +40,16 @@ def study_summary(study: StudyConfig) -> dict:
         "extraction_hash": study.extraction_hash,
         "study_hash": study.study_hash,
         "config": study.model_dump(mode="json"),
+    }
+
+
+def privacy_summary(study: StudyConfig, federation: Federation) -> dict:
+    """How the study protected what left the sites: masking, and the budget it spent."""
+    budget = federation.budget
+    return {
+        "secure_aggregation": study.federation.secure_aggregation,
+        "min_cell_size": study.federation.min_cell_size,
+        "differential_privacy": budget.summary() if budget is not None else None,
     }
 
 
@@ -62,5 +73,6 @@ def stopped_results(study: StudyConfig, federation: Federation | None, reason: s
         "status": "stopped",
         "reason": reason,
         "sites": site_rows(federation) if federation else [],
+        "privacy": privacy_summary(study, federation) if federation else {},
         "events": list(federation.events) if federation else [],
     }

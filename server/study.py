@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import Budget
 from fedrad.common.messages import Kind, Request
 from fedrad.common.models.lasso import lockstep, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
@@ -62,6 +63,8 @@ class StudyProtocol:
     def run(self) -> dict:
         federation, study = self.federation, self.study
         features = census(federation, study, self.expected_sites)
+        if study.differential_privacy is not None:
+            federation.budget = Budget(study.differential_privacy)
         if study.federation.secure_aggregation:
             federation.secure = SecureAggregation(federation, study)
             federation.secure.exchange_keys(federation.included())
@@ -82,7 +85,7 @@ class StudyProtocol:
             {"fit": tag, "training_sites": fitted.sites, **fit_figures}
             for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
         ]
-        calibration = calibration_line(federation, evaluated)
+        calibration = calibration_line(federation, evaluated, study)
         final_parts = self.final_partitions()
         if study.validation.scheme == "holdout":
             final = evaluated[0][0]

@@ -33,7 +33,9 @@ def _run(tables: dict[str, Path], study: StudyConfig) -> dict:
 def _summary(results: dict) -> dict:
     federated = results["metrics"]["federated"]
     keys = ("auc", "auc_ci", "sensitivity", "specificity", "balanced_accuracy")
-    return {key: federated[key] for key in keys}
+    budget = results["privacy"]["differential_privacy"]
+    spent = {"epsilon": budget["epsilon"], "delta": budget["delta"]} if budget else {}
+    return {key: federated[key] for key in keys} | spent
 
 
 def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
@@ -48,11 +50,15 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
     # set of all sites but one would be refused as differencing: the arms run unmasked.
     study = study.updated(federation={"secure_aggregation": False})
     alone = {"validation": {"scheme": "single-site"}}
+    exact = {"differential_privacy": None}
+    # the study's own noise, or the defaults when it has none: what privacy would cost
+    noised = {"differential_privacy": study.model_dump()["differential_privacy"] or {}}
     arms = {
-        "federated + ComBat": study.updated(**unseen),
-        "federated, no harmonization": study.updated(**unseen, **unharmonized),
-        "each site alone + ComBat": study.updated(**alone),
-        "each site alone, no harmonization": study.updated(**alone, **unharmonized),
+        "federated + ComBat": study.updated(**unseen, **exact),
+        "federated + ComBat, differential privacy": study.updated(**unseen, **noised),
+        "federated, no harmonization": study.updated(**unseen, **unharmonized, **exact),
+        "each site alone + ComBat": study.updated(**alone, **exact),
+        "each site alone, no harmonization": study.updated(**alone, **unharmonized, **exact),
     }
     federated, pooled = results["metrics"]["federated"], results["metrics"]["pooled_reference"]
     coefficients = results["model"].get("coefficients", {})
@@ -86,13 +92,15 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
 
 def _worth(arms: dict[str, dict]) -> dict:
     """What harmonization and federation add on unseen sites: the federated ComBat arm
-    minus the arm without each (positive = worth it)."""
+    minus the arm without each; and what differential privacy adds: its arm minus the
+    federated ComBat arm (negative: what its noise takes away)."""
     best = arms["federated + ComBat"]
-    others = {
-        "harmonization": arms["federated, no harmonization"],
-        "federation": arms["each site alone + ComBat"],
+    gains = {
+        "harmonization": (best, arms["federated, no harmonization"]),
+        "federation": (best, arms["each site alone + ComBat"]),
+        "differential privacy": (arms["federated + ComBat, differential privacy"], best),
     }
     return {
-        name: {key: best[key] - other[key] for key in ("auc", "balanced_accuracy")}
-        for name, other in others.items()
+        name: {key: arm[key] - baseline[key] for key in ("auc", "balanced_accuracy")}
+        for name, (arm, baseline) in gains.items()
     }

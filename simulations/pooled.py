@@ -25,8 +25,10 @@ def pooled_reference(
     Under leave-one-site-out the held-out site must stay apart, so the sites stay
     separate there and only their sums are pooled, as a central analysis would.
     """
-    # nothing leaves a central analysis: no cell to suppress, no site's values to mask
-    study = study.updated(federation={"min_cell_size": 1, "secure_aggregation": False})
+    # nothing leaves a central analysis: no cell to suppress, no site's values to mask or noise
+    study = study.updated(
+        federation={"min_cell_size": 1, "secure_aggregation": False}, differential_privacy=None
+    )
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
     if study.validation.scheme != "leave-one-site-out":
         features = sorted(set.intersection(*(set(site.features) for site in sites)))

@@ -70,14 +70,16 @@ def fit_newton(
     summed_terms: Callable[[np.ndarray], NewtonTerms],
     n_params: int,
     ridge_lambda: float = 0.0,
-    tolerance: float = 1e-8,
+    tolerance: float | None = 1e-8,
     max_iterations: int = 50,
     on_iteration: Callable[[int, float], None] | None = None,
+    curvature_floor: float = 0.0,
 ) -> LogisticFit:
     """Ridge-penalized Newton; the intercept (index 0) is not penalized.
 
     Stops when |dev - dev_old| / (|dev| + 0.1) <= tolerance, R's glm rule, with the
-    deviance evaluated at the beta before the update (as DataSHIELD does).
+    deviance evaluated at the beta before the update (as DataSHIELD does); with no
+    tolerance (noised terms, whose deviance is not released) it runs max_iterations.
     """
     penalty = np.full(n_params, ridge_lambda)
     penalty[0] = 0.0
@@ -88,9 +90,26 @@ def fit_newton(
         deviance = terms.deviance + float(beta @ (penalty * beta))
         if on_iteration is not None:
             on_iteration(iteration, deviance)
-        if abs(deviance - previous) / (abs(deviance) + 0.1) <= tolerance:
+        if tolerance is not None and abs(deviance - previous) / (abs(deviance) + 0.1) <= tolerance:
             return LogisticFit(beta, iteration, deviance, converged=True)
-        information = terms.hessian + np.diag(penalty)
+        information = positive_definite(terms.hessian + np.diag(penalty), curvature_floor)
         beta = beta + np.linalg.solve(information, terms.gradient - penalty * beta)
         previous = deviance
     return LogisticFit(beta, max_iterations, deviance, converged=False)
+
+
+def positive_definite(matrix: np.ndarray, floor: float = 0.0) -> np.ndarray:
+    """`matrix` itself when it is positive definite with every eigenvalue >= `floor` (every
+    exact Hessian, with no floor); else its symmetric part with its eigenvalues raised to
+    `floor` (a noised Hessian: the floor is the noise's size), or to 1e-3 x the largest."""
+    symmetric = (matrix + matrix.T) / 2
+    values, vectors = np.linalg.eigh(symmetric)
+    if floor == 0.0:
+        try:
+            np.linalg.cholesky(matrix)
+            return matrix
+        except np.linalg.LinAlgError:
+            floor = 1e-3 * max(float(np.max(np.abs(values))), 1.0)
+    elif values.min() >= floor:
+        return symmetric
+    return (vectors * np.maximum(values, floor)) @ vectors.T

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import curvature_floor
 from fedrad.common.messages import Kind, Request, ScoresReply, SiteMetricsReply
 from fedrad.common.models.logistic import fit_newton
 from fedrad.common.pipeline import Partition
@@ -233,9 +235,10 @@ def _site_outcome(reply: SiteMetricsReply) -> dict:
     return outcome
 
 
-def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
+def calibration_line(federation: Federation, evaluated: Evaluated, study: StudyConfig) -> dict:
     """Calibration intercept and slope: logistic regression of the test outcomes on the
-    logit of the predicted risk, by Newton from summed site terms over every fit."""
+    logit of the predicted risk, by Newton from summed site terms over every fit, stopped
+    as the study's Newton fits are."""
     tests = _tests(federation, evaluated)
 
     def fit(nodes: list[int]):
@@ -249,7 +252,11 @@ def calibration_line(federation: Federation, evaluated: Evaluated) -> dict:
             }
             return federation.total(Kind.CALIBRATION, requests)
 
-        return fit_newton(terms_at, 2)
+        tolerance, iterations = study.newton_stopping
+        floor = curvature_floor(study.differential_privacy, 2)
+        return fit_newton(
+            terms_at, 2, tolerance=tolerance, max_iterations=iterations, curvature_floor=floor
+        )
 
     try:
         line, _ = federation.without_failures("calibration", list(tests), fit)

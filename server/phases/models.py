@@ -16,6 +16,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord
 
 from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import curvature_floor
 from fedrad.common.messages import Kind, LassoRoundReply, Request
 from fedrad.common.models import lasso, mlp
 from fedrad.common.models.logistic import NewtonTerms, fit_newton
@@ -167,12 +168,14 @@ def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag,
     def record(iteration: int, deviance: float) -> None:
         rounds.append({"fit": tag, "phase": "newton", "iteration": iteration, "deviance": deviance})
 
+    tolerance, iterations = study.newton_stopping
     fit = fit_newton(
         summed_terms(federation, params, nodes, partitions),
         n_params,
         ridge_lambda=settings.ridge_lambda,
-        tolerance=settings.newton_tolerance,
-        max_iterations=settings.max_newton_iterations,
+        tolerance=tolerance,
+        max_iterations=iterations,
+        curvature_floor=curvature_floor(study.differential_privacy, n_params),
         on_iteration=record,
     )
     federation.log(

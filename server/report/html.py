@@ -19,6 +19,7 @@ from plotly.io import to_html
 from plotly.offline import get_plotlyjs
 
 from fedrad.server.report.model import Curve, curves, facts, headline, number
+from fedrad.server.report.privacy import privacy_sentence
 
 PLOTLY_JS = "plotly.min.js"
 _LAYOUT = {"template": "plotly_white", "height": 380, "margin": {"t": 60, "b": 60}}
@@ -176,6 +177,7 @@ def _summary(results: dict) -> str:
         f"within &plusmn;{number(federated.get('auc_error_bound'))} of the exact value), "
         f"sensitivity {number(federated.get('sensitivity'))}, specificity "
         f"{number(federated.get('specificity'))}.</p>"
+        f"<p>{html.escape(privacy_sentence(results))}</p>"
     )
 
 

@@ -7,6 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from fedrad.server.report.model import facts, headline, number
+from fedrad.server.report.privacy import privacy_sentence
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -66,6 +67,8 @@ def print_results(results: dict, console: Console) -> None:
         )
     console.print(sites)
     console.print(model_table(results["model"]))
+    if sentence := privacy_sentence(results):
+        console.print(escape(sentence))
     harmonization = results.get("harmonization", {})
     if "before" in harmonization:
         key = "share_of_features_with_site_effect_p_lt_0.05"
@@ -98,7 +101,7 @@ def print_comparison(comparison: dict, console: Console) -> None:
         f"difference {check['difference']:.4f} -> {verdict} at {check['agrees_within']}"
     )
     table = Table(title="On sites the model never saw")
-    for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc"):
+    for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc", "epsilon"):
         table.add_column(column)
     for name, figures in comparison["on_unseen_sites"].items():
         table.add_row(
@@ -108,6 +111,7 @@ def print_comparison(comparison: dict, console: Console) -> None:
             _fmt(figures["sensitivity"]),
             _fmt(figures["specificity"]),
             _fmt(figures["balanced_accuracy"]),
+            _fmt(figures.get("epsilon")),
         )
     console.print(table)
     worth = comparison["worth"]
@@ -118,5 +122,6 @@ def print_comparison(comparison: dict, console: Console) -> None:
             "balanced accuracy"
             for name, gain in worth.items()
         )
-        + " (federated + ComBat against the arm without it)"
+        + " (federated + ComBat against the arm without it; the differential privacy arm "
+        "against federated + ComBat)"
     )

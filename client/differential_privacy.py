@@ -1,0 +1,91 @@
+"""Differential privacy at the site: Gaussian noise on each released sum, scaled to the most
+one case can change it, drawn here, so no sum without it ever leaves (docs/privacy.md 6).
+
+Under secure aggregation each of the m sites of a release adds 1/m of the variance, and
+only the total, which carries it all, is unmasked; without it every site adds the whole
+noise to the sum it releases alone. Case counts (`n`) stay exact: they are the census's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, replace
+
+import numpy as np
+from flwr.app import ConfigRecord, RecordDict
+
+from fedrad.client.data import SiteData
+from fedrad.client.plan import Refused
+from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import Budget, newton_sensitivity, scores_sensitivity
+from fedrad.common.messages import Kind, Request
+
+COUNTS = frozenset({"n"})  # exact: what the census already says
+_STATE = "dp"
+
+
+def sensitivity(kind: Kind, request: Request, data: SiteData, study: StudyConfig) -> float:
+    """The most one case's values and label can change this site's reply (L2, over every
+    noised number), with its model inputs clipped to norm input_clip."""
+    if kind is Kind.NEWTON:
+        return newton_sensitivity(study.differential_privacy)
+    if kind is Kind.CALIBRATION:
+        return newton_sensitivity(study.differential_privacy, _tested_in(request, data, study))
+    return scores_sensitivity(_tested_in(request, data, study))
+
+
+def _tested_in(request: Request, data: SiteData, study: StudyConfig) -> int:
+    """The most fits of the request any one case of this site is a test case of."""
+    tested = sum(data.rows(part.partition, "test", study).astype(int) for part in request.parts)
+    return max(1, int(np.max(tested, initial=0)))
+
+
+def noised(reply, scale: float, rng: np.random.Generator):
+    """`reply` with N(0, scale^2) added to every number but its case counts; integer
+    fields (counts of scores) get the noise rounded."""
+    changes = {}
+    for field in fields(reply):
+        value = getattr(reply, field.name)
+        if field.name in COUNTS or not isinstance(value, np.ndarray | float | int):
+            continue
+        array = np.asarray(value)
+        noisy = array + rng.normal(0.0, scale, array.shape)
+        if np.issubdtype(array.dtype, np.integer):
+            noisy = np.rint(noisy).astype(array.dtype)
+        changes[field.name] = noisy if isinstance(value, np.ndarray) else type(value)(noisy)
+    return replace(reply, **changes)
+
+
+def release_sites(request: Request, data: SiteData) -> int:
+    """How many sites' shares make up the total this reply joins (1 when it goes alone)."""
+    return len({*map(str, request.values.get("secagg.peers", [])), data.name})
+
+
+class SiteBudget:
+    """The releases this site has noised in this study, kept in its context state: the
+    site, not the aggregator, stops at max_epsilon."""
+
+    def __init__(self, state: RecordDict, study: StudyConfig):
+        self.state, self.study = state, study
+        record = state[_STATE] if _STATE in state else ConfigRecord()
+        same_study = record.get("study") == study.study_hash
+        self.releases = int(record.get("releases", 0)) if same_study else 0
+
+    def charge(self) -> None:
+        if not Budget(self.study.differential_privacy, self.releases).allows():
+            raise Refused(
+                "privacy-budget-spent",
+                f"{self.releases} noised releases; one more would pass max_epsilon",
+            )
+        self.releases += 1
+        self.state[_STATE] = ConfigRecord(
+            {"study": self.study.study_hash, "releases": self.releases}
+        )
+
+
+def privatized(kind: Kind, reply, request: Request, data: SiteData, study: StudyConfig):
+    """The reply as it may leave this site under the study's differential privacy."""
+    settings = study.differential_privacy
+    sigma = settings.noise_multiplier * sensitivity(kind, request, data, study)
+    share = sigma / math.sqrt(release_sites(request, data))
+    return noised(reply, share, np.random.default_rng())

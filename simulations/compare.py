@@ -25,6 +25,9 @@ public grid (the federated one from a masked total), each certified to lie withi
 error bound of the exact AUC."""
 
 
+DP_ARM = "federated + ComBat, differential privacy"
+
+
 def _run(tables: dict[str, Path], study: StudyConfig) -> dict:
     sites = [SiteData.load(path, name, study) for name, path in tables.items()]
     return StudyProtocol(in_process_transport(sites, study), study, log=lambda _: None).run()
@@ -55,11 +58,12 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
     noised = {"differential_privacy": study.model_dump()["differential_privacy"] or {}}
     arms = {
         "federated + ComBat": study.updated(**unseen, **exact),
-        "federated + ComBat, differential privacy": study.updated(**unseen, **noised),
         "federated, no harmonization": study.updated(**unseen, **unharmonized, **exact),
         "each site alone + ComBat": study.updated(**alone, **exact),
         "each site alone, no harmonization": study.updated(**alone, **unharmonized, **exact),
     }
+    if study.model.kind != "lasso-logistic":  # whose line search noise would swamp
+        arms[DP_ARM] = study.updated(**unseen, **noised)
     federated, pooled = results["metrics"]["federated"], results["metrics"]["pooled_reference"]
     coefficients = results["model"].get("coefficients", {})
     pooled_coefficients = pooled.get("model", {}).get("coefficients", {})
@@ -98,8 +102,9 @@ def _worth(arms: dict[str, dict]) -> dict:
     gains = {
         "harmonization": (best, arms["federated, no harmonization"]),
         "federation": (best, arms["each site alone + ComBat"]),
-        "differential privacy": (arms["federated + ComBat, differential privacy"], best),
     }
+    if DP_ARM in arms:
+        gains["differential privacy"] = (arms[DP_ARM], best)
     return {
         name: {key: arm[key] - baseline[key] for key in ("auc", "balanced_accuracy")}
         for name, (arm, baseline) in gains.items()

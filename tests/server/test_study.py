@@ -147,6 +147,7 @@ def test_compare_reports_agreement_and_every_arm(tmp_path):
         "federated, no harmonization",
         "each site alone + ComBat",
         "each site alone, no harmonization",
+        "federated + ComBat, differential privacy",
     }
     for figures in comparison["on_unseen_sites"].values():
         assert 0.0 <= figures["auc"] <= 1.0
@@ -154,6 +155,11 @@ def test_compare_reports_agreement_and_every_arm(tmp_path):
     best = arms["federated + ComBat"]["balanced_accuracy"]
     assert worth["federation"]["balanced_accuracy"] == pytest.approx(
         best - arms["each site alone + ComBat"]["balanced_accuracy"], abs=1e-15
+    )
+    noised = arms["federated + ComBat, differential privacy"]
+    assert noised["epsilon"] > 0 and "epsilon" not in arms["federated + ComBat"]
+    assert worth["differential privacy"]["auc"] == pytest.approx(
+        noised["auc"] - arms["federated + ComBat"]["auc"], abs=1e-15
     )
 
 

@@ -1,5 +1,5 @@
 """Differential privacy at the site: Gaussian noise on each released sum, scaled to the most
-one case can change it, drawn here, so no sum without it ever leaves (docs/privacy.md 6).
+one case can change it, drawn here, so no sum without it ever leaves (docs/privacy.md 10).
 
 Under secure aggregation each of the m sites of a release adds 1/m of the variance, and
 only the total, which carries it all, is unmasked; without it every site adds the whole

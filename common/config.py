@@ -296,7 +296,7 @@ class FederationSettings(_Strict):
 
 
 class DifferentialPrivacySettings(_Strict):
-    """Gaussian noise on the model's and the evaluation's released sums (docs/privacy.md 6).
+    """Gaussian noise on the model's and the evaluation's released sums (docs/privacy.md 10).
 
     Each released sum gets noise of standard deviation noise_multiplier x (the most one case
     can change it), each case's model inputs clipped to norm input_clip first; sites add the

@@ -1,5 +1,5 @@
 """Differential privacy's shared parts: the clipping every case's inputs go through, and the
-budget both sides keep of the Gaussian releases a study makes (docs/privacy.md 6).
+budget both sides keep of the Gaussian releases a study makes (docs/privacy.md 10).
 
 Neighbouring studies differ in one case's values and label (replace-one): case counts are
 the census's, not protected here. Every noised release has noise noise_multiplier x its

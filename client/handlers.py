@@ -27,7 +27,6 @@ from fedrad.client.local_pipeline import (
     predict,
     site_estimates,
 )
-from fedrad.client.mlp_plan import FitWeights
 from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
@@ -464,7 +463,7 @@ def handle(
     study: StudyConfig,
     request: Request,
     release: Callable[[object], MaskedReply] | None = None,
-    received: FitWeights | None = None,
+    received: mlp_plan.FitWeights | None = None,
 ) -> Payload:
     """Answer one request in the wire format, say why this site sits it out, or refuse a
     request outside its plan (a reason code only). A SUMMED reply goes through `release`
@@ -473,7 +472,7 @@ def handle(
     try:
         plan.check(kind, request, study)
         if kind is Kind.MLP_ROUND:
-            mlp_plan.accept(request, study, received or FitWeights(RecordDict()))
+            mlp_plan.accept(request, study, received or mlp_plan.FitWeights(RecordDict()))
         if kind in SUMMED and release is None and study.federation.secure_aggregation:
             raise plan.Refused(
                 "unmasked-sum-outside-plan",

@@ -17,7 +17,6 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordD
 from flwr.clientapp import ClientApp
 
 from fedrad.client.data import SiteData, TableMismatch
-from fedrad.client.differential_privacy import SiteBudget
 from fedrad.client.handlers import alone_ok, handle
 from fedrad.client.secure_aggregation import (
     SECAGG_HANDLERS,
@@ -138,12 +137,13 @@ def _content_key(array: np.ndarray) -> str:
 
 def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, state) -> Payload:
     """This site's reply to one message of `kind`. A strategy's round carries our request in
-    its config (`request`) beside the global weights."""
+    its config (`request`) beside the global weights, which become the pipeline's network
+    (as an MLP round under secure aggregation sends them)."""
     payload = from_record(content)
-    if kind is Kind.MLP_ROUND:
+    if kind is Kind.MLP_ROUND and "request" in payload.values:
         weights, config = payload.arrays, payload.values
         payload = payload_from_bytes(bytes(config.pop("request")))
-        payload.arrays |= weights
+        payload.arrays |= {f"network.{name}": value for name, value in weights.items()}
         payload.values |= config
     try:
         request = decode_request(payload, PipelineCache(state))
@@ -160,8 +160,7 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
             def release(reply):
                 return secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
 
-        budget = SiteBudget(state, study) if study.differential_privacy else None
-        return handle(kind, data, study, request, release, budget)
+        return handle(kind, data, study, request, release, state)
     except (SecAggError, SecAggRefused) as refused:
         code = getattr(refused, "code", type(refused).__name__)
         log = site_log(data.name, data.table_path.parent if data.table_path else None)

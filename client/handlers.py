@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
+from flwr.app import RecordDict
 from sklearn.metrics import roc_auc_score
 
-from fedrad.client import plan
+from fedrad.client import mlp_plan, plan
 from fedrad.client.coverage import coverage
 from fedrad.client.data import SiteData, SiteSkipped
 from fedrad.client.differential_privacy import SiteBudget, privatized
@@ -43,6 +44,7 @@ from fedrad.common.messages import (
     LossReply,
     MaskedReply,
     MlpRoundReply,
+    MlpRoundSums,
     Payload,
     Request,
     ScoresReply,
@@ -325,23 +327,27 @@ def _flat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.ravel(a) for a in arrays] or [np.empty(0)]).astype(np.float64)
 
 
-def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundReply:
+def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundReply | MlpRoundSums:
     """A round of a Flower strategy (FedAvg, FedProx, ...): train the MLP locally from the
-    global weights, on this site's training cases."""
+    global weights (the pipeline's network, accepted by `mlp_plan`), on this site's training
+    cases; the update is clipped to model.mlp_update_clip. Under secure aggregation the
+    reply is the summed form, so only the weighted mean over sites is ever unmasked."""
     params, partition = request.pipeline, request.partition
-    rows = _training(data, partition, study)
+    rows = _summed_training(data, partition, study)
     settings = study.model
     trained, round_loss = mlp.train_local(
-        dict(request.arrays),
+        params.network,
         model_inputs(data, params, partition, rows, study),
         data.y[rows],
         epochs=settings.local_epochs,
         learning_rate=settings.learning_rate,
         batch_size=settings.batch_size,
         proximal_mu=float(request.values.get("proximal-mu", 0.0)),
-        seed=settings.seed + int(request.values.get("server-round", 0)),
+        seed=settings.seed + int(request.values["server-round"]),
     )
-    return MlpRoundReply(trained, int(rows.sum()), float(round_loss))
+    weights = mlp.clipped(params.network, trained, settings.mlp_update_clip)
+    reply = MlpRoundReply(weights, int(rows.sum()), float(round_loss))
+    return MlpRoundSums.of(reply) if study.federation.secure_aggregation else reply
 
 
 def _tested(data: SiteData, study: StudyConfig, request: Request):
@@ -469,14 +475,18 @@ def handle(
     study: StudyConfig,
     request: Request,
     release: Callable[[object], MaskedReply] | None = None,
-    budget: SiteBudget | None = None,
+    state: RecordDict | None = None,
 ) -> Payload:
     """Answer one request in the wire format, say why this site sits it out, or refuse a
     request outside its plan (a reason code only). A SUMMED reply goes through `release`
-    (masking it) when the request names a release; under secure aggregation it must. Under
-    differential privacy a noised kind gets its noise first, charged to `budget`."""
+    (masking it) when the request names a release; under secure aggregation it must.
+    `state` (the node's context state) is where the site remembers what it was asked and
+    sent: the MLP weights it received, and the noised releases its budget was charged."""
+    state = RecordDict() if state is None else state
     try:
         plan.check(kind, request, study)
+        if kind is Kind.MLP_ROUND:
+            mlp_plan.accept(request, study, mlp_plan.FitWeights(state))
         if kind in SUMMED and release is None and study.federation.secure_aggregation:
             raise plan.Refused(
                 "unmasked-sum-outside-plan",
@@ -484,8 +494,7 @@ def handle(
             )
         reply = HANDLERS[kind](data, study, request)
         if study.differential_privacy and kind in NOISED:
-            if budget is not None:
-                budget.charge()
+            SiteBudget(state, study).charge()
             reply = privatized(kind, reply, request, data, study)
         return encode_reply(kind, release(reply) if release and kind in SUMMED else reply)
     except SiteSkipped as skipped:

@@ -55,6 +55,7 @@ EXTRAS: dict[Kind, set[str]] = {
     Kind.LOSS: {"kind", "role"},
     Kind.LAMBDA_MAX: {"kind"},
     Kind.LASSO_ROUND: set(),
+    Kind.MLP_ROUND: {"server-round", "proximal-mu"},  # a Flower strategy's round config
     Kind.CALIBRATION: {"gamma"},
 }
 ALWAYS = {"pipeline.digest"}  # and the release's own `secagg.*` values

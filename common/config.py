@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
@@ -391,12 +392,35 @@ class ModelSettings(_Strict):
     proximal_mu: float = Field(default=0.01, ge=0, description="FedProx only")
     trim_fraction: float = Field(default=0.2, ge=0, lt=0.5, description="FedTrimmedAvg only")
     assumed_malicious_sites: int = Field(default=0, ge=0, description="Krum only")
+    mlp_update_clip: float = Field(
+        default=1.0,
+        gt=0,
+        description="each site clips its round's update (trained - received weights) to this "
+        "L2 norm, and refuses global weights that moved further than an honest aggregation "
+        "of such updates can (`mlp_step_bound`)",
+    )
     clinical_inputs: tuple[str, ...] = Field(
         default=(),
         description="clinical variables (declared under `clinical`) the model reads next to "
         "the selected radiomics features; they bypass feature selection",
     )
     seed: int = 0
+
+    @property
+    def mlp_step_bound(self) -> float:
+        """How far (L2) an honest aggregation of updates clipped to `mlp_update_clip` moves
+        the global weights in one round: a weighted mean or one site's update (FedAvg,
+        FedProx, Krum) stays within it; a coordinate-wise median within sqrt(2) times it,
+        a trimmed mean within 1 / sqrt(1 - 2 trim_fraction) times it (docs/privacy.md 3)."""
+        factor = {
+            "fedmedian": math.sqrt(2.0),
+            "fedtrimmedavg": 1.0 / math.sqrt(1.0 - 2.0 * self.trim_fraction),
+        }.get(self.strategy, 1.0)
+        return self.mlp_update_clip * factor
+
+
+# Strategies that read every site's weights: secure aggregation shows only their total.
+PER_SITE_STRATEGIES = ("fedmedian", "fedtrimmedavg", "krum")
 
 
 class ValidationSettings(_Strict):
@@ -457,6 +481,16 @@ class StudyConfig(_Strict):
         clash = sorted(set(self.manifest_variables) & set(self.extraction.sequences))
         if clash:
             raise ValueError(f"clinical/batch column(s) {clash} are also study sequences")
+        if (
+            self.model.kind == "mlp"
+            and self.federation.secure_aggregation
+            and self.model.strategy in PER_SITE_STRATEGIES
+        ):
+            raise ValueError(
+                f"model.strategy: {self.model.strategy} needs each site's network weights, "
+                "and secure aggregation shows only their total; use fedavg or fedprox, or set "
+                "federation.secure_aggregation: false to send every site's weights in the clear"
+            )
         if self.differential_privacy is not None and self.model.kind == "lasso-logistic":
             raise ValueError(
                 "differential_privacy: an L1 fit's line search compares losses that noise "

@@ -22,6 +22,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fedrad.common.harmonization.combat import BatchMoments, OLSSums, SSRSums
+from fedrad.common.models import mlp
 from fedrad.common.models.lasso import LambdaMaxSums
 from fedrad.common.models.logistic import NewtonTerms
 from fedrad.common.pipeline import Partition, PipelineParams
@@ -87,6 +88,7 @@ SUMMED: frozenset[Kind] = frozenset(
         Kind.LOSS,
         Kind.LAMBDA_MAX,
         Kind.LASSO_ROUND,
+        Kind.MLP_ROUND,
         Kind.SCORES,
         Kind.CALIBRATION,
     }
@@ -213,6 +215,28 @@ class MlpRoundReply:
 
 
 @dataclass(frozen=True)
+class MlpRoundSums:
+    """An MLP round's reply as a summed quantity (under secure aggregation): the site's
+    weights after its local epochs times its number of training cases (`mlp.flat` order),
+    that number, and its training loss times it. The total over sites divided by the total
+    number is FedAvg's weighted average of the weights and of the loss."""
+
+    weights: np.ndarray
+    num_examples: int
+    train_loss: float
+
+    @classmethod
+    def of(cls, reply: MlpRoundReply) -> MlpRoundSums:
+        n = reply.num_examples
+        return cls(n * mlp.flat(reply.weights), n, n * reply.train_loss)
+
+    def mean(self, like: dict[str, np.ndarray]) -> MlpRoundReply:
+        """The weighted mean these sums stand for, as one reply with the arrays of `like`."""
+        n = self.num_examples
+        return MlpRoundReply(mlp.shaped(self.weights / n, like), n, self.train_loss / n)
+
+
+@dataclass(frozen=True)
 class Empty:
     """Nothing leaves the site (it kept its local artifacts)."""
 
@@ -270,6 +294,9 @@ REPLIES: dict[Kind, type] = {
     Kind.SECAGG_PEERS: Empty,
     Kind.SECAGG_REVEAL: RevealReply,
 }
+# The reply of each SUMMED kind as its total reads: the kind's reply, but for an MLP round,
+# whose per-site reply is the form Flower strategies read (a dict of arrays).
+TOTALS: dict[Kind, type] = {kind: REPLIES[kind] for kind in SUMMED} | {Kind.MLP_ROUND: MlpRoundSums}
 SKIPPED = "skipped"  # a reply value: the site sits this request out, and says why
 REFUSED = "refused"  # a reply value: the request is outside the site's plan (a reason code)
 SITE_ERROR = "error"  # a reply value: the site failed; what happened is in its own log
@@ -280,15 +307,15 @@ PIPELINES_KEPT = 8
 
 
 def encode_reply(kind: Kind, reply: Any) -> Payload:
-    if kind is Kind.MLP_ROUND:
-        return Payload(
-            arrays=dict(reply.weights),
-            values={"num-examples": reply.num_examples, "train-loss": reply.train_loss},
-        )
     if isinstance(reply, MaskedReply) and kind in SUMMED:
         return Payload(
             arrays={"words": reply.words, "survivors": reply.survivors, "consent": reply.consent},
             values={"layout": json.dumps(reply.layout)},
+        )
+    if kind is Kind.MLP_ROUND:
+        return Payload(
+            arrays=dict(reply.weights),
+            values={"num-examples": reply.num_examples, "train-loss": reply.train_loss},
         )
     if type(reply) is not REPLIES[kind]:
         raise TypeError(f"a {kind} reply is a {REPLIES[kind].__name__}, not {type(reply)}")
@@ -313,7 +340,12 @@ def decode_reply(kind: Kind, payload: Payload) -> Any:
             raise MalformedReply(f"{kind} reply lacks its example count or loss") from exc
         _require_finite("train-loss", np.array(loss))
         return MlpRoundReply(dict(payload.arrays), examples, loss)
-    cls, values = REPLIES[kind], {}
+    return _decoded(kind, REPLIES[kind], payload)
+
+
+def _decoded(kind: Kind, cls: type, payload: Payload) -> Any:
+    """A `cls` from the payload's fields, each present (or defaulted), typed and finite."""
+    values = {}
     for item in fields(cls):
         name, expected = item.name, str(item.type)
         if name in payload.arrays:
@@ -395,8 +427,9 @@ def flatten(reply: Any) -> tuple[np.ndarray, list]:
 
 
 def unflatten(kind: Kind, vector: np.ndarray, layout: list) -> Any:
-    """The reply of `kind` whose flattened form is `vector` (a total): checked like any reply."""
-    names = [item.name for item in fields(REPLIES[kind])]
+    """The total of `kind` (`TOTALS`) whose flattened form is `vector`: checked like any reply."""
+    cls = TOTALS[kind]
+    names = [item.name for item in fields(cls)]
     try:
         declared = [
             (str(name), tuple(int(n) for n in shape), str(dtype)) for name, shape, dtype in layout
@@ -410,7 +443,7 @@ def unflatten(kind: Kind, vector: np.ndarray, layout: list) -> Any:
     sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape, _ in declared]
     if sum(sizes) != vector.size:
         raise MalformedReply(f"{kind} total: {vector.size} values for a layout of {sum(sizes)}")
-    arrays = {item.name for item in fields(REPLIES[kind]) if _is_array(str(item.type))}
+    arrays = {item.name for item in fields(cls) if _is_array(str(item.type))}
     payload, offset = Payload(), 0
     for (name, shape, dtype), size in zip(declared, sizes, strict=True):
         value = vector[offset : offset + size].reshape(shape)
@@ -421,7 +454,7 @@ def unflatten(kind: Kind, vector: np.ndarray, layout: list) -> Any:
             payload.arrays[name] = value
         else:
             payload.values[name] = value.item()
-    return decode_reply(kind, payload)
+    return _decoded(kind, cls, payload)
 
 
 def decode_masked(kind: Kind, payload: Payload) -> MaskedReply:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from flwr.app import Message
+from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
 from fedrad.common.differential_privacy import NOISED, Budget, post_processed
@@ -29,6 +29,7 @@ from fedrad.common.messages import (
     SUMMED,
     Kind,
     MalformedReply,
+    MlpRoundSums,
     Payload,
     Request,
     decode_masked,
@@ -39,6 +40,7 @@ from fedrad.common.messages import (
     summed,
     to_record,
 )
+from fedrad.common.models import mlp
 
 T = TypeVar("T")
 
@@ -351,6 +353,8 @@ class _PolicyGrid(Grid):
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None):
         federation, transport, kind = self.federation, self.federation.transport, Kind.MLP_ROUND
         messages = list(messages)
+        if federation.secure is not None:  # (the strategy's evaluate round sends nothing)
+            return [self._mean_of_total(messages)] if messages else []
         received = self._send(messages, timeout)
         replies, failed = transport.collect(
             kind, [m.metadata.dst_node_id for m in messages], received
@@ -371,6 +375,39 @@ class _PolicyGrid(Grid):
             federation.validate(node, kind, reply)
         return received
 
+    def _mean_of_total(self, messages: list[Message]) -> Message:
+        """Under secure aggregation: the round as one release (each site's weights and loss
+        times its case count, masked), handed to the strategy as ONE reply holding the
+        weighted mean, so FedAvg / FedProx compute the global weights they would from every
+        site's reply, and the aggregator never holds a site's own."""
+        first = messages[0]  # a strategy sends every site the same weights and config
+        weights = {name: array.numpy() for name, array in first.content["arrays"].items()}
+        config = {k: v for k, v in first.content["config"].items() if k in _ROUND_CONFIG}
+        request = replace(
+            self.request,
+            pipeline=replace(self.request.pipeline, network=weights),
+            values={**self.request.values, **config},
+        )
+        size = mlp.flat(weights).size
+
+        def shaped(total: MlpRoundSums) -> str | None:
+            if total.weights.shape != (size,):
+                return f"weights have shape {total.weights.shape}, not {(size,)}"
+            return None if total.num_examples > 0 else "no training cases"
+
+        nodes = [message.metadata.dst_node_id for message in messages]
+        total = self.federation.total(Kind.MLP_ROUND, {n: request for n in nodes}, shaped)
+        mean = total.mean(weights)
+        content = RecordDict(
+            {
+                "arrays": ArrayRecord({name: Array(v) for name, v in mean.weights.items()}),
+                "metrics": MetricRecord(
+                    {"num-examples": mean.num_examples, "train-loss": mean.train_loss}
+                ),
+            }
+        )
+        return Message(content, reply_to=first)
+
     def _send(self, messages: list[Message], timeout) -> list[Message]:
         federation, transport, kind = self.federation, self.federation.transport, Kind.MLP_ROUND
         for message in messages:
@@ -381,6 +418,10 @@ class _PolicyGrid(Grid):
             transport.traffic_to_sites[kind][node] += payload.size_bytes + weights
         transport.rounds[kind] += 1
         return list(self.grid.send_and_receive(messages, timeout=timeout))
+
+
+# What of a strategy's round config a site reads (FedProx's mu; the round, for its seed).
+_ROUND_CONFIG = ("server-round", "proximal-mu")
 
 
 def _declined(kind: Kind, reply: Payload) -> str:

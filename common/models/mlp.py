@@ -72,6 +72,44 @@ def train_local(
     return trained, float(np.mean(losses)) if losses else float("nan")
 
 
+def distance(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """The L2 norm of a - b over every array (the same names in both)."""
+    return float(np.sqrt(sum(np.sum((_wide(a[n]) - _wide(b[n])) ** 2) for n in a)))
+
+
+def clipped(
+    start: dict[str, np.ndarray], trained: dict[str, np.ndarray], bound: float
+) -> dict[str, np.ndarray]:
+    """`start` plus the local update (trained - start) shrunk to L2 norm `bound` if longer, in
+    float64: any weighted mean of such weights then lies within `bound` of `start`, and it is
+    the same mean whether the aggregator averages the weights or a masked total of them."""
+    norm = distance(trained, start)
+    scale = bound / norm if norm > bound else 1.0
+    return {
+        name: _wide(start[name]) + scale * (_wide(trained[name]) - _wide(start[name]))
+        for name in start
+    }
+
+
+def _wide(array: np.ndarray) -> np.ndarray:
+    return np.asarray(array, dtype=np.float64)
+
+
+def flat(weights: dict[str, np.ndarray]) -> np.ndarray:
+    """Every array flattened, end to end in the order of their names (both sides' order)."""
+    return np.concatenate([np.ravel(weights[name]) for name in sorted(weights)])
+
+
+def shaped(vector: np.ndarray, like: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`flat`'s inverse: `vector` cut into arrays of the names and shapes of `like`."""
+    arrays, offset = {}, 0
+    for name in sorted(like):
+        size = like[name].size
+        arrays[name] = vector[offset : offset + size].reshape(like[name].shape)
+        offset += size
+    return {name: arrays[name] for name in like}
+
+
 def predict(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """P(positive class) for feature rows `x`."""
     hidden = np.maximum(x @ weights["hidden.weight"].T + weights["hidden.bias"], 0.0)

@@ -28,3 +28,34 @@ def test_changing_any_setting_changes_the_study_hash():
     study = StudyConfig()
     assert study.updated(model={"ridge_lambda": 2.0}).study_hash != study.study_hash
     assert study.updated(model={"ridge_lambda": 1.0}).study_hash == study.study_hash
+
+
+@pytest.mark.parametrize("strategy", ["fedmedian", "fedtrimmedavg", "krum"])
+def test_a_strategy_that_reads_each_sites_weights_is_refused_under_secure_aggregation(
+    tmp_path, strategy
+):
+    study = tmp_path / "study.yaml"
+    study.write_text(f"model:\n  kind: mlp\n  strategy: {strategy}\n")
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.from_yaml(study)
+    assert f"model.strategy: {strategy} needs each site's network weights" in str(error.value)
+    assert "use fedavg or fedprox" in str(error.value)
+    assert "federation.secure_aggregation: false" in str(error.value)
+    plain = StudyConfig(
+        model={"kind": "mlp", "strategy": strategy}, federation={"secure_aggregation": False}
+    )
+    assert plain.model.strategy == strategy
+
+
+def test_the_mlp_step_bound_covers_what_each_strategy_makes_of_clipped_updates():
+    clip = StudyConfig().model.mlp_update_clip
+    bounds = {
+        strategy: StudyConfig(
+            model={"kind": "mlp", "strategy": strategy, "trim_fraction": 0.25},
+            federation={"secure_aggregation": False},
+        ).model.mlp_step_bound
+        for strategy in ("fedavg", "fedprox", "krum", "fedmedian", "fedtrimmedavg")
+    }
+    assert bounds["fedavg"] == bounds["fedprox"] == bounds["krum"] == clip
+    assert bounds["fedmedian"] == pytest.approx(clip * 2**0.5)
+    assert bounds["fedtrimmedavg"] == pytest.approx(clip * 2**0.5)  # 1 / sqrt(1 - 2 * 0.25)

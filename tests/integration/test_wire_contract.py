@@ -19,10 +19,12 @@ from fedrad.common.messages import (
     PIPELINES_KEPT,
     REPLIES,
     SUMMED,
+    TOTALS,
     Empty,
     Kind,
     MalformedReply,
     MaskedReply,
+    MlpRoundReply,
     Payload,
     PipelineUnknown,
     Request,
@@ -59,10 +61,10 @@ def test_message_types_are_distinct():
     assert len(set(MESSAGE_TYPES.values())) == len(MESSAGE_TYPES)
 
 
-def _sample(kind: Kind):
-    """A reply of `kind` with every field filled."""
-    cls = REPLIES[kind]
-    if kind is Kind.MLP_ROUND:
+def _sample(kind: Kind, cls: type | None = None):
+    """A reply of `kind` (or of its `cls`) with every field filled."""
+    cls = cls or REPLIES[kind]
+    if cls is MlpRoundReply:
         return cls({"hidden.weight": np.ones((2, 3))}, 12, 0.5)
     values = {}
     for item in fields(cls):
@@ -103,7 +105,7 @@ def test_a_reply_survives_encoding_and_a_missing_field_is_named(kind):
 
 @pytest.mark.parametrize("kind", sorted(SUMMED))
 def test_a_summed_reply_flattens_to_words_whose_total_reads_back_as_the_sum(kind):
-    left, right = _sample(kind), _sample(kind)
+    left, right = _sample(kind, TOTALS[kind]), _sample(kind, TOTALS[kind])
     (a, layout), (b, _) = flatten(left), flatten(right)
     total = unflatten(kind, a + b, layout)
     expected = summed([left, right])

@@ -108,18 +108,25 @@ def test_a_faulty_reply_in_any_phase_sets_the_site_aside_once_and_the_study_goes
     assert np.isfinite(results["metrics"]["federated"]["auc"])
 
 
-def test_a_faulty_mlp_round_sets_the_site_aside_and_training_restarts_without_it(tmp_path):
-    study = STUDY.updated(model={"kind": "mlp", "rounds": 2}, validation={"scheme": "holdout"})
+@pytest.mark.parametrize("secure", [True, False])
+def test_a_faulty_mlp_round_sets_the_site_aside_and_training_restarts_without_it(tmp_path, secure):
+    study = STUDY.updated(
+        model={"kind": "mlp", "rounds": 2},
+        validation={"scheme": "holdout"},
+        federation={"secure_aggregation": secure},
+    )
     tables = write_site_feature_tables(tmp_path, study)
     grid = site_grid(tables, study)
-    hook, done = _corrupt("non-finite", "hidden.weight")
+    field = "words" if secure else "hidden.weight"  # masked, or each site's own weights
+    hook, done = _corrupt("non-finite", field)
     grid.tamper = lambda node, reply: (
         hook(node, "train", reply) if reply.metadata.message_type == "train" else reply
     )
     results = run_study(grid, study)
     assert done
     site = {s["name"]: s for s in results["sites"]}["site02"]
-    assert site["status"] == "dropped" and "non-finite" in site["reason"]
+    assert site["status"] == "dropped"
+    assert NON_FINITE.get(field, "non-finite") in site["reason"]
     assert results["model"]["training_sites"] == ["site01", "site03"]
 
 

@@ -1,7 +1,9 @@
-"""A whole study under secure aggregation, as the aggregator records it: every summed reply
-leaves a site as masked words that tell nothing of its values (with the site's signature on
-the release's full survivor set, and at most its signed consent to be left out later), the
-results are the plain study's, a total of one
+"""A whole study under secure aggregation (ridge with ComBat, L1, leave-one-site-out with
+ComBat, the MLP), as the aggregator records it: every summed reply, an MLP round's
+included, leaves a site as masked words that tell nothing of its values (with the site's
+signature on the release's full survivor set, and at most its signed consent to be left out
+later), every other reply is one the protocol lets a site send alone and meets its rules,
+the models are the plain study's, a total of one
 site is never asked for, an unpinned site is set aside, and a site that drops is left out
 of a refit only if its share alone meets the disclosure rules; otherwise the study stops."""
 
@@ -22,12 +24,18 @@ from fedrad.client.identity import load_or_create_identity, public_hex
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import (
     MESSAGE_TYPES,
+    PIPELINE_UNKNOWN,
+    REFUSED,
+    SITE_ERROR,
+    SKIPPED,
     SUMMED,
+    MlpRoundReply,
+    MlpRoundSums,
     decode_reply,
     flatten,
     from_record,
 )
-from fedrad.common.pipeline import Partition
+from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.secagg import (
     EncodingError,
     FixedPoint,
@@ -39,6 +47,7 @@ from fedrad.common.secagg import (
 from fedrad.common.secagg.consent import sign_consent, verify_consent
 from fedrad.server.app import make_server_app
 from fedrad.server.secure_aggregation import SecureAggregation
+from fedrad.server.study import StudyProtocol
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
@@ -52,8 +61,56 @@ STUDIES = {
     # at most 3 features: in the clear, each site's inner-fold cases must carry the parameters
     # alone (federation.max_parameter_ratio), and these cohorts are small
     "lasso": BASE.updated(model={"kind": "lasso-logistic"}, selection={"max_features": 3}),
+    "loso-with-combat": BASE.updated(
+        harmonization={"method": "combat"}, validation={"scheme": "leave-one-site-out"}
+    ),
+    "mlp": BASE.updated(model={"kind": "mlp", "rounds": 3, "hidden_units": 4}),
 }
 SUMMED_TYPES = {MESSAGE_TYPES[kind]: kind for kind in SUMMED}
+# Control replies, instead of a result: why the site sits a request out (one line, in the
+# study's terms), a refusal's code, that it failed (details in its own log), or that it lost
+# its pipeline cache.
+CONTROL = {SKIPPED, REFUSED, SITE_ERROR, PIPELINE_UNKNOWN}
+# The replies the protocol lets a site send in the clear, per site, each with what it holds
+# and why that may leave: the rest leave only as masked words (SUMMED_TYPES).
+IN_THE_CLEAR = {
+    # who the site is; counts per class exact only when every class has >= k, else "<k"
+    "query.census": {
+        "site",
+        "extraction_hash",
+        "study_hash",
+        "features",
+        "batches",
+        "cases",
+        "versions",
+        "sequences_missing",
+    },
+    # its public study key, signed by its identity: no data
+    "query.secagg_keys": {"public_key", "signature", "identity"},
+    # nothing (or a refusal)
+    "query.secagg_peers": set(),
+    # the self seed of a release every survivor signed for: it unmasks only the total
+    "query.secagg_reveal": {"self_seed", "pairwise", "peers"},
+    # its AUC to 2 decimals and rates on a public step, only with >= k test cases a class
+    "evaluate.site_metrics": {
+        "auc",
+        "sensitivity",
+        "sensitivity_step",
+        "specificity",
+        "specificity_step",
+    },
+    # per-batch moments of >= k training cases, before and after harmonization
+    "query.site_effect": {
+        "batches",
+        "counts",
+        "raw_mean",
+        "raw_m2",
+        "harmonized_mean",
+        "harmonized_m2",
+    },
+    # nothing: the site keeps its harmonized table
+    "query.persist": set(),
+}
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +165,29 @@ def recorded(request, tables):
     runs = {}
     with pytest.MonkeyPatch.context() as monkeypatch:
         runs["releases"] = recording_releases(monkeypatch)
+        fitted = recording_fits(monkeypatch)
         for secure in (True, False):
             arm = study.updated(federation={"secure_aggregation": secure})
             if secure:
                 runs["study"] = arm
             grid = site_grid(tables, arm, RequestsKept)
+            fitted.clear()
             runs[secure] = (grid, run_study(grid, arm))
+            runs["fits", secure] = list(fitted)
     return runs
+
+
+def recording_fits(monkeypatch) -> list[PipelineParams]:
+    """The pipeline of every fit the study makes, in order (its beta or network)."""
+    fitted = []
+    made = StudyProtocol._fitted
+
+    def recording(self, params, model, nodes, selection):
+        fitted.append(params)
+        return made(self, params, model, nodes, selection)
+
+    monkeypatch.setattr(StudyProtocol, "_fitted", recording)
+    return fitted
 
 
 def summed_replies(grid, node: int | None = None) -> list[tuple[str, object]]:
@@ -140,7 +213,7 @@ def _reveal_rounds(grid, nodes=(1, 2, 3)) -> list[int]:
 def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(recorded):
     grid, results = recorded[True]
     replies = summed_replies(grid)
-    assert {"train.newton", "train.lasso_round"} & {t for t, _ in replies}
+    assert {"train.newton", "train.lasso_round", "train"} & {t for t, _ in replies}  # a model
     assert {"query.screen", "query.comoments"} <= {t for t, _ in replies}
     for message_type, reply in replies:
         assert not reply.has_error(), message_type
@@ -155,6 +228,61 @@ def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(rec
     assert not results["events"]  # no site was set aside or left out on the way
 
 
+def test_every_reply_of_a_study_is_masked_words_or_a_per_site_reply_the_rules_allow(recorded):
+    grid, _ = recorded[True]
+    k = recorded["study"].federation.min_cell_size
+    seen = set()
+    for _, message_type, reply in grid.sent:
+        assert not reply.has_error(), message_type
+        content = reply.content
+        control = set(from_record(content).values) & CONTROL
+        if control:  # one value instead of a result: a one-line reason, a code
+            assert set(content["arrays"]) == set() and len(from_record(content).values) == 1
+            continue
+        if message_type in SUMMED_TYPES:  # only masked words, as the test above checks
+            assert set(content["arrays"]) == {"words", "survivors", "consent"}, message_type
+            assert set(content) == {"arrays", "values"}, message_type  # no metrics in the clear
+            continue
+        assert message_type in IN_THE_CLEAR, f"{message_type} leaves a site in the clear"
+        payload = from_record(content)
+        assert set(payload.arrays) | set(payload.values) <= IN_THE_CLEAR[message_type]
+        _within_the_rules(message_type, payload, k)
+        seen.add(message_type)
+    assert {"query.census", "query.secagg_keys", "query.secagg_reveal"} <= seen
+
+
+def _within_the_rules(message_type: str, payload, k: int) -> None:
+    """A per-site reply holds counts and figures only as the rules release them."""
+    values = payload.values
+    if message_type == "query.census":
+        for count in values["cases"]:
+            assert count in (f"<{k}", f">={k}") or int(count) >= k, count
+    elif message_type == "query.site_effect":
+        assert min(values["counts"]) >= k
+    elif message_type == "evaluate.site_metrics":
+        assert values["auc"] == round(values["auc"], 2)
+        for rate in ("sensitivity", "specificity"):
+            if rate in values:
+                steps = values[rate] / values[f"{rate}_step"]
+                assert steps == pytest.approx(round(steps), abs=1e-9), (rate, values)
+    elif message_type == "query.secagg_reveal":
+        assert payload.arrays["pairwise"].size == 0  # nobody dropped: no pairwise seed
+
+
+@pytest.mark.parametrize("recorded", ["mlp"], indirect=True)
+def test_no_mlp_round_reply_carries_a_sites_weights_in_the_clear(recorded):
+    grid, _ = recorded[True]
+    rounds = [reply for _, message_type, reply in grid.sent if message_type == "train"]
+    assert len(rounds) == 3 * recorded["study"].model.rounds * len(recorded["fits", True])
+    for reply in rounds:
+        assert set(reply.content["arrays"]) == {"words", "survivors", "consent"}
+        assert "metrics" not in reply.content  # no example count or loss of its own either
+    plain, _ = recorded[False]
+    clear = [reply for _, message_type, reply in plain.sent if message_type == "train"]
+    assert len(clear) == len(rounds)
+    assert all("hidden.weight" in reply.content["arrays"] for reply in clear)
+
+
 def test_a_sites_consent_is_its_signature_over_the_releases_quantities_and_sites_only(
     recorded, tables
 ):
@@ -166,10 +294,10 @@ def test_a_sites_consent_is_its_signature_over_the_releases_quantities_and_sites
         sent = [
             bytes(r.content["arrays"]["consent"].numpy()) for _, r in summed_replies(grid, node)
         ]
-        kept = [release[name] for release in releases]
+        kept = [release[name] for release in releases if name in release]
         assert sent == [consent for _, _, consent in kept]  # every masked reply was unmasked
         for quantities, participants, consent in kept:
-            assert participants == names
+            assert name in participants and set(participants) <= set(names)
             if quantities.startswith("scores/"):
                 # a site's score histograms alone would place each test score on the grid
                 assert consent == b""
@@ -193,7 +321,7 @@ def test_a_sites_survivor_signature_is_over_its_releases_full_set_only(recorded,
             continue
         own = names[node - 1]
         participants = sorted({own, *values["secagg.peers"]})
-        assert participants == names
+        assert len(participants) >= 2 and set(participants) <= set(names)
         tag = ReleaseTag(recorded["study"].study_hash, *json.loads(values["secagg.tag"]))
         digest = survivor_digest(tag, participants, [])  # everyone survives, none dropped
         signature = bytes(reply.content["arrays"]["survivors"].numpy())
@@ -205,15 +333,20 @@ def test_a_sites_survivor_signature_is_over_its_releases_full_set_only(recorded,
     assert checked == len(summed_replies(grid))
 
 
-def test_a_masked_study_gives_the_plain_studys_model(recorded):
+def test_a_masked_study_gives_the_plain_studys_models(recorded):
     (_, masked), (_, plain) = recorded[True], recorded[False]
     assert masked["model"]["training_sites"] == plain["model"]["training_sites"]
-    assert masked["model"]["coefficients"].keys() == plain["model"]["coefficients"].keys()
-    for name, value in plain["model"]["coefficients"].items():
-        assert masked["model"]["coefficients"][name] == pytest.approx(value, rel=1e-9, abs=1e-9)
-    assert masked["model"]["intercept"] == pytest.approx(
-        plain["model"]["intercept"], rel=1e-9, abs=1e-9
-    )
+    fits = recorded["fits", True], recorded["fits", False]
+    assert len(fits[0]) == len(fits[1]) > 0
+    for secure, clear in zip(*fits, strict=True):
+        if clear.network is not None:  # the MLP: FedAvg of a masked total, not of each site
+            for name, weights in clear.network.items():
+                np.testing.assert_allclose(secure.network[name], weights, rtol=0, atol=1e-9)
+        else:
+            np.testing.assert_allclose(secure.beta, clear.beta, rtol=1e-9, atol=1e-9)
+    losses = masked["model"].get("train_loss_by_round")  # the pooled weighted mean
+    if losses is not None:
+        assert losses == pytest.approx(plain["model"]["train_loss_by_round"], abs=1e-9)
     assert masked["metrics"]["federated"]["auc"] == pytest.approx(
         plain["metrics"]["federated"]["auc"], abs=1e-9
     )
@@ -225,7 +358,10 @@ def test_a_sites_masked_words_are_uncorrelated_with_its_values_and_look_uniform(
     assert [t for t, _ in masked] == [t for t, _ in plain]  # the same requests, in order
     words, encoded = [], []
     for (message_type, secret), (_, clear) in zip(masked, plain, strict=True):
-        values, _ = flatten(decode_reply(SUMMED_TYPES[message_type], from_record(clear.content)))
+        reply = decode_reply(SUMMED_TYPES[message_type], from_record(clear.content))
+        if isinstance(reply, MlpRoundReply):  # as a masked study's site sums it
+            reply = MlpRoundSums.of(reply)
+        values, _ = flatten(reply)
         words.append(secret.content["arrays"]["words"].numpy())
         encoded.append(FixedPoint.encode(values))  # the site's own words before masking
         assert words[-1].shape == encoded[-1].shape

@@ -10,7 +10,7 @@ from conftest import FaultyGrid
 from flwr.app import ArrayRecord, ConfigRecord
 
 from fedrad.client.app import TableLoader, make_client_app
-from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.config import FederationSettings, ModelSettings, StudyConfig
 from fedrad.common.models import mlp
 from fedrad.server.federation import GridTransport
 from fedrad.server.study import StudyProtocol
@@ -21,6 +21,7 @@ STUDY = StudyConfig(
     model={"kind": "mlp", "rounds": 15, "hidden_units": 8},
     validation={"scheme": "holdout"},
 )
+PLAIN = STUDY.updated(federation={"secure_aggregation": False})
 
 
 def _run(tmp_path, study: StudyConfig, clinical: bool = False) -> tuple[dict, FaultyGrid]:
@@ -58,14 +59,35 @@ def test_fedprox_term_keeps_local_weights_near_the_global_ones():
     assert drift(10.0) < 0.2 * drift(0.0)
 
 
+def test_an_update_longer_than_the_clip_is_shrunk_to_it_and_a_shorter_one_kept():
+    start = {"w": np.zeros(3, dtype=np.float32)}
+    assert mlp.distance(mlp.clipped(start, {"w": np.array([3.0, 4.0, 0.0])}, 1.0), start) == (
+        pytest.approx(1.0)
+    )
+    short = {"w": np.array([0.3, 0.4, 0.0], dtype=np.float32)}
+    np.testing.assert_array_equal(mlp.clipped(start, short, 1.0)["w"], short["w"])
+
+
+def test_a_coordinate_wise_median_of_clipped_updates_stays_within_the_step_bound():
+    rng = np.random.default_rng(0)
+    settings = ModelSettings(kind="mlp", strategy="fedmedian")
+    clip = settings.mlp_update_clip
+    # the worst case: each coordinate's median is a large entry of two of three updates
+    corners = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1]]) * clip / np.sqrt(2)
+    assert np.linalg.norm(np.median(corners, axis=0)) > clip
+    for updates in [corners, *rng.normal(size=(200, 5, 40))]:
+        clipped = [u * min(1.0, clip / np.linalg.norm(u)) for u in updates]
+        assert np.linalg.norm(np.median(clipped, axis=0)) <= settings.mlp_step_bound + 1e-12
+
+
 def test_fedavg_mlp_learns_and_sends_only_weights(tmp_path):
-    results, grid = _run(tmp_path, STUDY)
+    results, grid = _run(tmp_path, PLAIN)  # each site's weights in the clear, to look at
     model = results["model"]
     assert model["kind"] == "mlp" and model["strategy"] == "fedavg"
     assert model["train_loss_by_round"][-1] < model["train_loss_by_round"][0]
     assert results["metrics"]["federated"]["auc"] > 0.7
     train_replies = [reply for _, kind, reply in grid.sent if kind == "train"]
-    assert len(train_replies) == 3 * STUDY.model.rounds
+    assert len(train_replies) == 3 * PLAIN.model.rounds
     for reply in train_replies:
         records = list(reply.content.values())
         assert sum(isinstance(r, ArrayRecord) for r in records) == 1
@@ -76,14 +98,18 @@ def test_fedavg_mlp_learns_and_sends_only_weights(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["fedprox", "fedmedian", "fedtrimmedavg", "krum"])
 def test_each_strategy_trains_a_usable_model(tmp_path, strategy):
-    study = STUDY.updated(model={"strategy": strategy, "rounds": 4})
+    # the robust strategies read every site's weights: only without secure aggregation
+    secure = strategy == "fedprox"
+    study = STUDY.updated(
+        model={"strategy": strategy, "rounds": 4}, federation={"secure_aggregation": secure}
+    )
     results, _ = _run(tmp_path, study)
     assert results["model"]["strategy"] == strategy
     assert 0.5 < results["metrics"]["federated"]["auc"] <= 1.0
 
 
 def test_mlp_reads_clinical_inputs_next_to_the_selected_features(tmp_path):
-    study = STUDY.updated(
+    study = PLAIN.updated(
         clinical={"age": None, "sex": ["F", "M"]}, model={"clinical_inputs": ["sex", "age"]}
     )
     results, grid = _run(tmp_path, study, clinical=True)

@@ -1,0 +1,97 @@
+"""How many times a site answers one fit: no more Newton iterations, line-search calls or
+calibration steps than its study lets a fit take (docs/privacy.md 3).
+
+A curious aggregator could otherwise ask a fit's sums at as many coefficient vectors as it
+likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per fit
+(message kind, fixed pipeline, partition, role), the distinct coefficient vectors it was
+asked at, in its context state, and refuses past the cap. Asking the same vector again (a
+restart after a drop-out) costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+from flwr.app import ConfigRecord, RecordDict
+
+from fedrad.client.plan import Refused
+from fedrad.common.config import StudyConfig
+from fedrad.common.messages import Kind, Request, pipeline_digest, split_pipeline
+
+L1_ITERATIONS = 100  # `lasso.fit_lasso_steps`'s most iterations per penalty
+LINE_SEARCH_CALLS = 64  # halvings before a step is below the tolerance
+_STATE = "caps"
+
+
+def caps(study: StudyConfig) -> dict[str, int]:
+    """The most distinct coefficient vectors one fit is asked at, per kind (and role)."""
+    iterations = study.newton_stopping[1]
+    l1 = study.model.lasso_path_length * L1_ITERATIONS
+    return {
+        Kind.NEWTON: l1 if study.model.kind == "lasso-logistic" else iterations,
+        Kind.LOSS: l1 * LINE_SEARCH_CALLS,
+        f"{Kind.LOSS}/test": study.model.lasso_path_length,  # a held-out loss per penalty
+        Kind.LAMBDA_MAX: 1,
+        Kind.CALIBRATION: iterations,
+    }
+
+
+def _digest(*parts) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
+    """(fit, coefficient vector) of each capped part of a request, as digests."""
+    if kind is Kind.CALIBRATION:
+        fits = [
+            (pipeline_digest(split_pipeline(p.pipeline)[0]), p.partition) for p in request.parts
+        ]
+        return [(f"{kind}/{_digest(fits)}", _digest(request.arrays["gamma"]))]
+    asks = []
+    for part in request.parts if kind is Kind.LASSO_ROUND else [request]:
+        part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else kind
+        role = str(part.values.get("role", "train"))
+        cap = f"{part_kind}/test" if role == "test" else str(part_kind)
+        fixed, moving = split_pipeline(part.pipeline)
+        fit = _digest(pipeline_digest(fixed), part.partition, role)
+        asks.append((f"{cap}|{fit}", _digest(moving.arrays.get("beta", np.zeros(0)))))
+    return asks
+
+
+class RequestCaps:
+    """The coefficient vectors this site has been asked at, per fit, in its context state."""
+
+    def __init__(self, state: RecordDict, study: StudyConfig):
+        self.state, self.study = state, study
+        record = state[_STATE] if _STATE in state else ConfigRecord()
+        same_study = record.get("study") == study.study_hash
+        self.asked: dict[str, list[str]] = json.loads(str(record["asked"])) if same_study else {}
+
+    def admit(self, kind: Kind, request: Request) -> None:
+        """Record the request's asks, or refuse it if one takes a fit past its cap."""
+        limits = caps(self.study)
+        if kind not in limits and kind is not Kind.LASSO_ROUND:
+            return
+        asked = {fit: list(vectors) for fit, vectors in self.asked.items()}
+        for fit, vector in _asks(kind, request):
+            vectors = asked.setdefault(fit, [])
+            if vector in vectors:
+                continue
+            cap = limits[fit.split("|")[0]]
+            if len(vectors) >= cap:
+                raise Refused(
+                    "requests-per-fit-exceeded", f"{fit}: asked at more than {cap} coefficients"
+                )
+            vectors.append(vector)
+        self.asked = asked
+        self.state[_STATE] = ConfigRecord(
+            {"study": self.study.study_hash, "asked": json.dumps(self.asked)}
+        )

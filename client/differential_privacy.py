@@ -3,7 +3,7 @@ one case can change it, drawn here, so no sum without it ever leaves (docs/priva
 
 Under secure aggregation each of the m sites of a release adds 1/m of the variance, and
 only the total, which carries it all, is unmasked; without it every site adds the whole
-noise to the sum it releases alone. Case counts (`n`) stay exact: they are the census's.
+noise to the sum it releases alone. Case counts stay exact: they are the census's.
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ from flwr.app import ConfigRecord, RecordDict
 from fedrad.client.data import SiteData
 from fedrad.client.plan import Refused
 from fedrad.common.config import StudyConfig
-from fedrad.common.differential_privacy import Budget, newton_sensitivity, scores_sensitivity
+from fedrad.common.differential_privacy import (
+    Budget,
+    newton_sensitivity,
+    scores_sensitivity,
+    update_sensitivity,
+)
 from fedrad.common.messages import Kind, Request
 
-COUNTS = frozenset({"n"})  # exact: what the census already says
+EXACT = frozenset({"n", "num_examples", "train_loss"})  # counts the census gives; no loss
 _STATE = "dp"
 
 
@@ -29,6 +34,8 @@ def sensitivity(kind: Kind, request: Request, data: SiteData, study: StudyConfig
     noised number), with its model inputs clipped to norm input_clip."""
     if kind is Kind.NEWTON:
         return newton_sensitivity(study.differential_privacy)
+    if kind is Kind.MLP_ROUND:
+        return update_sensitivity(study.model.mlp_update_clip)
     if kind is Kind.CALIBRATION:
         return newton_sensitivity(study.differential_privacy, _tested_in(request, data, study))
     return scores_sensitivity(_tested_in(request, data, study))
@@ -41,19 +48,26 @@ def _tested_in(request: Request, data: SiteData, study: StudyConfig) -> int:
 
 
 def noised(reply, scale: float, rng: np.random.Generator):
-    """`reply` with N(0, scale^2) added to every number but its case counts; integer
-    fields (counts of scores) get the noise rounded."""
+    """`reply` with N(0, scale^2) added to every number but its case counts (and an MLP's
+    loss, not released under noise); integer fields (counts of scores) get it rounded."""
     changes = {}
     for field in fields(reply):
         value = getattr(reply, field.name)
-        if field.name in COUNTS or not isinstance(value, np.ndarray | float | int):
+        if field.name in EXACT:
             continue
-        array = np.asarray(value)
-        noisy = array + rng.normal(0.0, scale, array.shape)
-        if np.issubdtype(array.dtype, np.integer):
-            noisy = np.rint(noisy).astype(array.dtype)
-        changes[field.name] = noisy if isinstance(value, np.ndarray) else type(value)(noisy)
+        if isinstance(value, dict):  # an MLP's weights, by layer
+            changes[field.name] = {name: _noised(v, scale, rng) for name, v in value.items()}
+        elif isinstance(value, np.ndarray | float | int):
+            changes[field.name] = _noised(value, scale, rng)
     return replace(reply, **changes)
+
+
+def _noised(value, scale: float, rng: np.random.Generator):
+    array = np.asarray(value)
+    noisy = array + rng.normal(0.0, scale, array.shape)
+    if np.issubdtype(array.dtype, np.integer):
+        noisy = np.rint(noisy).astype(array.dtype)
+    return noisy if isinstance(value, np.ndarray) else type(value)(noisy)
 
 
 def release_sites(request: Request, data: SiteData) -> int:

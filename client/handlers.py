@@ -28,6 +28,7 @@ from fedrad.client.local_pipeline import (
     predict,
     site_estimates,
 )
+from fedrad.client.request_caps import RequestCaps
 from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import NOISED
@@ -347,6 +348,8 @@ def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundR
     )
     weights = mlp.clipped(params.network, trained, settings.mlp_update_clip)
     reply = MlpRoundReply(weights, int(rows.sum()), float(round_loss))
+    if study.differential_privacy:  # the noise hides one site's update: each counts once
+        reply = MlpRoundReply(weights, 1, 0.0)
     return MlpRoundSums.of(reply) if study.federation.secure_aggregation else reply
 
 
@@ -481,10 +484,12 @@ def handle(
     request outside its plan (a reason code only). A SUMMED reply goes through `release`
     (masking it) when the request names a release; under secure aggregation it must.
     `state` (the node's context state) is where the site remembers what it was asked and
-    sent: the MLP weights it received, and the noised releases its budget was charged."""
+    sent: the coefficients each fit was asked at, the MLP weights it received, and the
+    noised releases its budget was charged."""
     state = RecordDict() if state is None else state
     try:
         plan.check(kind, request, study)
+        RequestCaps(state, study).admit(kind, request)
         if kind is Kind.MLP_ROUND:
             mlp_plan.accept(request, study, mlp_plan.FitWeights(state))
         if kind in SUMMED and release is None and study.federation.secure_aggregation:

@@ -21,6 +21,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedrad.client.plan import Refused
 from fedrad.common.config import ModelSettings, StudyConfig
+from fedrad.common.differential_privacy import noise_allowance
 from fedrad.common.messages import Request
 from fedrad.common.models import mlp
 
@@ -46,7 +47,9 @@ def accept(request: Request, study: StudyConfig, received: FitWeights) -> None:
         if not all(np.array_equal(weights[name], plan[name]) for name in plan):
             raise Refused("weights-outside-plan", "round 1 weights are not the study's own")
     else:
-        _check_step(weights, received.last(fit), server_round, settings)
+        sites = len(request.values.get("secagg.peers", [])) or 1
+        allowance = noise_allowance(study, mlp.flat(plan).size, sites)
+        _check_step(weights, received.last(fit), server_round, settings, allowance)
     received.keep(fit, server_round, weights)
 
 
@@ -79,13 +82,17 @@ def _check_layout(weights: dict, plan: dict) -> None:
         raise Refused("value-out-of-bounds", "MLP weights not finite")
 
 
-def _check_step(weights: dict, last: tuple[int, dict] | None, server_round: int, settings):
+def _check_step(
+    weights: dict, last: tuple[int, dict] | None, server_round: int, settings, allowance: float
+):
     """A later round follows the last round this site received for the fit, and its weights
-    lie within the step bound of that round's."""
+    lie within the step bound of that round's (plus, under differential privacy, what the
+    noise may add: noised weights cannot be trapped, as no case moves them more than the
+    noise hides)."""
     if last is None or last[0] != server_round - 1:
         received = "none" if last is None else f"round {last[0]}"
         raise Refused("round-outside-plan", f"round {server_round} after {received} of this fit")
-    step, bound = mlp.distance(weights, last[1]), settings.mlp_step_bound
+    step, bound = mlp.distance(weights, last[1]), settings.mlp_step_bound + allowance
     if step > bound * (1 + STEP_SLACK):
         raise Refused(
             "step-outside-plan",

@@ -491,6 +491,15 @@ class StudyConfig(_Strict):
                 "and secure aggregation shows only their total; use fedavg or fedprox, or set "
                 "federation.secure_aggregation: false to send every site's weights in the clear"
             )
+        if (
+            self.differential_privacy is not None
+            and self.model.kind == "mlp"
+            and self.model.strategy in PER_SITE_STRATEGIES
+        ):
+            raise ValueError(
+                f"differential_privacy: {self.model.strategy} reads each site's noised weights "
+                "one by one, which the noise is not sized for; use fedavg or fedprox with it"
+            )
         if self.differential_privacy is not None and self.model.kind == "lasso-logistic":
             raise ValueError(
                 "differential_privacy: an L1 fit's line search compares losses that noise "

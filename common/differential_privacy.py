@@ -21,11 +21,11 @@ from flwr.serverapp import (
     SamplingMethod,
 )
 
-from fedrad.common.config import DifferentialPrivacySettings
+from fedrad.common.config import DifferentialPrivacySettings, StudyConfig
 from fedrad.common.messages import Kind, ScoresReply
 
-NOISED = frozenset({Kind.NEWTON, Kind.CALIBRATION, Kind.SCORES})
-"""The releases under noise: the model's Newton terms and the evaluation's sums."""
+NOISED = frozenset({Kind.NEWTON, Kind.MLP_ROUND, Kind.CALIBRATION, Kind.SCORES})
+"""The releases under noise: the model's Newton terms or MLP rounds, the evaluation's sums."""
 
 
 def newton_sensitivity(settings: DifferentialPrivacySettings, fits: int = 1) -> float:
@@ -41,6 +41,24 @@ def scores_sensitivity(fits: int = 1) -> float:
     histogram bin, a confusion cell and (p, y, 1) in a calibration bin; replace-one doubles
     it."""
     return 2.0 * math.sqrt(5.0 * fits)
+
+
+def update_sensitivity(update_clip: float) -> float:
+    """The most one case changes a site's MLP weights after a round: whatever its local
+    training did, the update is clipped to norm `update_clip` (model.mlp_update_clip), so two
+    outcomes lie within twice that (the bound covers the site's whole update, so each case)."""
+    return 2.0 * update_clip
+
+
+def noise_allowance(study: StudyConfig, size: int, sites: int) -> float:
+    """How far noise may move a mean of `sites` noised MLP weight vectors of `size` numbers:
+    a bound its norm passes with probability < 1e-4 (chi tail), for a site's step check."""
+    settings = study.differential_privacy
+    if settings is None:
+        return 0.0
+    sigma = settings.noise_multiplier * update_sensitivity(study.model.mlp_update_clip)
+    per_coordinate = sigma / sites if study.federation.secure_aggregation else sigma
+    return (math.sqrt(size) + 4.0) * per_coordinate
 
 
 def curvature_floor(settings: DifferentialPrivacySettings | None, n_params: int) -> float:

@@ -218,22 +218,28 @@ class Federation:
         replies under secure aggregation (the aggregator never holds one site's), else
         summed from the sites' replies. Raises as `ask` does. A noised kind is charged to
         the privacy budget when asked (an attempt a site drops out of counts too)."""
-        noised = self.budget is not None and kind in NOISED
-        if noised:
-            if not self.budget.allows():
-                raise StudyCannotRun(
-                    f"{kind}: one more noised release would take epsilon past "
-                    f"differential_privacy.max_epsilon ({self.budget.releases} released, "
-                    f"epsilon {self.budget.epsilon:.3g})"
-                )
-            self.budget.spend()
-            if check is not None:  # the rules hold of the total as read: after post-processing
-                check = _after(post_processed, check)
+        noised = self.charge(kind)
+        if noised and check is not None:  # the rules hold of the total as read: post-processed
+            check = _after(post_processed, check)
         if self.secure is not None:
             total = self.secure.total(kind, requests, check)
         else:
             total = summed(self.ask(kind, requests, check).values())
         return post_processed(total) if noised else total
+
+    def charge(self, kind: Kind) -> bool:
+        """Charge one release of `kind` to the privacy budget, if it is a noised one; stop
+        the study instead if it would pass differential_privacy.max_epsilon."""
+        if self.budget is None or kind not in NOISED:
+            return False
+        if not self.budget.allows():
+            raise StudyCannotRun(
+                f"{kind}: one more noised release would take epsilon past "
+                f"differential_privacy.max_epsilon ({self.budget.releases} released, "
+                f"epsilon {self.budget.epsilon:.3g})"
+            )
+        self.budget.spend()
+        return True
 
     @property
     def fewest_sites(self) -> int:
@@ -353,8 +359,11 @@ class _PolicyGrid(Grid):
     def send_and_receive(self, messages: Iterable[Message], *, timeout=None):
         federation, transport, kind = self.federation, self.federation.transport, Kind.MLP_ROUND
         messages = list(messages)
-        if federation.secure is not None:  # (the strategy's evaluate round sends nothing)
-            return [self._mean_of_total(messages)] if messages else []
+        if not messages:  # the strategy's evaluate round sends nothing
+            return []
+        if federation.secure is not None:
+            return [self._mean_of_total(messages)]
+        federation.charge(kind)
         received = self._send(messages, timeout)
         replies, failed = transport.collect(
             kind, [m.metadata.dst_node_id for m in messages], received

@@ -71,3 +71,23 @@ def test_sites_refuse_an_aggregator_that_ignores_the_ceiling(tables, monkeypatch
 def test_l1_fits_under_noise_are_refused_when_the_study_is_read():
     with pytest.raises(ValueError, match="line search"):
         STUDY.updated(model={"kind": "lasso-logistic"})
+
+
+@pytest.mark.parametrize("secure", [True, False])
+def test_a_noised_mlp_study_charges_every_round_and_reports_no_loss(tables, secure):
+    study = STUDY.updated(
+        model={"kind": "mlp", "rounds": 4, "hidden_units": 4},
+        federation={"secure_aggregation": secure},
+    )
+    results = run_study(site_grid(tables, study), study)
+    spent = results["privacy"]["differential_privacy"]
+    released = sum(results["round_counts"].get(k, 0) for k in ("mlp-round", *NOISED_KINDS))
+    assert spent["releases"] == released >= 4 * 4  # 3 folds and the final fit, 4 rounds each
+    assert set(results["model"]["train_loss_by_round"]) == {0.0}  # not released under noise
+
+
+def test_per_site_strategies_are_refused_with_noise():
+    with pytest.raises(ValueError, match="fedavg or fedprox"):
+        STUDY.updated(
+            model={"kind": "mlp", "strategy": "fedmedian"}, federation={"secure_aggregation": False}
+        )

@@ -1,0 +1,67 @@
+"""A site answers a fit at no more coefficient vectors than its study lets the fit take:
+an aggregator nudging beta to ask the same fit's sums again and again is refused past the
+cap, through the real ClientApp, while asking the same vector again (a restart) is free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import site_grid
+
+from fedrad.client.data import SiteData
+from fedrad.common.config import FederationSettings, StudyConfig
+from fedrad.common.messages import REFUSED, Kind, Request, encode_request
+from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.stats.moments import Standardizer
+from fedrad.server.federation import GridTransport
+from fedrad.simulations.synth.features import write_site_feature_tables
+
+STUDY = StudyConfig(
+    federation=FederationSettings(min_cell_size=3, secure_aggregation=False),
+    harmonization={"method": "none"},
+    validation={"scheme": "holdout"},
+    model={"max_newton_iterations": 4},
+)
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory) -> Path:
+    (path,) = write_site_feature_tables(
+        tmp_path_factory.mktemp("caps"), STUDY, sizes=(40,)
+    ).values()
+    return path
+
+
+def _params(table: Path, beta: np.ndarray, scale: float = 2.0) -> PipelineParams:
+    features = SiteData.load(table, "site01", STUDY).features
+    return PipelineParams(
+        features=features,
+        selected=np.arange(3),
+        standardizer=Standardizer(mean=np.full(3, 1000.0), scale=np.full(3, scale)),
+        beta=beta,
+    )
+
+
+def _refusals(table: Path, params: list[PipelineParams]) -> list[str | None]:
+    transport = GridTransport(site_grid({"site01": table}, STUDY), timeout_s=60)
+    codes = []
+    for pipeline in params:
+        payload, _ = encode_request(Request(pipeline, Partition("holdout")), ())
+        reply = transport.ask(Kind.NEWTON, {1: payload})[0][1]
+        codes.append(reply.values.get(REFUSED))
+    return codes
+
+
+def test_a_fit_nudged_past_its_newton_iterations_is_refused(table):
+    base = np.array([0.1, 0.2, -0.1, 0.05])
+    nudged = [_params(table, base + i * 1e-15) for i in range(6)]
+    assert _refusals(table, nudged) == [None] * 4 + ["requests-per-fit-exceeded"] * 2
+
+
+def test_the_same_coefficients_asked_again_cost_nothing_and_other_fits_have_their_own_cap(table):
+    base = np.array([0.1, 0.2, -0.1, 0.05])
+    again = [_params(table, base)] * 6
+    other_fit = [_params(table, base + i, scale=3.0) for i in range(4)]
+    assert _refusals(table, again + other_fit) == [None] * 10

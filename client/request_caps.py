@@ -54,7 +54,7 @@ def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
         fits = [
             (pipeline_digest(split_pipeline(p.pipeline)[0]), p.partition) for p in request.parts
         ]
-        return [(f"{kind}/{_digest(fits)}", _digest(request.arrays["gamma"]))]
+        return [(f"{kind}|{_digest(fits)}", _digest(request.arrays["gamma"]))]
     asks = []
     for part in request.parts if kind is Kind.LASSO_ROUND else [request]:
         part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else kind

@@ -98,9 +98,28 @@ def census(data: SiteData, study: StudyConfig, request: Request) -> CensusReply:
     )
 
 
+def _differs_enough(data: SiteData, partition: Partition, study: StudyConfig, alone: bool):
+    """Sums over a fold's training part sit beside the same sums over the cases the fold was
+    cut from (the final fit's, or the outer fold's for an inner fold): their difference is
+    the fold's test part, so it must hold none or >= k cases of each batch this site has
+    (ComBat's rows are per batch) and, for sums released alone, of each class."""
+    if partition.scheme != "kfold":
+        return
+    test, k = data.rows(partition, "test", study), study.federation.min_cell_size
+    groups = {"batch": np.asarray(data.batch)} | ({"class": data.y} if alone else {})
+    for what, values in groups.items():
+        counts = np.unique(values[test], return_counts=True)[1]
+        if np.any(counts < k):
+            raise SiteSkipped(
+                f"{data.name} has fewer than {k} test cases of a {what} in this fold: its "
+                "sums over the fold's training cases would differ from the whole's by them"
+            )
+
+
 def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
     """The training rows of `partition`, if the fit's training part holds >= k cases of
     each class: the class rule comes before anything this site releases alone."""
+    _differs_enough(data, partition, study, alone=True)
     rows = enough(data.rows(partition, "train", study), data, "training", study)
     fit = data.rows(replace(partition, inner=None), "train", study)
     k, positives = study.federation.min_cell_size, int(data.y[fit].sum())
@@ -130,6 +149,7 @@ def _summed_training(data: SiteData, partition: Partition, study: StudyConfig) -
     reply is released alone and the site's own rule applies, ComBat's sums included."""
     if not study.federation.secure_aggregation:
         return _training(data, partition, study)
+    _differs_enough(data, partition, study, alone=False)
     return enough(data.rows(partition, "train", study), data, "training", study)
 
 
@@ -386,7 +406,7 @@ def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
     y, p, confusion = _tested(data, study, request)
     if request.values.get("confusion") == "summed":
         confusion = [sum(confusion, ConfusionCounts(0, 0, 0, 0))]
-    positives, negatives = score_histograms(y, p, study.federation.histogram_bins)
+    positives, negatives = score_histograms(y, p, study.score_bins)
     return ScoresReply(
         positives=positives.astype(np.int64),
         negatives=negatives.astype(np.int64),

@@ -305,7 +305,7 @@ class DifferentialPrivacySettings(_Strict):
     """
 
     noise_multiplier: float = Field(
-        default=1.0, gt=0, description="noise standard deviation over one case's largest effect"
+        default=2.0, gt=0, description="noise standard deviation over one case's largest effect"
     )
     delta: float = Field(default=1e-5, gt=0, lt=1, description="the budget's delta")
     input_clip: float = Field(
@@ -316,6 +316,12 @@ class DifferentialPrivacySettings(_Strict):
     )
     newton_iterations: int = Field(
         default=5, ge=1, description="Newton iterations per fit: each one is a release"
+    )
+    histogram_bins: int = Field(
+        default=10,
+        ge=2,
+        description="the score grid under noise (instead of federation.histogram_bins): "
+        "every bin gets its own noise, so fewer bins keep the AUC readable",
     )
     max_epsilon: float | None = Field(
         default=None,
@@ -511,6 +517,13 @@ class StudyConfig(_Strict):
                 "a batch column only names batches"
             )
         return self
+
+    @property
+    def score_bins(self) -> int:
+        """Bins of the public score grid: coarser under differential privacy (each is noised)."""
+        if self.differential_privacy is not None:
+            return self.differential_privacy.histogram_bins
+        return self.federation.histogram_bins
 
     @property
     def newton_stopping(self) -> tuple[float | None, int]:

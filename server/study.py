@@ -80,7 +80,7 @@ class StudyProtocol:
             for (tag, _, test_parts), model in zip(design, fitted, strict=False)
         ]
         evaluated = [(fitted, test_parts) for _, fitted, test_parts in fitted_parts]
-        evaluation, figures = evaluate(federation, evaluated, study.federation.histogram_bins)
+        evaluation, figures = evaluate(federation, evaluated, study.score_bins)
         folds = [
             {"fit": tag, "training_sites": fitted.sites, **fit_figures}
             for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)

@@ -87,6 +87,8 @@ def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:
             "difference": difference,
             "agrees_within": AGREEMENT,
             "agrees": bool(difference <= AGREEMENT),
+            # noise makes them differ by design: the check is of aggregation, without it
+            "noised": results["privacy"]["differential_privacy"] is not None,
             "within_certified_bound": bool(difference <= certified),
         },
         "on_unseen_sites": unseen,

@@ -99,6 +99,7 @@ def print_comparison(comparison: dict, console: Console) -> None:
         f"{check['max_coefficient_difference']:.1e}; AUC {_fmt(check['federated_auc'])} "
         f"(certified ± {check['federated_auc_bound']:.3f}) vs {_fmt(check['pooled_auc'])}: "
         f"difference {check['difference']:.4f} -> {verdict} at {check['agrees_within']}"
+        + (" (by design: the study adds noise)" if check.get("noised") else "")
     )
     table = Table(title="On sites the model never saw")
     for column in ("arm", "AUC", "95% CI", "sens", "spec", "bal. acc", "epsilon"):

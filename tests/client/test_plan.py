@@ -192,3 +192,33 @@ def test_a_site_with_too_few_of_a_class_sends_no_training_sum_not_even_combats(t
     }
     assert not answered & training_kinds
     assert "site02" in results["selection"]["excluded_sites"]
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_a_fold_whose_test_part_is_below_k_gets_no_training_sum_from_the_site(tmp_path, secure):
+    """The fold's sums would differ from the whole's by its few test cases: in the clear the
+    rule is per class and batch, inside a masked total per batch (ComBat's rows)."""
+    from fedrad.client.data import SiteData
+    from fedrad.client.handlers import handle
+    from fedrad.common.messages import SKIPPED
+
+    study = STUDY.updated(
+        federation={"min_cell_size": 5, "secure_aggregation": secure}, validation={"folds": 5}
+    )
+    tables = write_site_feature_tables(tmp_path, study, sizes=(23,))
+    data = SiteData.load(tables["site01"], "site01", study)
+    release = (lambda reply: reply) if secure else None
+    skipped = []
+    for fold in range(5):
+        partition = Partition("kfold", fold)
+        test = data.rows(partition, "test", study)
+        per_class = [int(data.y[test].sum()), int((1 - data.y[test]).sum())]
+        small = test.sum() < 5 or (not secure and min(per_class) < 5)
+        reply = handle(
+            Kind.SCREEN, data, study, Request(_pipeline(tables, study=study), partition), release
+        )
+        assert (SKIPPED in reply.values) == small, (fold, per_class)
+        if small:
+            assert "differ from the whole's" in reply.values[SKIPPED]
+        skipped.append(small)
+    assert any(skipped) and (secure != all(skipped))  # masked: only the folds of 4 cases

@@ -107,6 +107,18 @@ def test_a_chosen_request_outside_the_plan_is_refused_by_code(site, kind, change
     assert code in caplog.text  # the detail stays in the site's log
 
 
+def test_a_ridge_site_answers_newton_parts_of_a_shared_round_and_refuses_any_other(site):
+    """Ridge fits share their Newton rounds as LASSO_ROUND parts; an L1 part is not a
+    ridge study's to answer."""
+    pipeline, partition = _pipeline(site), Partition("kfold", 1)
+    newton = Request(pipeline, partition, values={"kind": "newton"})
+    reply = _ask(site, Kind.LASSO_ROUND, Request(parts=[newton, newton]))
+    assert REFUSED not in reply.values and reply.arrays["gradient"].shape == (8,)
+    loss = Request(pipeline, partition, values={"kind": "loss", "role": "train"})
+    reply = _ask(site, Kind.LASSO_ROUND, Request(parts=[newton, loss]))
+    assert reply.values == {REFUSED: "kind-outside-plan"}
+
+
 def test_scores_at_a_chosen_threshold_are_refused(site):
     part = Request(_pipeline(site), Partition("kfold", 1), values={"threshold": 0.0})
     reply = _ask(site, Kind.SCORES, Request(parts=[part]))

@@ -24,12 +24,16 @@ SCHEMES = {  # the partitions each validation design uses (its fits and the fina
     "leave-one-site-out": {"all", "unseen"},
     "single-site": {"all", "unseen"},
 }
-MODEL_KINDS = {  # the message kinds only one model kind sends
-    Kind.NEWTON: "ridge-logistic",
-    Kind.LASSO_ROUND: "lasso-logistic",
-    Kind.LOSS: "lasso-logistic",
-    Kind.LAMBDA_MAX: "lasso-logistic",
-    Kind.MLP_ROUND: "mlp",
+MODEL_KINDS = {  # the message kinds only some model kinds send
+    Kind.NEWTON: {"ridge-logistic"},
+    Kind.LASSO_ROUND: {"ridge-logistic", "lasso-logistic"},
+    Kind.LOSS: {"lasso-logistic"},
+    Kind.LAMBDA_MAX: {"lasso-logistic"},
+    Kind.MLP_ROUND: {"mlp"},
+}
+ROUND_PARTS = {  # the kinds a LASSO_ROUND's parts may be: a ridge fit asks Newton terms only
+    "ridge-logistic": {Kind.NEWTON},
+    "lasso-logistic": {Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX},
 }
 MAX_ABS_PARAMETER = 1e6  # coefficients and weights beyond this are not a fit's
 
@@ -42,7 +46,7 @@ class Refused(Exception):
         self.code = code
 
 
-# The extras each summed kind reads (a part of an L1 round reads those of its own kind).
+# The extras each summed kind reads (a part of a LASSO_ROUND reads those of its own kind).
 # Anything else is refused: an unread extra would make a released sum look like a new one
 # to the rule against releasing one quantity among other sites.
 EXTRAS: dict[Kind, set[str]] = {
@@ -64,9 +68,13 @@ ALWAYS = {"pipeline.digest"}  # and the release's own `secagg.*` values
 def check(kind: Kind, request: Request, study: StudyConfig) -> None:
     """Refuse `request` unless the site's own study implies it."""
     wanted = MODEL_KINDS.get(kind)
-    if wanted is not None and wanted != study.model.kind:
+    if wanted is not None and study.model.kind not in wanted:
         raise Refused("kind-outside-plan", f"{kind} asked in a {study.model.kind} study")
     _check_extras(kind, request)
+    if kind is Kind.LASSO_ROUND:
+        if study.differential_privacy is not None:  # each step is its own noised release
+            raise Refused("kind-outside-plan", "a shared round in a study with noise")
+        _check_round_parts(request, study)
     for part in request.parts or [request]:
         if part.partition is not None:
             _check_partition(part.partition, study)
@@ -108,6 +116,16 @@ def _check_extras(kind: Kind, request: Request) -> None:
         unread = sorted(name for name in names if not name.startswith("secagg."))
         if unread:
             raise Refused("value-outside-plan", f"{kind} request with extras {unread}")
+
+
+def _check_round_parts(request: Request, study: StudyConfig) -> None:
+    allowed = ROUND_PARTS[study.model.kind]
+    for part in request.parts or [request]:
+        if part.values.get("kind") not in allowed:
+            raise Refused(
+                "kind-outside-plan",
+                f"a {part.values.get('kind')} part in a {study.model.kind} study's round",
+            )
 
 
 def _check_partition(partition: Partition, study: StudyConfig) -> None:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import Budget
 from fedrad.common.messages import Kind, Request
-from fedrad.common.models.lasso import lockstep, run_steps
+from fedrad.common.models.steps import lockstep, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import Standardizer
 from fedrad.server.federation import (
@@ -33,7 +33,7 @@ from fedrad.server.phases.evaluation import (
     pooled_metrics,
 )
 from fedrad.server.phases.harmonization import fit_combat, site_effects
-from fedrad.server.phases.models import FITTERS, lasso_round, lasso_steps
+from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
 from fedrad.server.phases.selection import select
 from fedrad.server.results import study_results
 from fedrad.server.secure_aggregation import SecureAggregation
@@ -70,8 +70,8 @@ class StudyProtocol:
             federation.secure.exchange_keys(federation.included())
         design = list(self.design())
         fits = [(tag, train_parts) for tag, train_parts, _ in design]
-        # L1 fits share their rounds, the final one included (it needs no evaluation)
-        final_with_design = study.model.kind == "lasso-logistic" and len(fits) > 1
+        # ridge and L1 fits share their rounds, the final one included (it needs no evaluation)
+        final_with_design = self.shares_rounds and len(fits) > 1
         if final_with_design:
             fits.append(("final", self.final_partitions()))
         fitted = self.fit_all(features, fits)
@@ -104,22 +104,29 @@ class StudyProtocol:
         return results | {"harmonization": harmonization}
 
     # -- the fits -------------------------------------------------------------------------------
+    @property
+    def shares_rounds(self) -> bool:
+        """Whether the fits share their rounds: not under noise, where each Newton step is
+        its own release, noised for one fit (a site refuses a shared round there)."""
+        return self.study.model.kind in STEPPED and self.study.differential_privacy is None
+
     def fit_all(self, features: list[str], fits: list[tuple[str, dict[int, Partition]]]):
-        """Every fit of the design (and the final one). L1 fits share their rounds: each
-        runs exactly as alone, but one message per site carries every fit's next step. If a
-        site skips or fails there, the fits run again one at a time, each restarting
-        without it as the failure policy says."""
-        if self.study.model.kind != "lasso-logistic" or len(fits) < 2:
+        """Every fit of the design (and the final one). Ridge and L1 fits share their
+        rounds: each runs exactly as alone, but one message per site carries every fit's
+        next step. If a site skips or fails there, the fits run again one at a time, each
+        restarting without it as the failure policy says."""
+        if not self.shares_rounds or len(fits) < 2:
             return [self.fit(features, partitions, tag) for tag, partitions in fits]
         try:
-            return self._lasso_in_lockstep(features, fits)
+            return self._in_lockstep(features, fits)
         except (SiteSkippedFit, SiteFailed) as problem:
+            kind = self.study.model.kind
             if isinstance(problem, SiteFailed):
-                self.federation.set_aside(problem, "L1 fits")
-            self.federation.log(f"L1 fits: {problem}; fitting one at a time instead")
+                self.federation.set_aside(problem, f"{kind} fits")
+            self.federation.log(f"{kind} fits: {problem}; fitting one at a time instead")
             return [self.fit(features, partitions, tag) for tag, partitions in fits]
 
-    def _lasso_in_lockstep(self, features, fits) -> list[FittedPipeline]:
+    def _in_lockstep(self, features, fits) -> list[FittedPipeline]:
         prepared = []
         for tag, partitions in fits:
             training = [node for node, part in partitions.items() if part.scheme != "unseen"]
@@ -130,18 +137,21 @@ class StudyProtocol:
             )
             selection["excluded_sites"] = excluded
             prepared.append((tag, params, selection, nodes, partitions))
+        records = [[] for _ in prepared]  # each fit's rounds, kept in fit order
         walks = [
-            lasso_steps(self.study, params, nodes, partitions)
-            for _, params, _, nodes, partitions in prepared
+            fit_steps(self.study, params, nodes, partitions, tag, mine)
+            for (tag, params, _, nodes, partitions), mine in zip(prepared, records, strict=True)
         ]
         results = run_steps(
             lockstep(walks),
             lambda asks: lasso_round(self.federation, [ask for _, ask in asks]),
         )
         fitted = []
-        for (tag, _, selection, nodes, _), (params, model) in zip(prepared, results, strict=True):
-            nonzero = sum(value != 0 for value in model["coefficients"].values())
-            self.federation.log(f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero")
+        for (tag, _, selection, nodes, _), (params, model), mine in zip(
+            prepared, results, records, strict=True
+        ):
+            self.federation.log(fitted_line(tag, nodes, model))
+            self.rounds.extend(mine)
             fitted.append(self._fitted(params, model, nodes, dict(selection)))
         return fitted
 

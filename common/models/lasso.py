@@ -8,11 +8,11 @@ so it needs no data; each line-search trial needs only the summed loss. As in
 `logistic.fit_newton`, the fit takes callables returning sums over sites, so
 pooled data and a federation run the same code.
 
-Every fit is also written as a coroutine (`fit_lasso_steps`, `cross_validate_steps`):
-it yields the `Ask`s it needs answered (Newton terms, a loss, a held-out summary, each
-at a beta) and receives their answers, so a federation can answer the asks of several
-inner folds in one round while each fold runs exactly the iterates it runs alone
-(`run_steps` answers them one by one, as the callables of a pooled fit do).
+Every fit is also written as a coroutine (`fit_lasso_steps`, `cross_validate_steps`;
+`steps.py`): it yields the `Ask`s it needs answered (Newton terms, a loss, a held-out
+summary, each at a beta) and receives their answers, so a federation can answer the asks
+of several inner folds in one round while each fold runs exactly the iterates it runs
+alone (`run_steps` answers them one by one, as the callables of a pooled fit do).
 
 Design matrices `x` passed to the site-side helpers here include the intercept
 column (`logistic.with_intercept`), as for `logistic.newton_terms`.
@@ -20,13 +20,13 @@ column (`logistic.with_intercept`), as for `logistic.newton_terms`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 import numpy as np
 
 from fedrad.common.models.logistic import NewtonTerms
+from fedrad.common.models.steps import A, Ask, Steps, T, lockstep, one_by_one, run_steps
 
 # Relative rounding error allowed in the Armijo test: F is summed over sites in any
 # order, and without this slack the last, roundoff-sized steps are halved at random.
@@ -34,43 +34,6 @@ _ROUNDOFF = 16 * np.finfo(np.float64).eps
 
 SummedTerms = Callable[[np.ndarray], NewtonTerms]
 SummedLoss = Callable[[np.ndarray], tuple[float, int]]
-
-T = TypeVar("T")
-A = TypeVar("A")
-
-
-@dataclass(frozen=True)
-class Ask:
-    """What a fit needs summed over sites before it can go on: `what` at `beta`.
-
-    "terms": Newton terms on the training part (`NewtonTerms`); "loss": the training
-    loss and case count (`tuple[float, int]`, a line-search trial); "held-out": the
-    held-out summary of a CV fold (`LassoFold.held_out`).
-    """
-
-    what: str
-    beta: np.ndarray
-
-
-Steps = Generator[list[A], list[Any], T]
-"""A fit as a coroutine: yields the asks it needs next, receives their answers in order,
-returns its result."""
-
-
-def run_steps(steps: Steps[A, T], answer_all: Callable[[list[A]], list[Any]]) -> T:
-    """Run `steps` to its result; `answer_all` answers each yield's asks (a federation: in
-    one round)."""
-    try:
-        asks = next(steps)
-        while True:
-            asks = steps.send(answer_all(asks))
-    except StopIteration as stop:
-        return stop.value
-
-
-def one_by_one(answer: Callable[[A], Any]) -> Callable[[list[A]], list[Any]]:
-    """Answer a yield's asks one at a time, e.g. with a pooled fit's callables."""
-    return lambda asks: [answer(ask) for ask in asks]
 
 
 def _answer_with(summed_terms: SummedTerms, summed_loss: SummedLoss, held_out=None):
@@ -344,33 +307,6 @@ def _asking_also(extra: list, steps: Steps[A, T]) -> Steps[A, tuple[list | None,
         except StopIteration as stop:
             return mine, stop.value
         answers = yield asks
-
-
-def lockstep(walks: Sequence[Steps[A, T]]) -> Steps[tuple[int, A], list[T]]:
-    """Run several coroutines together: each yield holds the next asks of every walk not
-    yet done, tagged with the walk's index; returns every walk's result, in order.
-
-    Each walk receives the answers to its own asks only, so it runs exactly as alone;
-    the rounds needed are those of the longest walk, not their sum.
-    """
-    results: list = [None] * len(walks)
-    waiting: dict[int, list[A]] = {}
-    for index, walk in enumerate(walks):
-        try:
-            waiting[index] = next(walk)
-        except StopIteration as stop:
-            results[index] = stop.value
-    while waiting:
-        answers = yield [(index, ask) for index, asks in waiting.items() for ask in asks]
-        start, advanced = 0, {}
-        for index, asks in waiting.items():
-            mine, start = answers[start : start + len(asks)], start + len(asks)
-            try:
-                advanced[index] = walks[index].send(mine)
-            except StopIteration as stop:
-                results[index] = stop.value
-        waiting = advanced
-    return results
 
 
 def held_out_deviance(x: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:

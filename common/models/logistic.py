@@ -3,7 +3,8 @@
 The Newton step needs only sums over cases of the gradient, Hessian and deviance,
 so summing per-site terms gives the same iterates as the pooled fit. The fitting
 loop takes a callable that returns those summed terms at a given beta: pooled data
-and a federation plug into the same loop.
+and a federation plug into the same loop. Written as a coroutine (`fit_newton_steps`),
+the same loop lets a federation run several fits' iterations in shared rounds.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
+
+from fedrad.common.models.steps import Ask, Steps, one_by_one, run_steps
 
 
 @dataclass(frozen=True)
@@ -81,12 +84,28 @@ def fit_newton(
     deviance evaluated at the beta before the update (as DataSHIELD does); with no
     tolerance (noised terms, whose deviance is not released) it runs max_iterations.
     """
+    steps = fit_newton_steps(
+        n_params, ridge_lambda, tolerance, max_iterations, on_iteration, curvature_floor
+    )
+    return run_steps(steps, one_by_one(lambda ask: summed_terms(ask.beta)))
+
+
+def fit_newton_steps(
+    n_params: int,
+    ridge_lambda: float = 0.0,
+    tolerance: float | None = 1e-8,
+    max_iterations: int = 50,
+    on_iteration: Callable[[int, float], None] | None = None,
+    curvature_floor: float = 0.0,
+) -> Steps[Ask, LogisticFit]:
+    """`fit_newton` as a coroutine: asks "terms" once per iteration, so a federation can
+    answer several fits' iterations in one round (`steps.lockstep`)."""
     penalty = np.full(n_params, ridge_lambda)
     penalty[0] = 0.0
     beta = np.zeros(n_params)
     previous = np.inf
     for iteration in range(1, max_iterations + 1):
-        terms = summed_terms(beta)
+        (terms,) = yield [Ask("terms", beta)]
         deviance = terms.deviance + float(beta @ (penalty * beta))
         if on_iteration is not None:
             on_iteration(iteration, deviance)

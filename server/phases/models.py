@@ -19,7 +19,8 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import curvature_floor
 from fedrad.common.messages import Kind, LassoRoundReply, Request
 from fedrad.common.models import lasso, mlp
-from fedrad.common.models.logistic import NewtonTerms, fit_newton
+from fedrad.common.models.logistic import NewtonTerms, fit_newton_steps
+from fedrad.common.models.steps import Ask, Steps, one_by_one, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.server.federation import Federation
 from fedrad.server.phases.common import training_requests
@@ -48,8 +49,8 @@ def summed_terms(
     return terms_at
 
 
-# What each ask of an L1 fit is on the wire: the request a LASSO_ROUND part makes of a
-# site (the kind it would be alone), over the cases of which role.
+# What each ask of a ridge or L1 fit is on the wire: the request a LASSO_ROUND part makes
+# of a site (the kind it would be alone), over the cases of which role.
 _WIRE: dict[str, dict[str, str]] = {
     "terms": {"kind": Kind.NEWTON},
     "loss": {"kind": Kind.LOSS, "role": "train"},
@@ -59,17 +60,17 @@ _WIRE: dict[str, dict[str, str]] = {
 
 
 @dataclass(frozen=True)
-class LassoAsk:
-    """One sum an L1 fit needs from its sites: `what` (a key of `_WIRE`; Newton terms,
-    a loss, a held-out loss, lambda_max sums) of `pipeline` (at its beta) over each site's
-    partition."""
+class FitAsk:
+    """One sum a ridge or L1 fit needs from its sites: `what` (a key of `_WIRE`; Newton
+    terms, a loss, a held-out loss, lambda_max sums) of `pipeline` (at its beta) over each
+    site's partition."""
 
     pipeline: PipelineParams
     partitions: dict[int, Partition]
     what: str
 
 
-def lasso_round(federation: Federation, asks: list[LassoAsk]) -> list:
+def lasso_round(federation: Federation, asks: list[FitAsk]) -> list:
     """The answers to `asks`, each summed over the sites of its partitions: asks over the
     same sites go to each of them as one LASSO_ROUND message, a part per ask, answered as
     its own NEWTON, LOSS or LAMBDA_MAX reply would be, and come back as one total over
@@ -103,7 +104,7 @@ def lasso_round(federation: Federation, asks: list[LassoAsk]) -> list:
     return answers
 
 
-def _misshapen(reply: LassoRoundReply, asks: list[LassoAsk]) -> str | None:
+def _misshapen(reply: LassoRoundReply, asks: list[FitAsk]) -> str | None:
     """Why a LASSO_ROUND reply does not hold exactly what `asks` call for, if it does not."""
     widths = {kind: [] for kind in (Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX)}
     for ask in asks:
@@ -127,7 +128,7 @@ def _misshapen(reply: LassoRoundReply, asks: list[LassoAsk]) -> str | None:
     return None
 
 
-def _unpacked(reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
+def _unpacked(reply: LassoRoundReply, asks: list[FitAsk]) -> list:
     """The answer to each ask, cut from a LASSO_ROUND reply's flat arrays."""
     answers, index, offset = [], Counter(), Counter()
     for ask in asks:
@@ -162,24 +163,50 @@ def _unpacked(reply: LassoRoundReply, asks: list[LassoAsk]) -> list:
 
 
 def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
-    settings = study.model
-    n_params = len(params.model_features) + 1
+    """Ridge logistic regression by Newton (docs/methods.md 3.3), each iteration one
+    NEWTON round."""
+    terms_at = summed_terms(federation, params, nodes, partitions)
+    fitted, model = run_steps(
+        logistic_steps(study, params, nodes, partitions, _newton_record(tag, rounds)),
+        one_by_one(lambda ask: terms_at(ask.pipeline.beta)),
+    )
+    federation.log(fitted_line(tag, nodes, model))
+    return fitted, model
+
+
+def _newton_record(tag: str, rounds: list[dict]) -> Callable[[int, float], None]:
+    """Appends each Newton iteration of fit `tag` to `rounds` (results.json's `rounds`)."""
 
     def record(iteration: int, deviance: float) -> None:
         rounds.append({"fit": tag, "phase": "newton", "iteration": iteration, "deviance": deviance})
 
+    return record
+
+
+def logistic_steps(
+    study: StudyConfig,
+    params: PipelineParams,
+    nodes: list[int],
+    partitions,
+    on_iteration: Callable[[int, float], None],
+) -> Steps[FitAsk, tuple[PipelineParams, dict]]:
+    """`fit_logistic` as a coroutine: yields the Newton terms ask of each iteration,
+    receives its answer; returns the pipeline with its beta and the model summary. Several
+    fits' coroutines can share rounds (`steps.lockstep`)."""
+    settings = study.model
+    training = {node: partitions[node] for node in nodes}
     tolerance, iterations = study.newton_stopping
-    fit = fit_newton(
-        summed_terms(federation, params, nodes, partitions),
-        n_params,
-        ridge_lambda=settings.ridge_lambda,
-        tolerance=tolerance,
-        max_iterations=iterations,
-        curvature_floor=curvature_floor(study.differential_privacy, n_params),
-        on_iteration=record,
-    )
-    federation.log(
-        f"{tag}: {len(nodes)} sites, {n_params - 1} features, {fit.iterations} Newton iterations"
+    n_params = len(params.model_features) + 1
+    fit = yield from _translated(
+        fit_newton_steps(
+            n_params,
+            ridge_lambda=settings.ridge_lambda,
+            tolerance=tolerance,
+            max_iterations=iterations,
+            on_iteration=on_iteration,
+            curvature_floor=curvature_floor(study.differential_privacy, n_params),
+        ),
+        lambda asks: [FitAsk(replace(params, beta=ask.beta), training, ask.what) for ask in asks],
     )
     model = {
         "kind": settings.kind,
@@ -194,25 +221,33 @@ def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag,
     return replace(params, beta=fit.beta), model
 
 
+def fitted_line(tag: str, nodes: list[int], model: dict) -> str:
+    """The log line of a ridge or L1 fit."""
+    if "lasso_lambda" in model:
+        nonzero = sum(value != 0 for value in model["coefficients"].values())
+        return f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero"
+    features, iterations = len(model["coefficients"]), model["iterations"]
+    return f"{tag}: {len(nodes)} sites, {features} features, {iterations} Newton iterations"
+
+
 def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
     """L1 logistic regression by proximal Newton (docs/methods.md 3.4); the penalty comes from
     the study or from federated inner cross-validation on the training part. Each yield of
     `lasso_steps` is one round (`lasso_round`)."""
-    fitted, model = lasso.run_steps(
+    fitted, model = run_steps(
         lasso_steps(study, params, nodes, partitions),
         lambda asks: lasso_round(federation, asks),
     )
-    nonzero = sum(value != 0 for value in model["coefficients"].values())
-    federation.log(f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero")
+    federation.log(fitted_line(tag, nodes, model))
     return fitted, model
 
 
 def lasso_steps(
     study: StudyConfig, params: PipelineParams, nodes: list[int], partitions
-) -> lasso.Steps[LassoAsk, tuple[PipelineParams, dict]]:
+) -> Steps[FitAsk, tuple[PipelineParams, dict]]:
     """`fit_lasso` as a coroutine: yields the asks that can go in one round, receives their
     answers; returns the pipeline with its beta and the model summary. Several fits'
-    coroutines can share rounds (`lasso.lockstep`).
+    coroutines can share rounds (`steps.lockstep`).
 
     The first round asks lambda_max with the Newton terms at beta = 0 where every fit
     starts (each inner fold's and the final fit's, which need no lambda yet); then the
@@ -224,8 +259,8 @@ def lasso_steps(
     n_params = len(params.model_features) + 1
     training = {node: partitions[node] for node in nodes}
 
-    def over(fit: dict[int, Partition], ask: lasso.Ask) -> LassoAsk:
-        return LassoAsk(replace(params, beta=ask.beta), fit, ask.what)
+    def over(fit: dict[int, Partition], ask: Ask) -> FitAsk:
+        return FitAsk(replace(params, beta=ask.beta), fit, ask.what)
 
     penalty, curve, start = settings.lasso_lambda, None, None
     if penalty is None:
@@ -234,8 +269,8 @@ def lasso_steps(
             for inner in range(study.validation.inner_folds)
         ]
         at_zero = replace(params, beta=np.zeros(n_params))
-        sums, *fold_starts, start = yield [LassoAsk(params, training, "lambda-max")] + [
-            LassoAsk(at_zero, fit, "terms") for fit in [*folds, training]
+        sums, *fold_starts, start = yield [FitAsk(params, training, "lambda-max")] + [
+            FitAsk(at_zero, fit, "terms") for fit in [*folds, training]
         ]
         lambdas = lasso.lambda_path(
             lasso.lambda_max(sums), settings.lasso_path_length, settings.lasso_min_ratio
@@ -262,7 +297,21 @@ def lasso_steps(
     return replace(params, beta=fit.beta), model
 
 
-def _translated(steps: lasso.Steps, translate: Callable[[list], list]) -> lasso.Steps:
+# The model kinds whose fits can share rounds (`lasso_round`): `fit_steps` runs them.
+STEPPED = ("ridge-logistic", "lasso-logistic")
+
+
+def fit_steps(
+    study: StudyConfig, params: PipelineParams, nodes: list[int], partitions, tag, rounds
+) -> Steps[FitAsk, tuple[PipelineParams, dict]]:
+    """A ridge or L1 fit as a coroutine of `FitAsk`s, so that several fits' asks can go in
+    one round; a ridge fit records its Newton iterations in `rounds`, as `fit_logistic`."""
+    if study.model.kind == "lasso-logistic":
+        return lasso_steps(study, params, nodes, partitions)
+    return logistic_steps(study, params, nodes, partitions, _newton_record(tag, rounds))
+
+
+def _translated(steps: Steps, translate: Callable[[list], list]) -> Steps:
     """`steps` with each yield's asks translated (answers go back as they come)."""
     try:
         asks = next(steps)

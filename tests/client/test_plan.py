@@ -56,7 +56,8 @@ def _pipeline(tables, beta: float = 0.1, study: StudyConfig = STUDY) -> Pipeline
 
 
 def test_a_plan_request_is_answered(site):
-    reply = _ask(site, Kind.NEWTON, Request(_pipeline(site), Partition("kfold", 1)))
+    # fold 0's test part holds >= k of each class (the site has 7 HGG of 40)
+    reply = _ask(site, Kind.NEWTON, Request(_pipeline(site), Partition("kfold", 0)))
     assert REFUSED not in reply.values and "gradient" in reply.arrays
 
 
@@ -105,6 +106,21 @@ def test_a_chosen_request_outside_the_plan_is_refused_by_code(site, kind, change
     assert reply.values == {REFUSED: code}
     assert not reply.arrays
     assert code in caplog.text  # the detail stays in the site's log
+
+
+def test_a_ridge_site_answers_newton_parts_of_a_shared_round_and_refuses_any_other(site):
+    """Ridge fits share their Newton rounds as LASSO_ROUND parts; an L1 part is not a
+    ridge study's to answer."""
+    pipeline, partition = _pipeline(site), Partition("kfold", 0)
+    newton = Request(pipeline, partition, values={"kind": "newton"})
+    reply = _ask(site, Kind.LASSO_ROUND, Request(parts=[newton, newton]))
+    assert REFUSED not in reply.values and reply.arrays["gradient"].shape == (8,)
+    loss = Request(pipeline, partition, values={"kind": "loss", "role": "train"})
+    reply = _ask(site, Kind.LASSO_ROUND, Request(parts=[newton, loss]))
+    assert reply.values == {REFUSED: "kind-outside-plan"}
+    noised = STUDY.updated(differential_privacy={})  # each noised step is its own release
+    reply = _ask(site, Kind.LASSO_ROUND, Request(parts=[newton, newton]), noised)
+    assert reply.values == {REFUSED: "kind-outside-plan"}
 
 
 def test_scores_at_a_chosen_threshold_are_refused(site):

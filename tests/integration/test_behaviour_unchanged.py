@@ -34,7 +34,8 @@ NOT_RESULTS = {"traffic_bytes_from_sites", "traffic_bytes_to_sites", "rounds", "
 # The sites' identity keys are made afresh in every output folder and pinned in the study,
 # whose hash therefore changes too: neither is a result.
 PER_RUN = {"site_keys", "study_hash"}
-MRI = ["--sites", "3", "--cases-per-site", "20", "--size", "48"]
+# 30 cases a site: with 5 folds, every fold's test part holds >= k = 5 of each site's cases
+MRI = ["--sites", "3", "--cases-per-site", "30", "--size", "48"]
 STUDIES = {
     "ridge": {},
     "lasso": {"model": {"kind": "lasso-logistic"}},

@@ -1,5 +1,6 @@
 """A rare outcome spread thin: four sites with 5-6 positives each. Alone, no site has k
-positives in a fold's training part, so without secure aggregation no site may answer;
+positives in a fold's training or test part, so without secure aggregation no site may
+answer;
 with it, the class rule applies to the totals and the study runs, equal to pooling."""
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_without_secure_aggregation_no_site_may_answer_and_the_study_stops(table
     study = STUDY.updated(federation={"secure_aggregation": False})
     with pytest.raises(StudyCannotRun, match="no site can contribute") as stopped:
         run_study(site_grid(tables, study), study)
-    assert str(stopped.value).count("fewer than 5 training cases of a class") == len(SIZES)
+    assert str(stopped.value).count("cases of a class") == len(SIZES)
 
 
 def test_with_secure_aggregation_every_site_trains_and_the_model_equals_pooling(tables):

@@ -12,6 +12,7 @@ from conftest import run_study, site_grid
 
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.differential_privacy import Budget
+from fedrad.common.messages import REFUSED
 from fedrad.server.federation import StudyCannotRun
 from fedrad.simulations.synth.features import write_site_feature_tables
 
@@ -40,6 +41,7 @@ def test_a_noised_study_reports_the_budget_its_releases_spent(tables):
     newton = [r for r in results["rounds"] if r["phase"] == "newton"]
     per_fit = {r["fit"]: r["iteration"] for r in newton}
     assert set(per_fit.values()) == {3}  # fixed iterations: a converged deviance is not released
+    assert "lasso-round" not in results["round_counts"]  # each step its own noised release
     assert 0.0 <= results["metrics"]["federated"]["auc"] <= 1.0
     assert results["privacy"]["secure_aggregation"] is True
 
@@ -64,8 +66,11 @@ def test_sites_refuse_an_aggregator_that_ignores_the_ceiling(tables, monkeypatch
     monkeypatch.setattr("fedrad.server.study.Budget", Unbounded)
     ceiling = Budget(STUDY.differential_privacy, 4).epsilon * 1.0001
     study = STUDY.updated(differential_privacy={"max_epsilon": ceiling})
-    with pytest.raises(StudyCannotRun, match="privacy-budget-spent"):
-        run_study(site_grid(tables, study), study)
+    grid = site_grid(tables, study)
+    with pytest.raises(StudyCannotRun):
+        run_study(grid, study)
+    refusals = {reply.content["values"].get(REFUSED) for _, _, reply in grid.sent}
+    assert "privacy-budget-spent" in refusals
 
 
 def test_l1_fits_under_noise_are_refused_when_the_study_is_read():

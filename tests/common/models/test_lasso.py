@@ -20,11 +20,11 @@ from fedrad.common.models.lasso import (
     mean_deviance,
     objective,
     path_steps,
-    run_steps,
     solve_quadratic_model,
     sum_losses,
 )
 from fedrad.common.models.logistic import newton_terms, sum_terms, with_intercept
+from fedrad.common.models.steps import run_steps
 from fedrad.common.stats.moments import Moments, Standardizer, pool_moments
 
 SIZES = (120, 90, 150, 60)

@@ -33,9 +33,14 @@ RECORD = os.environ.get("FEDRAD_RECORD_GOLDEN") == "1"
 NOT_RESULTS = {"traffic_bytes_from_sites", "traffic_bytes_to_sites", "rounds", "round_counts"}
 # The sites' identity keys are made afresh in every output folder and pinned in the study,
 # whose hash therefore changes too: neither is a result.
-PER_RUN = {"site_keys", "study_hash"}
-# 30 cases a site: with 5 folds, every fold's test part holds >= k = 5 of each site's cases
+# So is the comparison's differential-privacy arm: its noise is drawn afresh at every run.
+DP_ARM = "federated + ComBat, differential privacy"
+PER_RUN = {"site_keys", "study_hash", DP_ARM, "differential privacy"}
+# Small synthetic MRI cohorts (QC keeps 17-27 of 30 cases a site) in 3 folds, so that every
+# fold's test part holds >= k = 5 of each site's cases (a site sends no sum of a fold whose
+# test part is smaller)
 MRI = ["--sites", "3", "--cases-per-site", "30", "--size", "48"]
+MRI_STUDY = {"validation": {"folds": 3}}
 STUDIES = {
     "ridge": {},
     "lasso": {"model": {"kind": "lasso-logistic"}},
@@ -105,12 +110,20 @@ def _differences(expected, actual, where: str, tolerance: float):
         yield f"{where}: {actual!r} != {expected!r}"
 
 
+def _mri(tmp_path: Path, *args: str) -> dict:
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump(MRI_STUDY))
+    return _simulate(tmp_path / "out", *MRI, "--study", str(study), *args)
+
+
 def test_simulate_on_synthetic_mri_with_compare_gives_the_recorded_numbers(tmp_path):
-    _check("mri-seed0-compare", _simulate(tmp_path, *MRI, "--seed", "0", "--compare"))
+    results = _mri(tmp_path, "--seed", "0", "--compare")
+    _check("mri-seed0-compare", results)
+    assert results["comparison"]["on_unseen_sites"][DP_ARM]["epsilon"] > 0
 
 
 def test_simulate_on_synthetic_mri_seed_1_gives_the_recorded_numbers(tmp_path):
-    _check("mri-seed1", _simulate(tmp_path, *MRI, "--seed", "1"))
+    _check("mri-seed1", _mri(tmp_path, "--seed", "1"))
 
 
 @pytest.mark.parametrize("study", sorted(STUDIES))

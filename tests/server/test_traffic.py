@@ -1,5 +1,5 @@
 """No needless traffic or work: the fitted pipeline reaches each site once per fit (and at
-evaluation only if the site no longer keeps it), only beta travels per Newton round, and a
+evaluation only if the site no longer keeps it), only beta travels per shared Newton round, and a
 site's ComBat empirical-Bayes step runs once per fit."""
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ def test_each_site_receives_each_fitted_pipeline_once_per_fit(tmp_path):
     fits = STUDY.validation.folds + 1
     for node in (1, 2, 3):
         assert sum(sent == node for sent, _ in fitting) <= 4 * fits
-    newton = [p for _, kind, p in grid.requests if kind == "train.newton"]
-    with_pipeline = [p for p in newton if _digests_sent_in_full(p)]
-    assert len(with_pipeline) == 3 * fits  # each site's first Newton round of each fit
-    assert len(newton) >= 3 * len(with_pipeline)  # the other rounds ...
+    # the fits' Newton steps share rounds: the first carries every fit's pipeline to each
+    # site, the others carry each fit's beta only
+    newton = [p for _, kind, p in grid.requests if kind == "train.lasso_round"]
+    full = [digest for p in newton for digest in _digests_sent_in_full(p)]
+    assert len(full) == 3 * fits
+    assert len(newton) >= 3 * 3  # each site, every iteration
     others = [p for p in newton if not _digests_sent_in_full(p)]
-    assert all(set(p.arrays) == {"beta"} for p in others)  # ... carry beta only
+    assert others and all(set(p.arrays) == {f"{i}/beta" for i in range(fits)} for p in others)
     # evaluation resends a fold's pipeline only if the site no longer keeps it, once
     scoring = [
         (node, digest)
@@ -79,7 +81,7 @@ def test_request_bytes_are_counted_beside_reply_bytes(tmp_path):
     to_sites, from_sites = results["traffic_bytes_to_sites"], results["traffic_bytes_from_sites"]
     assert set(to_sites) == set(from_sites)
     assert all(size > 0 for sizes in to_sites.values() for size in sizes.values())
-    assert results["round_counts"]["newton"] >= 3 * 4  # every fit iterates
+    assert results["round_counts"]["lasso-round"] >= 3  # the fits iterate in shared rounds
 
 
 def test_combat_empirical_bayes_runs_once_per_fit_and_site(tmp_path, monkeypatch):

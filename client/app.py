@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,8 +63,17 @@ def study_from_node_config(context: Context) -> StudyConfig:
     return StudyConfig.from_yaml(str(study_path)) if study_path else StudyConfig()
 
 
+# What every TableLoader of this process has read, by (loader, path, mtime); newest last.
+_LOADED: OrderedDict[tuple[str, str, int], tuple[SiteData, StudyConfig]] = OrderedDict()
+TABLES_KEPT = 256  # more sites than a simulation runs in one process
+
+
 class TableLoader:
-    """Reads a site's feature table once per process (again only if the file changes)."""
+    """Reads a site's feature table once per process (again only if the file changes).
+
+    The tables live in this module, not on the loader: the simulation engine sends its
+    workers a fresh copy of the ClientApp, loader included, with every message. A loader's
+    token (kept in its copies) keeps apart the tables and studies of different loaders."""
 
     def __init__(
         self,
@@ -70,15 +81,17 @@ class TableLoader:
         load_study: Callable[[Context], StudyConfig] = study_from_node_config,
     ):
         self.locate, self.load_study = locate, load_study
-        self._loaded: dict[tuple[str, int], tuple[SiteData, StudyConfig]] = {}
+        self.token = secrets.token_hex(16)
 
     def __call__(self, context: Context) -> tuple[SiteData, StudyConfig]:
         name, path = self.locate(context)
-        key = (str(path), path.stat().st_mtime_ns)
-        if key not in self._loaded:
+        key = (self.token, str(path), path.stat().st_mtime_ns)
+        if key not in _LOADED:
             study = self.load_study(context)
-            self._loaded[key] = (SiteData.load(path, name, study), study)
-        return self._loaded[key]
+            _LOADED[key] = (SiteData.load(path, name, study), study)
+            while len(_LOADED) > TABLES_KEPT:
+                _LOADED.popitem(last=False)
+        return _LOADED[key]
 
 
 class PipelineCache:

@@ -9,8 +9,10 @@ the tags it used, its unrevealed releases) lives in the node's Flower context st
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -123,11 +125,10 @@ class SiteSecAgg:
     def masker(self) -> SiteMasker:
         """This site's masker over the peers it verified when they were relayed."""
         self._check_own_pin()
-        verified = json.loads(str(self.record.get("verified", "{}")))
         return SiteMasker.from_verified(
             self.data.name,
             self.data.identity,
-            {peer: (bytes.fromhex(s), bytes.fromhex(i)) for peer, (s, i) in verified.items()},
+            _verified_peers(str(self.record.get("verified", "{}"))),
             min_survivors=max(2, self.study.federation.min_sites),
             ledger=TagLedger(bytes.fromhex(t) for t in self.record.get("ledger", [])),
             releases=_releases_from(str(self.record.get("releases", "{}"))),
@@ -244,11 +245,8 @@ class SiteSecAgg:
 
     def _identities(self) -> dict[str, Ed25519PublicKey]:
         """The identity keys of the peers this site verified: whose consents it accepts."""
-        verified = json.loads(str(self.record.get("verified", "{}")))
-        return {
-            peer: Ed25519PublicKey.from_public_bytes(bytes.fromhex(identity))
-            for peer, (_, identity) in verified.items()
-        }
+        verified = _verified_peers(str(self.record.get("verified", "{}")))
+        return {peer: identity for peer, (_, identity) in verified.items()}
 
     def reveal(self, request: Request) -> RevealReply:
         tag = release_tag(self.study, request.values)
@@ -273,6 +271,19 @@ class SiteSecAgg:
             -1, 32
         )
         return RevealReply(_bytes(reveal.self_seed), pairwise, peers)
+
+
+@functools.lru_cache(maxsize=256)
+def _verified_peers(text: str) -> Mapping[str, tuple[bytes, Ed25519PublicKey]]:
+    """Each verified peer's shared secret and identity key, from the state's JSON of them.
+    Parsed once per process: it is set when the keys are relayed, and every message of
+    the study rebuilds the masker from it."""
+    return MappingProxyType(
+        {
+            peer: (bytes.fromhex(secret), Ed25519PublicKey.from_public_bytes(bytes.fromhex(key)))
+            for peer, (secret, key) in json.loads(text).items()
+        }
+    )
 
 
 def _sets(values: dict) -> tuple[list[str], list[str]]:

@@ -111,7 +111,7 @@ class SiteMasker:
         cls,
         site: str,
         identity: Ed25519PrivateKey,
-        peers: Mapping[str, tuple[bytes, bytes]],
+        peers: Mapping[str, tuple[bytes, Ed25519PublicKey | bytes]],
         *,
         min_survivors: int = 2,
         ledger: TagLedger | None = None,
@@ -122,9 +122,9 @@ class SiteMasker:
         and exchange every key again."""
         masker = cls.__new__(cls)
         masker._setup(site, identity, min_survivors, ledger, releases)
-        for peer, (secret, identity_bytes) in peers.items():
+        for peer, (secret, identity) in peers.items():
             masker._secrets[peer] = bytes(secret)
-            masker._identities[peer] = identity_key(identity_bytes)
+            masker._identities[peer] = identity_key(identity)
         return masker
 
     def verified_peers(self) -> dict[str, tuple[bytes, bytes]]:

@@ -54,11 +54,13 @@ class SiteFailed(Exception):
 
 
 class SiteSkippedFit(Exception):
-    """A site cannot contribute to this fit (e.g. too few cases of a class in it)."""
+    """A site cannot contribute to this fit (e.g. too few cases of a class in it); `also`
+    holds the other sites that sat out the same round, so all leave the fit at once."""
 
     def __init__(self, node_id: int, reason: str):
         super().__init__(reason)
         self.node_id = node_id
+        self.also: list[SiteSkippedFit] = []
 
 
 class StudyCannotRun(RuntimeError):
@@ -156,8 +158,12 @@ class Federation:
         malformed reply (or one `check` rejects), SiteSkippedFit for a site sitting it out."""
         decoded, problems = self.gather(kind, requests, check)
         failures = [p for p in problems.values() if isinstance(p, SiteFailed)]
-        if failures or problems:
-            raise (failures or list(problems.values()))[0]
+        if failures:
+            raise failures[0]
+        if problems:
+            first, *others = problems.values()
+            first.also = others
+            raise first
         return decoded
 
     def gather(
@@ -275,10 +281,11 @@ class Federation:
             try:
                 return attempt(nodes), excluded
             except SiteSkippedFit as skip:
-                label = self.sites[skip.node_id].label
-                excluded[label] = str(skip)
-                self.record("left out", label, f"{tag}: {skip}")
-                nodes.remove(skip.node_id)
+                for one in (skip, *skip.also):
+                    label = self.sites[one.node_id].label
+                    excluded[label] = str(one)
+                    self.record("left out", label, f"{tag}: {one}")
+                    nodes.remove(one.node_id)
             except SiteFailed as failure:
                 self.set_aside(failure, tag)
 

@@ -234,3 +234,27 @@ def test_a_site_failing_while_l1_fits_share_rounds_is_set_aside_and_the_fits_rer
     )
     for name, value in reference["model"]["coefficients"].items():
         assert results["model"]["coefficients"][name] == pytest.approx(value, abs=1e-10)
+
+
+def test_sites_that_sit_out_the_same_round_leave_the_fit_together_in_one_restart(
+    tmp_path, monkeypatch
+):
+    from fedrad.client import handlers
+    from fedrad.client.data import SiteSkipped
+
+    def sitting_out(data, study, request):
+        if data.name in ("site01", "site02"):
+            raise SiteSkipped(f"{data.name} sits this out")
+        return handlers.screen(data, study, request)
+
+    monkeypatch.setitem(handlers.HANDLERS, handlers.Kind.SCREEN, sitting_out)
+    study = STUDY.updated(harmonization={"method": "none"}, federation={"min_sites": 2})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 40, 40, 40))
+    grid = site_grid(tables, study)
+    results = run_study(grid, study)
+    screens = [kind for node, kind, _ in grid.sent if node == 3 and kind == "query.screen"]
+    fits = study.validation.folds + 1
+    # per fit: one round all four sites answer (two sit out), then the two passes without them
+    assert len(screens) == 3 * fits
+    left_out = [e["site"] for e in results["events"] if e["event"] == "left out"]
+    assert sorted(left_out) == sorted(["site01", "site02"] * fits)

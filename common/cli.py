@@ -13,6 +13,7 @@ from fedrad.client.cli import site_app
 from fedrad.client.keys_cli import keys_site
 from fedrad.server.cli import show
 from fedrad.server.keys_cli import keys_init, keys_register
+from fedrad.server.start_cli import server_app
 from fedrad.simulations.cli import simulate, synth
 
 app = typer.Typer(
@@ -31,3 +32,4 @@ keys_app.command("init")(keys_init)
 keys_app.command("site")(keys_site)
 keys_app.command("register")(keys_register)
 app.add_typer(keys_app, name="keys")
+app.add_typer(server_app, name="server", help="Coordinator commands: run the aggregator.")

@@ -12,7 +12,12 @@ from fedrad.client.node_key import NodeKeyFiles
 from fedrad.client.supernode import FEATURES_FILE, SiteNotReady, check_ready, supernode_command
 from fedrad.common.cli_errors import fail, warn_insecure
 from fedrad.common.cli_support import load_study
-from fedrad.common.flower_processes import INSECURE_WARNING, flower_env, stop_on_sigterm
+from fedrad.common.flower_processes import (
+    INSECURE_WARNING,
+    flower_env,
+    stop_on_sigterm,
+    stop_tree,
+)
 
 CA_FILE = "ca.crt"
 
@@ -67,15 +72,20 @@ def join(
     )
     stop_on_sigterm()
     try:
-        status = subprocess.run(command, env=flower_env()).returncode
+        supernode = subprocess.Popen(command, env=flower_env())
     except FileNotFoundError as exc:
         raise fail("`flower-supernode` is missing; install FedRad's dependencies.") from exc
+    try:
+        status = supernode.wait()
     except KeyboardInterrupt:
         status = 0
+    finally:
+        stop_tree([supernode])
     if status != 0:
         raise fail(
-            f"the SuperNode stopped with status {status}: if its log says no SuperNode was "
-            "found with the given public key, ask the coordinator to register node.pub.",
+            f"the SuperNode stopped with status {status}: if its log says it failed to activate, "
+            f"the aggregator at {server} refused this site's node key or could not be reached "
+            "(check --server, and ask the coordinator whether node.pub is registered).",
             1,
         )
 

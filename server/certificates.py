@@ -48,6 +48,11 @@ class FederationCertificates:
     def files(self) -> tuple[Path, ...]:
         return (self.ca_certificate, self.ca_key, self.server_certificate, self.server_key)
 
+    @property
+    def serving(self) -> tuple[Path, ...]:
+        """What the running aggregator needs: not the CA key, which can stay offline."""
+        return (self.ca_certificate, self.server_certificate, self.server_key)
+
 
 def subject_alternative_names(hosts: list[str]) -> list[x509.GeneralName]:
     """An IP address entry for each address, a DNS entry for each name."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import tomllib
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +15,8 @@ from fedrad.common.cli_errors import fail
 from fedrad.common.flower_processes import flower_env
 from fedrad.common.keyfiles import KeyFilesExist
 from fedrad.server.certificates import make_federation_certificates
-from fedrad.server.superlink import CONNECTION, flower_home, register_command
+from fedrad.server.registration import RegistrationFailed, register_site
+from fedrad.server.superlink import CONNECTION, flower_home
 
 LOOPBACK = ("localhost", "127.0.0.1")
 
@@ -71,8 +71,6 @@ def keys_register(
 
     Exit status: 0 registered, 2 bad key or the aggregator is not running.
     """
-    if not public_key.is_file():
-        raise fail(f"there is no public key file {public_key}.")
     address = _connection_address(state)
     if not _reachable(address):
         raise fail(
@@ -81,15 +79,11 @@ def keys_register(
         )
     env = flower_env(FLWR_HOME=str(flower_home(state)))
     try:
-        done = subprocess.run(
-            register_command(public_key, name), env=env, capture_output=True, text=True
-        )
-    except FileNotFoundError as exc:
-        raise fail("the `flwr` command is missing; install FedRad's dependencies.") from exc
-    if done.returncode != 0:
-        reason = " ".join((done.stderr or done.stdout).split())[-300:]
-        raise fail(f"the aggregator did not register {public_key}: {reason}")
-    Console(highlight=False).print(f"registered {escape(name)}: {escape(done.stdout.strip())}")
+        new = register_site(public_key, name, env)
+    except RegistrationFailed as exc:
+        raise fail(str(exc)) from exc
+    done = "registered" if new else "was already registered"
+    Console(highlight=False).print(f"{escape(name)} {done}: {escape(str(public_key))}")
 
 
 def _connection_address(state: Path) -> str:

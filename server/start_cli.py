@@ -22,6 +22,7 @@ from fedrad.common.flower_processes import (
     stop_tree,
 )
 from fedrad.server.certificates import FederationCertificates
+from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.superlink import (
     connection_config,
     flower_home,
@@ -51,6 +52,13 @@ def start(
     state: Annotated[
         Path, typer.Option(help="Folder for the aggregator's database and results.")
     ] = Path("fedrad-state"),
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PUBKEY: register a site's node.pub before the study starts "
+            "(repeat per site); others can join later with `fedrad keys register`."
+        ),
+    ] = None,
     insecure: Annotated[
         bool, typer.Option(help="Plain text, no node keys: for a test machine only.")
     ] = False,
@@ -66,6 +74,7 @@ def start(
     """
     load_study(study)
     certificates = None if insecure else _certificates(keys)
+    sites = _sites(site or [])
     if insecure:
         warn_insecure(INSECURE_WARNING)
     home = flower_home(state)
@@ -86,6 +95,9 @@ def start(
         raise fail("`flower-superlink` is missing; install FedRad's dependencies.") from exc
     try:
         _wait_until_listening(superlink, port)
+        for name, public_key in sites:
+            new = register_site(public_key, name, env)
+            console.print(f"site {escape(name)} {'registered' if new else 'already registered'}")
         run_id = _submit(app_dir, env)
         console.print(
             f"study submitted as run {run_id}; results -> {escape(str(state / 'results'))}"
@@ -93,17 +105,29 @@ def start(
         console.print("the aggregator runs until Ctrl-C")
         status = superlink.wait()
         raise fail(f"the aggregator stopped with status {status}; see its log above.", 1)
+    except RegistrationFailed as exc:
+        raise fail(str(exc)) from exc
     except KeyboardInterrupt:
         console.print("stopping the aggregator")
     finally:
         stop_tree([superlink])
 
 
+def _sites(pairs: list[str]) -> list[tuple[str, Path]]:
+    sites = []
+    for pair in pairs:
+        name, _, public_key = pair.partition("=")
+        if not name or not public_key:
+            raise fail(f"--site {pair!r} is not NAME=PUBKEY (e.g. site01=keys/site01.pub).")
+        sites.append((name, Path(public_key)))
+    return sites
+
+
 def _certificates(keys: Path | None) -> FederationCertificates:
     if keys is None:
         raise fail("give --keys (the folder of `fedrad keys init`), or --insecure on a test box.")
     certificates = FederationCertificates(keys)
-    missing = [path.name for path in certificates.files if not path.is_file()]
+    missing = [path.name for path in certificates.serving if not path.is_file()]
     if missing:
         raise fail(f"{keys} lacks {', '.join(missing)}; run `fedrad keys init --out {keys}`.")
     return certificates

@@ -5,9 +5,6 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from fedrad.common.cli import app
 from fedrad.server.certificates import FederationCertificates
 from fedrad.server.superlink import (
     connection_config,
@@ -60,13 +57,3 @@ def test_the_flwr_connection_trusts_the_federation_ca(tmp_path):
         "root-certificates": str(keys.ca_certificate.resolve()),
     }
     assert register_command(tmp_path / "node.pub", "site01")[-2:] == ["--name", "site01"]
-
-
-def test_server_start_without_keys_says_how_to_make_them(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text("name: s\n")
-    result = CliRunner().invoke(
-        app, ["server", "start", "--study", str(study), "--keys", str(tmp_path / "none")]
-    )
-    assert result.exit_code == 2
-    assert "fedrad keys init" in result.output and "Traceback" not in result.output

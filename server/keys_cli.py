@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from fedrad.common.cli_errors import fail
-from fedrad.common.flower_processes import flower_env
 from fedrad.common.keyfiles import KeyFilesExist
 from fedrad.server.certificates import make_federation_certificates
 from fedrad.server.registration import RegistrationFailed, register_site
@@ -71,22 +70,22 @@ def keys_register(
 
     Exit status: 0 registered, 2 bad key or the aggregator is not running.
     """
-    address = _connection_address(state)
-    if not _reachable(address):
+    address = connection_address(state)
+    if not reachable(address):
         raise fail(
             f"cannot reach the aggregator at {address}; start it with "
             f"`fedrad server start --state {state}` and run this again."
         )
-    env = flower_env(FLWR_HOME=str(flower_home(state)))
     try:
-        new = register_site(public_key, name, env)
+        new = register_site(public_key, name, state)
     except RegistrationFailed as exc:
         raise fail(str(exc)) from exc
     done = "registered" if new else "was already registered"
     Console(highlight=False).print(f"{escape(name)} {done}: {escape(str(public_key))}")
 
 
-def _connection_address(state: Path) -> str:
+def connection_address(state: Path) -> str:
+    """The address `fedrad server start` wrote for the `flwr` commands run on it."""
     config = flower_home(state) / "config.toml"
     try:
         return tomllib.loads(config.read_text())["superlink"][CONNECTION]["address"]
@@ -97,7 +96,8 @@ def _connection_address(state: Path) -> str:
         ) from exc
 
 
-def _reachable(address: str) -> bool:
+def reachable(address: str) -> bool:
+    """Whether something listens at HOST:PORT (a clearer error than Flower's retries)."""
     host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host, int(port)), timeout=3):

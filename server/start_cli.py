@@ -96,7 +96,7 @@ def start(
     try:
         _wait_until_listening(superlink, port)
         for name, public_key in sites:
-            new = register_site(public_key, name, env)
+            new = register_site(public_key, name, state)
             console.print(f"site {escape(name)} {'registered' if new else 'already registered'}")
         run_id = _submit(app_dir, env)
         console.print(

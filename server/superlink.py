@@ -82,4 +82,17 @@ def submit_command(app_dir: Path) -> list[str]:
 
 def register_command(public_key: Path, name: str) -> list[str]:
     """`flwr supernode register`: allow-list a site's node key under its name."""
-    return ["flwr", "supernode", "register", str(public_key.resolve()), CONNECTION, "--name", name]
+    return [
+        "flwr", "supernode", "register", str(public_key.resolve()), CONNECTION,
+        "--name", name, "--format", "json",
+    ]  # fmt: skip
+
+
+def nodes_command() -> list[str]:
+    """`flwr supernode ls`: every registered node and whether it is online, as JSON."""
+    return ["flwr", "supernode", "ls", CONNECTION, "--format", "json"]
+
+
+def runs_command() -> list[str]:
+    """`flwr ls`: the runs (studies) submitted and their status, as JSON."""
+    return ["flwr", "ls", CONNECTION, "--format", "json"]

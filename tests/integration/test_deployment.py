@@ -8,6 +8,7 @@ killed at the end, with all its children (Flower starts one per run and per mess
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from fedrad.client.data import SiteData
 from fedrad.client.node_key import make_node_key
 from fedrad.client.supernode import supernode_command
+from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import flower_env, stop_tree
 from fedrad.server.certificates import make_federation_certificates
@@ -112,7 +115,7 @@ def federation(tmp_path_factory):
         _wait_for_port(port, superlink)
         for name, table in tables.items():
             node_key = make_node_key(root / "node-keys" / name, name)
-            assert register_site(node_key.public, name, env)
+            assert register_site(node_key.public, name, state)
             command = supernode_command(
                 f"127.0.0.1:{port}", table, name, study_path, keys.ca_certificate,
                 node_key.private, port=_free_port(),
@@ -131,8 +134,9 @@ def federation(tmp_path_factory):
         results = json.loads(results_path.read_text())
         print(f"deployed study: {time.monotonic() - started:.0f} s")
         yield {
-            "env": env, "root": root, "tables": tables, "study": study, "study_path": study_path,
-            "results": results, "keys": keys, "port": port, "processes": processes,
+            "state": state, "root": root, "tables": tables, "study": study,
+            "study_path": study_path, "results": results, "keys": keys, "port": port,
+            "processes": processes,
         }  # fmt: skip
     finally:
         processes.stop_all()
@@ -175,4 +179,12 @@ def test_a_supernode_with_an_unregistered_key_is_refused(federation):
 def test_registering_a_known_site_again_is_not_an_error(federation):
     name = next(iter(federation["tables"]))
     public_key = federation["root"] / "node-keys" / name / "node.pub"
-    assert register_site(public_key, name, federation["env"]) is False
+    assert register_site(public_key, name, federation["state"]) is False
+
+
+def test_server_status_names_every_site_and_the_finished_run(federation):
+    result = CliRunner().invoke(app, ["server", "status", "--state", str(federation["state"])])
+    assert result.exit_code == 0, result.output
+    for name in federation["tables"]:
+        assert re.search(rf"{name} .* online", result.output), result.output
+    assert "finished" in result.output

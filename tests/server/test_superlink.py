@@ -56,4 +56,4 @@ def test_the_flwr_connection_trusts_the_federation_ca(tmp_path):
         "address": "127.0.0.1:8000",
         "root-certificates": str(keys.ca_certificate.resolve()),
     }
-    assert register_command(tmp_path / "node.pub", "site01")[-2:] == ["--name", "site01"]
+    assert register_command(tmp_path / "node.pub", "site01")[-4:-2] == ["--name", "site01"]

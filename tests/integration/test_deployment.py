@@ -130,7 +130,6 @@ def federation(tmp_path_factory):
         while not results_path.exists():
             assert time.monotonic() - started < RESULTS_TIMEOUT_S, "no results in time"
             time.sleep(2)
-        time.sleep(0.5)  # the ServerApp writes the file in one call; let it finish
         results = json.loads(results_path.read_text())
         print(f"deployed study: {time.monotonic() - started:.0f} s")
         yield {

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
+from fedrad.client.join_cli import join
 from fedrad.client.manifest import ManifestError
 from fedrad.client.qc_report import print_report, status_frame, write_html
 from fedrad.client.site_check import check_site
@@ -189,3 +190,6 @@ def keygen(
         "(every site and the aggregator then run that study):"
     )
     console.print(f"    {escape(line)}")
+
+
+site_app.command()(join)

@@ -10,7 +10,11 @@ from __future__ import annotations
 import typer
 
 from fedrad.client.cli import site_app
+from fedrad.client.keys_cli import keys_site
 from fedrad.server.cli import show
+from fedrad.server.keys_cli import keys_init, keys_register
+from fedrad.server.start_cli import server_app
+from fedrad.server.status_cli import status
 from fedrad.simulations.cli import simulate, synth
 
 app = typer.Typer(
@@ -23,3 +27,11 @@ app.add_typer(site_app, name="site", help="Site operator commands: check and ext
 app.command()(synth)
 app.command()(simulate)
 app.command()(show)
+
+keys_app = typer.Typer(no_args_is_help=True, help="Keys for a real federation: TLS and node keys.")
+keys_app.command("init")(keys_init)
+keys_app.command("site")(keys_site)
+keys_app.command("register")(keys_register)
+app.add_typer(keys_app, name="keys")
+server_app.command()(status)
+app.add_typer(server_app, name="server", help="Coordinator commands: run the aggregator.")

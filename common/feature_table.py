@@ -115,3 +115,9 @@ def read_feature_table(path: str | Path) -> tuple[pd.DataFrame, dict]:
     arrow = pq.read_table(path)
     raw = (arrow.schema.metadata or {}).get(PROVENANCE_KEY, b"{}")
     return arrow.to_pandas(), json.loads(raw)
+
+
+def read_provenance(path: str | Path) -> dict:
+    """Only the provenance, from the parquet footer: cheap for a table of any size."""
+    raw = (pq.read_schema(path).metadata or {}).get(PROVENANCE_KEY, b"{}")
+    return json.loads(raw)

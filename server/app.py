@@ -53,8 +53,12 @@ def _study_from(run_config: dict) -> StudyConfig:
 
 def _writer_to(out_dir: Path) -> ResultsSink:
     def write(results: dict) -> None:
+        """Atomically (temp file + rename): whoever watches for results.json never reads
+        half of it."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+        partial = out_dir / "results.json.partial"
+        partial.write_text(json.dumps(results, indent=2))
+        partial.replace(out_dir / "results.json")
 
     return write
 

@@ -1,0 +1,22 @@
+"""One sentence on stderr and an exit status: how every command reports a user's error."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+
+def fail(sentence: str, status: int = 2) -> typer.Exit:
+    """Print `sentence` on one line (a terminal may wrap it, Rich won't) and exit `status`."""
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(sentence)}", highlight=False
+    )
+    return typer.Exit(status)
+
+
+def warn_insecure(text: str) -> None:
+    """The loud warning of a plain-text federation, on stderr."""
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]{escape(text)}[/bold red]", highlight=False
+    )

@@ -1,0 +1,50 @@
+"""Allow-listing a site's node key on the running SuperLink (`flwr supernode register`),
+and remembering which node id is which site: Flower lists nodes by id only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from fedrad.common.flower_processes import flower_env
+from fedrad.server.superlink import flower_home, register_command
+
+SITES_FILE = "sites.json"
+
+
+class RegistrationFailed(Exception):
+    """The SuperLink did not take the key; the message says why in one sentence."""
+
+
+def register_site(public_key: Path, name: str, state: Path) -> bool:
+    """Register `public_key` as site `name` on the aggregator whose state is `state`; False
+    if it was registered already (a restart on the old state), True if newly registered."""
+    if not public_key.is_file():
+        raise RegistrationFailed(f"there is no public key file {public_key}.")
+    env = flower_env(FLWR_HOME=str(flower_home(state)))
+    try:
+        done = subprocess.run(
+            register_command(public_key, name), env=env, capture_output=True, text=True
+        )
+    except FileNotFoundError as exc:
+        raise RegistrationFailed("the `flwr` command is missing; install FedRad.") from exc
+    output = " ".join((done.stdout + " " + done.stderr).split())
+    if "already in use" in output:
+        return False
+    try:
+        node_id = str(json.loads(done.stdout)["node-id"])
+    except (json.JSONDecodeError, KeyError) as exc:
+        reason = output[-300:]
+        raise RegistrationFailed(f"the aggregator did not register {public_key}: {reason}") from exc
+    names = site_names(state)
+    (state / SITES_FILE).write_text(json.dumps(names | {node_id: name}, indent=2))
+    return True
+
+
+def site_names(state: Path) -> dict[str, str]:
+    """Node id -> site name, of the sites registered through FedRad."""
+    try:
+        return json.loads((state / SITES_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

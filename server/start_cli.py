@@ -1,0 +1,158 @@
+"""`fedrad server start`: the aggregator's SuperLink, and the study submitted to it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from fedrad.common.cli_errors import fail, warn_insecure
+from fedrad.common.cli_support import load_study
+from fedrad.common.flower_processes import (
+    INSECURE_WARNING,
+    flower_env,
+    stop_on_sigterm,
+    stop_tree,
+)
+from fedrad.server.certificates import FederationCertificates
+from fedrad.server.registration import RegistrationFailed, register_site
+from fedrad.server.superlink import (
+    connection_config,
+    flower_home,
+    study_app_project,
+    submit_command,
+    superlink_command,
+)
+
+server_app = typer.Typer(no_args_is_help=True)
+
+READY_TIMEOUT_S = 60
+
+
+@server_app.callback()
+def server() -> None:
+    """Coordinator commands: run the aggregator."""
+
+
+def start(
+    study: Annotated[Path, typer.Option(help="The study config YAML every site also runs.")],
+    keys: Annotated[
+        Path | None, typer.Option(help="Folder of `fedrad keys init` (ca.crt, server.pem, ...).")
+    ] = None,
+    port: Annotated[
+        int, typer.Option(help="The one port sites connect to (open it inbound).")
+    ] = 8000,
+    state: Annotated[
+        Path, typer.Option(help="Folder for the aggregator's database and results.")
+    ] = Path("fedrad-state"),
+    site: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=PUBKEY: register a site's node.pub before the study starts "
+            "(repeat per site); others can join later with `fedrad keys register`."
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool, typer.Option(help="Plain text, no node keys: for a test machine only.")
+    ] = False,
+) -> None:
+    """Coordinator: start the aggregator (Flower SuperLink) and submit the study.
+
+    The SuperLink serves TLS with the certificate from `fedrad keys init`, admits only
+    SuperNodes registered with `fedrad keys register`, keeps its state in STATE/state.db,
+    and never installs packages at run time. Results go to STATE/results/results.json.
+    Runs until Ctrl-C.
+
+    Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
+    """
+    load_study(study)
+    certificates = None if insecure else _certificates(keys)
+    sites = _sites(site or [])
+    if insecure:
+        warn_insecure(INSECURE_WARNING)
+    home = flower_home(state)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(connection_config(f"127.0.0.1:{port}", certificates))
+        app_dir = state / "study-app"
+        app_dir.mkdir(exist_ok=True)
+        (app_dir / "pyproject.toml").write_text(study_app_project(study, state / "results"))
+    except OSError as exc:
+        raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc
+    stop_on_sigterm()
+    env = flower_env(FLWR_HOME=str(home))
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        superlink = subprocess.Popen(superlink_command(certificates, state, port=port), env=env)
+    except FileNotFoundError as exc:
+        raise fail("`flower-superlink` is missing; install FedRad's dependencies.") from exc
+    try:
+        _wait_until_listening(superlink, port)
+        for name, public_key in sites:
+            new = register_site(public_key, name, state)
+            console.print(f"site {escape(name)} {'registered' if new else 'already registered'}")
+        run_id = _submit(app_dir, env)
+        console.print(
+            f"study submitted as run {run_id}; results -> {escape(str(state / 'results'))}"
+        )
+        console.print("the aggregator runs until Ctrl-C")
+        status = superlink.wait()
+        raise fail(f"the aggregator stopped with status {status}; see its log above.", 1)
+    except RegistrationFailed as exc:
+        raise fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        console.print("stopping the aggregator")
+    finally:
+        stop_tree([superlink])
+
+
+def _sites(pairs: list[str]) -> list[tuple[str, Path]]:
+    sites = []
+    for pair in pairs:
+        name, _, public_key = pair.partition("=")
+        if not name or not public_key:
+            raise fail(f"--site {pair!r} is not NAME=PUBKEY (e.g. site01=keys/site01.pub).")
+        sites.append((name, Path(public_key)))
+    return sites
+
+
+def _certificates(keys: Path | None) -> FederationCertificates:
+    if keys is None:
+        raise fail("give --keys (the folder of `fedrad keys init`), or --insecure on a test box.")
+    certificates = FederationCertificates(keys)
+    missing = [path.name for path in certificates.serving if not path.is_file()]
+    if missing:
+        raise fail(f"{keys} lacks {', '.join(missing)}; run `fedrad keys init --out {keys}`.")
+    return certificates
+
+
+def _wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if superlink.poll() is not None:
+            raise fail(f"the aggregator exited at start (status {superlink.returncode}).", 1)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise fail(f"the aggregator did not listen on port {port} within {READY_TIMEOUT_S} s.", 1)
+
+
+def _submit(app_dir: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(submit_command(app_dir), env=env, capture_output=True, text=True)
+    try:
+        return str(json.loads(done.stdout)["run-id"])
+    except (json.JSONDecodeError, KeyError) as exc:
+        reason = " ".join((done.stderr or done.stdout).split())[-300:]
+        raise fail(f"the study was not submitted: {reason}", 1) from exc
+
+
+server_app.command()(start)

@@ -1,0 +1,38 @@
+"""`fedrad server status`: is each site online, and how are the studies doing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from fedrad.common.cli_errors import fail
+from fedrad.server.keys_cli import StateOption, connection_address, reachable
+from fedrad.server.status import StatusUnavailable, query
+
+
+def status(state: StateOption = Path("fedrad-state")) -> None:
+    """Coordinator: the registered sites (registered / online / offline) and the runs.
+
+    Run it on the aggregator while `fedrad server start` runs.
+
+    Exit status: 0 shown, 2 the aggregator is not running or did not answer.
+    """
+    address = connection_address(state)
+    if not reachable(address):
+        raise fail(f"cannot reach the aggregator at {address}; is `fedrad server start` running?")
+    try:
+        sites, runs = query(state)
+    except StatusUnavailable as exc:
+        raise fail(str(exc)) from exc
+    console = Console()
+    site_table = Table("site", "node id", "status", title=f"{len(sites)} site(s) registered")
+    for row in sites:
+        site_table.add_row(*(Text(cell) for cell in row))
+    run_table = Table("run id", "status", "elapsed", title=f"{len(runs)} run(s)")
+    for row in runs:
+        run_table.add_row(*(Text(cell) for cell in row))
+    console.print(site_table)
+    console.print(run_table)

@@ -1,0 +1,79 @@
+"""deploy/compose.yaml: a valid Compose file whose containers run FedRad's own commands,
+with TLS material as secrets, read-only site data, and the CA key left out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+import typer
+import yaml
+
+from fedrad.common.cli import app
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+SITES = ("site01", "site02", "site03")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def _parsed(command: list[str]) -> dict:
+    """The options `fedrad` parses from a container's command (fails on unknown ones)."""
+    group = typer.main.get_command(app)
+    *path, leaf = command[: next(i for i, arg in enumerate(command) if arg.startswith("--"))]
+    for name in path:
+        group = group.commands[name]
+    context = group.commands[leaf].make_context(leaf, list(command[len(path) + 1 :]))
+    return context.params
+
+
+def _secret_targets(service: dict) -> dict[str, str]:
+    return {f"/run/secrets/{s['target']}": s["source"] for s in service["secrets"]}
+
+
+def test_the_compose_file_follows_the_compose_specification(compose):
+    schema = json.loads((Path(__file__).parent / "compose-spec.json").read_text())
+    jsonschema.Draft7Validator(schema).validate(compose)
+
+
+def test_the_aggregator_runs_fedrad_server_start_with_its_tls_secrets(compose):
+    aggregator = compose["services"]["aggregator"]
+    options = _parsed(aggregator["command"])
+    keys = str(options["keys"])
+    targets = _secret_targets(aggregator)
+    for name in ("ca.crt", "server.pem", "server.key"):
+        assert f"{keys}/{name}" in targets
+    assert not any("ca.key" in compose["secrets"][s]["file"] for s in compose["secrets"])
+    assert [pair.split("=")[0] for pair in options["site"]] == list(SITES)
+    assert all(pair.split("=")[1] in targets for pair in options["site"])
+    assert (
+        options["insecure"] is False
+        and f"{options['port']}:{options['port']}" in (aggregator["ports"])
+    )
+
+
+@pytest.mark.parametrize("site", SITES)
+def test_each_site_joins_with_its_own_key_over_tls_and_reads_its_data_read_only(compose, site):
+    service = compose["services"][site]
+    options = _parsed(service["command"])
+    aggregator_port = _parsed(compose["services"]["aggregator"]["command"])["port"]
+    assert options["server"] == f"aggregator:{aggregator_port}" and options["insecure"] is False
+    targets = _secret_targets(service)
+    assert targets[f"{options['keys']}/node.key"] == f"{site}-node-key"
+    assert targets[f"{options['keys']}/ca.crt"] == "ca-certificate"
+    data = [v for v in service["volumes"] if v.split(":")[1] == str(options["site_dir"])]
+    assert data == [f"./demo/sites/{site}:/data:ro"]
+    assert service["read_only"] is True
+    assert service["environment"]["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] == "1"
+
+
+def test_the_schema_rejects_a_misspelt_service_key(compose):
+    schema = json.loads((Path(__file__).parent / "compose-spec.json").read_text())
+    broken = {**compose, "services": {"aggregator": {"comand": ["server", "start"]}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)

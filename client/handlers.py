@@ -13,7 +13,6 @@ from dataclasses import replace
 
 import numpy as np
 from flwr.app import RecordDict
-from sklearn.metrics import roc_auc_score
 
 from fedrad.client import mlp_plan, plan
 from fedrad.client.coverage import coverage
@@ -60,6 +59,7 @@ from fedrad.common.pipeline import Partition
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
     calibration_sums,
+    exact_auc,
     released_auc,
     released_rate,
     score_histograms,
@@ -425,7 +425,7 @@ def site_metrics(data: SiteData, study: StudyConfig, request: Request) -> SiteMe
     sensitivity = released_rate(counts.tp, counts.tp + counts.fn, k) or (None, None)
     specificity = released_rate(counts.tn, counts.tn + counts.fp, k) or (None, None)
     return SiteMetricsReply(
-        auc=released_auc(roc_auc_score(y, p)),
+        auc=released_auc(exact_auc(y, p)),
         sensitivity=sensitivity[0],
         sensitivity_step=sensitivity[1],
         specificity=specificity[0],

@@ -17,6 +17,9 @@ FLOWER_ENV = {
     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
     "FLWR_TELEMETRY_ENABLED": "0",
     "FLWR_DISABLE_UPDATE_CHECK": "1",
+    # a SuperExec looks for messages to hand to a new app process every second by default;
+    # a study is hundreds of short messages in sequence
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1",
 }
 
 INSECURE_WARNING = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def wilson_interval(successes: int, total: int, level: float = 0.95) -> tuple[fl
     """Wilson score interval for a binomial proportion."""
     if total == 0:
         return (float("nan"), float("nan"))
-    z = norm.ppf(0.5 + level / 2)
+    z = ndtri(0.5 + level / 2)
     p = successes / total
     centre = (p + z**2 / (2 * total)) / (1 + z**2 / total)
     half = z * np.sqrt(p * (1 - p) / total + z**2 / (4 * total**2)) / (1 + z**2 / total)
@@ -87,8 +87,21 @@ class HistogramAUC:
     standard_error: float
 
     def confidence_interval(self, level: float = 0.95) -> tuple[float, float]:
-        half = norm.ppf(0.5 + level / 2) * self.standard_error
+        half = ndtri(0.5 + level / 2) * self.standard_error
         return (max(0.0, self.auc - half), min(1.0, self.auc + half))
+
+
+def exact_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """The Mann-Whitney AUC with ties counted half, as `sklearn.metrics.roc_auc_score`:
+    numpy only, so a site's per-message process need not import scikit-learn."""
+    y = np.asarray(y_true).astype(bool)
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = np.asarray(scores)[order]
+    ranks = np.empty(len(order))
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(first + (counts + 1) / 2, counts)  # mid-ranks, 1-based
+    positives, negatives = int(y.sum()), int((~y).sum())
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
 def histogram_auc(positives: np.ndarray, negatives: np.ndarray) -> HistogramAUC:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import t as student_t
+from scipy.special import stdtr
 
 from fedrad.common.stats.moments import CentredSums, Moments
 
@@ -50,7 +50,7 @@ class WelchT:
 
     def p_value(self) -> np.ndarray:
         """Two-sided p-value, as `scipy.stats.ttest_ind(equal_var=False)`."""
-        return 2.0 * student_t.sf(np.abs(self.t), self.df)
+        return 2.0 * stdtr(self.df, -np.abs(self.t))
 
 
 def welch_t(positives: Moments, negatives: Moments) -> WelchT:

@@ -9,6 +9,7 @@ from fedrad.common.models.logistic import fit_newton, newton_terms, sum_terms, w
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
     calibration_sums,
+    exact_auc,
     histogram_auc,
     released_auc,
     released_rate,
@@ -72,6 +73,16 @@ def test_federated_newton_equals_pooled_newton_and_sklearn(ridge_lambda):
     reference = LogisticRegression(C=c, tol=1e-12, max_iter=10_000).fit(x_all, y_all)
     sklearn_beta = np.concatenate([reference.intercept_, reference.coef_.ravel()])
     np.testing.assert_allclose(federated.beta, sklearn_beta, atol=1e-6)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_exact_auc_equals_sklearn_with_and_without_ties(decimals):
+    rng = np.random.default_rng(4)
+    y = rng.random(300) < 0.3
+    scores = rng.normal(size=300) + y
+    if decimals is not None:
+        scores = np.round(scores, decimals)
+    assert exact_auc(y, scores) == pytest.approx(roc_auc_score(y, scores), abs=1e-14)
 
 
 def test_histogram_auc_within_its_bound_of_exact_auc():

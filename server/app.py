@@ -53,12 +53,18 @@ def _study_from(run_config: dict) -> StudyConfig:
 
 def _writer_to(out_dir: Path) -> ResultsSink:
     def write(results: dict) -> None:
-        """Atomically (temp file + rename): whoever watches for results.json never reads
-        half of it."""
+        """results.json atomically (temp file + rename), so whoever watches for it never
+        reads half of it, and published once report.html beside it (as `fedrad simulate`
+        writes it) is there too, or failed."""
+        from fedrad.server.report.html import write_report
+
         out_dir.mkdir(parents=True, exist_ok=True)
         partial = out_dir / "results.json.partial"
         partial.write_text(json.dumps(results, indent=2))
-        partial.replace(out_dir / "results.json")
+        try:
+            write_report(results, out_dir / "report.html")
+        finally:
+            partial.replace(out_dir / "results.json")
 
     return write
 

@@ -181,8 +181,25 @@ def _summary(results: dict) -> str:
     )
 
 
+def _stopped(results: dict) -> str:
+    """A study that could not run has no figures: why it stopped, and each site's state."""
+    rows = "".join(
+        f"<tr><td>{html.escape(str(site.get('name', '')))}</td>"
+        f"<td>{html.escape(str(site.get('status', '')))}</td>"
+        f"<td>{html.escape(str(site.get('reason', '')))}</td></tr>"
+        for site in results.get("sites", [])
+    )
+    return (
+        f"<p>The study stopped: {html.escape(str(results.get('reason', '')))}</p>"
+        "<table><tr><th>site</th><th>status</th><th>reason</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def write_report(results: dict, path: Path) -> Path:
     """Write the report page and, beside it, Plotly's JavaScript; return the page's path."""
+    if results.get("status") == "stopped":
+        return _write_page(path, _stopped(results))
     figures = [
         figure
         for figure in (
@@ -201,14 +218,17 @@ def write_report(results: dict, path: Path) -> Path:
         to_html(curve_figure(curve), include_plotlyjs=False, full_html=False)
         for curve in curves(model)
     )
+    return _write_page(path, f"{_summary(results)}{charts}{_model_section(model)}{model_charts}")
+
+
+def _write_page(path: Path, body: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     (path.parent / PLOTLY_JS).write_text(get_plotlyjs(), encoding="utf-8")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>FedRad results</title>"
         f"<script src='{PLOTLY_JS}'></script></head>"
         "<body style='font-family: sans-serif; max-width: 1000px; margin: auto'>"
-        f"<h1>FedRad results</h1>{_summary(results)}{charts}"
-        f"{_model_section(model)}{model_charts}</body></html>"
+        f"<h1>FedRad results</h1>{body}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

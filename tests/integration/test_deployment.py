@@ -71,6 +71,12 @@ def test_a_deployed_study_equals_the_in_process_federation(federation):
         )
 
 
+def test_a_deployed_study_writes_the_report_a_simulation_writes(federation):
+    page = (federation.root / "out" / "report.html").read_text()
+    assert "Per site, on its held-out cases" in page
+    assert (federation.root / "out" / "plotly.min.js").is_file()
+
+
 def test_a_supernode_with_an_unregistered_key_is_refused(federation):
     stranger = make_node_key(federation.root / "node-keys" / "stranger", "stranger")
     name = next(iter(federation.tables))

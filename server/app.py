@@ -5,7 +5,6 @@ it got, instead of raising: the condition is one the protocol anticipates."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from fedrad.common.config import StudyConfig
 from fedrad.server.federation import GridTransport, StudyCannotRun
-from fedrad.server.results import stopped_results
+from fedrad.server.results import stopped_results, write_results
 from fedrad.server.study import StudyProtocol
 
 ResultsSink = Callable[[dict], None]
@@ -53,18 +52,15 @@ def _study_from(run_config: dict) -> StudyConfig:
 
 def _writer_to(out_dir: Path) -> ResultsSink:
     def write(results: dict) -> None:
-        """results.json atomically (temp file + rename), so whoever watches for it never
-        reads half of it, and published once report.html beside it (as `fedrad simulate`
-        writes it) is there too, or failed."""
+        """report.html (as `fedrad simulate` writes it), then results.json, atomically:
+        whoever watches for results.json finds the report there too (or its failure
+        logged) and never reads half a file; the results are written whatever happens."""
         from fedrad.server.report.html import write_report
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        partial = out_dir / "results.json.partial"
-        partial.write_text(json.dumps(results, indent=2))
         try:
             write_report(results, out_dir / "report.html")
         finally:
-            partial.replace(out_dir / "results.json")
+            write_results(results, out_dir / "results.json")
 
     return write
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import math
+from pathlib import Path
+
 from fedrad.common.config import StudyConfig
 from fedrad.server.federation import Federation
 
@@ -76,3 +80,22 @@ def stopped_results(study: StudyConfig, federation: Federation | None, reason: s
         "privacy": privacy_summary(study, federation) if federation else {},
         "events": list(federation.events) if federation else [],
     }
+
+
+def write_results(results: dict, path: Path) -> None:
+    """Strict JSON (an undefined figure, e.g. the AUC of a site without positives, is null)
+    so that any JSON reader, a browser's included, can load it; written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(_finite_or_null(results), indent=2, allow_nan=False))
+    tmp.replace(path)
+
+
+def _finite_or_null(value):
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

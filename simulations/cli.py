@@ -61,11 +61,11 @@ def simulate(
     """Whole study on one machine: synthetic MRI (or a feature table), sites, Flower simulation."""
     from fedrad.server.report.html import write_report
     from fedrad.server.report.text import print_comparison, print_results
+    from fedrad.server.results import write_results
     from fedrad.simulations.simulate import (
         SimulationPaths,
         attach_pooled_reference,
         run_federation,
-        write_results,
     )
 
     config = load_study(study)

@@ -11,9 +11,7 @@ pooled features is added for comparison.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import warnings
 from collections.abc import Callable
@@ -126,22 +124,3 @@ def attach_pooled_reference(results: dict, tables: dict[str, Path], study: Study
         "model": reference["model"]
     }
     return results
-
-
-def write_results(results: dict, path: Path) -> None:
-    """Strict JSON (an undefined figure, e.g. the AUC of a site without positives, is null)
-    so that any JSON reader, a browser's included, can load it; written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite_or_null(results), indent=2, allow_nan=False))
-    tmp.replace(path)
-
-
-def _finite_or_null(value):
-    if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

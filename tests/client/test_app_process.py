@@ -11,8 +11,7 @@ HEAVY = ("sklearn", "scipy.stats", "torch", "SimpleITK", "radiomics", "matplotli
 
 def test_the_client_app_imports_no_heavy_package():
     probe = (
-        "import sys, fedrad.client.app; "
-        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"import sys, fedrad.client.app; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120

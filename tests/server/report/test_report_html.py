@@ -12,11 +12,11 @@ from fedrad.client.data import SiteData
 from fedrad.common.cli import app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.server.report.html import PLOTLY_JS, write_report
+from fedrad.server.results import write_results
 from fedrad.server.study import StudyProtocol
 from fedrad.simulations.compare import compare
 from fedrad.simulations.in_process import in_process_transport
 from fedrad.simulations.pooled import pooled_reference
-from fedrad.simulations.simulate import write_results
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 STUDY = StudyConfig(federation=FederationSettings(min_cell_size=3, histogram_bins=200))

@@ -255,7 +255,12 @@ class FederationSettings(_Strict):
     min_cell_size: int = Field(default=5, ge=1, description="smaller counts are reported as <k")
     histogram_bins: int = Field(default=1000, ge=2)
     min_sites: int = Field(default=1, ge=1)
-    round_timeout_s: float = Field(default=600.0, gt=0)
+    round_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="how long the aggregator waits for min_sites sites to connect, and for "
+        "a site's answer in each round, before it goes on without the site",
+    )
     max_parameter_ratio: float = Field(
         default=0.33,
         gt=0,

@@ -10,7 +10,9 @@ from fedrad.server.federation import Federation, SiteRecord, StudyCannotRun
 def census(federation: Federation, study: StudyConfig, expected_sites: int) -> list[str]:
     """Ask every site who it is and what it has, refuse sites that do not match the study,
     and return the features every included site shares."""
-    nodes = federation.transport.wait_for_nodes(expected_sites, timeout_s=120.0)
+    nodes = federation.transport.wait_for_nodes(
+        expected_sites, timeout_s=study.federation.round_timeout_s
+    )
     minimum = study.federation.min_sites
     if len(nodes) < minimum:
         raise StudyCannotRun(

@@ -249,3 +249,21 @@ def test_the_model_keeps_its_parameters_within_the_ratio_of_the_cases_its_sums_c
     parameters = len(results["model"]["coefficients"]) + 1
     assert parameters <= 0.33 * covered
     assert len(results["model"]["coefficients"]) < 20 or secure
+
+
+def test_a_study_waits_for_its_sites_as_long_as_its_round_timeout(tmp_path):
+    from fedrad.server.federation import GridTransport, StudyCannotRun
+    from fedrad.server.study import StudyProtocol
+
+    study = STUDY.updated(federation={"min_sites": 4, "round_timeout_s": 0.3})
+    waited = []
+
+    class Counting(GridTransport):
+        def wait_for_nodes(self, expected, timeout_s):
+            waited.append(timeout_s)
+            return super().wait_for_nodes(expected, timeout_s)
+
+    grid = site_grid(write_site_feature_tables(tmp_path, study), study)
+    with pytest.raises(StudyCannotRun, match="only 3 site"):
+        StudyProtocol(Counting(grid, 60), study, log=lambda _: None).run()
+    assert waited == [0.3]

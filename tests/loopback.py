@@ -27,6 +27,7 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import descendants, flower_env, stop_tree
 from fedrad.server.certificates import FederationCertificates, make_federation_certificates
 from fedrad.server.registration import register_site
+from fedrad.server.status import query
 from fedrad.server.superlink import (
     connection_config,
     flower_home,
@@ -138,6 +139,18 @@ class LoopbackFederation:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+    def wait_online(self, timeout_s: float = 120) -> None:
+        """Until every site started here shows `online` in `fedrad server status`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sites, _ = query(self.state)
+            online = {name for name, _, status in sites if status == "online"}
+            waiting = set(self.tables) & set(self.processes) - online
+            if not waiting:
+                return
+            assert time.monotonic() < deadline, f"not online in {timeout_s:g} s: {waiting}"
+            time.sleep(1)
 
     def submit(self, out_dir: Path, study_path: Path | None = None) -> int:
         """Submit the study app (`flwr run`); returns the run id."""

@@ -20,6 +20,7 @@ from fedrad.client.data import SiteData
 from fedrad.client.node_key import make_node_key
 from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
+from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.server.registration import register_site
 from fedrad.server.study import StudyProtocol
 from fedrad.simulations.in_process import in_process_transport
@@ -45,8 +46,13 @@ def _study() -> StudyConfig:
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
     loopback = LoopbackFederation(tmp_path_factory.mktemp("deployment"), _study())
+    table, provenance = read_feature_table(loopback.tables["site03"])
+    stale = loopback.root / "sites" / "site04" / "features.parquet"
+    write_feature_table(table, stale, {**provenance, "extraction_hash": "0" * 16})
+    loopback.tables["site04"] = stale  # joined by hand, past `site join`'s own check
     try:
         loopback.start()
+        loopback.wait_online()
         started = time.monotonic()
         loopback.submit(loopback.root / "out")
         loopback.results_json = loopback.results(loopback.root / "out")
@@ -58,10 +64,10 @@ def federation(tmp_path_factory):
 
 def test_a_deployed_study_equals_the_in_process_federation(federation):
     study, tables = federation.study, federation.tables
-    sites = [SiteData.load(path, name, study) for name, path in tables.items()]
+    sites = [SiteData.load(path, name, study) for name, path in tables.items() if name != "site04"]
     reference = StudyProtocol(in_process_transport(sites, study), study, expected_sites=3).run()
     deployed = federation.results_json
-    assert [site["status"] for site in deployed["sites"]] == ["included"] * 3
+    assert [site["status"] for site in deployed["sites"]] == ["included"] * 3 + ["refused"]
     model, expected = deployed["model"]["coefficients"], reference["model"]["coefficients"]
     assert list(model) == list(expected)
     assert max(abs(model[name] - expected[name]) for name in model) <= 1e-9
@@ -75,6 +81,12 @@ def test_a_deployed_study_writes_the_report_a_simulation_writes(federation):
     page = (federation.root / "out" / "report.html").read_text()
     assert "Per site, on its held-out cases" in page
     assert (federation.root / "out" / "plotly.min.js").is_file()
+
+
+def test_a_site_extracted_with_other_settings_is_refused_by_name(federation):
+    stale = next(site for site in federation.results_json["sites"] if site["name"] == "site04")
+    assert stale["status"] == "refused"
+    assert "extraction hash" in stale["reason"]
 
 
 def test_a_supernode_with_an_unregistered_key_is_refused(federation):

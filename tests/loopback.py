@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from fedrad.client.node_key import NodeKey, make_node_key
+from fedrad.client.node_key import NodeKeyFiles, make_node_key
 from fedrad.client.supernode import supernode_command
 from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import descendants, flower_env, stop_tree
@@ -69,7 +69,7 @@ class LoopbackFederation:
     n_features: int = 4
     tables: dict[str, Path] = field(init=False)
     keys: FederationCertificates = field(init=False)
-    node_keys: dict[str, NodeKey] = field(init=False, default_factory=dict)
+    node_keys: dict[str, NodeKeyFiles] = field(init=False, default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(init=False, default_factory=dict)
     port: int = field(init=False, default_factory=free_port)
 
@@ -117,7 +117,7 @@ class LoopbackFederation:
         wait_for_port(self.port, superlink)
         return superlink
 
-    def register(self, name: str) -> NodeKey:
+    def register(self, name: str) -> NodeKeyFiles:
         self.node_keys[name] = make_node_key(self.root / "node-keys" / name, name)
         register_site(self.node_keys[name].public, name, self.state)
         return self.node_keys[name]
@@ -139,13 +139,19 @@ class LoopbackFederation:
                 os.kill(pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def submit(self, out_dir: Path, study_path: Path | None = None) -> int:
-        """Submit the study app (`flwr run`); returns the run id."""
+    def submit(
+        self, out_dir: Path, study_path: Path | None = None, files: dict[str, str] | None = None
+    ) -> int:
+        """Submit the study app (`flwr run`), `files` added to or replacing its own (an app
+        the aggregator should not send); returns the run id."""
         app_dir = out_dir / "app"
         app_dir.mkdir(parents=True, exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
             study_app_project(study_path or self.study_path, out_dir)
         )
+        for name, text in (files or {}).items():
+            (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (app_dir / name).write_text(text)
         done = subprocess.run(
             submit_command(app_dir), env=self.env, check=True, capture_output=True, text=True
         )

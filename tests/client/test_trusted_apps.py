@@ -8,6 +8,7 @@ app, and the SuperNode's app processes are FedRad's.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tomllib
@@ -21,7 +22,7 @@ from flwr.clientapp.utils import get_load_client_app_fn
 from fedrad.client import app as installed_app
 from fedrad.client.supernode import TRUSTED_SUPERNODE, supernode_command
 from fedrad.client.trusted_apps import INSTALL_FLAG, AppRefused, load_installed_client_app
-from fedrad.client.trusted_supernode import CLIENT_APP, app_commands
+from fedrad.client.trusted_supernode import CLIENT_APP, FOLDER_VARIABLE, app_commands
 from fedrad.server.superlink import study_app_project
 
 MARKER_APP = """
@@ -123,3 +124,34 @@ def test_the_supernodes_app_processes_are_fedrads(tmp_path):
     assert agent.returncode == 1 and "refused to run flwr-agentapp" in agent.stderr
     command = supernode_command("agg:8000", tmp_path / "features.parquet", "s", None, None, None)
     assert command[: len(TRUSTED_SUPERNODE)] == TRUSTED_SUPERNODE
+
+
+def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path):
+    """The wrapper becomes `flower-supernode` (here a stand-in printing its PATH), with a
+    fresh folder of app commands first on PATH, or the one a site image installed."""
+    stand_in = tmp_path / "bin" / "flower-supernode"
+    stand_in.parent.mkdir()
+    stand_in.write_text('#!/bin/sh\necho "$PATH"\necho "$@"\n')
+    stand_in.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}"}
+    env.pop(FOLDER_VARIABLE, None)
+
+    def first_on_path(**extra: str) -> tuple[Path, str]:
+        done = subprocess.run(
+            [*TRUSTED_SUPERNODE, "--insecure"], env={**env, **extra},
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        path, arguments = done.stdout.splitlines()
+        return Path(path.split(os.pathsep)[0]), arguments
+
+    fresh, arguments = first_on_path()
+    assert (fresh / CLIENT_APP).is_file() and fresh != tmp_path and arguments == "--insecure"
+    installed = app_commands(tmp_path / "installed")
+    assert first_on_path(**{FOLDER_VARIABLE: str(installed)})[0] == installed
+    missing = subprocess.run(
+        TRUSTED_SUPERNODE,
+        env={**env, FOLDER_VARIABLE: str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 1 and f"has no {CLIENT_APP}" in missing.stderr

@@ -54,6 +54,11 @@ def join(
     requests from its feature table; nothing else leaves it. Refuses to start when the
     feature table is missing or was extracted with settings other than the study's.
 
+    The site runs only code installed here: every request is answered by this machine's
+    FedRad ClientApp, and an app the aggregator sends is refused (and logged, with why)
+    if it carries any code of its own, names other components than FedRad's, or was
+    submitted by another FedRad version. Nothing is installed at run time.
+
     Exit status: 0 stopped, 1 the connection ended with an error, 2 not ready or bad usage.
     """
     study_config = load_study(study)
@@ -71,10 +76,7 @@ def join(
         server, features, name or site_dir.resolve().name, study, root_certificate, node_key, port
     )
     stop_on_sigterm()
-    try:
-        supernode = subprocess.Popen(command, env=flower_env())
-    except FileNotFoundError as exc:
-        raise fail("`flower-supernode` is missing; install FedRad's dependencies.") from exc
+    supernode = subprocess.Popen(command, env=flower_env())
     try:
         status = supernode.wait()
     except KeyboardInterrupt:

@@ -6,6 +6,7 @@ deploy/ run the very same command line.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from fedrad.common.config import StudyConfig
@@ -13,6 +14,8 @@ from fedrad.common.feature_table import read_provenance
 from fedrad.common.flower_processes import toml_string
 
 FEATURES_FILE = "features.parquet"
+TRUSTED_SUPERNODE = [sys.executable, "-P", "-m", "fedrad.client.trusted_supernode"]
+"""`flower-supernode` whose app processes are FedRad's (client/trusted_supernode.py)."""
 
 
 class SiteNotReady(Exception):
@@ -46,8 +49,9 @@ def supernode_command(
     port: int = 9094,
 ) -> list[str]:
     """`flower-supernode` for this site: TLS trusting only the federation's CA, signed in
-    with the site's node key (both None: plain text), and the node config the ClientApp
-    reads (`client/app.py:locate_from_node_config`)."""
+    with the site's node key (both None: plain text), the node config the ClientApp
+    reads (`client/app.py:locate_from_node_config`), and started through
+    `trusted_supernode`, so that it runs only FedRad's installed ClientApp."""
     config = {"features-path": str(features.resolve()), "site-name": site_name}
     if study_path is not None:
         config["study-path"] = str(study_path.resolve())
@@ -60,7 +64,7 @@ def supernode_command(
         ]
     )  # fmt: skip
     return [
-        "flower-supernode",
+        *TRUSTED_SUPERNODE,
         *security,
         "--superlink", server,
         "--port", str(port),

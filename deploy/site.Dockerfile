@@ -2,6 +2,7 @@
 # site's feature table. Build from the repository root:
 #   docker build -f deploy/site.Dockerfile -t fedrad-site:0.1.0 .
 # Needs only an outbound connection to the aggregator; the data volume is mounted read-only.
+# It runs only the FedRad installed in it: an app the aggregator sends that carries code is refused.
 FROM python:3.11.11-slim-bookworm
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -22,6 +23,11 @@ COPY client client
 COPY server server
 COPY simulations simulations
 RUN pip install --no-cache-dir --no-deps /opt/fedrad
+# The SuperNode's app processes are FedRad's: `flwr-clientapp` runs only the ClientApp
+# installed above, whatever app the aggregator sends (client/trusted_supernode.py). Written
+# here, as /tmp is mounted noexec.
+ENV FEDRAD_APP_COMMANDS=/opt/fedrad/app-commands
+RUN python -c "from pathlib import Path; from fedrad.client.trusted_supernode import app_commands; app_commands(Path('/opt/fedrad/app-commands'))"
 
 USER 10001:10001
 WORKDIR /home/fedrad

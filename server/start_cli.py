@@ -70,6 +70,10 @@ def start(
     and never installs packages at run time. Results go to STATE/results/results.json.
     Runs until Ctrl-C.
 
+    The study goes to the sites as an app that is FedRad's installed apps and no code,
+    versioned as this FedRad: sites run it with their own installed FedRad, and refuse it
+    if their FedRad version differs (install the same version everywhere).
+
     Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
     """
     load_study(study)

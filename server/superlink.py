@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedrad.common.flower_processes import toml_string
+from fedrad.common.study_app import COMPONENTS, NAME, PUBLISHER, fedrad_version
 from fedrad.server.certificates import FederationCertificates
 
 CONNECTION = "fedrad"
@@ -60,15 +61,17 @@ def connection_config(address: str, keys: FederationCertificates | None) -> str:
 
 
 def study_app_project(study: Path, out_dir: Path) -> str:
-    """`pyproject.toml` of the app submitted for a study: only FedRad's installed apps,
-    pointed at the study and an absolute results folder (a ServerApp's working directory
-    is the SuperLink's). Nothing to install: sites run the FedRad they installed."""
+    """`pyproject.toml` of the app submitted for a study: only FedRad's installed apps
+    (no code: sites refuse an app that carries any, `fedrad.common.study_app`), versioned
+    as the FedRad that submits it, pointed at the study and an absolute results folder (a
+    ServerApp's working directory is the SuperLink's). Nothing to install."""
+    components = "".join(f"{kind} = {toml_string(ref)}\n" for kind, ref in COMPONENTS.items())
     return (
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
-        '[project]\nname = "fedrad-study"\nversion = "1.0.0"\ndependencies = []\n\n'
-        '[tool.flwr.app]\npublisher = "fedrad"\n\n'
-        "[tool.flwr.app.components]\n"
-        'serverapp = "fedrad.server.app:app"\nclientapp = "fedrad.client.app:app"\n\n'
+        f"[project]\nname = {toml_string(NAME)}\nversion = {toml_string(fedrad_version())}\n"
+        "dependencies = []\n\n"
+        f"[tool.flwr.app]\npublisher = {toml_string(PUBLISHER)}\n\n"
+        f"[tool.flwr.app.components]\n{components}\n"
         "[tool.flwr.app.config]\n"
         f"study-path = {toml_string(str(study.resolve()))}\n"
         f"out-dir = {toml_string(str(out_dir.resolve()))}\n"

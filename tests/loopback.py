@@ -152,13 +152,19 @@ class LoopbackFederation:
             assert time.monotonic() < deadline, f"not online in {timeout_s:g} s: {waiting}"
             time.sleep(1)
 
-    def submit(self, out_dir: Path, study_path: Path | None = None) -> int:
-        """Submit the study app (`flwr run`); returns the run id."""
+    def submit(
+        self, out_dir: Path, study_path: Path | None = None, files: dict[str, str] | None = None
+    ) -> int:
+        """Submit the study app (`flwr run`), `files` added to or replacing its own (an app
+        the aggregator should not send); returns the run id."""
         app_dir = out_dir / "app"
         app_dir.mkdir(parents=True, exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
             study_app_project(study_path or self.study_path, out_dir)
         )
+        for name, text in (files or {}).items():
+            (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (app_dir / name).write_text(text)
         done = subprocess.run(
             submit_command(app_dir), env=self.env, check=True, capture_output=True, text=True
         )

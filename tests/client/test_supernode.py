@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from fedrad.client.supernode import supernode_command
+from fedrad.client.supernode import TRUSTED_SUPERNODE, supernode_command
 from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
 from fedrad.simulations.synth.features import write_site_feature_tables
@@ -18,8 +18,9 @@ def test_the_supernode_trusts_the_ca_signs_in_and_carries_the_node_config(tmp_pa
         "agg.example.org:8000", Path("site/features.parquet"), "site01", Path("study.yaml"),
         Path("keys/ca.crt"), Path("keys/node.key"), port=9095,
     )  # fmt: skip
-    assert command[0] == "flower-supernode" and "--insecure" not in command
-    flags = dict(zip(command[1::2], command[2::2], strict=False))
+    assert command[: len(TRUSTED_SUPERNODE)] == TRUSTED_SUPERNODE and "--insecure" not in command
+    command = command[len(TRUSTED_SUPERNODE) :]  # then flower-supernode's own flags
+    flags = dict(zip(command[::2], command[1::2], strict=False))
     assert flags["--root-certificates"] == str(Path("keys/ca.crt").resolve())
     assert flags["--auth-supernode-private-key"] == str(Path("keys/node.key").resolve())
     assert flags["--superlink"] == "agg.example.org:8000" and flags["--port"] == "9095"

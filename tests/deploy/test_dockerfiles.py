@@ -41,3 +41,12 @@ def test_every_locked_dependency_is_pinned_to_one_version():
     requirements = [line for line in lines if line and not line.startswith("#")]
     assert requirements and all(re.fullmatch(r"[\w.\-\[\],]+==[\w.+]+", r) for r in requirements)
     assert "flwr==1.42.0" in requirements
+
+
+def test_the_site_image_installs_fedrads_app_commands_outside_the_noexec_tmp():
+    """The site's SuperNode runs only FedRad's ClientApp through commands written at build
+    (client/trusted_supernode.py), where the read-only image can still execute them."""
+    text = (DEPLOY / "site.Dockerfile").read_text()
+    folder = re.search(r"^ENV FEDRAD_APP_COMMANDS=(/\S+)$", text, re.MULTILINE)
+    assert folder and not folder[1].startswith("/tmp")
+    assert f"app_commands(Path('{folder[1]}'))" in text

@@ -20,6 +20,7 @@ from flwr.clientapp import ClientApp
 
 from fedrad.client.data import SiteData, TableMismatch
 from fedrad.client.handlers import alone_ok, handle
+from fedrad.client.ledger import LedgerUnusable, bind_ledger
 from fedrad.client.secure_aggregation import (
     SECAGG_HANDLERS,
     SecAggError,
@@ -162,8 +163,10 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
         request = decode_request(payload, PipelineCache(state))
     except PipelineUnknown as unknown:
         return Payload(values={PIPELINE_UNKNOWN: str(unknown)})
+    folder = data.table_path.parent if data.table_path else None
     secagg = SiteSecAgg(state, data, study)
     try:
+        bind_ledger(state, folder, data.name, study)
         if kind in SECAGG_HANDLERS:
             return encode_reply(kind, SECAGG_HANDLERS[kind](secagg, request))
         release = None
@@ -174,10 +177,9 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
                 return secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
 
         return handle(kind, data, study, request, release, state)
-    except (SecAggError, SecAggRefused) as refused:
+    except (SecAggError, SecAggRefused, LedgerUnusable) as refused:
         code = getattr(refused, "code", type(refused).__name__)
-        log = site_log(data.name, data.table_path.parent if data.table_path else None)
-        log.warning("refused %s (%s): %s", kind, code, refused)
+        site_log(data.name, folder).warning("refused %s (%s): %s", kind, code, refused)
         return Payload(values={REFUSED: code})
 
 

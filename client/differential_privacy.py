@@ -12,9 +12,10 @@ import math
 from dataclasses import fields, replace
 
 import numpy as np
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import RecordDict
 
 from fedrad.client.data import SiteData
+from fedrad.client.ledger import site_ledger
 from fedrad.client.plan import Refused
 from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import (
@@ -26,7 +27,6 @@ from fedrad.common.differential_privacy import (
 from fedrad.common.messages import Kind, Request
 
 EXACT = frozenset({"n", "num_examples", "train_loss"})  # counts the census gives; no loss
-_STATE = "dp"
 
 
 def sensitivity(kind: Kind, request: Request, data: SiteData, study: StudyConfig) -> float:
@@ -76,25 +76,21 @@ def release_sites(request: Request, data: SiteData) -> int:
 
 
 class SiteBudget:
-    """The releases this site has noised in this study, kept in its context state: the
-    site, not the aggregator, stops at max_epsilon."""
+    """The releases this site has noised in this study, in every run of it (its ledger): the
+    site, not the aggregator, stops at max_epsilon, and a new run is no new budget."""
 
     def __init__(self, state: RecordDict, study: StudyConfig):
-        self.state, self.study = state, study
-        record = state[_STATE] if _STATE in state else ConfigRecord()
-        same_study = record.get("study") == study.study_hash
-        self.releases = int(record.get("releases", 0)) if same_study else 0
+        self.ledger, self.study = site_ledger(state), study
 
     def charge(self) -> None:
-        if not Budget(self.study.differential_privacy, self.releases).allows():
+        """Count one more noised release, on disk before it leaves, or refuse it."""
+        releases = self.ledger.current().noised
+        if not Budget(self.study.differential_privacy, releases).allows():
             raise Refused(
                 "privacy-budget-spent",
-                f"{self.releases} noised releases; one more would pass max_epsilon",
+                f"{releases} noised releases; one more would pass max_epsilon",
             )
-        self.releases += 1
-        self.state[_STATE] = ConfigRecord(
-            {"study": self.study.study_hash, "releases": self.releases}
-        )
+        self.ledger.record({"noised": 1})
 
 
 def privatized(kind: Kind, reply, request: Request, data: SiteData, study: StudyConfig):

@@ -4,8 +4,10 @@ calibration steps than its study lets a fit take (docs/privacy.md 3).
 A curious aggregator could otherwise ask a fit's sums at as many coefficient vectors as it
 likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per fit
 (message kind, fixed pipeline, partition, role), the distinct coefficient vectors it was
-asked at, in its context state, and refuses past the cap. Asking the same vector again (a
-restart after a drop-out) costs nothing.
+asked at, in its ledger over every run of the study, and refuses past the cap. Asking the
+same vector again (a restart after a drop-out, or the same study run again, whose fits
+are deterministic) costs nothing. Under differential privacy a noised fit's coefficients
+differ each run with the noise; its privacy budget bounds the runs, and its cap the run.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import json
 import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 
+from fedrad.client.ledger import site_ledger
 from fedrad.client.plan import Refused
 from fedrad.common.config import StudyConfig
+from fedrad.common.differential_privacy import NOISED
 from fedrad.common.messages import Kind, Request, pipeline_digest, split_pipeline
 
 L1_ITERATIONS = 100  # `lasso.fit_lasso_steps`'s most iterations per penalty
@@ -67,31 +71,43 @@ def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
 
 
 class RequestCaps:
-    """The coefficient vectors this site has been asked at, per fit, in its context state."""
+    """The coefficient vectors this site has been asked at, per fit: in its ledger, or, for
+    a noised fit, in its context state for the run."""
 
     def __init__(self, state: RecordDict, study: StudyConfig):
-        self.state, self.study = state, study
+        self.state, self.study, self.ledger = state, study, site_ledger(state)
         record = state[_STATE] if _STATE in state else ConfigRecord()
         same_study = record.get("study") == study.study_hash
-        self.asked: dict[str, list[str]] = json.loads(str(record["asked"])) if same_study else {}
+        self.in_run: dict[str, list[str]] = json.loads(str(record["asked"])) if same_study else {}
+
+    def _lasting(self, cap: str) -> bool:
+        """Whether a fit's asks count over every run (all but a noised fit's)."""
+        return not (self.study.differential_privacy and cap.split("/")[0] in NOISED)
 
     def admit(self, kind: Kind, request: Request) -> None:
         """Record the request's asks, or refuse it if one takes a fit past its cap."""
         limits = caps(self.study)
         if kind not in limits and kind is not Kind.LASSO_ROUND:
             return
-        asked = {fit: list(vectors) for fit, vectors in self.asked.items()}
+        lasting = self.ledger.current().asked
+        new: dict[bool, list[list[str]]] = {True: [], False: []}
         for fit, vector in _asks(kind, request):
-            vectors = asked.setdefault(fit, [])
+            cap_name = fit.split("|")[0]
+            kept = self._lasting(cap_name)
+            vectors = [*(lasting if kept else self.in_run).get(fit, [])]
+            vectors += [v for f, v in new[kept] if f == fit]
             if vector in vectors:
                 continue
-            cap = limits[fit.split("|")[0]]
+            cap = limits[cap_name]
             if len(vectors) >= cap:
                 raise Refused(
                     "requests-per-fit-exceeded", f"{fit}: asked at more than {cap} coefficients"
                 )
-            vectors.append(vector)
-        self.asked = asked
+            new[kept].append([fit, vector])
+        if new[True]:
+            self.ledger.record({"asked": new[True]})
+        for fit, vector in new[False]:
+            self.in_run.setdefault(fit, []).append(vector)
         self.state[_STATE] = ConfigRecord(
-            {"study": self.study.study_hash, "asked": json.dumps(self.asked)}
+            {"study": self.study.study_hash, "asked": json.dumps(self.in_run)}
         )

@@ -3,8 +3,9 @@
 Every SUMMED reply leaves the site only as fixed-point words under pairwise masks (which
 cancel in the total) and a fresh self mask (revealed only for a survivor set every
 survivor signed), so the aggregator learns totals over sites and nothing of one site.
-What the site must remember between messages (its study key, its peers' verified keys,
-the tags it used, its unrevealed releases) lives in the node's Flower context state.
+What the site must remember between messages of a run (its study key, its peers' verified
+keys, the tags it used, its unrevealed releases) lives in the node's Flower context state;
+what it revealed, and among which sites, in its ledger, across runs (`ledger`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flwr.app import ConfigRecord, RecordDict
 
 from fedrad.client.data import SiteData
+from fedrad.client.ledger import site_ledger
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import (
     Empty,
@@ -188,7 +190,7 @@ class SiteSecAgg:
         participants = sorted({*peers, self.data.name})
         masker = self.masker()
         quantities = quantity_digests(kind, request)
-        released = json.loads(str(self.record.get("released", "{}")))
+        released = site_ledger(self.state).current().released
         for quantity in quantities:
             self._check_repeat(quantity, participants, released.get(quantity), request)
         vector, layout = flatten(reply)
@@ -197,7 +199,8 @@ class SiteSecAgg:
         # aggregator cannot later tell it, or them, that a site dropped)
         survivors = masker.sign_survivors(tag, participants, [])
         pending = json.loads(str(self.record.get("pending", "{}")))
-        pending[tag.encode().hex()] = quantities
+        # each quantity with the sites it was released among when this check passed
+        pending[tag.encode().hex()] = {quantity: released.get(quantity) for quantity in quantities}
         self.record["pending"] = json.dumps(dict(list(pending.items())[-RELEASES_KEPT:]))
         self.keep(masker)
         consent = b""
@@ -257,14 +260,16 @@ class SiteSecAgg:
         }
         masker = self.masker()
         survivors, dropped = _sets(request.values)
+        checked = json.loads(str(self.record.get("pending", "{}"))).get(tag.encode().hex(), {})
+        ledger = site_ledger(self.state)
+        released = ledger.current().released
+        _check_unchanged(checked, released, sorted(survivors))
         reveal = masker.reveal(tag, survivors, dropped, signatures)
-        # once revealed, the total may be known: the quantity counts as released among them
-        released = json.loads(str(self.record.get("released", "{}")))
-        for quantity in json.loads(str(self.record.get("pending", "{}"))).get(
-            tag.encode().hex(), []
-        ):
-            released[quantity] = sorted(survivors)
-        self.record["released"] = json.dumps(released)
+        # once revealed, the total may be known: the quantity counts as released among
+        # them, on disk before the seeds leave (a repeat among the same sites adds nothing)
+        fresh = [quantity for quantity in checked if released.get(quantity) != sorted(survivors)]
+        if fresh:
+            ledger.record({"released": fresh, "sites": sorted(survivors)})
         self.keep(masker)
         peers = sorted(reveal.pairwise)
         pairwise = np.array([list(reveal.pairwise[p]) for p in peers], dtype=np.uint8).reshape(
@@ -284,6 +289,21 @@ def _verified_peers(text: str) -> Mapping[str, tuple[bytes, Ed25519PublicKey]]:
             for peer, (secret, key) in json.loads(text).items()
         }
     )
+
+
+def _check_unchanged(
+    checked: dict[str, list[str] | None], released: dict[str, list[str]], survivors: list[str]
+) -> None:
+    """Refuse to reveal a quantity released among other sites since it was masked (with the
+    sites `checked` names): two releases masked before either is revealed would otherwise
+    both pass `_check_repeat`."""
+    for quantity, before in checked.items():
+        if released.get(quantity) not in (before, survivors):
+            raise SecAggRefused(
+                "released-among-other-sites",
+                f"{quantity} was released among {released[quantity]} after it was masked "
+                f"among {survivors}",
+            )
 
 
 def _sets(values: dict) -> tuple[list[str], list[str]]:

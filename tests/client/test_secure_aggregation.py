@@ -60,21 +60,23 @@ BASE = StudyConfig(
 FIELDS = [0, "newton", 1, "total", 0]  # fit, phase, iteration, quantity, attempt
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tables(tmp_path_factory) -> dict[str, Path]:
+    """Fresh site folders for each test: each test is a new run, and what a site released
+    in a study is kept in its folder over every run of it (client/ledger.py)."""
     tables = write_site_feature_tables(tmp_path_factory.mktemp("sites"), BASE, sizes=(36, 32, 40))
     for path in tables.values():  # the identity each site loads: known up front, to pin
         load_or_create_identity(path.parent)
     return tables
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pins(tables) -> dict[str, str]:
     """Every site's public identity key, as a coordinator pins them in the study."""
     return {name: public_hex(load_or_create_identity(path.parent)) for name, path in tables.items()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def study(pins) -> StudyConfig:
     return BASE.updated(federation={"site_keys": pins})
 

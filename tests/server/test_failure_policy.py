@@ -75,8 +75,10 @@ def _corrupt(fault: str, field: str):
     return tamper, done
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def tables(tmp_path_factory) -> dict[str, Path]:
+    """Fresh site folders for each test: each test runs the study again with other sites,
+    which a site's ledger of the study, kept in its folder, refuses (docs/privacy.md 5)."""
     return write_site_feature_tables(tmp_path_factory.mktemp("sites"), STUDY)
 
 

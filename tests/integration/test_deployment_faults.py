@@ -1,0 +1,190 @@
+"""Faults a deployed federation survives, on real processes: a SuperLink with TLS and node
+keys, one SuperNode per site (tests/loopback.py), one study, five sites, four of them
+in trouble at once:
+
+- site02 reaches the SuperLink through a TCP relay that is cut for a while (every
+  connection dropped, the port refusing) and then restored: the same SuperNode process
+  reconnects by itself and the site stays in the study;
+- site03's SuperNode is SIGKILLed mid-fit, then restarted: it is set aside at that fit,
+  and rejoins the federation afterwards;
+- site04's ClientApp hangs (SIGSTOP) mid-fit: the round's timeout sets it aside instead of
+  hanging the study; SIGCONT afterwards, and its SuperNode goes on;
+- site05 runs a ClientApp (tests/integration/faulty_clientapp.py, sent in the study's
+  app) whose combat_ssr reply is all NaN: rejected, with its reason.
+
+The study goes on with site01 and site02 (min_sites 2), and its model equals the
+in-process federation of those two. Every process started here is killed at the end,
+with all its children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from loopback import RESULTS_TIMEOUT_S, LoopbackFederation, TcpProxy
+from typer.testing import CliRunner
+
+from fedrad.client.data import SiteData
+from fedrad.common.cli import app
+from fedrad.common.config import StudyConfig
+from fedrad.server.study import StudyProtocol
+from fedrad.simulations.in_process import in_process_transport
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("flower-superlink") is None, reason="flower-superlink is not on PATH"
+    ),
+]
+
+TIMEOUT_S = 60.0  # per round: a healthy site answers well within it on a loaded 2-core machine
+CUT_S = 10.0  # the network cut, well within a round's timeout
+FAULTY_APP = Path(__file__).with_name("faulty_clientapp.py")
+HEALTHY, CUT, KILLED, HUNG, FAULTY = "site01", "site02", "site03", "site04", "site05"
+
+
+def _study() -> StudyConfig:
+    """As test_deployment's (holdout, ComBat, no screening, sums in the clear), with five
+    sites of which two must remain, and a round timeout a hung site runs into."""
+    return StudyConfig().updated(
+        federation={"min_sites": 2, "secure_aggregation": False, "round_timeout_s": TIMEOUT_S},
+        selection={"screen": "none"},
+        validation={"scheme": "holdout"},
+    )
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    loopback = LoopbackFederation(tmp_path_factory.mktemp("faults"), _study(), sizes=(40,) * 5)
+    assert sorted(loopback.tables) == [HEALTHY, CUT, KILLED, HUNG, FAULTY]
+    proxy = None
+    try:
+        loopback.start_superlink()
+        proxy = TcpProxy(loopback.port)
+        for name in loopback.tables:
+            loopback.register(name)
+            loopback.start_site(name, address=proxy.address if name == CUT else None)
+        loopback.wait_until("online", list(loopback.tables))
+        loopback.pids = {name: process.pid for name, process in loopback.processes.items()}
+        started = time.monotonic()
+        out = loopback.root / "out"
+        loopback.submit(
+            out,
+            client_app=FAULTY_APP,
+            run_config={"faulty-site": FAULTY, "faulty-message": "query.combat_ssr"},
+        )
+        # the cut: once site02 has answered the census, for CUT_S
+        loopback.wait_for_log(CUT, "Sending: query.census")
+        proxy.cut()
+        loopback.relayed_before_cut = proxy.accepted
+        time.sleep(CUT_S)
+        proxy.restore()
+        # mid-fit (ComBat's second message): site04's ClientApp hangs, site03 is killed
+        loopback.hung = set()
+        results_path, deadline = out / "results.json", time.monotonic() + RESULTS_TIMEOUT_S
+        while not results_path.exists():
+            assert time.monotonic() < deadline, f"no results in {RESULTS_TIMEOUT_S} s"
+            if "Receiving: query.combat_ssr" in loopback.log(HUNG):
+                for pid in set(loopback.app_processes(HUNG)) - loopback.hung:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGSTOP)  # every ClientApp it starts from now on
+                        loopback.hung.add(pid)
+            if KILLED in loopback.processes and "Receiving: query.combat_ssr" in loopback.log(
+                KILLED
+            ):
+                loopback.kill(KILLED)
+            time.sleep(0.2)
+        assert loopback.hung, f"{HUNG} started no ClientApp for combat_ssr"
+        assert KILLED not in loopback.processes, f"{KILLED} was never asked for combat_ssr"
+        loopback.results_json = loopback.results(out)
+        print(f"study with faults: {time.monotonic() - started:.0f} s")
+        # afterwards: the hung ClientApp goes on, the killed site starts again
+        for pid in loopback.hung:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        loopback.start_site(KILLED)
+        loopback.relayed_after_cut = proxy.accepted
+        yield loopback
+    finally:
+        loopback.stop_all()
+        if proxy is not None:
+            proxy.close()
+
+
+def _sites(results: dict) -> dict[str, dict]:
+    return {site["name"]: site for site in results["sites"]}
+
+
+def _set_aside(results: dict, name: str) -> list[dict]:
+    return [e for e in results["events"] if e["site"] == name and e["event"] == "set aside"]
+
+
+def test_the_study_goes_on_with_the_sites_left_and_equals_their_in_process_federation(
+    federation,
+):
+    results, study = federation.results_json, federation.study
+    status = {name: site["status"] for name, site in _sites(results).items()}
+    assert status == {
+        HEALTHY: "included",
+        CUT: "included",
+        KILLED: "dropped",
+        HUNG: "dropped",
+        FAULTY: "dropped",
+    }, results["events"]
+    assert results["model"]["training_sites"] == [HEALTHY, CUT]
+    left = [SiteData.load(federation.tables[name], name, study) for name in (HEALTHY, CUT)]
+    reference = StudyProtocol(in_process_transport(left, study), study, expected_sites=2).run()
+    model, expected = results["model"]["coefficients"], reference["model"]["coefficients"]
+    assert list(model) == list(expected)
+    assert max(abs(model[name] - expected[name]) for name in model) <= 1e-9
+    for key in ("auc", "sensitivity", "specificity"):
+        assert results["metrics"]["federated"][key] == pytest.approx(
+            reference["metrics"]["federated"][key], abs=1e-9
+        )
+
+
+def test_a_killed_site_is_set_aside_at_its_fit_with_the_reason(federation):
+    site = _sites(federation.results_json)[KILLED]
+    assert site["reason"].startswith("holdout: "), site
+    assert re.search(r"no reply to [a-z-]+ (within|: the site went offline)", site["reason"]), site
+    assert len(_set_aside(federation.results_json, KILLED)) == 1
+
+
+def test_a_hung_site_runs_into_the_round_timeout(federation):
+    site = _sites(federation.results_json)[HUNG]
+    assert site["reason"].startswith("holdout: "), site
+    assert f"within {TIMEOUT_S:g} s" in site["reason"], site
+    assert len(_set_aside(federation.results_json, HUNG)) == 1
+
+
+def test_a_non_finite_reply_is_rejected_naming_the_site_and_why(federation):
+    site = _sites(federation.results_json)[FAULTY]
+    assert site["reason"].startswith("holdout: malformed update: non-finite values"), site
+    (event,) = _set_aside(federation.results_json, FAULTY)
+    assert event["reason"] == site["reason"]
+
+
+def test_a_cut_network_heals_without_a_restart(federation):
+    assert federation.processes[CUT].pid == federation.pids[CUT]
+    assert federation.processes[CUT].poll() is None, federation.log(CUT)
+    assert federation.relayed_after_cut > federation.relayed_before_cut  # it reconnected
+    assert "Connection attempt failed" in federation.log(CUT)  # it did notice the cut
+    assert _sites(federation.results_json)[CUT]["status"] == "included"
+
+
+def test_the_killed_and_the_hung_site_are_online_again(federation):
+    federation.wait_until("online", [KILLED, HUNG])
+    result = CliRunner().invoke(app, ["server", "status", "--state", str(federation.state)])
+    assert result.exit_code == 0, result.output
+    for name in federation.tables:
+        assert re.search(rf"{name} .* online", result.output), result.output
+    assert federation.processes[HUNG].pid == federation.pids[HUNG]
+    # the hung ClientApp finished its message; the run is over, so its reply is dropped
+    federation.wait_for_log(HUNG, "is not in `RUNNING` status", timeout_s=120)

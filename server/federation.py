@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.superlink.grid.http_grid import HttpGrid  # the deployed grid (not exported)
 
@@ -132,11 +133,12 @@ class GridTransport:
         hundreds of messages would otherwise wait through on every one."""
         if not isinstance(self.grid, HttpGrid):
             return list(self.grid.send_and_receive(messages, timeout=self.timeout_s))
-        waiting = set(self.grid.push_messages(messages))
+        sent = dict(zip(self.grid.push_messages(messages), messages, strict=True))
+        waiting = set(sent)
         deadline, received = time.monotonic() + self.timeout_s, []
         while waiting and time.monotonic() < deadline:
             replies = list(self.grid.pull_messages(waiting))
-            received.extend(replies)
+            received += [_from_its_node(r, sent[r.metadata.reply_to_message_id]) for r in replies]
             waiting -= {reply.metadata.reply_to_message_id for reply in replies}
             if waiting:
                 time.sleep(PULL_INTERVAL_S)
@@ -149,6 +151,8 @@ class GridTransport:
             reply = by_node.get(node)
             if reply is None:
                 failed[node] = f"no reply to {kind} within {self.timeout_s:g} s"
+            elif reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE:
+                failed[node] = f"no reply to {kind}: the site went offline (no heartbeat)"
             elif reply.has_error():
                 failed[node] = f"{kind} failed at the site: {reply.error.reason}"
             else:
@@ -352,6 +356,15 @@ class Federation:
             "traffic_bytes_to_sites": by_label(self.transport.traffic_to_sites),
             "round_counts": {str(kind): n for kind, n in self.transport.rounds.items()},
         }
+
+
+def _from_its_node(reply: Message, message: Message) -> Message:
+    """The reply as from the node `message` went to: for a node gone offline the SuperLink
+    answers itself, an error from its own node id, which would leave the site's reply
+    missing and its reason a wrong one ("no reply within the timeout")."""
+    if reply.metadata.src_node_id == message.metadata.dst_node_id or not reply.has_error():
+        return reply
+    return Message(reply.error, reply_to=message)
 
 
 def _together(problems: list[P]) -> P:

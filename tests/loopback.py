@@ -4,7 +4,10 @@ authentication, one SuperNode per site, each a process started by the very comma
 
 Every process is started in its own session and killed at the end with all its children
 (Flower starts one per run and per message). Logs land beside the federation, one file
-per process (`superlink.log`, `<site>.log`).
+per process (`superlink.log`, `<site>.log`). For fault tests: a site may reach the
+SuperLink through a `TcpProxy` whose link can be cut, a site's ClientApp processes can be
+found (`app_processes`) to stop them, and the SuperLink's view of each site polled
+(`site_status`, `wait_until`).
 """
 
 from __future__ import annotations
@@ -137,14 +140,6 @@ class LoopbackFederation:
         """Start a site's SuperNode, connecting to the SuperLink (or to `address`, e.g. a
         `TcpProxy` in front of it)."""
         return self.start_process(self.site_command(name, address=address), name)
-
-    def signal_tree(self, name: str, signal_number: int) -> None:
-        """Send a signal to a process and everything under it (SIGSTOP: a site that hangs,
-        SIGCONT: it goes on)."""
-        process = self.processes[name]
-        for pid in [process.pid, *descendants(process.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal_number)
 
     def app_processes(self, name: str) -> list[int]:
         """The ClientApp processes running under a site's SuperNode (one per message)."""

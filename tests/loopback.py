@@ -34,6 +34,7 @@ from fedrad.server.certificates import FederationCertificates, make_federation_c
 from fedrad.server.registration import register_site
 from fedrad.server.status import query as status_query
 from fedrad.server.superlink import (
+    CONNECTION,
     connection_config,
     flower_home,
     study_app_project,
@@ -213,6 +214,12 @@ class LoopbackFederation:
             assert time.monotonic() < deadline, f"no results in {timeout_s:g} s"
             time.sleep(1)
         return json.loads(results_path.read_text())
+
+    def run_log(self, run_id: int) -> str:
+        """What the run's ServerApp printed, as `flwr log --show` gives it the coordinator."""
+        command = ["flwr", "log", str(run_id), CONNECTION, "--show"]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        return done.stdout
 
     def stop_all(self) -> None:
         stop_tree(list(self.processes.values()))

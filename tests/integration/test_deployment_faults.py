@@ -4,7 +4,11 @@ in trouble at once:
 
 - site02 reaches the SuperLink through a TCP relay that is cut for a while (every
   connection dropped, the port refusing) and then restored: the same SuperNode process
-  reconnects by itself and the site stays in the study;
+  reconnects by itself, delivers the reply it held, and the site stays in the study. The
+  cut falls while its ClientApp computes: Flower 1.42 does not retry a request whose TLS
+  connection drops mid-flight (its retry takes any error naming SSL for a handshake
+  failure), so a cut during a reply's upload loses that reply, and the site is set aside
+  as silent at that round;
 - site03's SuperNode is SIGKILLed mid-fit, then restarted: it is set aside at that fit,
   and rejoins the federation afterwards;
 - site04's ClientApp hangs (SIGSTOP) mid-fit: the round's timeout sets it aside instead of
@@ -47,7 +51,7 @@ pytestmark = [
 # per round: a healthy site answers well within it even on a 2-core machine loaded 10x
 # (40 s seen); the hung site costs the study one round of it
 TIMEOUT_S = 90.0
-CUT_S = 10.0  # the network cut; the SuperNode's backoff makes it ~20 s without a connection
+CUT_S = 10.0  # the shortest cut; the SuperNode's backoff makes it ~20 s without a link
 DEADLINE_S = 2400  # only to turn a hang into a failure; a study takes 4-15 min here
 FAULTY_APP = Path(__file__).with_name("faulty_clientapp.py")
 HEALTHY, CUT, KILLED, HUNG, FAULTY = "site01", "site02", "site03", "site04", "site05"
@@ -78,16 +82,18 @@ def federation(tmp_path_factory):
         loopback.pids = {name: process.pid for name, process in loopback.processes.items()}
         started = time.monotonic()
         out = loopback.root / "out"
-        loopback.submit(
+        loopback.run_id = loopback.submit(
             out,
             client_app=FAULTY_APP,
             run_config={"faulty-site": FAULTY, "faulty-message": "query.combat_ssr"},
         )
-        # the cut: once site02 has answered the census, for CUT_S
-        loopback.wait_for_log(CUT, "Sending: query.census")
+        # the cut: while site02's ClientApp computes its first ComBat sums (its link idle),
+        # until its reply could not go out, and at least CUT_S
+        _wait_for_in_order(loopback, CUT, "Receiving: query.combat_ols", "Received successfully")
         proxy.cut()
-        loopback.relayed_before_cut = proxy.accepted
-        time.sleep(CUT_S)
+        cut_at, loopback.relayed_before_cut = time.monotonic(), proxy.accepted
+        loopback.wait_for_log(CUT, "Connection attempt failed", timeout_s=DEADLINE_S)
+        time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
         proxy.restore()
         # mid-fit (ComBat's second message): site04's ClientApp hangs, site03 is killed
         loopback.hung = set()
@@ -119,6 +125,13 @@ def federation(tmp_path_factory):
         loopback.stop_all()
         if proxy is not None:
             proxy.close()
+
+
+def _wait_for_in_order(federation: LoopbackFederation, name: str, first: str, then: str):
+    deadline = time.monotonic() + DEADLINE_S
+    while then not in federation.log(name).partition(first)[2]:
+        assert time.monotonic() < deadline, f"{name}.log lacks {first!r} then {then!r}"
+        time.sleep(0.2)
 
 
 def _sites(results: dict) -> dict[str, dict]:
@@ -172,6 +185,8 @@ def test_a_non_finite_reply_is_rejected_naming_the_site_and_why(federation):
     assert site["reason"].startswith("holdout: malformed update: non-finite values"), site
     (event,) = _set_aside(federation.results_json, FAULTY)
     assert event["reason"] == site["reason"]
+    # and the coordinator reads it in the run's log (`flwr log`)
+    assert f"{FAULTY} set aside ({site['reason']})" in federation.run_log(federation.run_id)
 
 
 def test_a_cut_network_heals_without_a_restart(federation):

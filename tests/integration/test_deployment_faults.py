@@ -12,7 +12,7 @@ in trouble at once:
 - site03's SuperNode is SIGKILLed mid-fit, then restarted: it is set aside at that fit,
   and rejoins the federation afterwards;
 - site04's ClientApp hangs (SIGSTOP) mid-fit: the round's timeout sets it aside instead of
-  hanging the study; SIGCONT afterwards, and its SuperNode goes on;
+  hanging the study; SIGCONT once set aside, and its SuperNode serves the next run;
 - site05 runs a ClientApp (tests/integration/faulty_clientapp.py, sent in the study's
   app) whose combat_ssr reply is all NaN: rejected, with its reason.
 
@@ -95,16 +95,25 @@ def federation(tmp_path_factory):
         loopback.wait_for_log(CUT, "Connection attempt failed", timeout_s=DEADLINE_S)
         time.sleep(max(0.0, cut_at + CUT_S - time.monotonic()))
         proxy.restore()
-        # mid-fit (ComBat's second message): site04's ClientApp hangs, site03 is killed
-        loopback.hung = set()
+        # mid-fit (ComBat's second message): site04's ClientApp hangs until the aggregator
+        # sets the site aside (Flower starts another ClientApp for the message every ~30 s
+        # once one stops beating: each hangs too), site03 is killed
+        loopback.hung, hanging, asked_at = set(), True, 0.0
         results_path, deadline = out / "results.json", time.monotonic() + DEADLINE_S
         while not results_path.exists():
             assert time.monotonic() < deadline, f"no results in {DEADLINE_S} s"
-            if "Receiving: query.combat_ssr" in loopback.log(HUNG):
+            if hanging and "Receiving: query.combat_ssr" in loopback.log(HUNG):
                 for pid in set(loopback.app_processes(HUNG)) - loopback.hung:
                     with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGSTOP)  # every ClientApp it starts from now on
+                        os.kill(pid, signal.SIGSTOP)
                         loopback.hung.add(pid)
+                if time.monotonic() > asked_at + 5:
+                    asked_at = time.monotonic()
+                    hanging = f"{HUNG} set aside" not in loopback.run_log(loopback.run_id)
+                if not hanging:  # set aside: its ClientApps go on (SIGCONT)
+                    for pid in loopback.hung:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signal.SIGCONT)
             if KILLED in loopback.processes and "Receiving: query.combat_ssr" in loopback.log(
                 KILLED
             ):
@@ -114,10 +123,8 @@ def federation(tmp_path_factory):
         assert KILLED not in loopback.processes, f"{KILLED} was never asked for combat_ssr"
         loopback.results_json = loopback.results(out, timeout_s=0)
         print(f"study with faults: {time.monotonic() - started:.0f} s")
-        # afterwards: the hung ClientApp goes on, the killed site starts again
-        for pid in loopback.hung:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        assert not hanging, f"{HUNG} was never set aside"
+        # afterwards: the killed site starts again
         loopback.start_site(KILLED)
         loopback.relayed_after_cut = proxy.accepted
         yield loopback
@@ -169,7 +176,7 @@ def test_the_study_goes_on_with_the_sites_left_and_equals_their_in_process_feder
 def test_a_killed_site_is_set_aside_at_its_fit_with_the_reason(federation):
     site = _sites(federation.results_json)[KILLED]
     assert site["reason"].startswith("holdout: "), site
-    assert re.search(r"no reply to [a-z-]+ (within|: the site went offline)", site["reason"]), site
+    assert re.search(r"no reply to [a-z-]+( within|: the site went offline)", site["reason"]), site
     assert len(_set_aside(federation.results_json, KILLED)) == 1
 
 
@@ -211,7 +218,7 @@ def test_the_killed_and_the_hung_site_are_online_again(federation):
 def test_a_new_study_reaches_the_rejoined_and_the_resumed_site(federation):
     run_id = federation.submit(federation.root / "again")
     answered = rf"\[RUN {run_id}\][^\n]*\n[^\n]*Sending: query\.census"
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + 900
     for name in (KILLED, HUNG):
         while not re.search(answered, federation.log(name)):
             assert time.monotonic() < deadline, f"{name} never answered run {run_id}'s census"

@@ -11,8 +11,10 @@ in trouble at once:
   as silent at that round;
 - site03's SuperNode is SIGKILLed mid-fit, then restarted: it is set aside at that fit,
   and rejoins the federation afterwards;
-- site04's ClientApp hangs (SIGSTOP) mid-fit: the round's timeout sets it aside instead of
-  hanging the study; SIGCONT once set aside, and its SuperNode serves the next run;
+- site04's ClientApp hangs (SIGSTOP) mid-fit: it is set aside instead of hanging the
+  study, by the round's timeout or by Flower's SuperNode, which gives up on a ClientApp
+  without task heartbeats after 2 x 30 s; SIGCONT once set aside, and its SuperNode
+  serves the next run;
 - site05 runs a ClientApp (tests/integration/faulty_clientapp.py, sent in the study's
   app) whose combat_ssr reply is all NaN: rejected, with its reason.
 
@@ -49,7 +51,7 @@ pytestmark = [
 ]
 
 # per round: a healthy site answers well within it even on a 2-core machine loaded 10x
-# (40 s seen); the hung site costs the study one round of it
+# (40 s seen); the hung site costs the study at most one round of it
 TIMEOUT_S = 90.0
 CUT_S = 10.0  # the shortest cut; the SuperNode's backoff makes it ~20 s without a link
 DEADLINE_S = 2400  # only to turn a hang into a failure; a study takes 4-15 min here

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.superlink.grid.http_grid import HttpGrid  # the deployed grid (not exported)
 
@@ -44,16 +45,20 @@ from fedrad.common.messages import (
 from fedrad.common.models import mlp
 
 T = TypeVar("T")
+P = TypeVar("P", "SiteFailed", "SiteSkippedFit")
 
 PULL_INTERVAL_S = 0.2
 
 
 class SiteFailed(Exception):
-    """A site's reply is missing, an error, or malformed; the message names the site."""
+    """A site's reply is missing, an error, or malformed; the message names the site.
+    `also` holds the other sites that failed in the same round, so all are set aside at
+    once (the study waits out a round's timeout once, not once per silent site)."""
 
     def __init__(self, node_id: int, reason: str):
         super().__init__(reason)
         self.node_id = node_id
+        self.also: list[SiteFailed] = []
 
 
 class SiteSkippedFit(Exception):
@@ -128,11 +133,12 @@ class GridTransport:
         hundreds of messages would otherwise wait through on every one."""
         if not isinstance(self.grid, HttpGrid):
             return list(self.grid.send_and_receive(messages, timeout=self.timeout_s))
-        waiting = set(self.grid.push_messages(messages))
+        sent = dict(zip(self.grid.push_messages(messages), messages, strict=True))
+        waiting = set(sent)
         deadline, received = time.monotonic() + self.timeout_s, []
         while waiting and time.monotonic() < deadline:
             replies = list(self.grid.pull_messages(waiting))
-            received.extend(replies)
+            received += [_from_its_node(r, sent[r.metadata.reply_to_message_id]) for r in replies]
             waiting -= {reply.metadata.reply_to_message_id for reply in replies}
             if waiting:
                 time.sleep(PULL_INTERVAL_S)
@@ -145,6 +151,8 @@ class GridTransport:
             reply = by_node.get(node)
             if reply is None:
                 failed[node] = f"no reply to {kind} within {self.timeout_s:g} s"
+            elif reply.has_error() and reply.error.code == ErrorCode.NODE_UNAVAILABLE:
+                failed[node] = f"no reply to {kind}: the site went offline (no heartbeat)"
             elif reply.has_error():
                 failed[node] = f"{kind} failed at the site: {reply.error.reason}"
             else:
@@ -177,11 +185,9 @@ class Federation:
         decoded, problems = self.gather(kind, requests, check)
         failures = [p for p in problems.values() if isinstance(p, SiteFailed)]
         if failures:
-            raise failures[0]
+            raise _together(failures)
         if problems:
-            first, *others = problems.values()
-            first.also = others
-            raise first
+            raise _together(list(problems.values()))
         return decoded
 
     def gather(
@@ -308,9 +314,14 @@ class Federation:
                 self.set_aside(failure, tag)
 
     def set_aside(self, failure: SiteFailed, tag: str) -> None:
-        site = self.sites[failure.node_id]
-        site.set_aside("dropped", str(failure))
-        self.record("set aside", site.label, f"{tag}: {failure}")
+        """Set the failed site aside for the rest of the study (and every other site that
+        failed in the same round): its status says where (`tag`) and why."""
+        for one in (failure, *failure.also):
+            site = self.sites[one.node_id]
+            if site.status == "dropped":
+                continue
+            site.set_aside("dropped", f"{tag}: {one}")
+            self.record("set aside", site.label, f"{tag}: {one}")
 
     def record(self, event: str, site: str, reason: str) -> None:
         """One entry per event, logged once."""
@@ -345,6 +356,22 @@ class Federation:
             "traffic_bytes_to_sites": by_label(self.transport.traffic_to_sites),
             "round_counts": {str(kind): n for kind, n in self.transport.rounds.items()},
         }
+
+
+def _from_its_node(reply: Message, message: Message) -> Message:
+    """The reply as from the node `message` went to: for a node gone offline the SuperLink
+    answers itself, an error from its own node id, which would leave the site's reply
+    missing and its reason a wrong one ("no reply within the timeout")."""
+    if reply.metadata.src_node_id == message.metadata.dst_node_id or not reply.has_error():
+        return reply
+    return Message(reply.error, reply_to=message)
+
+
+def _together(problems: list[P]) -> P:
+    """The first problem of a round, carrying the others of its kind (`also`)."""
+    first, *others = problems
+    first.also = others
+    return first
 
 
 def _after(first: Callable[[Any], Any], check: Callable[[Any], str | None]):
@@ -403,10 +430,19 @@ class _PolicyGrid(Grid):
             received = [m for m in received if m.metadata.src_node_id not in lost] + more
             replies |= more_replies
             failed |= more_failed
-        for node, reason in failed.items():
-            raise SiteFailed(node, reason)
+        failures = [SiteFailed(node, reason) for node, reason in failed.items()]
+        skips = []
         for node, reply in replies.items():
-            federation.validate(node, kind, reply)
+            try:
+                federation.validate(node, kind, reply)
+            except SiteFailed as failure:
+                failures.append(failure)
+            except SiteSkippedFit as skip:
+                skips.append(skip)
+        if failures:
+            raise _together(failures)
+        if skips:
+            raise _together(skips)
         return received
 
     def _mean_of_total(self, messages: list[Message]) -> Message:

@@ -4,7 +4,10 @@ authentication, one SuperNode per site, each a process started by the very comma
 
 Every process is started in its own session and killed at the end with all its children
 (Flower starts one per run and per message). Logs land beside the federation, one file
-per process (`superlink.log`, `<site>.log`).
+per process (`superlink.log`, `<site>.log`). For fault tests: a site may reach the
+SuperLink through a `TcpProxy` whose link can be cut, a site's ClientApp processes can be
+found (`app_processes`) to stop them, and the SuperLink's view of each site polled
+(`site_status`, `wait_until`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,11 +28,12 @@ import yaml
 from fedrad.client.node_key import NodeKeyFiles, make_node_key
 from fedrad.client.supernode import supernode_command
 from fedrad.common.config import StudyConfig
-from fedrad.common.flower_processes import descendants, flower_env, stop_tree
+from fedrad.common.flower_processes import descendants, flower_env, stop_tree, toml_string
 from fedrad.server.certificates import FederationCertificates, make_federation_certificates
 from fedrad.server.registration import register_site
-from fedrad.server.status import query
+from fedrad.server.status import query as status_query
 from fedrad.server.superlink import (
+    CONNECTION,
     connection_config,
     flower_home,
     study_app_project,
@@ -39,6 +44,8 @@ from fedrad.simulations.simulate import pin_site_keys
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 RESULTS_TIMEOUT_S = 900
+APP_PROCESSES = (b"flwr-clientapp", b"fedrad.client.trusted_apps", b"faulty_clientapp")
+"""How a site's per-message ClientApp process shows in its command line."""
 
 
 def free_port() -> int:
@@ -97,10 +104,16 @@ class LoopbackFederation:
         path = self.root / f"{name}.log"
         return path.read_text() if path.exists() else ""
 
-    def start_process(self, command: list[str], name: str) -> subprocess.Popen:
+    def start_process(
+        self, command: list[str], name: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = (self.root / f"{name}.log").open("a")
         process = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.processes[name] = process
         return process
@@ -123,14 +136,51 @@ class LoopbackFederation:
         register_site(self.node_keys[name].public, name, self.state)
         return self.node_keys[name]
 
-    def site_command(self, name: str, node_key: Path | None = None) -> list[str]:
+    def site_command(
+        self, name: str, node_key: Path | None = None, address: str | None = None
+    ) -> list[str]:
         return supernode_command(
-            self.address, self.tables[name], name, self.study_path, self.keys.ca_certificate,
-            node_key or self.node_keys[name].private, port=free_port(),
+            address or self.address, self.tables[name], name, self.study_path,
+            self.keys.ca_certificate, node_key or self.node_keys[name].private, port=free_port(),
         )  # fmt: skip
 
-    def start_site(self, name: str) -> subprocess.Popen:
-        return self.start_process(self.site_command(name), name)
+    def start_site(
+        self, name: str, address: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Start a site's SuperNode, connecting to the SuperLink (or to `address`, e.g. a
+        `TcpProxy` in front of it), `env` added to its environment."""
+        return self.start_process(self.site_command(name, address=address), name, env)
+
+    def app_processes(self, name: str) -> list[int]:
+        """The ClientApp processes running under a site's SuperNode (one per message)."""
+        found = []
+        for pid in descendants(self.processes[name].pid):
+            with contextlib.suppress(OSError):
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if state != "Z" and any(app in command for app in APP_PROCESSES):
+                    found.append(pid)
+        return found
+
+    def site_status(self) -> dict[str, str]:
+        """Each registered site's status at the SuperLink (`fedrad server status`)."""
+        sites, _ = status_query(self.state)
+        return {site: status for site, _, status in sites}
+
+    def wait_until(self, status: str, names: list[str], timeout_s: float = 180) -> None:
+        """Wait until the SuperLink lists every site of `names` with `status` (e.g. online)."""
+        deadline = time.monotonic() + timeout_s
+        while any((found := self.site_status()).get(name) != status for name in names):
+            assert time.monotonic() < deadline, f"not all of {names} {status}: {found}"
+            time.sleep(1)
+
+    def wait_for_log(self, name: str, text: str, timeout_s: float = RESULTS_TIMEOUT_S) -> None:
+        """Wait until a process's log holds `text` (e.g. a site answered a message)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.log(name):
+            assert time.monotonic() < deadline, f"{name}.log lacks {text!r} after {timeout_s:g} s"
+            assert self.processes[name].poll() is None, f"{name} exited; see {name}.log"
+            time.sleep(0.5)
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything under it: a crash, not a clean stop."""
@@ -140,28 +190,22 @@ class LoopbackFederation:
                 os.kill(pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def wait_online(self, timeout_s: float = 120) -> None:
-        """Until every site started here shows `online` in `fedrad server status`."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            sites, _ = query(self.state)
-            online = {name for name, _, status in sites if status == "online"}
-            waiting = set(self.tables) & set(self.processes) - online
-            if not waiting:
-                return
-            assert time.monotonic() < deadline, f"not online in {timeout_s:g} s: {waiting}"
-            time.sleep(1)
-
     def submit(
-        self, out_dir: Path, study_path: Path | None = None, files: dict[str, str] | None = None
+        self,
+        out_dir: Path,
+        study_path: Path | None = None,
+        files: dict[str, str] | None = None,
+        run_config: dict[str, str] | None = None,
     ) -> int:
-        """Submit the study app (`flwr run`), `files` added to or replacing its own (an app
-        the aggregator should not send); returns the run id."""
+        """Submit the study app (`flwr run`); returns the run id. `files`: added to or
+        replacing the app's own (an app the aggregator should not send); `run_config`:
+        more settings of the run."""
         app_dir = out_dir / "app"
         app_dir.mkdir(parents=True, exist_ok=True)
-        (app_dir / "pyproject.toml").write_text(
-            study_app_project(study_path or self.study_path, out_dir)
-        )
+        project = study_app_project(study_path or self.study_path, out_dir)
+        for key, value in (run_config or {}).items():
+            project += f"{key} = {toml_string(value)}\n"
+        (app_dir / "pyproject.toml").write_text(project)
         for name, text in (files or {}).items():
             (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (app_dir / name).write_text(text)
@@ -178,6 +222,84 @@ class LoopbackFederation:
             time.sleep(1)
         return json.loads(results_path.read_text())
 
+    def run_log(self, run_id: int) -> str:
+        """What the run's ServerApp printed, as `flwr log --show` gives it the coordinator."""
+        command = ["flwr", "log", str(run_id), CONNECTION, "--show"]
+        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        return done.stdout
+
     def stop_all(self) -> None:
         stop_tree(list(self.processes.values()))
         self.processes.clear()
+
+
+class TcpProxy:
+    """A TCP relay on loopback in front of `target_port`, whose link can be cut: `cut()`
+    drops every connection through it and refuses new ones (the port closes), `restore()`
+    listens again on the same port. TLS passes through untouched."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self.accepted = 0  # connections relayed so far
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # cut
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    client.close()
+                    upstream.close()
+                    return
+                self._connections += [client, upstream]
+                self.accepted += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    for end in (source, sink):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)

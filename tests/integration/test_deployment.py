@@ -52,7 +52,7 @@ def federation(tmp_path_factory):
     loopback.tables["site04"] = stale  # joined by hand, past `site join`'s own check
     try:
         loopback.start()
-        loopback.wait_online()
+        loopback.wait_until("online", list(loopback.tables))
         started = time.monotonic()
         loopback.submit(loopback.root / "out")
         loopback.results_json = loopback.results(loopback.root / "out")

@@ -260,3 +260,55 @@ def test_sites_that_sit_out_the_same_round_leave_the_fit_together_in_one_restart
     assert len(screens) == 3 * fits
     left_out = [e["site"] for e in results["events"] if e["event"] == "left out"]
     assert sorted(left_out) == sorted(["site01", "site02"] * fits)
+
+
+def test_sites_silent_in_the_same_round_are_set_aside_at_once_naming_the_fit(tmp_path):
+    study = STUDY.updated(
+        validation={"scheme": "holdout"}, federation={"secure_aggregation": False}
+    )
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 40, 40, 40))
+    grid = site_grid(tables, study)
+    grid.drop_after |= {2: 2, 3: 2}  # the census and ComBat's first sums; then both silent
+    results = run_study(grid, study)
+    sites = {s["name"]: s for s in results["sites"]}
+    for name in ("site02", "site03"):
+        assert sites[name]["status"] == "dropped"
+        assert sites[name]["reason"] == "holdout: no reply to combat-ssr within 60 s"
+    # the fit waited out one silent round for both, not one per site
+    assert grid._received[2] == grid._received[3] == 3
+    assert results["model"]["training_sites"] == ["site01", "site04"]
+
+
+def test_a_node_gone_offline_is_named_as_offline_not_as_silent_for_the_whole_timeout():
+    """A deployed SuperLink answers for a node whose heartbeats stopped: an error reply from
+    its own node id, at once. It counts as that site's reply, and says why."""
+    from flwr.server.superlink.linkstate.utils import create_message_error_unavailable_res_message
+    from flwr.superlink.grid.http_grid import HttpGrid
+
+    from fedrad.common.messages import Kind, Payload
+    from fedrad.server.federation import GridTransport
+
+    class OfflineNodes(HttpGrid):
+        def __init__(self):
+            self.pushed = {}
+
+        def push_messages(self, messages):
+            for number, message in enumerate(messages):
+                message.metadata.__dict__["_message_id"] = f"m{number}"
+                self.pushed[f"m{number}"] = message
+            return list(self.pushed)
+
+        def pull_messages(self, message_ids):
+            return [
+                create_message_error_unavailable_res_message(
+                    self.pushed[i].metadata, "node_unavail"
+                )
+                for i in message_ids
+            ]
+
+    transport = GridTransport(OfflineNodes(), timeout_s=600)
+    replies, failed = transport.ask(Kind.CENSUS, {7: Payload(), 9: Payload()})
+    assert replies == {}
+    assert failed == {
+        node: "no reply to census: the site went offline (no heartbeat)" for node in (7, 9)
+    }

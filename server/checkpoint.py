@@ -103,8 +103,8 @@ class Checkpoint:
         record, phases = read_checkpoint(folder, study)
         if record["finished"]:
             raise CheckpointUnusable(
-                f"the study in {folder.parent} finished ({record['finished']}); "
-                "there is nothing to resume"
+                f"the study in {folder.parent} finished (its results are in "
+                f"{folder.parent / 'results.json'}); there is nothing to resume"
             )
         record["runs"].append(run_id)
         _write(folder / RUN_FILE, record)
@@ -150,10 +150,10 @@ class Checkpoint:
         _write(self.folder / f"{stem}.json", record)
         self.phases.append(phase)
 
-    def finish(self, outcome: str) -> None:
-        """Mark the study over ("completed" or "stopped"): it is not resumed again."""
+    def finish(self) -> None:
+        """Mark the study complete, its results written: it is not resumed again."""
         record = _read_json(self.folder / RUN_FILE)
-        record["finished"] = outcome
+        record["finished"] = True
         _write(self.folder / RUN_FILE, record)
 
 
@@ -242,7 +242,7 @@ def merged_traffic(earlier: dict, now: dict) -> dict:
 
 
 def _run_record(study: StudyConfig, runs: list[int]) -> dict:
-    return {"study": study.name, "study_hash": study.study_hash, "runs": runs, "finished": None}
+    return {"study": study.name, "study_hash": study.study_hash, "runs": runs, "finished": False}
 
 
 def _slug(tag: str) -> str:

@@ -27,6 +27,7 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import descendants, flower_env, stop_tree
 from fedrad.server.certificates import FederationCertificates, make_federation_certificates
 from fedrad.server.registration import register_site
+from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.status import query
 from fedrad.server.superlink import (
     connection_config,
@@ -156,7 +157,8 @@ class LoopbackFederation:
         self, out_dir: Path, study_path: Path | None = None, files: dict[str, str] | None = None
     ) -> int:
         """Submit the study app (`flwr run`), `files` added to or replacing its own (an app
-        the aggregator should not send); returns the run id."""
+        the aggregator should not send) and record it as `fedrad server start` does (for
+        `fedrad server resume`); returns the run id."""
         app_dir = out_dir / "app"
         app_dir.mkdir(parents=True, exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
@@ -168,7 +170,11 @@ class LoopbackFederation:
         done = subprocess.run(
             submit_command(app_dir), env=self.env, check=True, capture_output=True, text=True
         )
-        return int(json.loads(done.stdout)["run-id"])
+        run_id = int(json.loads(done.stdout)["run-id"])
+        keys = str(self.keys.folder.resolve())
+        study = str((study_path or self.study_path).resolve())
+        record_run(self.state, RunRecord(run_id, study, str(out_dir.resolve()), keys, self.port))
+        return run_id
 
     def results(self, out_dir: Path, timeout_s: float = RESULTS_TIMEOUT_S) -> dict:
         results_path = out_dir / "results.json"

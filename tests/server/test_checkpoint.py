@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from fedrad.client.data import SiteData
+from fedrad.common.cli import app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.server.checkpoint import Checkpoint, CheckpointUnusable, read_checkpoint
 from fedrad.server.federation import GridTransport
+from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.study import StudyProtocol
 from fedrad.simulations.in_process import in_process_transport
 from fedrad.simulations.synth.features import write_site_feature_tables
@@ -129,8 +133,9 @@ def test_a_checkpoint_of_another_study_is_refused(uninterrupted, tmp_path):
 
 def test_a_finished_study_is_not_resumed(tmp_path):
     folder = tmp_path / "checkpoint"
-    Checkpoint.fresh(folder, STUDY, run_id=1).finish("completed")
-    with pytest.raises(CheckpointUnusable, match="finished \\(completed\\); there is nothing"):
+    Checkpoint.fresh(folder, STUDY, run_id=1).finish()
+    finished = r"finished \(its results are in .*results.json\); there is nothing to resume"
+    with pytest.raises(CheckpointUnusable, match=finished):
         Checkpoint.resume(folder, STUDY, run_id=2)
 
 
@@ -146,3 +151,36 @@ def test_a_damaged_checkpoint_file_is_a_sentence(uninterrupted, tmp_path, damage
     saved.write_bytes(bytes(raw))
     with pytest.raises(CheckpointUnusable, match=f"{saved.name}.*remove it to redo that phase"):
         Checkpoint.resume(folder, STUDY, run_id=2)
+
+
+def _resume(tmp_path, run: int, checkpoint=None):
+    """`fedrad server resume RUN` on a state that recorded run 7 of STUDY, whose results
+    folder holds what `checkpoint(folder)` leaves there."""
+    study_path = tmp_path / "study.yaml"
+    study_path.write_text(yaml.safe_dump(STUDY.model_dump(mode="json")))
+    state, out = tmp_path / "state", tmp_path / "results"
+    record_run(state, RunRecord(7, str(study_path), str(out), None, 8000))
+    if checkpoint is not None:
+        checkpoint(out / "checkpoint", StudyConfig.from_yaml(str(study_path)))
+    result = CliRunner().invoke(app, ["server", "resume", str(run), "--state", str(state)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    return " ".join(result.output.split())
+
+
+def test_resume_names_an_unknown_run_and_the_runs_it_knows(tmp_path):
+    assert "no run 8 was submitted from" in _resume(tmp_path, 8)
+    assert "(runs recorded there: 7)" in _resume(tmp_path, 8)
+
+
+def test_resume_says_a_run_without_a_checkpoint_cannot_resume(tmp_path):
+    assert "run 7 cannot be resumed: there is no checkpoint in" in _resume(tmp_path, 7)
+
+
+def test_resume_says_a_run_that_saved_no_phase_must_start_again(tmp_path):
+    output = _resume(tmp_path, 7, lambda folder, study: Checkpoint.fresh(folder, study, 7))
+    assert "stopped before it finished a phase" in output and "fedrad server start" in output
+
+
+def test_resume_says_a_finished_run_is_over(tmp_path):
+    output = _resume(tmp_path, 7, lambda f, study: Checkpoint.fresh(f, study, 7).finish())
+    assert "run 7 finished; its results are in" in output and "results.json" in output

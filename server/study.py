@@ -155,10 +155,14 @@ class StudyProtocol:
             if isinstance(problem, SiteFailed):
                 self.federation.set_aside(problem, f"{kind} fits")
             self.federation.log(f"{kind} fits: {problem}; fitting one at a time instead")
-            return [
-                restored[index][0] if index in restored else self.fit(features, partitions, tag)
-                for index, (tag, partitions) in enumerate(fits)
-            ]
+            fitted = []
+            for index, (tag, partitions) in enumerate(fits):
+                if index in restored:
+                    self.rounds.extend(restored[index][1])
+                    fitted.append(restored[index][0])
+                else:
+                    fitted.append(self.fit(features, partitions, tag))
+            return fitted
 
     def _in_lockstep(self, features, fits, restored) -> list[FittedPipeline]:
         prepared = {}  # fit index -> what its model starts from

@@ -84,6 +84,8 @@ class Checkpoint:
         self.resumed = resumed
         # the bytes and rounds of the earlier runs, as of their last saved phase
         self.earlier_traffic: dict = phases[-1].traffic if phases else {}
+        # the noised releases the earlier runs charged (differential privacy)
+        self.earlier_releases = 0
 
     @classmethod
     def fresh(cls, folder: Path, study: StudyConfig, run_id: int) -> Checkpoint:
@@ -106,9 +108,15 @@ class Checkpoint:
                 f"the study in {folder.parent} finished (its results are in "
                 f"{folder.parent / 'results.json'}); there is nothing to resume"
             )
+        checkpoint = cls(folder, study, phases, resumed=True)
+        if (folder / BUDGET_FILE).exists():
+            releases = _read_json(folder / BUDGET_FILE).get("releases")
+            if not isinstance(releases, int) or releases < 0:
+                raise CheckpointUnusable(f"{folder / BUDGET_FILE} holds no count of releases")
+            checkpoint.earlier_releases = releases
         record["runs"].append(run_id)
         _write(folder / RUN_FILE, record)
-        return cls(folder, study, phases, resumed=True)
+        return checkpoint
 
     # -- reading --------------------------------------------------------------------------------
     def find(self, kind: str, tag: str) -> Phase | None:
@@ -118,11 +126,7 @@ class Checkpoint:
 
     def budget(self, settings: DifferentialPrivacySettings) -> Budget:
         """The study's privacy budget, with every release the earlier runs charged."""
-        path = self.folder / BUDGET_FILE
-        spent = 0
-        if self.resumed and path.exists():
-            spent = int(_read_json(path)["releases"])
-        return RecordedBudget(settings, path, spent)
+        return RecordedBudget(settings, self.folder / BUDGET_FILE, self.earlier_releases)
 
     # -- writing --------------------------------------------------------------------------------
     def save(self, phase: Phase) -> None:

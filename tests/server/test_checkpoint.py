@@ -153,6 +153,20 @@ def test_a_damaged_checkpoint_file_is_a_sentence(uninterrupted, tmp_path, damage
         Checkpoint.resume(folder, STUDY, run_id=2)
 
 
+def test_the_privacy_budget_counts_every_release_of_the_dead_run(tmp_path):
+    """Charged as asked, so a phase the dead run had not finished counts too."""
+    folder = tmp_path / "checkpoint"
+    noised = STUDY.updated(differential_privacy={"noise_multiplier": 2.0})
+    budget = Checkpoint.fresh(folder, noised, run_id=1).budget(noised.differential_privacy)
+    budget.spend(3)
+    resumed = Checkpoint.resume(folder, noised, run_id=2).budget(noised.differential_privacy)
+    assert resumed.releases == 3
+    assert resumed.epsilon == pytest.approx(budget.epsilon)
+    (folder / "budget.json").write_text('{"releases": "many"}')
+    with pytest.raises(CheckpointUnusable, match="budget.json holds no count of releases"):
+        Checkpoint.resume(folder, noised, run_id=3)
+
+
 def _resume(tmp_path, run: int, checkpoint=None):
     """`fedrad server resume RUN` on a state that recorded run 7 of STUDY, whose results
     folder holds what `checkpoint(folder)` leaves there."""

@@ -52,7 +52,7 @@ def test_a_killed_aggregator_resumes_to_the_results_of_an_uninterrupted_run(tmp_
     loopback = LoopbackFederation(tmp_path, _study())
     out = tmp_path / "out"
     try:
-        loopback.start()
+        loopback.start().wait_online()
         started = time.monotonic()
         run = loopback.submit(out)
         _first_phase(out / "checkpoint")

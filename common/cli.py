@@ -13,6 +13,7 @@ from fedrad.client.cli import site_app
 from fedrad.client.keys_cli import keys_site
 from fedrad.server.cli import show
 from fedrad.server.keys_cli import keys_init, keys_register
+from fedrad.server.resume_cli import resume
 from fedrad.server.start_cli import server_app
 from fedrad.server.status_cli import status
 from fedrad.simulations.cli import simulate, synth
@@ -34,4 +35,5 @@ keys_app.command("site")(keys_site)
 keys_app.command("register")(keys_register)
 app.add_typer(keys_app, name="keys")
 server_app.command()(status)
+server_app.command()(resume)
 app.add_typer(server_app, name="server", help="Coordinator commands: run the aggregator.")

@@ -23,6 +23,7 @@ from fedrad.common.flower_processes import (
 )
 from fedrad.server.certificates import FederationCertificates
 from fedrad.server.registration import RegistrationFailed, register_site
+from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.superlink import (
     connection_config,
     flower_home,
@@ -68,7 +69,8 @@ def start(
     The SuperLink serves TLS with the certificate from `fedrad keys init`, admits only
     SuperNodes registered with `fedrad keys register`, keeps its state in STATE/state.db,
     and never installs packages at run time. Results go to STATE/results/results.json.
-    Runs until Ctrl-C.
+    Runs until Ctrl-C. If the aggregator stops mid-study, `fedrad server resume RUN`
+    continues the study from its last finished phase.
 
     The study goes to the sites as an app that is FedRad's installed apps and no code,
     versioned as this FedRad: sites run it with their own installed FedRad, and refuse it
@@ -77,35 +79,48 @@ def start(
     Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
     """
     load_study(study)
-    certificates = None if insecure else _certificates(keys)
+    certificates = None if insecure else certificates_in(keys)
     sites = _sites(site or [])
     if insecure:
         warn_insecure(INSECURE_WARNING)
-    home = flower_home(state)
+    home, results = flower_home(state), state / "results"
     try:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(connection_config(f"127.0.0.1:{port}", certificates))
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
-        (app_dir / "pyproject.toml").write_text(study_app_project(study, state / "results"))
+        (app_dir / "pyproject.toml").write_text(study_app_project(study, results))
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc
-    stop_on_sigterm()
-    env = flower_env(FLWR_HOME=str(home))
     console = Console(highlight=False, soft_wrap=True)
-    try:
-        superlink = subprocess.Popen(superlink_command(certificates, state, port=port), env=env)
-    except FileNotFoundError as exc:
-        raise fail("`flower-superlink` is missing; install FedRad's dependencies.") from exc
-    try:
-        _wait_until_listening(superlink, port)
+
+    def ready() -> None:
         for name, public_key in sites:
             new = register_site(public_key, name, state)
             console.print(f"site {escape(name)} {'registered' if new else 'already registered'}")
-        run_id = _submit(app_dir, env)
-        console.print(
-            f"study submitted as run {run_id}; results -> {escape(str(state / 'results'))}"
+        run_id = submit(app_dir, env)
+        keys_folder = None if certificates is None else str(certificates.folder.resolve())
+        record_run(
+            state,
+            RunRecord(run_id, str(study.resolve()), str(results.resolve()), keys_folder, port),
         )
+        console.print(f"study submitted as run {run_id}; results -> {escape(str(results))}")
+
+    env = flower_env(FLWR_HOME=str(home))
+    serve(superlink_command(certificates, state, port=port), env, port, console, ready)
+
+
+def serve(command: list[str], env: dict, port: int, console: Console, ready) -> None:
+    """Start the SuperLink (`command`), call `ready()` once it listens, and keep it running
+    until Ctrl-C; it is stopped, with its children, however this ends."""
+    stop_on_sigterm()
+    try:
+        superlink = subprocess.Popen(command, env=env)
+    except FileNotFoundError as exc:
+        raise fail("`flower-superlink` is missing; install FedRad's dependencies.") from exc
+    try:
+        wait_until_listening(superlink, port)
+        ready()
         console.print("the aggregator runs until Ctrl-C")
         status = superlink.wait()
         raise fail(f"the aggregator stopped with status {status}; see its log above.", 1)
@@ -127,7 +142,7 @@ def _sites(pairs: list[str]) -> list[tuple[str, Path]]:
     return sites
 
 
-def _certificates(keys: Path | None) -> FederationCertificates:
+def certificates_in(keys: Path | None) -> FederationCertificates:
     if keys is None:
         raise fail("give --keys (the folder of `fedrad keys init`), or --insecure on a test box.")
     certificates = FederationCertificates(keys)
@@ -137,7 +152,7 @@ def _certificates(keys: Path | None) -> FederationCertificates:
     return certificates
 
 
-def _wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
+def wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if superlink.poll() is not None:
@@ -150,10 +165,11 @@ def _wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
     raise fail(f"the aggregator did not listen on port {port} within {READY_TIMEOUT_S} s.", 1)
 
 
-def _submit(app_dir: Path, env: dict[str, str]) -> str:
+def submit(app_dir: Path, env: dict[str, str]) -> int:
+    """Submit the study app to the running SuperLink; its run id."""
     done = subprocess.run(submit_command(app_dir), env=env, capture_output=True, text=True)
     try:
-        return str(json.loads(done.stdout)["run-id"])
+        return int(json.loads(done.stdout)["run-id"])
     except (json.JSONDecodeError, KeyError) as exc:
         reason = " ".join((done.stderr or done.stdout).split())[-300:]
         raise fail(f"the study was not submitted: {reason}", 1) from exc

@@ -5,6 +5,10 @@ Every fit runs harmonization -> selection -> scaling -> model from sums the site
 a site that cannot contribute to a fit is left out of it by name, a failing one set
 aside for the study, and the fit restarts without it (`Federation.without_failures`),
 so every model is exactly the pooled fit of the sites it names.
+
+With a checkpoint (a deployed study), every finished phase is saved as it finishes, and a
+resumed study loads the phases an interrupted run finished instead of redoing them
+(server/checkpoint.py, docs/protocol.md 8).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from fedrad.common.messages import Kind, Request
 from fedrad.common.models.steps import lockstep, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import Standardizer
+from fedrad.server.checkpoint import Checkpoint, Phase, fitted_content, merged_traffic
 from fedrad.server.federation import (
     Federation,
     GridTransport,
@@ -50,11 +55,14 @@ class StudyProtocol:
         study: StudyConfig,
         expected_sites: int | None = None,
         log: Callable[[str], None] = print,
+        checkpoint: Checkpoint | None = None,
     ):
         self.study = study
         self.expected_sites = expected_sites or study.federation.min_sites
         self.federation = Federation(transport, log)
         self.rounds: list[dict] = []
+        self.checkpoint = checkpoint
+        self.refitted = 0  # fits made in this run, not loaded from the checkpoint
 
     @property
     def sites(self):
@@ -64,7 +72,11 @@ class StudyProtocol:
         federation, study = self.federation, self.study
         features = census(federation, study, self.expected_sites)
         if study.differential_privacy is not None:
-            federation.budget = Budget(study.differential_privacy)
+            federation.budget = (
+                Budget(study.differential_privacy)
+                if self.checkpoint is None
+                else self.checkpoint.budget(study.differential_privacy)
+            )
         if study.federation.secure_aggregation:
             federation.secure = SecureAggregation(federation, study)
             federation.secure.exchange_keys(federation.included())
@@ -79,29 +91,43 @@ class StudyProtocol:
             (tag, model, test_parts)
             for (tag, _, test_parts), model in zip(design, fitted, strict=False)
         ]
-        evaluated = [(fitted, test_parts) for _, fitted, test_parts in fitted_parts]
-        evaluation, figures = evaluate(federation, evaluated, study.score_bins)
-        folds = [
-            {"fit": tag, "training_sites": fitted.sites, **fit_figures}
-            for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
-        ]
-        calibration = calibration_line(federation, evaluated, study)
+        metrics, per_site, folds = self.evaluation(fitted_parts)
         final_parts = self.final_partitions()
         if study.validation.scheme == "holdout":
-            final = evaluated[0][0]
+            final = fitted[0]
         elif final_with_design:
             final = fitted[-1]
         else:
             final = self.fit(features, final_parts, "final")
         self.persist(final, final_parts)
         harmonization = self.site_effects(final, final_parts)
-        metrics = pooled_metrics(evaluation)
-        metrics["calibration"] |= calibration
         federation.log(f"pooled {study.validation.scheme} AUC {metrics['auc']:.3f}")
-        results = study_results(
-            study, federation, final, metrics, evaluation.per_site, folds, self.rounds
-        )
+        results = study_results(study, federation, final, metrics, per_site, folds, self.rounds)
+        if self.checkpoint is not None:  # every run's traffic
+            results |= merged_traffic(self.checkpoint.earlier_traffic, federation.traffic())
         return results | {"harmonization": harmonization}
+
+    def evaluation(self, fitted_parts) -> tuple[dict, dict, list[dict]]:
+        """(pooled metrics with the calibration line, each site's figures, each fit's
+        figures): loaded when every fit was, over the same sites, else asked and saved."""
+        federation, study = self.federation, self.study
+        sites = sorted(federation.label(node) for node in federation.included())
+        saved = self.checkpoint.find("evaluation", "evaluation") if self.checkpoint else None
+        if saved is not None and not self.refitted and saved.candidates == sites:
+            self._replay(saved, "evaluation")
+            return saved.content["metrics"], saved.content["per_site"], saved.content["folds"]
+        mark = self._mark()
+        evaluated = [(fitted, test_parts) for _, fitted, test_parts in fitted_parts]
+        evaluation, figures = evaluate(federation, evaluated, study.score_bins)
+        folds = [
+            {"fit": tag, "training_sites": fitted.sites, **fit_figures}
+            for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
+        ]
+        metrics = pooled_metrics(evaluation)
+        metrics["calibration"] |= calibration_line(federation, evaluated, study)
+        content = {"metrics": metrics, "per_site": evaluation.per_site, "folds": folds}
+        self._save(Phase("evaluation", "evaluation", sites, content), mark)
+        return metrics, evaluation.per_site, folds
 
     # -- the fits -------------------------------------------------------------------------------
     @property
@@ -117,43 +143,79 @@ class StudyProtocol:
         restarting without it as the failure policy says."""
         if not self.shares_rounds or len(fits) < 2:
             return [self.fit(features, partitions, tag) for tag, partitions in fits]
+        restored = {}  # fit index -> (fitted pipeline, its rounds), loaded from the checkpoint
+        for index, (tag, partitions) in enumerate(fits):
+            loaded = self._restored("fitted", tag, features, partitions)
+            if loaded is not None:
+                restored[index] = (loaded.fitted(), loaded.rounds)
         try:
-            return self._in_lockstep(features, fits)
+            return self._in_lockstep(features, fits, restored)
         except (SiteSkippedFit, SiteFailed) as problem:
             kind = self.study.model.kind
             if isinstance(problem, SiteFailed):
                 self.federation.set_aside(problem, f"{kind} fits")
             self.federation.log(f"{kind} fits: {problem}; fitting one at a time instead")
-            return [self.fit(features, partitions, tag) for tag, partitions in fits]
+            fitted = []
+            for index, (tag, partitions) in enumerate(fits):
+                if index in restored:
+                    self.rounds.extend(restored[index][1])
+                    fitted.append(restored[index][0])
+                else:
+                    fitted.append(self.fit(features, partitions, tag))
+            return fitted
 
-    def _in_lockstep(self, features, fits) -> list[FittedPipeline]:
-        prepared = []
-        for tag, partitions in fits:
-            training = [node for node, part in partitions.items() if part.scheme != "unseen"]
-            (params, selection, nodes), excluded = self.federation.without_failures(
-                tag,
-                training,
-                lambda nodes, parts=partitions: (*self._prepare(features, nodes, parts), nodes),
-            )
-            selection["excluded_sites"] = excluded
-            prepared.append((tag, params, selection, nodes, partitions))
-        records = [[] for _ in prepared]  # each fit's rounds, kept in fit order
+    def _in_lockstep(self, features, fits, restored) -> list[FittedPipeline]:
+        prepared = {}  # fit index -> what its model starts from
+        for index, (tag, partitions) in enumerate(fits):
+            if index not in restored:
+                params, selection, nodes, phase = self._prepared(features, tag, partitions)
+                prepared[index] = (tag, params, selection, nodes, partitions, phase)
+        records = {index: [] for index in prepared}  # each fit's rounds, kept in fit order
         walks = [
-            fit_steps(self.study, params, nodes, partitions, tag, mine)
-            for (tag, params, _, nodes, partitions), mine in zip(prepared, records, strict=True)
+            fit_steps(self.study, params, nodes, partitions, tag, records[index])
+            for index, (tag, params, _, nodes, partitions, _) in prepared.items()
         ]
         results = run_steps(
             lockstep(walks),
             lambda asks: lasso_round(self.federation, [ask for _, ask in asks]),
         )
-        fitted = []
-        for (tag, _, selection, nodes, _), (params, model), mine in zip(
-            prepared, results, records, strict=True
+        fitted = dict(restored)
+        for (index, (tag, _, selection, nodes, _, phase)), (params, model) in zip(
+            prepared.items(), results, strict=True
         ):
             self.federation.log(fitted_line(tag, nodes, model))
-            self.rounds.extend(mine)
-            fitted.append(self._fitted(params, model, nodes, dict(selection)))
-        return fitted
+            pipeline = self._fitted(params, model, nodes, dict(selection))
+            self.refitted += 1
+            fitted[index] = (pipeline, records[index])
+            content, arrays = fitted_content(pipeline)
+            self._save_phase(
+                replace(phase, kind="fitted", content=content, arrays=arrays,
+                        rounds=records[index])
+            )  # fmt: skip
+        for index in sorted(fitted):
+            self.rounds.extend(fitted[index][1])
+        return [fitted[index][0] for index in sorted(fitted)]
+
+    def _prepared(self, features, tag, partitions):
+        """(params, selection, nodes, its phase) of a fit's harmonization, selection and
+        scaling: from the checkpoint, or fitted and saved."""
+        loaded = self._restored("prepared", tag, features, partitions)
+        if loaded is not None:
+            nodes = self._nodes(loaded.content["nodes"])
+            return loaded.params(), loaded.content["selection"], nodes, loaded
+        training = [node for node, part in partitions.items() if part.scheme != "unseen"]
+        candidates, mark = self._candidates(training), self._mark()
+        (params, selection, nodes), excluded = self.federation.without_failures(
+            tag,
+            training,
+            lambda nodes: (*self._prepare(features, nodes, partitions), nodes),
+        )
+        selection["excluded_sites"] = excluded
+        arrays, values = params.to_fields()
+        labels = [self.federation.label(node) for node in nodes]
+        content = {"values": values, "selection": selection, "nodes": labels}
+        phase = self._save(Phase("prepared", tag, candidates, content, arrays), mark)
+        return params, selection, nodes, phase
 
     def _prepare(self, features, nodes, partitions) -> tuple[PipelineParams, dict]:
         """Harmonization, selection and scaling fitted on the training parts."""
@@ -177,11 +239,19 @@ class StudyProtocol:
     # -- one pipeline fit -----------------------------------------------------------------------
     def fit(self, features: list[str], partitions: dict[int, Partition], tag: str):
         """Fit harmonization, selection, scaling and model on the training parts."""
+        loaded = self._restored("fitted", tag, features, partitions)
+        if loaded is not None:
+            self.rounds.extend(loaded.rounds)
+            return loaded.fitted()
         training = [node for node, part in partitions.items() if part.scheme != "unseen"]
+        candidates, mark = self._candidates(training), self._mark()
         fitted, excluded = self.federation.without_failures(
             tag, training, lambda nodes: self._fit_once(features, nodes, partitions, tag)
         )
         fitted.selection["excluded_sites"] = excluded
+        self.refitted += 1
+        content, arrays = fitted_content(fitted)
+        self._save(Phase("fitted", tag, candidates, content, arrays), mark)
         return fitted
 
     def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
@@ -191,6 +261,79 @@ class StudyProtocol:
             self.federation, self.study, params, nodes, partitions, tag, self.rounds
         )
         return self._fitted(params, model, nodes, selection)
+
+    # -- the checkpoint -------------------------------------------------------------------------
+    def _restored(self, kind: str, tag: str, features, partitions) -> Phase | None:
+        """The saved phase of fit `tag`, if it started from the sites this fit would start
+        from now and the same features; its events and set-asides replayed. A fit saved
+        with a site that is gone (or without one that is new) is refitted, and said so."""
+        saved = self.checkpoint.find(kind, tag) if self.checkpoint else None
+        if saved is None:
+            return None
+        training = [node for node, part in partitions.items() if part.scheme != "unseen"]
+        now = self._candidates(training)
+        if saved.candidates != now or saved.params().features != features:
+            gone = sorted(set(saved.candidates) - set(now))
+            new = sorted(set(now) - set(saved.candidates))
+            why = "; ".join(
+                part
+                for part in (
+                    f"{', '.join(gone)} no longer included" if gone else "",
+                    f"{', '.join(new)} newly included" if new else "",
+                )
+                if part
+            )
+            self.federation.log(
+                f"{tag}: the checkpoint's fit started from {', '.join(saved.candidates)} "
+                f"({why or 'the sites now share other features'}); refitting it"
+            )
+            return None
+        self._replay(saved, tag)
+        return saved
+
+    def _replay(self, saved: Phase, tag: str) -> None:
+        """What the saved phase did to the federation: its events, and the sites it set
+        aside, set aside again (the failure policy's decision stands)."""
+        federation = self.federation
+        federation.log(f"{tag}: loaded from the checkpoint")
+        federation.events.extend(saved.events)
+        by_label = {site.label: site for site in federation.sites.values()}
+        for label, reason in saved.set_aside.items():
+            if label in by_label and by_label[label].status == "included":
+                by_label[label].set_aside("dropped", reason)
+
+    def _candidates(self, nodes: list[int]) -> list[str]:
+        """The sites a computation over `nodes` starts from, by name."""
+        sites = self.federation.sites
+        return sorted(sites[node].label for node in nodes if sites[node].status == "included")
+
+    def _nodes(self, labels: list[str]) -> list[int]:
+        by_label = {site.label: node for node, site in self.federation.sites.items()}
+        return [by_label[label] for label in labels]
+
+    def _mark(self) -> tuple[int, int, dict[int, str]]:
+        """Where a phase starts: events and rounds so far, and the sites' statuses."""
+        statuses = {node: site.status for node, site in self.federation.sites.items()}
+        return len(self.federation.events), len(self.rounds), statuses
+
+    def _save(self, phase: Phase, mark) -> Phase:
+        """`phase` with what it did since `mark`, saved if the study keeps a checkpoint."""
+        events, rounds, statuses = mark
+        sites = self.federation.sites
+        phase.events = self.federation.events[events:]
+        phase.rounds = self.rounds[rounds:]
+        phase.set_aside = {
+            sites[node].label: sites[node].reason
+            for node, status in statuses.items()
+            if status == "included" and sites[node].status == "dropped"
+        }
+        return self._save_phase(phase)
+
+    def _save_phase(self, phase: Phase) -> Phase:
+        if self.checkpoint is not None:
+            traffic = merged_traffic(self.checkpoint.earlier_traffic, self.federation.traffic())
+            self.checkpoint.save(replace(phase, traffic=traffic))
+        return phase
 
     # -- the validation design ------------------------------------------------------------------
     def design(self) -> Design:

@@ -31,6 +31,7 @@ from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import descendants, flower_env, stop_tree, toml_string
 from fedrad.server.certificates import FederationCertificates, make_federation_certificates
 from fedrad.server.registration import register_site
+from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.status import query as status_query
 from fedrad.server.superlink import (
     CONNECTION,
@@ -199,7 +200,8 @@ class LoopbackFederation:
     ) -> int:
         """Submit the study app (`flwr run`); returns the run id. `files`: added to or
         replacing the app's own (an app the aggregator should not send); `run_config`:
-        more settings of the run."""
+        more settings of the run. Recorded as `fedrad server start` records a run (for
+        `fedrad server resume`)."""
         app_dir = out_dir / "app"
         app_dir.mkdir(parents=True, exist_ok=True)
         project = study_app_project(study_path or self.study_path, out_dir)
@@ -212,7 +214,11 @@ class LoopbackFederation:
         done = subprocess.run(
             submit_command(app_dir), env=self.env, check=True, capture_output=True, text=True
         )
-        return int(json.loads(done.stdout)["run-id"])
+        run_id = int(json.loads(done.stdout)["run-id"])
+        keys = str(self.keys.folder.resolve())
+        study = str((study_path or self.study_path).resolve())
+        record_run(self.state, RunRecord(run_id, study, str(out_dir.resolve()), keys, self.port))
+        return run_id
 
     def results(self, out_dir: Path, timeout_s: float = RESULTS_TIMEOUT_S) -> dict:
         results_path = out_dir / "results.json"

@@ -29,7 +29,15 @@ def site_rows(nodes: list[dict], names: dict[str, str]) -> list[tuple[str, str, 
 
 def run_rows(runs: list[dict]) -> list[tuple[str, str, str]]:
     """(run id, status, elapsed) per submitted run."""
-    return [(run["run-id"], run["status"], str(run.get("elapsed", ""))) for run in runs]
+    return [(run["run-id"], run["status"], _elapsed(run.get("elapsed", ""))) for run in runs]
+
+
+def _elapsed(value) -> str:
+    """Flower gives a run's elapsed time in seconds (a float): shown as h:mm:ss."""
+    if not isinstance(value, int | float):
+        return str(value)
+    minutes, seconds = divmod(round(value), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}"
 
 
 def query(state: Path) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:

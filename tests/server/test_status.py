@@ -25,9 +25,9 @@ def test_sites_show_by_the_name_they_were_registered_under():
     ]
 
 
-def test_runs_show_their_status():
-    runs = [{"run-id": "42", "status": "running", "elapsed": "00:01:02"}]
-    assert run_rows(runs) == [("42", "running", "00:01:02")]
+def test_runs_show_their_status_and_elapsed_time_as_flower_gives_it_in_seconds():
+    runs = [{"run-id": "42", "status": "running", "elapsed": 3725.4}]
+    assert run_rows(runs) == [("42", "running", "1:02:05")]
 
 
 def test_status_without_a_running_aggregator_says_so(tmp_path):

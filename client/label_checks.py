@@ -4,15 +4,18 @@ A wrong convention swaps tissues and breaks nothing: every region is still a set
 voxels. Two properties of brain tumour segmentations hold whatever the numbering, so a
 mask that contradicts them under the declared meanings is flagged, naming its case:
 
-- oedema surrounds the tumour core: a label meaning oedema lies, on average, nearer the
-  tumour's edge (the healthy tissue around it) than a label meaning enhancing tumour or
-  necrosis;
+- oedema surrounds the tumour core: a larger share of a label meaning oedema's surface
+  touches the tissue around the tumour than of a label meaning enhancing tumour or
+  necrosis (measured: 78% against 8% and 4% on the real glioma, 70% against 20% on the
+  real metastasis, at least 65 points apart on 180 synthetic masks);
 - enhancing tumour is the part that takes up contrast: on T1c its median intensity is
   above that of every other tumour label.
 
-Volumes are not compared: a metastasis's core can outweigh its oedema (the real case
-BraTS-MET-00110-000 does), and the necrosis/enhancing depth order does not hold for
-BraTS' "necrosis" label, which includes non-enhancing tumour at the edge of the core.
+Not used: volumes (a metastasis's core can outweigh its oedema, as the real case
+BraTS-MET-00110-000's does), and depth below the tumour's edge (where oedema spares the
+cortex the enhancing rim reaches the edge: 10% of synthetic masks had oedema "deeper"
+than their rim), nor any order between necrosis and enhancing tumour (BraTS' label 1
+includes non-enhancing tumour at the rim).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def convention_problems(
         for value, count in zip(values, counts, strict=True)
         if int(value) in meaning and count >= min_voxels
     }
-    problems = _oedema_inside_core(labels, mask.GetSpacing(), present)
+    problems = _oedema_inside_core(labels, present)
     t1c = next((name for name in T1C_NAMES if name in images and name in masks), None)
     if t1c is not None:
         on_grid = sitk.GetArrayViewFromImage(masks[t1c])
@@ -70,33 +73,34 @@ def _tissues(tissues: frozenset[str]) -> str:
     return ", ".join(sorted(tissues))
 
 
-def _oedema_inside_core(
-    labels: np.ndarray, spacing: tuple[float, ...], present: dict[int, frozenset[str]]
-) -> list[str]:
+def _oedema_inside_core(labels: np.ndarray, present: dict[int, frozenset[str]]) -> list[str]:
     oedema = [value for value, tissues in present.items() if tissues == OEDEMA]
     core = [value for value, tissues in present.items() if tissues <= CORE]
     if not oedema or not core:
         return []
-    depth = _mean_depths(labels, spacing, [*oedema, *core])
+    share = _outside_contact(labels, [*oedema, *core])
     return [
-        f"label {outer} (oedema) lies deeper in the tumour than label {inner} "
-        f"({_tissues(present[inner])}): {depth[outer]:.1f} vs {depth[inner]:.1f} mm from the "
-        f"tumour's edge on average, but oedema surrounds the tumour core; {_ADVICE}"
+        f"label {outer} (oedema) touches the tissue around the tumour less than label {inner} "
+        f"({_tissues(present[inner])}): {share[outer]:.0%} vs {share[inner]:.0%} of its "
+        f"surface, but oedema surrounds the tumour core; {_ADVICE}"
         for outer in oedema
         for inner in core
-        if depth[outer] >= depth[inner]
+        if share[outer] <= share[inner]
     ]
 
 
-def _mean_depths(
-    labels: np.ndarray, spacing: tuple[float, ...], values: list[int]
-) -> dict[int, float]:
-    """Mean distance (mm) of each label's voxels from the nearest voxel outside the tumour
-    (the union of `values`); the box is padded so that its border counts as outside."""
+def _outside_contact(labels: np.ndarray, values: list[int]) -> dict[int, float]:
+    """Share of each label's surface (the face neighbours outside it) that lies outside the
+    tumour (the union of `values`); padded, so that the volume's edge counts as outside."""
     padded = np.pad(labels, 1)
-    inside = np.isin(padded, values)
-    depth = ndimage.distance_transform_edt(inside, sampling=spacing[::-1])  # arrays are z, y, x
-    return {value: float(depth[padded == value].mean()) for value in values}
+    outside = ~np.isin(padded, values)
+    cross = ndimage.generate_binary_structure(3, 1)
+    shares = {}
+    for value in values:
+        region = padded == value
+        surface = ndimage.binary_dilation(region, cross) & ~region
+        shares[value] = float(np.count_nonzero(surface & outside) / np.count_nonzero(surface))
+    return shares
 
 
 def _enhancing_not_brightest(

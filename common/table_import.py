@@ -87,7 +87,8 @@ def import_table(
         )
     keep = ~table.index.isin(list(why))
     if not keep.any():
-        raise ConfigError(f"no row of the table is complete, e.g. {_listed(why, rows)[0]}")
+        row, reasons = _listed(why, rows)[0]
+        raise ConfigError(f"no row of the table is complete, e.g. {row}: {reasons}")
     frame = pd.DataFrame(features).loc[keep].reset_index(drop=True)
     return ImportedTable(
         rows=table.loc[keep].reset_index(drop=True),

@@ -20,6 +20,7 @@ from rich.text import Text
 from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
 from fedrad.client.join_cli import join
+from fedrad.client.label_conventions import PRESET_NAMES, require_convention
 from fedrad.client.manifest import ManifestError
 from fedrad.client.qc_report import print_report, status_frame, write_html
 from fedrad.client.site_check import check_site
@@ -34,7 +35,14 @@ StudyOption = Annotated[
 ]
 SiteOption = Annotated[
     Path | None,
-    typer.Option(help="Site config YAML (label values, manifest); default: labels 1..n."),
+    typer.Option(help="Site config YAML (label values, manifest)."),
+]
+LabelsOption = Annotated[
+    str | None,
+    typer.Option(
+        help=f"The masks' label convention: {', '.join(PRESET_NAMES)} (docs/extraction.md 2); "
+        "or state it under `labels` in the site config.",
+    ),
 ]
 ManifestOption = Annotated[
     Path | None, typer.Option(help="Site manifest CSV; default: the site config's manifest.")
@@ -49,11 +57,16 @@ def site() -> None:
     """Site operator commands."""
 
 
-def _configs(study: Path | None, site: Path | None, manifest: Path | None):
-    """(study, site config, manifest path); ConfigError / ManifestError name what is wrong."""
+def _configs(study: Path | None, site: Path | None, manifest: Path | None, labels: str | None):
+    """(study, site config, manifest path); ConfigError / ManifestError name what is wrong,
+    including a real cohort whose label convention is not stated."""
     study_config = StudyConfig.from_yaml(study) if study else StudyConfig()
     site_config = SiteConfig.from_yaml(site) if site else SiteConfig()
-    return study_config, site_config, manifest_path(manifest, site_config)
+    if labels is not None:
+        site_config = site_config.with_labels(labels)
+    manifest_file = manifest_path(manifest, site_config)
+    require_convention(site_config.labels is not None, manifest_file)
+    return study_config, site_config, manifest_file
 
 
 def _fail_usage(exc: Exception) -> typer.Exit:
@@ -76,6 +89,7 @@ def check(
     study: StudyOption = None,
     out: Annotated[Path, typer.Option(help="Folder for qc.csv and qc.html.")] = Path("qc"),
     workers: WorkersOption = None,
+    labels: LabelsOption = None,
 ) -> None:
     """QC report of every case: unreadable, missing or inconsistent files, by case id.
 
@@ -83,7 +97,7 @@ def check(
     not (listed), 2 bad config or usage.
     """
     try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest)
+        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
         report = check_site(manifest_file, study_config, site_config, workers)
     except (ManifestError, ConfigError, OSError) as exc:
         raise _fail_usage(exc) from exc
@@ -115,6 +129,7 @@ def extract(
     manifest: ManifestOption = None,
     study: StudyOption = None,
     workers: WorkersOption = None,
+    labels: LabelsOption = None,
 ) -> None:
     """QC every case and extract its radiomic features, cached per case.
 
@@ -122,7 +137,7 @@ def extract(
     Exit status: 0 all cases extracted, 1 some cases failed (listed), 2 bad config or usage.
     """
     try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest)
+        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
         report = extract_site(manifest_file, out, study_config, workers, site=site_config)
     except (ManifestError, ConfigError, OSError) as exc:
         raise _fail_usage(exc) from exc

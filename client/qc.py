@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from fedrad.client.dicom import read_series
+from fedrad.client.label_checks import convention_problems
 from fedrad.client.manifest import MASK_COLUMN, CaseEntry
 from fedrad.client.site_config import SiteLayout
 from fedrad.common.config import ExtractionSettings
@@ -132,7 +133,8 @@ def check_case(
     settings: ExtractionSettings,
     layout: SiteLayout,
 ) -> CaseCheck:
-    """Shape, NaN/Inf, label values, geometry (resampling the mask if close), region sizes."""
+    """Shape, NaN/Inf, label values, geometry (resampling the mask if close), region sizes,
+    and whether the mask looks like the site's declared label convention."""
     check = CaseCheck()
     for name, image in [*images.items(), (MASK_COLUMN, mask)]:
         array = sitk.GetArrayViewFromImage(image)
@@ -160,6 +162,10 @@ def check_case(
             check.problems += _region_problems(
                 sitk.GetArrayViewFromImage(aligned), layout, settings, where
             )
+    if not label_problem:
+        check.problems += convention_problems(
+            mask, images, check.masks, layout.labels, settings.min_region_voxels
+        )
     return check
 
 

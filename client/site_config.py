@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from fedrad.client.label_conventions import preset_labels
 from fedrad.common.config import ConfigError, ExtractionSettings, load_yaml_config
 
 
@@ -31,7 +32,10 @@ class SiteConfig(BaseModel):
     @field_validator("labels", mode="before")
     @classmethod
     def _one_or_more_tissues(cls, value: object) -> object:
-        """Accept `4: enhancing` as well as `2: [enhancing, necrosis]`."""
+        """Accept a preset name (`labels: brats2021`), `4: enhancing` and
+        `2: [enhancing, necrosis]`."""
+        if isinstance(value, str):
+            value = preset_labels(value)
         if not isinstance(value, dict):
             return value
         return {key: (item,) if isinstance(item, str) else item for key, item in value.items()}
@@ -44,6 +48,20 @@ class SiteConfig(BaseModel):
         if config.manifest is not None and not config.manifest.is_absolute():
             config = config.model_copy(update={"manifest": path.parent / config.manifest})
         return config
+
+    def with_labels(self, preset: str) -> SiteConfig:
+        """This config with the label convention of a preset (`--labels`); refuses a config
+        that states its own, as two statements could disagree."""
+        if self.labels is not None:
+            raise ConfigError(
+                f"--labels {preset} and the site config's `labels` both state the label "
+                "convention; keep one"
+            )
+        try:
+            labels = preset_labels(preset)
+        except ValueError as exc:
+            raise ConfigError(f"--labels: {exc}") from exc
+        return SiteConfig.model_validate({**self.model_dump(), "labels": labels})
 
 
 @dataclass(frozen=True)

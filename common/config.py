@@ -467,6 +467,21 @@ class StudyConfig(_Strict):
     differential_privacy: DifferentialPrivacySettings | None = Field(
         default=None, description="off unless set; {} takes every default"
     )
+    missing_values: Literal["exclude-case"] | None = Field(
+        default=None,
+        description="a feature table's case missing a feature, label or clinical value: "
+        "exclude-case (also when unset) leaves it out, named by its row",
+    )
+
+    @field_validator("missing_values", mode="before")
+    @classmethod
+    def _impute_not_yet(cls, value: object) -> object:
+        if value == "impute-mean":
+            raise ValueError(
+                "impute-mean is not available yet: the pooled training mean of each fold "
+                "needs a federated step FedRad does not have; use exclude-case"
+            )
+        return value
 
     @field_validator("clinical")
     @classmethod
@@ -556,8 +571,9 @@ class StudyConfig(_Strict):
     def study_hash(self) -> str:
         """Hash of the whole study (protocol settings too) plus the extraction hash."""
         study = self.model_dump(mode="json")
-        if study["differential_privacy"] is None:  # an option's absence leaves hashes as they were
-            del study["differential_privacy"]
+        for option in ("differential_privacy", "missing_values"):
+            if study[option] is None:  # an option's absence leaves hashes as they were
+                del study[option]
         payload = {"study": study, "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -112,15 +112,21 @@ def simulate(
 
 
 def _split_table(csv, label_column, paths, config, site_column, split_sites, site_effects, seed):
-    from fedrad.simulations.feature_tables import split_feature_table
+    """Site tables from the CSV, after telling the user what was used and left out; rows
+    excluded for a missing value are this run's failed cases (exit status 1)."""
+    from fedrad.simulations.feature_tables import read_table, write_site_tables
+    from fedrad.simulations.table_report import print_table_report, write_column_report
 
     if not csv.exists():
-        console.print(f"[red]feature table {csv} not found[/red]")
+        console.print(f"[red]feature table {escape(str(csv))} not found[/red]")
         raise typer.Exit(2)
     try:
-        tables = split_feature_table(
+        imported = read_table(csv, label_column, config, site_column)
+        columns_csv = write_column_report(imported, paths.out_dir / "table_columns.csv")
+        print_table_report(imported, csv, columns_csv, console)
+        tables = write_site_tables(
+            imported,
             csv,
-            label_column,
             paths.out_dir / "sites",
             config,
             site_column,
@@ -129,10 +135,10 @@ def _split_table(csv, label_column, paths, config, site_column, split_sites, sit
             seed,
         )
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")
         raise typer.Exit(2) from exc
-    console.print(f"feature table {csv}: {len(tables)} sites")
-    return tables, {}
+    console.print(f"feature table {escape(str(csv))}: {len(tables)} sites")
+    return tables, ({"feature table": imported.excluded} if imported.excluded else {})
 
 
 def _extract_sites(manifests, paths, config: StudyConfig, workers: int | None):

@@ -116,8 +116,19 @@ def test_two_workers_give_the_same_result_as_one(site, tmp_path: Path):
     )
 
 
+SYNTHETIC_LABELS = "labels: {1: enhancing, 2: necrosis, 3: oedema}\n"  # the cases' convention
+
+
 def invoke(*args: str):
     return CliRunner().invoke(site_app, ["extract", *args, "--workers", "1"])
+
+
+@pytest.fixture
+def labels_yaml(tmp_path: Path) -> Path:
+    """A site config stating the test cases' label convention, which the CLI requires."""
+    path = tmp_path / "site.yaml"
+    path.write_text(SYNTHETIC_LABELS)
+    return path
 
 
 @pytest.fixture
@@ -132,18 +143,22 @@ def study_yaml(tmp_path: Path) -> Path:
     return path
 
 
-def test_cli_exits_0_when_every_case_is_extracted(tmp_path: Path, study_yaml: Path):
+def test_cli_exits_0_when_every_case_is_extracted(
+    tmp_path: Path, study_yaml: Path, labels_yaml: Path
+):
     manifest = write_manifest(tmp_path, good_rows(tmp_path)[:1])
     out = tmp_path / "f.parquet"
-    result = invoke("--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml))
+    args = ["--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml)]
+    result = invoke(*args, "--site", str(labels_yaml))
     assert result.exit_code == 0, result.output
     assert "Extracted 1 case(s)" in result.output
     assert read_feature_table(out)[1]["extraction_hash"] == STUDY.extraction_hash
 
 
-def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path):
+def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path, labels_yaml: Path):
     manifest, out, _ = site
-    result = invoke("--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml))
+    args = ["--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml)]
+    result = invoke(*args, "--site", str(labels_yaml))
     assert result.exit_code == 1, result.output
     assert "(3 from cache)" in result.output
     for case_id in BAD:
@@ -160,11 +175,14 @@ def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path):
         ("case_id,label,t1c,flair,mask\n", "extraction:\n  feature_classes: [glcmm]\n", "glcmm"),
     ],
 )
-def test_cli_exits_2_on_bad_config_or_usage(tmp_path: Path, manifest_text, study_text, message):
+def test_cli_exits_2_on_bad_config_or_usage(
+    tmp_path: Path, labels_yaml: Path, manifest_text, study_text, message
+):
     manifest = tmp_path / "manifest.csv"
     if manifest_text is not None:
         manifest.write_text(manifest_text)
     args = ["--manifest", str(manifest), "--out", str(tmp_path / "f.parquet")]
+    args += ["--site", str(labels_yaml)]
     if study_text is not None:
         (tmp_path / "study.yaml").write_text(study_text)
         args += ["--study", str(tmp_path / "study.yaml")]

@@ -85,6 +85,8 @@ def test_cli_says_how_to_resume_after_ctrl_c(tmp_path: Path, monkeypatch):
     manifest = write_manifest(tmp_path, good_rows(tmp_path)[:2])
     counting(monkeypatch, stop_at=2)
     args = ["extract", "--manifest", str(manifest), "--out", str(tmp_path / "f.parquet")]
+    (tmp_path / "site.yaml").write_text("labels: {1: enhancing, 2: necrosis, 3: oedema}\n")
+    args += ["--site", str(tmp_path / "site.yaml")]
     result = CliRunner().invoke(site_app, [*args, "--workers", "1"])
     assert result.exit_code == 1
     assert "interrupted: finished cases are cached" in " ".join(result.output.split())

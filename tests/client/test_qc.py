@@ -39,9 +39,13 @@ def volume(array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)) -
 
 
 def good_case() -> tuple[dict[str, sitk.Image], sitk.Image]:
+    """Noise, with the enhancing shell bright on T1c as a real tumour's (QC checks it)."""
     rng = np.random.default_rng(0)
+    uptake = {"t1c": 40.0 * (lesion_labels() == 1)}
     images = {
-        sequence: volume(rng.normal(100, 10, (SIZE,) * 3).astype(np.float32))
+        sequence: volume(
+            (rng.normal(100, 10, (SIZE,) * 3) + uptake.get(sequence, 0)).astype(np.float32)
+        )
         for sequence in SETTINGS.sequences
     }
     return images, volume(lesion_labels())

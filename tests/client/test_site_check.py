@@ -13,9 +13,17 @@ from typer.testing import CliRunner
 
 from fedrad.client.cli import site_app
 
+SYNTHETIC_LABELS = "labels: {1: enhancing, 2: necrosis, 3: oedema}\n"  # the cases' convention
+
 
 def check(*args: str):
     return CliRunner().invoke(site_app, ["check", *args, "--workers", "1"])
+
+
+def labels_yaml(folder: Path) -> str:
+    """A site config stating the test cases' label convention, which the CLI requires."""
+    (folder / "labels.yaml").write_text(SYNTHETIC_LABELS)
+    return str(folder / "labels.yaml")
 
 
 def flat(text: str) -> str:
@@ -28,7 +36,8 @@ def mixed(tmp_path_factory) -> tuple[Path, Path, object]:
     folder = tmp_path_factory.mktemp("site")
     manifest = write_manifest(folder, [*good_rows(folder), *bad_rows(folder)])
     out = folder / "qc"
-    return manifest, out, check("--manifest", str(manifest), "--out", str(out))
+    site = labels_yaml(folder)
+    return manifest, out, check("--manifest", str(manifest), "--site", site, "--out", str(out))
 
 
 def test_some_unusable_cases_exit_1_and_are_named_in_the_terminal(mixed):
@@ -74,7 +83,7 @@ def test_nothing_is_extracted_or_cached(mixed):
 
 def test_all_usable_exits_0_and_site_config_supplies_the_manifest(tmp_path: Path):
     write_manifest(tmp_path, good_rows(tmp_path))
-    (tmp_path / "site.yaml").write_text("name: alpha\nmanifest: manifest.csv\n")
+    (tmp_path / "site.yaml").write_text(f"name: alpha\nmanifest: manifest.csv\n{SYNTHETIC_LABELS}")
     result = check("--site", str(tmp_path / "site.yaml"), "--out", str(tmp_path / "qc"))
     assert result.exit_code == 0, result.output
     assert "site alpha: manifest" in result.output
@@ -88,7 +97,11 @@ def test_all_usable_exits_0_and_site_config_supplies_the_manifest(tmp_path: Path
         ({"site.yaml": "labels: {1: tumour}\n"}, ["--site", "site.yaml"], "labels.1: ['tumour']"),
         ({"site.yaml": "lables: {}\n"}, ["--site", "site.yaml"], "lables: Extra inputs"),
         ({"study.yaml": "extraction: {bin_width: 0}\n"}, ["--study", "study.yaml"], "bin_width"),
-        ({"m.csv": "case_id,label,t1c\n"}, ["--manifest", "m.csv"], "lacks column(s)"),
+        (
+            {"m.csv": "case_id,label,t1c\n"},
+            ["--manifest", "m.csv", "--labels", "brats2021"],
+            "lacks column(s)",
+        ),
     ],
 )
 def test_bad_config_or_usage_exits_2_naming_the_key(tmp_path: Path, files, args, message):

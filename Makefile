@@ -21,7 +21,7 @@ demo: $(STAMP)  ## synthetic 3-site cohort -> site extraction -> Flower simulati
 test: $(STAMP)  ## the whole test suite (ruff, then the import contracts: both part of the contract)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest -q -rs $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

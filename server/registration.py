@@ -25,7 +25,11 @@ def register_site(public_key: Path, name: str, state: Path) -> bool:
     env = flower_env(FLWR_HOME=str(flower_home(state)))
     try:
         done = subprocess.run(
-            register_command(public_key, name), env=env, capture_output=True, text=True
+            register_command(public_key, name),
+            env=env,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
         )
     except FileNotFoundError as exc:
         raise RegistrationFailed("the `flwr` command is missing; install FedRad.") from exc

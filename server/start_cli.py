@@ -167,7 +167,9 @@ def wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
 
 def submit(app_dir: Path, env: dict[str, str]) -> int:
     """Submit the study app to the running SuperLink; its run id."""
-    done = subprocess.run(submit_command(app_dir), env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        submit_command(app_dir), env=env, capture_output=True, encoding="utf-8", errors="replace"
+    )
     try:
         return int(json.loads(done.stdout)["run-id"])
     except (json.JSONDecodeError, KeyError) as exc:

@@ -50,7 +50,9 @@ def query(state: Path) -> tuple[list[tuple[str, str, str]], list[tuple[str, str,
 
 def _ask(command: list[str], env: dict[str, str]) -> dict:
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            command, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=60
+        )
         answer = json.loads(done.stdout)
     except FileNotFoundError as exc:
         raise StatusUnavailable("the `flwr` command is missing; install FedRad.") from exc

@@ -212,7 +212,12 @@ class LoopbackFederation:
             (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
             (app_dir / name).write_text(text)
         done = subprocess.run(
-            submit_command(app_dir), env=self.env, check=True, capture_output=True, text=True
+            submit_command(app_dir),
+            env=self.env,
+            check=True,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
         )
         run_id = int(json.loads(done.stdout)["run-id"])
         keys = str(self.keys.folder.resolve())
@@ -231,7 +236,14 @@ class LoopbackFederation:
     def run_log(self, run_id: int) -> str:
         """What the run's ServerApp printed, as `flwr log --show` gives it the coordinator."""
         command = ["flwr", "log", str(run_id), CONNECTION, "--show"]
-        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            command,
+            env=self.env,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=120,
+        )
         return done.stdout
 
     def stop_all(self) -> None:

@@ -23,7 +23,8 @@ def lint_imports(*args: str) -> subprocess.CompletedProcess:
         [sys.executable, "-c", LINT_IMPORTS, "--no-logo", "--no-cache", *args],
         cwd=REPO,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
 

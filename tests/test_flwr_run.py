@@ -22,8 +22,8 @@ def test_flwr_run_on_the_repository_points_to_fedrads_commands(tmp_path, connect
     env = {**os.environ, "FLWR_HOME": str(tmp_path), "COLUMNS": "400"}
     env.pop("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", None)  # Flower's default: install
     done = subprocess.run(
-        ["flwr", "run", ".", *connection], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=120,
+        ["flwr", "run", ".", *connection], cwd=REPO, env=env, capture_output=True,
+        encoding="utf-8", errors="replace", timeout=120,
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert done.returncode == 1, output

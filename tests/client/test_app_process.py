@@ -14,6 +14,11 @@ def test_the_client_app_imports_no_heavy_package():
         f"import sys, fedrad.client.app; print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
+        check=True,
+        timeout=120,
     ).stdout.strip()
     assert loaded == "", f"fedrad.client.app imports {loaded} on every message"

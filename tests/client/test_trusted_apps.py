@@ -117,10 +117,12 @@ def test_the_supernodes_app_processes_are_fedrads(tmp_path):
     folder = app_commands(tmp_path)
     clientapp = subprocess.run(
         [folder / CLIENT_APP, "--insecure", "--token", "t", INSTALL_FLAG],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, encoding="utf-8", errors="replace", timeout=120,
     )  # fmt: skip
     assert clientapp.returncode != 0 and "installs nothing at run time" in clientapp.stderr
-    agent = subprocess.run([folder / "flwr-agentapp"], capture_output=True, text=True)
+    agent = subprocess.run(
+        [folder / "flwr-agentapp"], capture_output=True, encoding="utf-8", errors="replace"
+    )
     assert agent.returncode == 1 and "refused to run flwr-agentapp" in agent.stderr
     command = supernode_command("agg:8000", tmp_path / "features.parquet", "s", None, None, None)
     assert command[: len(TRUSTED_SUPERNODE)] == TRUSTED_SUPERNODE
@@ -139,7 +141,7 @@ def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path
     def first_on_path(**extra: str) -> tuple[Path, str]:
         done = subprocess.run(
             [*TRUSTED_SUPERNODE, "--insecure"], env={**env, **extra},
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True, encoding="utf-8", errors="replace", timeout=60, check=True,
         )  # fmt: skip
         path, arguments = done.stdout.splitlines()
         return Path(path.split(os.pathsep)[0]), arguments
@@ -152,6 +154,7 @@ def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path
         TRUSTED_SUPERNODE,
         env={**env, FOLDER_VARIABLE: str(tmp_path)},
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert missing.returncode == 1 and f"has no {CLIENT_APP}" in missing.stderr

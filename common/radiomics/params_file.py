@@ -213,7 +213,7 @@ def _image_types(image_types: Mapping, settings: Mapping, problems: list[str]) -
             if key not in CUSTOM[name]:
                 problems.append(
                     f"imageType.{name}.{key}: FedRad applies one set of settings to every "
-                    f"filter; give it under `setting` if it is not {name}-only"
+                    f"filter, so a {name}-only {key} cannot be honoured (set it under `setting`)"
                 )
         if custom.get("start_level", 0) != 0:
             problems.append(f"imageType.{name}.start_level: {FIXED['start_level'][1]}")

@@ -11,6 +11,7 @@ What FedRad cannot honour is refused by name, with why, never extracted differen
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -94,20 +95,14 @@ OTHER_IMAGE_TYPES = (
     "LBP3D",
 )
 CUSTOM = {"Original": (), "LoG": ("sigma",), "Wavelet": ("wavelet", "level", "start_level")}
-# what translation yields (besides geometry_tolerance and the filters' own keys)
-TRANSLATED_KEYS = (
-    *(key for key, _ in MAPPED.values()),
-    "filters",
-    "feature_classes",
-    "excluded_features",
-)
 
 
 def read_params_file(path: Path) -> dict:
-    """The file as pyradiomics reads it (YAML, or JSON, which is YAML)."""
+    """The file's sections: JSON for a `.json` file (pyradiomics' `loadJSONParams`), else YAML."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text()
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read pyradiomics parameter file {path}: {exc}") from exc
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"pyradiomics parameter file {path}: expected a mapping of sections")
@@ -176,12 +171,12 @@ def _settings(settings: Mapping, problems: list[str]) -> dict:
     translated = {key: settings.get(name, default) for name, (key, default) in MAPPED.items()}
     interpolator = translated["interpolator"]
     by_sitk_name = {sitk_name: key for key, sitk_name in SITK_INTERPOLATORS.items()}
-    if interpolator not in by_sitk_name:
+    if not isinstance(interpolator, str) or interpolator not in by_sitk_name:
         problems.append(
             f"setting.interpolator: {interpolator!r} is not offered; FedRad's are "
             f"{', '.join(by_sitk_name)} (by name)"
         )
-    translated["interpolator"] = by_sitk_name.get(interpolator, interpolator)
+    translated["interpolator"] = by_sitk_name.get(str(interpolator), interpolator)
     spacing = translated["resampled_spacing_mm"]
     if isinstance(spacing, list) and 0 in spacing:
         problems.append(
@@ -209,6 +204,9 @@ def _image_types(image_types: Mapping, settings: Mapping, problems: list[str]) -
             problems.append(f"imageType.{name}: FedRad's filters are {', '.join(IMAGE_TYPES)}")
     for name in enabled:
         custom = image_types.get(name) or {}
+        if not isinstance(custom, Mapping):
+            problems.append(f"imageType.{name}: give its custom settings as a mapping, or {{}}")
+            continue
         for key in custom:
             if key not in CUSTOM[name]:
                 problems.append(
@@ -251,7 +249,7 @@ def _feature_classes(classes: Mapping, problems: list[str]) -> dict:
             continue
         names = offered[name].getFeatureNames()
         for feature in features:
-            if feature not in names:
+            if not isinstance(feature, str) or feature not in names:
                 problems.append(
                     f"featureClass.{name}.{feature}: not a {name} feature"
                     f"{_did_you_mean(feature, tuple(names))}"
@@ -275,12 +273,13 @@ def _invalid_values(translated: Mapping) -> list[str]:
     named = {key: f"setting.{name}" for name, (key, _) in MAPPED.items()}
     named |= {key: f"setting (or imageType).{name}" for name, key in FILTER_SETTINGS.items()}
     named[GEOMETRY_TOLERANCE[1]] = f"setting.{GEOMETRY_TOLERANCE[0]}"
+    named |= {"filters": "imageType", "feature_classes": "featureClass"}
     try:
         ExtractionSettings.model_validate(translated)
     except ValidationError as exc:
         return [
-            f"{named.get(str(error['loc'][0]), 'featureClass') if error['loc'] else 'featureClass'}"
-            f": {error['msg']}"
+            f"{named.get(str(error['loc'][0]) if error['loc'] else '', 'featureClass')}"
+            f"{''.join(f'[{part}]' for part in error['loc'][1:])}: {error['msg']}"
             for error in exc.errors()
         ]
     return []

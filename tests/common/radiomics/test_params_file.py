@@ -212,3 +212,18 @@ def test_an_example_file_extracts_what_pyradiomics_extracts_with_it(small_case, 
     assert all(math.isfinite(value) for value in ours.values())
     different = {name: (ours[name], theirs[name]) for name in ours if ours[name] != theirs[name]}
     assert not different, f"{len(different)} of {len(ours)} differ, e.g. {different}"
+
+
+def test_a_json_file_is_read_as_json(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text('{\n\t"featureClass": {"glcm": null},\n\t"setting": {"binWidth": 3}\n}\n')
+    assert translate(read_params_file(params), params)["bin_width"] == 3
+
+
+def test_a_section_or_filter_that_is_not_a_mapping_is_refused_naming_it():
+    message = refusal(
+        {"setting": [1], "imageType": {"LoG": [1.0]}, "featureClass": {"glcm": "Contrast"}}
+    )
+    assert "setting: expected a mapping of names to values" in message
+    assert "imageType.LoG: give its custom settings as a mapping" in message
+    assert "featureClass.glcm: give a list of feature names, or nothing" in message

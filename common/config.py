@@ -625,11 +625,12 @@ class StudyConfig(_Strict):
     def with_pyradiomics_params(self, params_path: Path) -> StudyConfig:
         """This study with the extraction settings a pyradiomics parameter file stands for
         (`fedrad.common.radiomics.params_file`); refused where the study sets them otherwise."""
-        from fedrad.common.radiomics.params_file import with_params_file  # it builds on this
+        from fedrad.common.radiomics.params_file import with_params_file  # imports this module
 
         written = self.extraction.model_dump(mode="json", include=self.extraction.model_fields_set)
         extraction = with_params_file(written, params_path, "the study config")
-        return _validated(StudyConfig, {**self.model_dump(mode="json"), "extraction": extraction})
+        data = {**self.model_dump(mode="json"), "extraction": extraction}
+        return _validated(StudyConfig, data, f"study config with {params_path}")
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
@@ -639,7 +640,7 @@ class StudyConfig(_Strict):
         data = read_yaml(path, "study config")
         extraction = data.get("extraction") if isinstance(data, dict) else None
         if isinstance(extraction, dict) and "pyradiomics_params" in extraction:
-            from fedrad.common.radiomics.params_file import with_params_file
+            from fedrad.common.radiomics.params_file import with_params_file  # imports this module
 
             written = dict(extraction)
             params_path = path.parent / str(written.pop("pyradiomics_params"))
@@ -665,7 +666,7 @@ def read_yaml(path: Path, what: str) -> object:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
 
 
-def _validated(model: type[Config], data: object, source: str = "settings") -> Config:
+def _validated(model: type[Config], data: object, source: str) -> Config:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -26,7 +26,8 @@ from fedrad.client.qc_report import print_report, status_frame, write_html
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
-from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.common.cli_support import ParamsOption, study_with_params
+from fedrad.common.config import ConfigError
 
 site_app = typer.Typer(no_args_is_help=True)
 
@@ -57,10 +58,16 @@ def site() -> None:
     """Site operator commands."""
 
 
-def _configs(study: Path | None, site: Path | None, manifest: Path | None, labels: str | None):
+def _configs(
+    study: Path | None,
+    params: Path | None,
+    site: Path | None,
+    manifest: Path | None,
+    labels: str | None,
+):
     """(study, site config, manifest path); ConfigError / ManifestError name what is wrong,
     including a real cohort whose label convention is not stated."""
-    study_config = StudyConfig.from_yaml(study) if study else StudyConfig()
+    study_config = study_with_params(study, params)
     site_config = SiteConfig.from_yaml(site) if site else SiteConfig()
     if labels is not None:
         site_config = site_config.with_labels(labels)
@@ -87,6 +94,7 @@ def check(
     site: SiteOption = None,
     manifest: ManifestOption = None,
     study: StudyOption = None,
+    params: ParamsOption = None,
     out: Annotated[Path, typer.Option(help="Folder for qc.csv and qc.html.")] = Path("qc"),
     workers: WorkersOption = None,
     labels: LabelsOption = None,
@@ -97,7 +105,7 @@ def check(
     not (listed), 2 bad config or usage.
     """
     try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
+        study_config, site_config, manifest_file = _configs(study, params, site, manifest, labels)
         report = check_site(manifest_file, study_config, site_config, workers)
     except (ManifestError, ConfigError, OSError) as exc:
         raise _fail_usage(exc) from exc
@@ -128,6 +136,7 @@ def extract(
     site: SiteOption = None,
     manifest: ManifestOption = None,
     study: StudyOption = None,
+    params: ParamsOption = None,
     workers: WorkersOption = None,
     labels: LabelsOption = None,
 ) -> None:
@@ -137,7 +146,7 @@ def extract(
     Exit status: 0 all cases extracted, 1 some cases failed (listed), 2 bad config or usage.
     """
     try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
+        study_config, site_config, manifest_file = _configs(study, params, site, manifest, labels)
         report = extract_site(manifest_file, out, study_config, workers, site=site_config)
     except (ManifestError, ConfigError, OSError) as exc:
         raise _fail_usage(exc) from exc

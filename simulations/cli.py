@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fedrad.common.cli_support import StudyOption, console, load_study
+from fedrad.common.cli_support import ParamsOption, StudyOption, console, load_study
 from fedrad.common.config import ConfigError, StudyConfig
 
 
@@ -37,6 +37,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Cohort / split seed.")] = 0,
     size: Annotated[int, typer.Option(min=32, help="Volume edge in voxels.")] = 96,
     study: StudyOption = None,
+    params: ParamsOption = None,
     workers: Annotated[
         int | None, typer.Option(help="Extraction processes (default: all cores).")
     ] = None,
@@ -68,7 +69,7 @@ def simulate(
         run_federation,
     )
 
-    config = load_study(study)
+    config = load_study(study, params)
     paths = SimulationPaths(out)
     if features_table is not None:
         tables, failed_cases = _split_table(

@@ -12,6 +12,7 @@ from case_files import BAD, bad_rows, good_rows, write_manifest
 from typer.testing import CliRunner
 
 from fedrad.client.cli import site_app
+from fedrad.common.config import StudyConfig
 
 SYNTHETIC_LABELS = "labels: {1: enhancing, 2: necrosis, 3: oedema}\n"  # the cases' convention
 
@@ -90,6 +91,20 @@ def test_all_usable_exits_0_and_site_config_supplies_the_manifest(tmp_path: Path
     assert "3 of 3 case(s) usable" in result.output
 
 
+def test_params_give_the_study_the_extraction_settings_of_a_pyradiomics_file(tmp_path: Path):
+    params = Path(__file__).parents[1] / "common/radiomics/pyradiomics_params/exampleMR_3mm.yaml"
+    write_manifest(tmp_path, good_rows(tmp_path))
+    out = tmp_path / "qc"
+    result = check(
+        "--manifest", str(tmp_path / "manifest.csv"), "--site", labels_yaml(tmp_path),
+        "--params", str(params), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    translated = StudyConfig().with_pyradiomics_params(params)
+    assert translated.extraction_hash in (out / "qc.html").read_text()
+    assert StudyConfig().extraction_hash not in (out / "qc.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("files", "args", "message"),
     [
@@ -97,6 +112,21 @@ def test_all_usable_exits_0_and_site_config_supplies_the_manifest(tmp_path: Path
         ({"site.yaml": "labels: {1: tumour}\n"}, ["--site", "site.yaml"], "labels.1: ['tumour']"),
         ({"site.yaml": "lables: {}\n"}, ["--site", "site.yaml"], "lables: Extra inputs"),
         ({"study.yaml": "extraction: {bin_width: 0}\n"}, ["--study", "study.yaml"], "bin_width"),
+        (
+            {"p.yaml": "featureClass: {shape2D: }\n"},
+            ["--params", "p.yaml"],
+            "p.yaml: FedRad cannot use featureClass.shape2D: FedRad extracts 3-D features only",
+        ),
+        (
+            {"study.yaml": "extraction: {bin_width: 3}\n", "p.yaml": "featureClass: {glcm: }\n"},
+            ["--study", "study.yaml", "--params", "p.yaml"],
+            "extraction.bin_width: 3.0 in the study config, but",
+        ),
+        (
+            {"study.yaml": "extraction: {pyradiomics_params: nope.yaml}\n"},
+            ["--study", "study.yaml"],
+            "(the path is relative to the study file's folder)",
+        ),
         (
             {"m.csv": "case_id,label,t1c\n"},
             ["--manifest", "m.csv", "--labels", "brats2021"],

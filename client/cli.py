@@ -21,14 +21,14 @@ from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
 from fedrad.client.join_cli import join
 from fedrad.client.label_conventions import PRESET_NAMES, require_convention
-from fedrad.client.manifest import ManifestError
 from fedrad.client.qc_report import print_report, status_frame, write_html
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
-from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.common.cli_errors import ReportsUserErrors, fail
+from fedrad.common.config import StudyConfig
 
-site_app = typer.Typer(no_args_is_help=True)
+site_app = typer.Typer(no_args_is_help=True, cls=ReportsUserErrors)
 
 StudyOption = Annotated[
     Path | None, typer.Option(help="Study config YAML; default: the built-in study.")
@@ -69,19 +69,6 @@ def _configs(study: Path | None, site: Path | None, manifest: Path | None, label
     return study_config, site_config, manifest_file
 
 
-def _fail_usage(exc: Exception) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-    return typer.Exit(2)
-
-
-def _fail_sentence(sentence: str) -> typer.Exit:
-    """Exit 2 with one sentence on stderr, on one line (a terminal may wrap it, Rich won't)."""
-    Console(stderr=True, soft_wrap=True).print(
-        f"[red]error:[/red] {escape(sentence)}", highlight=False
-    )
-    return typer.Exit(2)
-
-
 @site_app.command()
 def check(
     site: SiteOption = None,
@@ -99,8 +86,8 @@ def check(
     try:
         study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
         report = check_site(manifest_file, study_config, site_config, workers)
-    except (ManifestError, ConfigError, OSError) as exc:
-        raise _fail_usage(exc) from exc
+    except OSError as exc:
+        raise fail(f"cannot read or write {exc.filename}: {exc.strerror}") from exc
     console = Console()
     print_report(report.plan, report.statuses, console)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,8 +126,8 @@ def extract(
     try:
         study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
         report = extract_site(manifest_file, out, study_config, workers, site=site_config)
-    except (ManifestError, ConfigError, OSError) as exc:
-        raise _fail_usage(exc) from exc
+    except OSError as exc:
+        raise fail(f"cannot read or write {exc.filename}: {exc.strerror}") from exc
     except KeyboardInterrupt as exc:
         cache = out.with_name(out.name + ".cache")
         Console(stderr=True).print(
@@ -177,14 +164,14 @@ def keygen(
         site_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise _fail_sentence(f"cannot make the site folder {site_dir}: {reason}.") from exc
+        raise fail(f"cannot make the site folder {site_dir}: {reason}.") from exc
     try:
         key = load_or_create_identity(site_dir)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise _fail_sentence(f"cannot read or write the identity key {path}: {reason}.") from exc
+        raise fail(f"cannot read or write the identity key {path}: {reason}.") from exc
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise _fail_sentence(
+        raise fail(
             f"cannot read the identity key {path}, which is not an unencrypted Ed25519 "
             "private key in PEM (move it aside and run `fedrad site keygen` again for a new one)."
         ) from exc

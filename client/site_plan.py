@@ -10,7 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedrad.client.cases import CaseStatus
-from fedrad.client.manifest import CaseEntry, ManifestError, read_manifest, row_problems
+from fedrad.client.manifest import (
+    CaseEntry,
+    ManifestError,
+    manifest_delimiter,
+    read_manifest,
+    row_problems,
+)
 from fedrad.client.site_config import SiteConfig, SiteLayout, site_layout
 from fedrad.common.config import StudyConfig
 
@@ -25,6 +31,7 @@ class SitePlan:
     runnable: list[CaseEntry]
     refused: dict[int, CaseStatus]  # manifest line -> status
     entries: list[CaseEntry]  # every row, in manifest order
+    delimiter: str = ","  # the manifest's, as read_manifest found it
 
 
 def manifest_path(manifest: Path | None, site: SiteConfig) -> Path:
@@ -52,4 +59,5 @@ def plan_site(manifest: Path, study: StudyConfig, site: SiteConfig) -> SitePlan:
         runnable=[entry for entry in entries if entry.line not in problems],
         refused=refused,
         entries=entries,
+        delimiter=manifest_delimiter(manifest),
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
+
+from fedrad.common.user_error import UserError
 
 
 def fail(sentence: str, status: int = 2) -> typer.Exit:
@@ -13,6 +16,17 @@ def fail(sentence: str, status: int = 2) -> typer.Exit:
         f"[red]error:[/red] {escape(sentence)}", highlight=False
     )
     return typer.Exit(status)
+
+
+class ReportsUserErrors(TyperGroup):
+    """The `fedrad` command group: a UserError (a bad file or option) that reaches it from
+    any command ends the command with its sentence and exit status 2, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            raise fail(str(exc)) from exc
 
 
 def warn_insecure(text: str) -> None:

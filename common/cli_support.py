@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedrad.common.cli_errors import fail
 from fedrad.common.config import ConfigError, StudyConfig
 
 console = Console()
@@ -18,11 +19,10 @@ StudyOption = Annotated[
 
 
 def load_study(path: Path | None) -> StudyConfig:
-    """The study config, or exit 2 with the offending key named."""
+    """The study config, or exit 2 with the file and the offending key named."""
     if path is None:
         return StudyConfig()
     try:
         return StudyConfig.from_yaml(path)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc

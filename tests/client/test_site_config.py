@@ -182,7 +182,7 @@ def test_site_yaml_resolves_its_manifest_next_to_itself(tmp_path: Path):
     [
         ("labels: {one: oedema}\n", "labels.one.[key]: Input should be a valid integer"),
         ("label: {1: oedema}\n", "label: Extra inputs are not permitted"),
-        ("labels: [\n", "cannot read site config"),
+        ("labels: [\n", "is not valid YAML: expected the node content"),
     ],
 )
 def test_bad_site_yaml_names_the_file_and_key(tmp_path: Path, text: str, expected: str):

@@ -34,4 +34,5 @@ def refuse_without(ctx: click.Context, needed: str, dependents: Sequence[str]) -
     """UserError when an option of `dependents` is given without option `needed`."""
     alone = [_flag(name) for name in dependents if _given(ctx, name)]
     if alone and not _given(ctx, needed):
-        raise UserError(f"{', '.join(alone)} only apply with {_flag(needed)}, which is not given")
+        verb = "applies" if len(alone) == 1 else "apply"
+        raise UserError(f"{', '.join(alone)} only {verb} with {_flag(needed)}, which is not given")

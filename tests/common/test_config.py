@@ -59,3 +59,24 @@ def test_the_mlp_step_bound_covers_what_each_strategy_makes_of_clipped_updates()
     assert bounds["fedavg"] == bounds["fedprox"] == bounds["krum"] == clip
     assert bounds["fedmedian"] == pytest.approx(clip * 2**0.5)
     assert bounds["fedtrimmedavg"] == pytest.approx(clip * 2**0.5)  # 1 / sqrt(1 - 2 * 0.25)
+
+
+def test_an_unknown_key_is_answered_with_the_close_known_key_of_its_section(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "modle: {}\nmodel:\n  ridge_lamda: 1\ndifferential_privacy:\n  noise_multipler: 1\n"
+        "validation:\n  whatever: 1\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.from_yaml(study)
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"invalid study config {study}:"
+    assert "  modle: Extra inputs are not permitted (did you mean 'model'?)" in lines
+    assert "  model.ridge_lamda: Extra inputs are not permitted (did you mean 'ridge_lambda'?)" in (
+        lines
+    )
+    assert (
+        "  differential_privacy.noise_multipler: Extra inputs are not permitted "
+        "(did you mean 'noise_multiplier'?)"
+    ) in lines
+    assert "  validation.whatever: Extra inputs are not permitted" in lines

@@ -22,6 +22,7 @@ from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, publi
 from fedrad.client.join_cli import join
 from fedrad.client.label_conventions import PRESET_NAMES, require_convention
 from fedrad.client.qc_report import print_report, status_frame, write_html
+from fedrad.client.readiness_report import print_readiness
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
@@ -78,10 +79,14 @@ def check(
     workers: WorkersOption = None,
     labels: LabelsOption = None,
 ) -> None:
-    """QC report of every case: unreadable, missing or inconsistent files, by case id.
+    """QC report of every case, and whether this site can take part in the study.
 
-    Writes OUT/qc.csv and OUT/qc.html. Exit status: 0 every case usable, 1 some case is
-    not (listed), 2 bad config or usage.
+    Names by case id every unreadable, missing or inconsistent file, and every image given
+    under two case ids; then puts the usable cases to the study's folds and minimum cell
+    size k, and its regions and sequences to the site config, before anything is sent.
+    Writes OUT/qc.csv and OUT/qc.html. Exit status: 0 the site is ready, 1 some case is
+    unusable or the site cannot take part as it is (each reason in a sentence), 2 bad
+    config or usage.
     """
     try:
         study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
@@ -94,7 +99,8 @@ def check(
     status_frame(report.statuses).to_csv(out / "qc.csv", index=False)
     write_html(report.plan, report.statuses, out / "qc.html", study_config.extraction_hash)
     console.print(f"QC report -> {escape(str(out / 'qc.csv'))}, {escape(str(out / 'qc.html'))}")
-    raise typer.Exit(0 if report.all_usable else 1)
+    print_readiness(report, console)
+    raise typer.Exit(0 if report.ready else 1)
 
 
 def _print_summary(report: ExtractionReport, console: Console) -> None:

@@ -19,6 +19,7 @@ from fedrad.client.manifest import (
 )
 from fedrad.client.site_config import SiteConfig, SiteLayout, site_layout
 from fedrad.common.config import StudyConfig
+from fedrad.common.text_files import located
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ def manifest_path(manifest: Path | None, site: SiteConfig) -> Path:
     path = manifest or site.manifest
     if path is None:
         raise ManifestError("no manifest: pass --manifest or set `manifest` in the site config")
+    if manifest is None and not path.exists():
+        raise ManifestError(
+            f"there is no manifest {located(path)}, which the `manifest` of {site.described} "
+            "names (a relative path there is relative to the site config's folder)"
+        )
     return path
 
 

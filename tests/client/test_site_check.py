@@ -193,3 +193,13 @@ def test_bad_config_or_usage_exits_2_naming_the_key(tmp_path: Path, files, args,
     result = check(*resolved, "--out", str(tmp_path / "qc"))
     assert result.exit_code == 2
     assert message in flat(result.output)
+
+
+def test_a_site_configs_missing_manifest_is_named_with_the_config_that_names_it(tmp_path: Path):
+    (tmp_path / "site.yaml").write_text(f"manifest: cases.csv\n{SYNTHETIC_LABELS}")
+    result = check("--site", str(tmp_path / "site.yaml"), "--out", str(tmp_path / "qc"))
+    assert result.exit_code == 2
+    assert (
+        f"error: there is no manifest {tmp_path / 'cases.csv'}, which the `manifest` of site "
+        f"config {tmp_path / 'site.yaml'} names"
+    ) in flat(result.output)

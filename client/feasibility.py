@@ -40,35 +40,42 @@ def feasibility(plan: SitePlan, statuses: Sequence[CaseStatus], study: StudyConf
     """The study's demands put to this site's usable cases and layout."""
     data = _usable_cases(plan, statuses, study)
     classes = study.federation.classes
-    cases = {name: data.labels.count(name) for name in classes}
-    refusals = _layout_refusals(plan, study)
-    if not data.case_ids:
-        refusals.append(f"no case is both usable and labelled {' or '.join(classes)}")
+    if data.case_ids:
+        sat_out = _grouped(_sat_out(data, study, alone=False))
     else:
-        refusals += _grouped(_sat_out(data, study, alone=False))
-    notes = []
-    secure = study.federation.secure_aggregation
-    if secure and data.case_ids and not _sat_out(data, study, alone=False):
-        alone = _grouped(_sat_out(data, study, alone=True))
-        if alone:
-            notes.append(
-                "under secure aggregation the class rule applies to the totals over sites, so "
-                "this site takes part although, on its own, " + "; ".join(alone) + "; if it "
-                "drops out mid-study the study stops rather than expose its rare class "
-                "(docs/privacy.md 4)"
-            )
-    return Feasibility(_asks(study), cases, refusals, notes)
+        sat_out = [f"no case is both usable and labelled {' or '.join(classes)}"]
+    return Feasibility(
+        asks=_asks(study),
+        cases={name: data.labels.count(name) for name in classes},
+        refusals=[*_layout_refusals(plan), *sat_out],
+        notes=[] if sat_out else _rare_class_notes(data, study),
+    )
+
+
+def _rare_class_notes(data: SiteData, study: StudyConfig) -> list[str]:
+    """Under secure aggregation a site's sums leave only inside totals, so the class rule
+    applies to the totals (docs/privacy.md 3): a class too rare for the site's own sums is
+    no refusal, but the operator should know what it means."""
+    if not study.federation.secure_aggregation:
+        return []
+    alone = _grouped(_sat_out(data, study, alone=True))
+    if not alone:
+        return []
+    return [
+        "under secure aggregation the class rule applies to the totals over sites, so this "
+        f"site takes part although, on its own, {'; '.join(alone)}; if it drops out "
+        "mid-study the study stops rather than expose its rare class (docs/privacy.md 4)"
+    ]
 
 
 def _usable_cases(plan: SitePlan, statuses: Sequence[CaseStatus], study: StudyConfig) -> SiteData:
     """The usable cases with a study class, as the site's feature table would hold them."""
     classes = study.federation.classes
-    usable = {
-        entry.line: entry
+    entries = [
+        entry
         for entry, status in zip(plan.entries, statuses, strict=True)
         if status.usable and entry.label in classes
-    }
-    entries = list(usable.values())
+    ]
     column = study.harmonization.batch
     batch = [plan.site_name if column == "site" else e.clinical[column] for e in entries]
     labels = [str(entry.label) for entry in entries]
@@ -119,7 +126,7 @@ def _grouped(sat_out: dict[str, str]) -> list[str]:
     return [f"{', '.join(names)}: {reason}" for reason, names in fits.items()]
 
 
-def _layout_refusals(plan: SitePlan, study: StudyConfig) -> list[str]:
+def _layout_refusals(plan: SitePlan) -> list[str]:
     """The study's regions and sequences this site cannot give: without them the census
     shrinks the study to the features every site shares, for every site."""
     layout = plan.layout

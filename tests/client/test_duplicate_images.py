@@ -44,3 +44,15 @@ def test_dicom_folders_are_compared_by_their_files(tmp_path: Path):
     entries = [case("c1", t1c=tmp_path / "s1"), case("c2", t1c=tmp_path / "s2")]
     (sentence,) = duplicate_images(entries)
     assert "c1 (t1c:" in sentence and "c2 (t1c:" in sentence
+
+
+def test_files_alike_in_their_first_megabyte_differ_by_the_rest(tmp_path: Path):
+    head = bytes(1 << 20)
+    (tmp_path / "a.nii").write_bytes(head + b"one")
+    (tmp_path / "b.nii").write_bytes(head + b"two")
+    (tmp_path / "empty").mkdir()
+    entries = [
+        case("c1", t1c=tmp_path / "a.nii", flair=tmp_path / "empty"),
+        case("c2", t1c=tmp_path / "b.nii", flair=tmp_path / "empty"),
+    ]
+    assert duplicate_images(entries) == []

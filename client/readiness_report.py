@@ -6,11 +6,19 @@ from rich.console import Console
 from rich.text import Text
 
 from fedrad.client.site_check import CheckReport
+from fedrad.common.csv_delimiter import delimiter_name
 
 
 def print_readiness(report: CheckReport, console: Console) -> None:
-    """The study's demand, the site's usable cases, then one line per reason or note."""
-    feasible = report.feasibility
+    """How the manifest was read, the study's demand, the site's usable cases, then one line
+    per reason or note."""
+    plan, feasible = report.plan, report.feasibility
+    console.print(
+        Text(
+            f"manifest {plan.manifest}: {len(plan.entries)} row(s), read as "
+            f"{delimiter_name(plan.delimiter)}-separated"
+        )
+    )
     console.print(Text(feasible.asks))
     counts = ", ".join(f"{name} {count}" for name, count in feasible.cases.items())
     console.print(Text(f"usable labelled cases: {counts}"))

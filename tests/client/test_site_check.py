@@ -108,6 +108,24 @@ def test_a_ready_site_exits_0_and_site_config_supplies_the_manifest(tmp_path: Pa
     assert "This site can take part in the study." in output
 
 
+def test_a_semicolon_manifest_is_read_and_its_delimiter_reported(tmp_path: Path):
+    study = ready_site(tmp_path)
+    manifest = tmp_path / "manifest.csv"
+    pd.read_csv(manifest).to_csv(manifest, sep=";", index=False)
+    result = check(
+        "--manifest",
+        str(manifest),
+        "--site",
+        labels_yaml(tmp_path),
+        "--out",
+        str(tmp_path / "qc"),
+        "--study",
+        str(study),
+    )
+    assert result.exit_code == 0, result.output
+    assert f"manifest {manifest}: 4 row(s), read as semicolon-separated" in flat(result.output)
+
+
 def test_every_case_usable_but_too_few_for_the_folds_exits_1_saying_why(tmp_path: Path):
     write_manifest(tmp_path, good_rows(tmp_path))
     result = check(

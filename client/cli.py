@@ -28,6 +28,7 @@ from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
 from fedrad.common.cli_errors import ReportsUserErrors, fail
 from fedrad.common.config import StudyConfig
+from fedrad.common.text_files import folder_problem
 
 site_app = typer.Typer(no_args_is_help=True, cls=ReportsUserErrors)
 
@@ -169,8 +170,7 @@ def keygen(
     try:
         site_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise fail(f"cannot make the site folder {site_dir}: {reason}.") from exc
+        raise fail(f"cannot make the site folder {site_dir}: {folder_problem(exc)}.") from exc
     try:
         key = load_or_create_identity(site_dir)
     except OSError as exc:

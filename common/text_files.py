@@ -39,3 +39,11 @@ def read_text(path: Path, what: str) -> str:
     if not text.strip():
         raise UnreadableFile(f"the {what} {path} is empty")
     return text
+
+
+def folder_problem(exc: OSError) -> str:
+    """Why a folder could not be made or written into, in words: a file where the folder
+    (or one above it) belongs says so rather than 'File exists'."""
+    if isinstance(exc, FileExistsError | NotADirectoryError):
+        return "a file is in the way where a folder belongs"
+    return exc.strerror or type(exc).__name__

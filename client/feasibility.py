@@ -64,7 +64,7 @@ def _rare_class_notes(data: SiteData, study: StudyConfig) -> list[str]:
     return [
         "under secure aggregation the class rule applies to the totals over sites, so this "
         f"site takes part although, on its own, {'; '.join(alone)}; if it drops out "
-        "mid-study the study stops rather than expose its rare class (docs/privacy.md 4)"
+        "mid-study the study stops rather than expose its rare class (docs/privacy.md 5)"
     ]
 
 

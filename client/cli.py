@@ -28,7 +28,7 @@ from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
 from fedrad.common.cli_errors import ReportsUserErrors, fail
 from fedrad.common.config import StudyConfig
-from fedrad.common.text_files import folder_problem
+from fedrad.common.text_files import path_problem
 
 site_app = typer.Typer(no_args_is_help=True, cls=ReportsUserErrors)
 
@@ -89,11 +89,8 @@ def check(
     unusable or the site cannot take part as it is (each reason in a sentence), 2 bad
     config or usage.
     """
-    try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
-        report = check_site(manifest_file, study_config, site_config, workers)
-    except OSError as exc:
-        raise fail(f"cannot read or write {exc.filename}: {exc.strerror}") from exc
+    study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
+    report = check_site(manifest_file, study_config, site_config, workers)
     console = Console()
     print_report(report.plan, report.statuses, console)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,8 +130,6 @@ def extract(
     try:
         study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
         report = extract_site(manifest_file, out, study_config, workers, site=site_config)
-    except OSError as exc:
-        raise fail(f"cannot read or write {exc.filename}: {exc.strerror}") from exc
     except KeyboardInterrupt as exc:
         cache = out.with_name(out.name + ".cache")
         Console(stderr=True).print(
@@ -170,7 +165,7 @@ def keygen(
     try:
         site_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise fail(f"cannot make the site folder {site_dir}: {folder_problem(exc)}.") from exc
+        raise fail(f"cannot make the site folder {site_dir}: {path_problem(exc)}.") from exc
     try:
         key = load_or_create_identity(site_dir)
     except OSError as exc:

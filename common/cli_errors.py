@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from fedrad.common.text_files import path_problem
 from fedrad.common.user_error import UserError
 
 
@@ -19,14 +20,20 @@ def fail(sentence: str, status: int = 2) -> typer.Exit:
 
 
 class ReportsUserErrors(TyperGroup):
-    """The `fedrad` command group: a UserError (a bad file or option) that reaches it from
-    any command ends the command with its sentence and exit status 2, never a traceback."""
+    """The `fedrad` command group: a UserError (a bad file or option), or an OSError on a
+    path the user gave (a file where an output folder belongs, a read-only folder), that
+    reaches it from any command ends the command with a sentence and exit status 2, never
+    a traceback. An OSError without a path is no user's input, and is raised."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UserError as exc:
             raise fail(str(exc)) from exc
+        except OSError as exc:
+            if exc.filename is None:
+                raise
+            raise fail(f"cannot use {exc.filename}: {path_problem(exc)}") from exc
 
 
 def warn_insecure(text: str) -> None:

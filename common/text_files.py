@@ -41,9 +41,9 @@ def read_text(path: Path, what: str) -> str:
     return text
 
 
-def folder_problem(exc: OSError) -> str:
-    """Why a folder could not be made or written into, in words: a file where the folder
-    (or one above it) belongs says so rather than 'File exists'."""
+def path_problem(exc: OSError) -> str:
+    """Why a path could not be read, made or written, in words: a file where a folder (or
+    one above it) belongs says so rather than 'File exists'."""
     if isinstance(exc, FileExistsError | NotADirectoryError):
         return "a file is in the way where a folder belongs"
     return exc.strerror or type(exc).__name__

@@ -108,3 +108,16 @@ def test_a_user_error_raised_inside_a_command_becomes_its_sentence(tmp_path: Pat
     )
     assert result.exit_code == 2
     assert result.output.startswith("error: there is no study config")
+
+
+def test_a_file_where_an_output_folder_belongs_ends_in_a_sentence(tmp_path: Path):
+    table = tmp_path / "table.csv"
+    table.write_text("label,f1\n" + "".join(f"{c},{i}\n" for i, c in enumerate(["HGG", "BM"] * 6)))
+    in_the_way = tmp_path / "out"
+    in_the_way.write_text("")
+    arguments = ["--features-table", str(table), "--split-sites", "2", "--out", str(in_the_way)]
+    result = CliRunner().invoke(app, ["simulate", *arguments])
+    assert result.exit_code == 2
+    assert f"error: cannot use {in_the_way}: a file is in the way where a folder belongs" in (
+        result.output
+    )

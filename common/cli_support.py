@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from fedrad.common.cli_errors import fail
 from fedrad.common.config import ConfigError, StudyConfig
 
 console = Console()
@@ -34,9 +35,8 @@ def study_with_params(path: Path | None, params: Path | None) -> StudyConfig:
 
 
 def load_study(path: Path | None, params: Path | None = None) -> StudyConfig:
-    """The study config, or exit 2 with the offending key named."""
+    """The study config, or exit 2 with the file and the offending key named."""
     try:
         return study_with_params(path, params)
     except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc

@@ -13,7 +13,7 @@ import math
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -27,11 +27,15 @@ from pydantic import (
     model_validator,
 )
 
+from fedrad.common.did_you_mean import did_you_mean
+from fedrad.common.text_files import UnreadableFile, read_text
+from fedrad.common.user_error import UserError
+
 Config = TypeVar("Config", bound=BaseModel)
 
 
-class ConfigError(ValueError):
-    """A configuration file is unreadable or invalid; the message names the key."""
+class ConfigError(UserError):
+    """A configuration file is unreadable or invalid; the message names the file and key."""
 
 
 class _Strict(BaseModel):
@@ -659,24 +663,70 @@ def load_yaml_config(model: type[Config], path: Path, what: str) -> Config:
 
 
 def read_yaml(path: Path, what: str) -> object:
-    """A YAML file's content ({} for an empty file); a ConfigError says why it is unreadable."""
+    """A YAML file's settings; a ConfigError says why the file is unreadable or holds none."""
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+        data = yaml.safe_load(read_text(path, what))
+    except UnreadableFile as exc:
+        raise ConfigError(str(exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the {what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    data = {} if data is None else data  # only comments
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the {what} {path} holds {_YAML_KINDS.get(type(data), 'a value')} rather than "
+            "settings (`key: value` lines); is it the right file?"
+        )
+    return data
 
 
 def _validated(model: type[Config], data: object, source: str) -> Config:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {source}:\n{format_validation_error(exc)}") from exc
+        raise ConfigError(f"invalid {source}:\n{format_validation_error(exc, model)}") from exc
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem, naming the dotted key, e.g. `federation.min_cell_size: ...`."""
+_YAML_KINDS = {
+    str: "plain text",
+    list: "a list",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "unreadable"
+    return f"{problem} at line {mark.line + 1}" if mark is not None else problem
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem, naming the dotted key, e.g. `federation.min_cell_size: ...`; an
+    unknown key gets the close known key of `model` at its place, if there is one."""
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  {key}: {error['msg']}")
+        hint = ""
+        if error["type"] == "extra_forbidden" and model is not None:
+            hint = did_you_mean(str(error["loc"][-1]), _known_keys(model, error["loc"][:-1]))
+        lines.append(f"  {key}: {error['msg']}{hint}")
     return "\n".join(lines)
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys `model` accepts at the section `loc` (e.g. ('model',)); [] if not a section."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        section = field and next(
+            (kind for kind in (field.annotation, *get_args(field.annotation)) if _is_model(kind)),
+            None,
+        )
+        if section is None:
+            return []
+        model = section
+    return list(model.model_fields)
+
+
+def _is_model(kind: object) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)

@@ -21,6 +21,7 @@ from fedrad.common.flower_processes import (
     stop_on_sigterm,
     stop_tree,
 )
+from fedrad.common.option_conflicts import refuse_pairs
 from fedrad.server.certificates import FederationCertificates
 from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.runs import RunRecord, record_run
@@ -43,6 +44,7 @@ def server() -> None:
 
 
 def start(
+    ctx: typer.Context,
     study: Annotated[Path, typer.Option(help="The study config YAML every site also runs.")],
     keys: Annotated[
         Path | None, typer.Option(help="Folder of `fedrad keys init` (ca.crt, server.pem, ...).")
@@ -78,6 +80,13 @@ def start(
 
     Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
     """
+    refuse_pairs(
+        ctx,
+        {
+            ("keys", "insecure"): "--insecure serves plain text, without the keys' certificate",
+            ("site", "insecure"): "--insecure admits any site, so registering one means nothing",
+        },
+    )
     load_study(study)
     certificates = None if insecure else certificates_in(keys)
     sites = _sites(site or [])

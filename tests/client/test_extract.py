@@ -187,9 +187,9 @@ def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path, labels_yaml:
 @pytest.mark.parametrize(
     ("manifest_text", "study_text", "message"),
     [
-        (None, None, "manifest not found"),
+        (None, None, "there is no manifest"),
         ("case_id,label,t1c,flair\n", None, "lacks column(s) ['mask']"),
-        ("case_id,label,t1c,flair,mask\n", "extraction: [", "cannot read study config"),
+        ("case_id,label,t1c,flair,mask\n", "extraction: [", "is not valid YAML"),
         ("case_id,label,t1c,flair,mask\n", "extraction:\n  bin_width: -1x\n", "bin_width"),
         ("case_id,label,t1c,flair,mask\n", "extraction:\n  feature_classes: [glcmm]\n", "glcmm"),
     ],

@@ -23,4 +23,4 @@ def test_a_params_file_fedrad_cannot_use_exits_2_naming_its_setting(tmp_path, ca
     with pytest.raises(typer.Exit) as exit_:
         load_study(None, params)
     assert exit_.value.exit_code == 2
-    assert "setting.force2D: True is not offered" in " ".join(capsys.readouterr().out.split())
+    assert "setting.force2D: True is not offered" in " ".join(capsys.readouterr().err.split())

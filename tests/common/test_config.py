@@ -156,3 +156,24 @@ def test_params_on_a_study_apply_where_it_sets_nothing_and_are_refused_where_it_
     with pytest.raises(ConfigError) as error:
         binned.with_pyradiomics_params(PYRADIOMICS_MR_3MM)
     assert "extraction.bin_width: 3.0 in the study config" in str(error.value)
+
+
+def test_an_unknown_key_is_answered_with_the_close_known_key_of_its_section(tmp_path):
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        "modle: {}\nmodel:\n  ridge_lamda: 1\ndifferential_privacy:\n  noise_multipler: 1\n"
+        "validation:\n  whatever: 1\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        StudyConfig.from_yaml(study)
+    lines = str(error.value).splitlines()
+    assert lines[0] == f"invalid study config {study}:"
+    assert "  modle: Extra inputs are not permitted (did you mean 'model'?)" in lines
+    assert "  model.ridge_lamda: Extra inputs are not permitted (did you mean 'ridge_lambda'?)" in (
+        lines
+    )
+    assert (
+        "  differential_privacy.noise_multipler: Extra inputs are not permitted "
+        "(did you mean 'noise_multiplier'?)"
+    ) in lines
+    assert "  validation.whatever: Extra inputs are not permitted" in lines

@@ -35,7 +35,7 @@ def indexed_png(pixels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> 
             _SIGNATURE,
             _chunk(b"IHDR", header),
             _chunk(b"PLTE", bytes(channel for colour in palette for channel in colour)),
-            _chunk(b"IDAT", zlib.compress(rows.tobytes(), 9)),
+            _chunk(b"IDAT", zlib.compress(rows.tobytes())),
             _chunk(b"IEND", b""),
         ]
     )

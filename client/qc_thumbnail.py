@@ -76,11 +76,23 @@ def brain_window(plane: np.ndarray) -> tuple[float, float]:
     if finite.size == 0 or finite.min() == finite.max():
         value = float(finite[0]) if finite.size else 0.0
         return value, value + 1.0
-    otsu = sitk.OtsuThresholdImageFilter()
-    otsu.Execute(sitk.GetImageFromArray(finite.reshape(1, -1)))
-    foreground = finite[finite > otsu.GetThreshold()]
+    foreground = finite[finite > otsu_threshold(finite)]
     low, high = np.percentile(foreground if foreground.size else finite, WINDOW_PERCENTILES)
     return float(low), (float(high) if high > low else float(low) + 1.0)
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
+    """The intensity that best splits `values` into two classes (Otsu 1979: largest
+    between-class variance); numpy's histogram, as ITK's filter costs ~7 ms a slice."""
+    counts, edges = np.histogram(values, bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    below = np.cumsum(counts)[:-1]
+    above = values.size - below
+    sum_below = np.cumsum(counts * centres)[:-1]
+    mean_below = sum_below / below.clip(min=1)
+    mean_above = (float(np.dot(counts, centres)) - sum_below) / above.clip(min=1)
+    between = below * above * (mean_below - mean_above) ** 2
+    return float(edges[1 + int(np.argmax(between))])
 
 
 def outlined(

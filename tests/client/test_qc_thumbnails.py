@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from fedrad.client.cli import site_app
-from fedrad.client.qc_thumbnail import THUMBNAIL_PX, region_colour, thumbnail
+from fedrad.client.qc_thumbnail import THUMBNAIL_PX, otsu_threshold, region_colour, thumbnail
 from fedrad.simulations.synth.cohort import generate_cohort
 
 REGIONS = {"enhancing": (1,), "necrosis": (2,)}
@@ -85,6 +85,14 @@ def test_the_window_spans_percentiles_1_to_99_of_the_head_not_the_air(tmp_path):
     assert shot.window == pytest.approx(tuple(np.percentile(plane[plane > 50], [1, 99])))
     grey = decoded(shot.png, tmp_path)[..., 0]
     assert grey.min() == 0 and grey.max() == 255
+
+
+def test_the_head_is_split_from_the_air_where_itks_otsu_filter_splits_it():
+    rng = np.random.default_rng(1)
+    values = np.concatenate([rng.normal(5, 1, 3000), rng.gamma(20, 5, 5000)]).astype(np.float32)
+    itk = sitk.OtsuThresholdImageFilter()
+    itk.Execute(sitk.GetImageFromArray(values.reshape(1, -1)))
+    assert otsu_threshold(values) == pytest.approx(itk.GetThreshold(), rel=1e-4)
 
 
 @pytest.fixture(scope="module")

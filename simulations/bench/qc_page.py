@@ -1,0 +1,99 @@
+"""Benchmark: qc.html's thumbnails for a synthetic cohort, serially and on the worker pool.
+
+Writes `--cases` small synthetic cases, then times in this process, on the same files:
+`fedrad site check`'s QC alone (the baseline the thumbnails add to, on all workers), the
+thumbnails with one worker, and with `--workers` (the pool `site check` uses); then writes
+qc.html from them. Prints seconds per 100 cases, the ratio, the page's size, and whether
+both runs drew the same bytes. It asserts nothing about time: on a shared machine the
+figures move with the load, which is printed beside them.
+
+    python -m fedrad.simulations.bench.qc_page --cases 100 --size 64 --workers 2 [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedrad.client.qc_page import write_html
+from fedrad.client.qc_preview import CasePreview, preview_site
+from fedrad.client.site_check import check_site
+from fedrad.client.site_config import SiteConfig
+from fedrad.client.site_plan import SitePlan
+from fedrad.common.config import ExtractionSettings, StudyConfig
+from fedrad.simulations.synth.cohort import generate_cohort
+
+SYNTHETIC_LABELS = {1: "enhancing", 2: "necrosis", 3: "oedema"}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100)
+    parser.add_argument("--size", type=int, default=64, help="volume edge in voxels (>= 40)")
+    parser.add_argument("--sequences", nargs="+", default=["t1c", "flair"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, help="keep the cohort and qc.html here")
+    args = parser.parse_args(argv)
+    if args.out is not None:
+        return _run(args, args.out)
+    with tempfile.TemporaryDirectory(prefix="fedrad-bench-qc-") as tmp:
+        _run(args, Path(tmp))
+
+
+def _run(args: argparse.Namespace, root: Path) -> None:
+    sequences = tuple(args.sequences)
+    (manifest,) = generate_cohort(root / "cohort", 1, args.cases, 0, args.size, sequences)
+    study = StudyConfig(extraction=ExtractionSettings(sequences=sequences))
+    site = SiteConfig(name="synthetic", labels=SYNTHETIC_LABELS)
+    print(
+        f"cohort: {args.cases} synthetic cases x {len(sequences)} sequences "
+        f"({', '.join(sequences)}), {args.size}^2 voxels in-plane; {os.cpu_count()} cores, "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
+    start = time.perf_counter()
+    report = check_site(manifest, study, site, args.workers, show_progress=False)
+    check_seconds = time.perf_counter() - start
+    serial, serial_seconds = _timed_previews(report.plan, 1)
+    parallel, parallel_seconds = _timed_previews(report.plan, args.workers)
+    page = root / "qc" / "qc.html"
+    start = time.perf_counter()
+    write_html(report.plan, report.statuses, page, "bench", parallel)
+    page_seconds = time.perf_counter() - start
+    images = sum(view.thumbnail is not None for p in parallel.values() for view in p.views)
+    png_bytes = sum(len(v.thumbnail.png) for p in parallel.values() for v in p.views if v.thumbnail)
+    per_100 = 100 / args.cases
+    print(
+        f"site check, QC only ({args.workers} workers): {check_seconds * per_100:.2f} s/100 cases"
+    )
+    for name, seconds in [
+        ("thumbnails serial (1 worker)", serial_seconds),
+        (f"thumbnails parallel ({args.workers} workers)", parallel_seconds),
+    ]:
+        print(
+            f"{name}: {seconds * per_100:.2f} s/100 cases, "
+            f"{1000 * seconds / args.cases:.0f} ms/case"
+        )
+    print(
+        f"qc.html: {page.stat().st_size / 1e6:.2f} MB with {images} images "
+        f"({png_bytes / max(images, 1) / 1e3:.1f} kB PNG each before base64), "
+        f"written in {page_seconds:.2f} s; load {os.getloadavg()[0]:.1f}"
+    )
+    identical = serial == parallel
+    print(
+        f"thumbnails speedup: {serial_seconds / parallel_seconds:.2f}x "
+        f"identical: {str(identical).lower()}"
+    )
+
+
+def _timed_previews(plan: SitePlan, workers: int) -> tuple[dict[int, CasePreview], float]:
+    start = time.perf_counter()
+    previews = preview_site(plan, workers, show_progress=False)
+    return previews, time.perf_counter() - start
+
+
+if __name__ == "__main__":
+    main()

@@ -5,15 +5,18 @@ Writes `--cases` small synthetic cases, then times in this process, on the same 
 thumbnails with one worker, and with `--workers` (the pool `site check` uses); then writes
 qc.html from them. Prints seconds per 100 cases, the ratio, the page's size, and whether
 both runs drew the same bytes. It asserts nothing about time: on a shared machine the
-figures move with the load, which is printed beside them.
+figures move with the load, which is printed beside them; `--repeats N` alternates the two
+runs N times and the last line gives the median ratio.
 
-    python -m fedrad.simulations.bench.qc_page --cases 100 --size 64 --workers 2 [--out DIR]
+    python -m fedrad.simulations.bench.qc_page --cases 100 --size 64 --workers 2
+        [--repeats 3] [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -36,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64, help="volume edge in voxels (>= 40)")
     parser.add_argument("--sequences", nargs="+", default=["t1c", "flair"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--out", type=Path, help="keep the cohort and qc.html here")
     args = parser.parse_args(argv)
     if args.out is not None:
@@ -51,41 +55,40 @@ def _run(args: argparse.Namespace, root: Path) -> None:
     site = SiteConfig(name="synthetic", labels=SYNTHETIC_LABELS)
     print(
         f"cohort: {args.cases} synthetic cases x {len(sequences)} sequences "
-        f"({', '.join(sequences)}), {args.size}^2 voxels in-plane; {os.cpu_count()} cores, "
-        f"load {os.getloadavg()[0]:.1f}"
+        f"({', '.join(sequences)}), {args.size}^2 voxels in-plane; {os.cpu_count()} cores"
     )
+    per_100 = 100 / args.cases
     start = time.perf_counter()
     report = check_site(manifest, study, site, args.workers, show_progress=False)
-    check_seconds = time.perf_counter() - start
-    serial, serial_seconds = _timed_previews(report.plan, 1)
-    parallel, parallel_seconds = _timed_previews(report.plan, args.workers)
+    _print_time(f"site check, QC only ({args.workers} workers)", time.perf_counter() - start, args)
+    ratios, identical = [], True
+    for _ in range(args.repeats):
+        serial, serial_seconds = _timed_previews(report.plan, 1)
+        _print_time("thumbnails serial (1 worker)", serial_seconds, args)
+        parallel, parallel_seconds = _timed_previews(report.plan, args.workers)
+        _print_time(f"thumbnails parallel ({args.workers} workers)", parallel_seconds, args)
+        ratios.append(serial_seconds / parallel_seconds)
+        identical &= serial == parallel
     page = root / "qc" / "qc.html"
-    start = time.perf_counter()
     write_html(report.plan, report.statuses, page, "bench", parallel)
-    page_seconds = time.perf_counter() - start
-    images = sum(view.thumbnail is not None for p in parallel.values() for view in p.views)
-    png_bytes = sum(len(v.thumbnail.png) for p in parallel.values() for v in p.views if v.thumbnail)
-    per_100 = 100 / args.cases
+    shots = [view.thumbnail for preview in parallel.values() for view in preview.views]
+    pngs = [len(shot.png) for shot in shots if shot is not None]
     print(
-        f"site check, QC only ({args.workers} workers): {check_seconds * per_100:.2f} s/100 cases"
+        f"qc.html: {page.stat().st_size / 1e6:.2f} MB, {page.stat().st_size * per_100 / 1e6:.2f} "
+        f"MB/100 cases; {len(pngs)} images of {statistics.mean(pngs) / 1e3:.1f} kB "
+        "(PNG before base64)"
     )
-    for name, seconds in [
-        ("thumbnails serial (1 worker)", serial_seconds),
-        (f"thumbnails parallel ({args.workers} workers)", parallel_seconds),
-    ]:
-        print(
-            f"{name}: {seconds * per_100:.2f} s/100 cases, "
-            f"{1000 * seconds / args.cases:.0f} ms/case"
-        )
+    if args.repeats > 1:
+        print("serial/parallel per run: " + ", ".join(f"{ratio:.2f}x" for ratio in ratios))
     print(
-        f"qc.html: {page.stat().st_size / 1e6:.2f} MB with {images} images "
-        f"({png_bytes / max(images, 1) / 1e3:.1f} kB PNG each before base64), "
-        f"written in {page_seconds:.2f} s; load {os.getloadavg()[0]:.1f}"
+        f"thumbnails speedup: {statistics.median(ratios):.2f}x identical: {str(identical).lower()}"
     )
-    identical = serial == parallel
+
+
+def _print_time(what: str, seconds: float, args: argparse.Namespace) -> None:
     print(
-        f"thumbnails speedup: {serial_seconds / parallel_seconds:.2f}x "
-        f"identical: {str(identical).lower()}"
+        f"{what}: {seconds * 100 / args.cases:.2f} s/100 cases, "
+        f"{1000 * seconds / args.cases:.0f} ms/case; load {os.getloadavg()[0]:.1f}"
     )
 
 

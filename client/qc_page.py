@@ -25,6 +25,7 @@ _STYLE = f"""
 body {{ font-family: sans-serif; margin: 2em; }}
 table {{ border-collapse: collapse; }}
 td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
+td:nth-child(5) {{ max-width: 28em; }}
 tr.failed td {{ background: #fde2e2; }}
 tr.warning td {{ background: #fff4d6; }}
 figure {{ margin: 0; width: {THUMBNAIL_PX}px; }}

@@ -5,7 +5,8 @@ Writes `--cases` small synthetic cases, then times in this process, on the same 
 thumbnails with one worker, and with `--workers` (the pool `site check` uses); then writes
 qc.html from them. Prints seconds per 100 cases, the ratio, the page's size, and whether
 both runs drew the same bytes. It asserts nothing about time: on a shared machine the
-figures move with the load, which is printed beside them; `--repeats N` alternates the two
+figures move with the load, which is printed beside them with the CPU seconds (the work
+done, which the load does not change); `--repeats N` alternates the two
 runs N times and the last line gives the median ratio.
 
     python -m fedrad.simulations.bench.qc_page --cases 100 --size 64 --workers 2
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -23,10 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fedrad.client.qc_page import write_html
-from fedrad.client.qc_preview import CasePreview, preview_site
+from fedrad.client.qc_preview import preview_site
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
-from fedrad.client.site_plan import SitePlan
 from fedrad.common.config import ExtractionSettings, StudyConfig
 from fedrad.simulations.synth.cohort import generate_cohort
 
@@ -58,15 +59,19 @@ def _run(args: argparse.Namespace, root: Path) -> None:
         f"({', '.join(sequences)}), {args.size}^2 voxels in-plane; {os.cpu_count()} cores"
     )
     per_100 = 100 / args.cases
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     report = check_site(manifest, study, site, args.workers, show_progress=False)
-    _print_time(f"site check, QC only ({args.workers} workers)", time.perf_counter() - start, args)
+    _print_time(f"site check, QC only ({args.workers} workers)", start, cpu, args)
     ratios, identical = [], True
     for _ in range(args.repeats):
-        serial, serial_seconds = _timed_previews(report.plan, 1)
-        _print_time("thumbnails serial (1 worker)", serial_seconds, args)
-        parallel, parallel_seconds = _timed_previews(report.plan, args.workers)
-        _print_time(f"thumbnails parallel ({args.workers} workers)", parallel_seconds, args)
+        start, cpu = time.perf_counter(), _cpu_seconds()
+        serial = preview_site(report.plan, 1, show_progress=False)
+        serial_seconds = _print_time("thumbnails serial (1 worker)", start, cpu, args)
+        start, cpu = time.perf_counter(), _cpu_seconds()
+        parallel = preview_site(report.plan, args.workers, show_progress=False)
+        parallel_seconds = _print_time(
+            f"thumbnails parallel ({args.workers} workers)", start, cpu, args
+        )
         ratios.append(serial_seconds / parallel_seconds)
         identical &= serial == parallel
     page = root / "qc" / "qc.html"
@@ -85,17 +90,21 @@ def _run(args: argparse.Namespace, root: Path) -> None:
     )
 
 
-def _print_time(what: str, seconds: float, args: argparse.Namespace) -> None:
+def _print_time(what: str, start: float, cpu: float, args: argparse.Namespace) -> float:
+    """Print wall and CPU time since (`start`, `cpu`) per 100 cases; return the wall time."""
+    seconds, cpu_seconds = time.perf_counter() - start, _cpu_seconds() - cpu
     print(
-        f"{what}: {seconds * 100 / args.cases:.2f} s/100 cases, "
-        f"{1000 * seconds / args.cases:.0f} ms/case; load {os.getloadavg()[0]:.1f}"
+        f"{what}: {seconds * 100 / args.cases:.2f} s/100 cases "
+        f"({cpu_seconds * 100 / args.cases:.2f} s CPU), {1000 * seconds / args.cases:.0f} "
+        f"ms/case; load {os.getloadavg()[0]:.1f}"
     )
+    return seconds
 
 
-def _timed_previews(plan: SitePlan, workers: int) -> tuple[dict[int, CasePreview], float]:
-    start = time.perf_counter()
-    previews = preview_site(plan, workers, show_progress=False)
-    return previews, time.perf_counter() - start
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the pool's workers)."""
+    usages = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(usage.ru_utime + usage.ru_stime for usage in usages)
 
 
 if __name__ == "__main__":

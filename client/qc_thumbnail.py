@@ -1,7 +1,8 @@
 """One sequence's QC thumbnail: does the mask sit on the tumour?
 
 The axial slice where the tumour (the union of the study's regions) is largest, windowed
-to the 1st-99th percentile of the brain in that slice, scaled to about 160 px with square
+to the 1st-99th percentile of the head in that slice (the brain, in a skull-stripped
+image), scaled to about 160 px with square
 pixels, each region outlined in its own colour. Shown the radiological way: the
 patient's right on the left, anterior at the top.
 """
@@ -70,8 +71,8 @@ def largest_area_slice(tumour: np.ndarray) -> int:
 
 
 def brain_window(plane: np.ndarray) -> tuple[float, float]:
-    """1st and 99th percentile of the head in the slice (Otsu's foreground), so background
-    and a few very bright voxels do not wash the image out."""
+    """1st and 99th percentile of the head in the slice (Otsu's foreground: the brain once
+    skull-stripped), so background and a few very bright voxels do not wash it out."""
     finite = plane[np.isfinite(plane)]
     if finite.size == 0 or finite.min() == finite.max():
         value = float(finite[0]) if finite.size else 0.0

@@ -58,6 +58,22 @@ def test_without_a_mask_the_middle_slice_is_shown():
     assert shot.slice_index == 4
 
 
+def test_a_volume_stored_in_another_orientation_gives_the_same_picture():
+    """The same head stored left-to-right and posterior-to-anterior (RAS, as many NIfTI
+    writers do) is shown as the LPS copy is: radiological view, anterior at the top."""
+    labels = np.zeros((6, 50, 40), np.uint8)
+    labels[2, 5:15, 3:12] = 1  # anterior, on the patient's right
+    pixels = head(labels.shape)
+    lps = thumbnail(volume(pixels), volume(labels), REGIONS)
+
+    def ras(array: np.ndarray) -> sitk.Image:
+        image = volume(array[:, ::-1, ::-1].copy())
+        image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+        return image
+
+    assert thumbnail(ras(pixels), ras(labels), REGIONS) == lps
+
+
 def test_outlines_lie_on_each_region_boundary_in_its_own_colour(tmp_path):
     """A 160 x 160 slice is shown pixel for pixel, so the outline can be checked exactly."""
     labels = np.zeros((3, THUMBNAIL_PX, THUMBNAIL_PX), np.uint8)

@@ -94,7 +94,7 @@ def _how_to_read(regions: Mapping[str, tuple[int, ...]]) -> str:
         "<p>Each thumbnail is the axial slice where the tumour (all regions together) is "
         "largest, shown the radiological way (the patient's right on the left), greys from "
         f"percentile {low:g} to {high:g} of the head in that slice. Outlines: "
-        f"{legend or 'none (no regions)'}.</p>"
+        f"{legend or 'none (no regions)'} (where outlines meet, the later one shows).</p>"
     )
 
 

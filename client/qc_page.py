@@ -30,6 +30,8 @@ tr.failed td {{ background: #fde2e2; }}
 tr.warning td {{ background: #fff4d6; }}
 figure {{ margin: 0; width: {THUMBNAIL_PX}px; }}
 figure img {{ display: block; background: #000; }}
+figure img:hover {{ transform: scale(2.5); transform-origin: top left; position: relative;
+  z-index: 1; image-rendering: pixelated; }}
 figcaption, .absent {{ font-size: 75%; color: #444; }}
 .absent {{ width: {THUMBNAIL_PX}px; height: {THUMBNAIL_PX}px; box-sizing: border-box;
   padding: 8px; border: 2px dashed #999; background: #f4f4f4; overflow-wrap: anywhere; }}

@@ -71,7 +71,7 @@ def write_html(
 <h1>QC report: site {_e(plan.site_name)}</h1>
 <p>{_e(summary(statuses))}. Extraction hash {_e(study_hash)}; written {created}.</p>
 <p class="local">This page stays at the site: it is the file {_e(path.name)} in the
-site's output folder {_e(str(path.parent))}. FedRad never sends it, nor any image, to the
+site's output folder {_e(str(path.absolute().parent))}. FedRad never sends it, nor any image, to the
 study.</p>
 <ul>{about}</ul>
 {_how_to_read(plan.layout.regions) if previews else ""}

@@ -21,7 +21,9 @@ from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
 from fedrad.client.join_cli import join
 from fedrad.client.label_conventions import PRESET_NAMES, require_convention
-from fedrad.client.qc_report import print_report, status_frame, write_html
+from fedrad.client.qc_page import write_html
+from fedrad.client.qc_preview import preview_site
+from fedrad.client.qc_report import print_report, status_frame
 from fedrad.client.readiness_report import print_readiness
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
@@ -86,6 +88,9 @@ def check(
     out: Annotated[Path, typer.Option(help="Folder for qc.csv and qc.html.")] = Path("qc"),
     workers: WorkersOption = None,
     labels: LabelsOption = None,
+    thumbnails: Annotated[
+        bool, typer.Option(help="Show each case's slices and mask outlines in qc.html.")
+    ] = True,
 ) -> None:
     """QC report of every case, and whether this site can take part in the study.
 
@@ -102,7 +107,10 @@ def check(
     print_report(report.plan, report.statuses, console)
     out.mkdir(parents=True, exist_ok=True)
     status_frame(report.statuses).to_csv(out / "qc.csv", index=False)
-    write_html(report.plan, report.statuses, out / "qc.html", study_config.extraction_hash)
+    previews = preview_site(report.plan, workers) if thumbnails else None
+    write_html(
+        report.plan, report.statuses, out / "qc.html", study_config.extraction_hash, previews
+    )
     console.print(f"QC report -> {escape(str(out / 'qc.csv'))}, {escape(str(out / 'qc.html'))}")
     print_readiness(report, console)
     raise typer.Exit(0 if report.ready else 1)

@@ -1,0 +1,46 @@
+"""Opening a store: the engine for its URL, its tables migrated to the newest revision.
+
+Migrations run through Alembic's API at open time, so an old runs.db is upgraded in place
+by whichever FedRad opens it, and nobody runs a migration command by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def store_url(folder: Path) -> str:
+    """The default store of a state or results folder: its runs.db."""
+    return f"sqlite:///{(Path(folder) / 'runs.db').resolve()}"
+
+
+def open_store(url: str, revision: str = "head") -> Engine:
+    """The store at `url`, migrated to `revision` (head unless a test wants an old one).
+    A SQLite file's folder is made; its foreign keys are enforced, as PostgreSQL's are."""
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        event.listen(engine, "connect", _sqlite_foreign_keys)
+    migrate(engine, revision)
+    return engine
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def _sqlite_foreign_keys(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

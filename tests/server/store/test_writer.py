@@ -185,3 +185,36 @@ def test_a_deployed_study_writes_runs_db_in_its_out_dir_with_its_files(tmp_path,
     written = (out / "results.json").read_bytes()
     assert files["results"]["sha256"] == hashlib.sha256(written).hexdigest()
     assert set(files) == {"results", "report"}
+
+
+def test_a_resumed_run_records_the_phases_it_loaded_from_the_checkpoint(tmp_path, tables):
+    out = tmp_path / "out"
+    grid = site_grid(tables, STUDY)
+    delivered = grid.deliver
+
+    def crash_at_evaluation(message):
+        if message.metadata.message_type.startswith("evaluate."):
+            raise RuntimeError("the aggregator was stopped")
+        return delivered(message)
+
+    grid.deliver = crash_at_evaluation
+    server = make_server_app(STUDY, expected_sites=3, log=lambda _: None)
+    with pytest.raises(RuntimeError):
+        server(grid, _context({"out-dir": str(out)}))
+    resumed = Context(
+        run_id=43,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config={"out-dir": str(out), "resume": True},
+    )
+    server(site_grid(tables, STUDY), resumed)
+    engine = open_store(f"sqlite:///{out / 'runs.db'}")
+    second, first = overview(engine).runs
+    crashed, finished = run_page(engine, first.id), run_page(engine, second.id)
+    engine.dispose()
+    assert (first.status, second.status) == ("failed", "finished")
+    done_before = [(p["kind"], p["tag"]) for p in crashed.phases]
+    loaded = [(p["kind"], p["tag"]) for p in finished.phases if p["loaded"]]
+    assert loaded and set(loaded) <= set(done_before)
+    assert finished.phases[-1]["kind"] == "evaluation" and not finished.phases[-1]["loaded"]

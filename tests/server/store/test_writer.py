@@ -130,7 +130,9 @@ def test_a_site_set_aside_is_logged_with_its_reason_code_and_shown_dropped(store
     assert [(e["site"], e["reason_code"]) for e in dropped] == [("site02", "timeout")]
     logged = [{k: e[k] for k in ("event", "site", "reason")} for e in page.events]
     assert [e for e in logged if e["event"] != "joined"] == results["events"]
-    assert site_page(store, "site02").site.status == "dropped"
+    site02 = site_page(store, "site02").site
+    assert (site02.status, site02.online) == ("dropped", False)
+    assert site_page(store, "site01").site.online
 
 
 def test_census_rows_keep_suppressed_counts_as_sent_and_never_a_number(store):

@@ -70,9 +70,9 @@ def resume(
     env = flower_env(FLWR_HOME=str(flower_home(state)))
     app_dir = state / "resume-app"
     app_dir.mkdir(exist_ok=True)
-    from fedrad.server.store.engine import store_url
+    from fedrad.server.store.engine import state_store_url
 
-    store = record.store or store_url(state)
+    store = record.store or state_store_url(state)
     (app_dir / "pyproject.toml").write_text(
         study_app_project(
             study_path, out_dir, resume=True, store=store, started_by=getpass.getuser()

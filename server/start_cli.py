@@ -67,7 +67,8 @@ def start(
     store: Annotated[
         str | None,
         typer.Option(
-            help="Run store URL, e.g. postgresql+psycopg://HOST/DB (default: STATE/runs.db)."
+            help="Run store URL, e.g. postgresql+psycopg://HOST/DB (default: the one given "
+            "before for STATE, else STATE/runs.db)."
         ),
     ] = None,
 ) -> None:
@@ -76,8 +77,8 @@ def start(
     The SuperLink serves TLS with the certificate from `fedrad keys init`, admits only
     SuperNodes registered with `fedrad keys register`, keeps its state in STATE/state.db,
     and never installs packages at run time. Results go to STATE/results/results.json;
-    every run is recorded as it goes in the run store, STATE/runs.db unless --store
-    names another (docs/store.md).
+    every run, and every site registered, is recorded in the run store, STATE/runs.db
+    unless --store names another (docs/store.md).
     Runs until Ctrl-C. If the aggregator stops mid-study, `fedrad server resume RUN`
     continues the study from its last finished phase.
 
@@ -87,7 +88,7 @@ def start(
 
     Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
     """
-    from fedrad.server.store.engine import store_url
+    from fedrad.server.store.engine import STORE_FILE, state_store_url
 
     load_study(study)
     certificates = None if insecure else certificates_in(keys)
@@ -95,10 +96,11 @@ def start(
     if insecure:
         warn_insecure(INSECURE_WARNING)
     home, results = flower_home(state), state / "results"
-    store = store or store_url(state)
+    store = store or state_store_url(state)
     try:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(connection_config(f"127.0.0.1:{port}", certificates))
+        (state / STORE_FILE).write_text(store + "\n")
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
         (app_dir / "pyproject.toml").write_text(

@@ -272,6 +272,18 @@ class RunWriter(StudyObserver):
                 )
 
 
+def record_registration(engine: Engine, name: str, node_id: str | None) -> None:
+    """A site whose node key the coordinator registered: known (status "registered", not
+    yet online) before it ever joins; a site registered again keeps its history."""
+    with Session(engine) as session, session.begin():
+        site = session.scalar(select(Site).where(Site.name == name))
+        if site is None:
+            site = Site(name=name, registered_at=now(), online=False, status="registered")
+            session.add(site)
+        if node_id is not None:
+            site.node_id = node_id
+
+
 def _rounds(phase_id: int, rounds: list[dict]) -> list[RoundRow]:
     return [
         RoundRow(

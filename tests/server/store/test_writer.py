@@ -220,3 +220,17 @@ def test_a_resumed_run_records_the_phases_it_loaded_from_the_checkpoint(tmp_path
     loaded = [(p["kind"], p["tag"]) for p in finished.phases if p["loaded"]]
     assert loaded and set(loaded) <= set(done_before)
     assert finished.phases[-1]["kind"] == "evaluation" and not finished.phases[-1]["loaded"]
+
+
+def test_a_study_that_cannot_run_is_stored_as_stopped_with_its_reason(store, tables):
+    study = STUDY.updated(federation={"min_cell_size": 30})
+    writer = RunWriter(store, "simulation", log=lambda _: None)
+    handed: list[dict] = []
+    server = make_server_app(
+        study, on_results=handed.append, expected_sites=3, log=lambda _: None, store=writer
+    )
+    server(site_grid(tables, study), _context())
+    (run,) = overview(store).runs
+    assert (run.status, run.reason) == ("stopped", handed[0]["reason"])
+    assert "no site can contribute" in run.reason
+    assert run_results(store, run.id)["status"] == "stopped"

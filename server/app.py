@@ -3,20 +3,25 @@
 A study that cannot run (too few sites, none passing a rule) hands over why, and how far
 it got, instead of raising: the condition is one the protocol anticipates. A deployed
 study (an `out-dir` in its run config) keeps a checkpoint of its finished phases there,
-and with `resume = true` continues from it (docs/protocol.md 8)."""
+and with `resume = true` continues from it (docs/protocol.md 8). The run is recorded as it
+goes in the run store (server/store/; docs/store.md): the simulation hands its own writer,
+a deployed study writes to `store-url` from its run config, else runs.db in its out-dir."""
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from pathlib import Path
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
+from sqlalchemy.exc import SQLAlchemyError
 
 from fedrad.common.config import StudyConfig
 from fedrad.server.checkpoint import Checkpoint, CheckpointUnusable
 from fedrad.server.federation import GridTransport, StudyCannotRun
 from fedrad.server.results import stopped_results, write_results
+from fedrad.server.store.writer import RunWriter
 from fedrad.server.study import StudyProtocol
 
 ResultsSink = Callable[[dict], None]
@@ -27,8 +32,10 @@ def make_server_app(
     on_results: ResultsSink | None = None,
     expected_sites: int | None = None,
     log: Callable[[str], None] = print,
+    store: RunWriter | None = None,
 ) -> ServerApp:
-    """Build the ServerApp; by default it reads `study-path` and `out-dir` from run_config."""
+    """Build the ServerApp; by default it reads `study-path` and `out-dir` from run_config,
+    and records the run in `store` (by default, the store its run config names)."""
     app = ServerApp()
 
     @app.main()
@@ -36,22 +43,32 @@ def make_server_app(
         run_config = context.run_config
         run_study = study or _study_from(run_config)
         out_dir = Path(str(run_config.get("out-dir", "."))).resolve()
-        sink = on_results or _writer_to(out_dir)
         try:
             checkpoint = _checkpoint(run_config, run_study, context.run_id, out_dir)
         except CheckpointUnusable as unusable:  # the checkpoint stays as it is, for a look
             log(f"the study cannot resume: {unusable}")
             return
+        writer = _started(store or _deployed_store(run_config, out_dir, log), run_study, context)
+        sink = on_results or _writer_to(out_dir, writer)
         transport = GridTransport(grid, run_study.federation.round_timeout_s)
         protocol = StudyProtocol(
-            transport, run_study, expected_sites, log=log, checkpoint=checkpoint
+            transport, run_study, expected_sites, log=log, checkpoint=checkpoint, observer=writer
         )
         try:
             results = protocol.run()
         except StudyCannotRun as stop:  # may be resumed, e.g. once enough sites are back
             log(f"the study cannot run: {stop}")
-            sink(stopped_results(run_study, protocol.federation, str(stop)))
+            results = stopped_results(run_study, protocol.federation, str(stop))
+            if writer is not None:
+                writer.finished(results)
+            sink(results)
             return
+        except Exception as crash:  # the store shows how far it got, and why it ended
+            if writer is not None:
+                writer.failed(f"{type(crash).__name__}: {crash}")
+            raise
+        if writer is not None:
+            writer.finished(results)
         sink(results)
         if checkpoint is not None:
             checkpoint.finish()
@@ -74,17 +91,50 @@ def _checkpoint(run_config, study: StudyConfig, run_id: int, out_dir: Path) -> C
     return Checkpoint.fresh(out_dir / "checkpoint", study, run_id)
 
 
-def _writer_to(out_dir: Path) -> ResultsSink:
+def _deployed_store(run_config, out_dir: Path, log: Callable[[str], None]) -> RunWriter | None:
+    """The writer of a deployed study: to `store-url`, else to runs.db in its out-dir; None
+    in a simulation given none (no out-dir)."""
+    from fedrad.server.store.engine import open_store, store_url
+
+    url = run_config.get("store-url") or ("out-dir" in run_config and store_url(out_dir))
+    if not url:
+        return None
+    try:
+        engine = open_store(str(url))
+    except (SQLAlchemyError, OSError) as exc:
+        log(f"run store: cannot open it ({exc}); the study runs without it")
+        return None
+    started_by = str(run_config.get("started-by") or getpass.getuser())
+    return RunWriter(engine, "deployment", started_by, log)
+
+
+def _started(writer: RunWriter | None, study: StudyConfig, context: Context) -> RunWriter | None:
+    """`writer` with its run begun, or None if the store refuses it (the study runs on)."""
+    if writer is None:
+        return None
+    try:
+        writer.start(study, context.run_id)
+    except SQLAlchemyError as exc:
+        writer.log(f"run store: cannot record the run ({exc}); the study runs without it")
+        return None
+    return writer
+
+
+def _writer_to(out_dir: Path, store: RunWriter | None = None) -> ResultsSink:
     def write(results: dict) -> None:
         """report.html (as `fedrad simulate` writes it), then results.json, atomically:
         whoever watches for results.json finds the report there too (or its failure
-        logged) and never reads half a file; the results are written whatever happens."""
+        logged) and never reads half a file; the results are written whatever happens.
+        Both are then listed in the run store with their sha256."""
         from fedrad.server.report.html import write_report
 
+        files = {"report": out_dir / "report.html", "results": out_dir / "results.json"}
         try:
-            write_report(results, out_dir / "report.html")
+            write_report(results, files["report"])
         finally:
-            write_results(results, out_dir / "results.json")
+            write_results(results, files["results"])
+        if store is not None:
+            store.published(results, files)
 
     return write
 

@@ -43,6 +43,7 @@ from fedrad.common.messages import (
     to_record,
 )
 from fedrad.common.models import mlp
+from fedrad.server.observer import StudyObserver
 
 T = TypeVar("T")
 P = TypeVar("P", "SiteFailed", "SiteSkippedFit")
@@ -85,6 +86,8 @@ class SiteRecord:
     features: list[str] = field(default_factory=list)
     batches: list[str] = field(default_factory=list)
     sequences_missing: list[str] = field(default_factory=list)
+    extraction_hash: str = ""
+    versions: list[str] = field(default_factory=list)  # "name=version" of its extractors
 
     @property
     def label(self) -> str:
@@ -172,6 +175,7 @@ class Federation:
         self._known: dict[int, tuple[str, ...]] = defaultdict(tuple)  # what each site holds
         self.secure = None  # the study's SecureAggregation, once its keys are exchanged
         self.budget: Budget | None = None  # under differential privacy, what it has spent
+        self.observer = StudyObserver()  # told of every event as it is recorded
 
     # -- asking ---------------------------------------------------------------------------------
     def ask(
@@ -324,8 +328,10 @@ class Federation:
             self.record("set aside", site.label, f"{tag}: {one}")
 
     def record(self, event: str, site: str, reason: str) -> None:
-        """One entry per event, logged once."""
-        self.events.append({"event": event, "site": site, "reason": reason})
+        """One entry per event, logged once, and told to the study's observer."""
+        entry = {"event": event, "site": site, "reason": reason}
+        self.events.append(entry)
+        self.observer.event(entry)
         restart = "; the computation restarts without it" if event != "refused" else ""
         self.log(f"{site} {event} ({reason}){restart}")
 

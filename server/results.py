@@ -87,15 +87,16 @@ def write_results(results: dict, path: Path) -> None:
     so that any JSON reader, a browser's included, can load it; written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.partial")
-    tmp.write_text(json.dumps(_finite_or_null(results), indent=2, allow_nan=False))
+    tmp.write_text(json.dumps(finite_or_null(results), indent=2, allow_nan=False))
     tmp.replace(path)
 
 
-def _finite_or_null(value):
+def finite_or_null(value):
+    """`value` as strict JSON holds it: a non-finite float (NaN, infinity) becomes None."""
     if isinstance(value, dict):
-        return {key: _finite_or_null(item) for key, item in value.items()}
+        return {key: finite_or_null(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_or_null(item) for item in value]
+        return [finite_or_null(item) for item in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

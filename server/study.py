@@ -30,6 +30,7 @@ from fedrad.server.federation import (
     SiteSkippedFit,
     StudyCannotRun,
 )
+from fedrad.server.observer import StudyObserver
 from fedrad.server.phases.census import census
 from fedrad.server.phases.evaluation import (
     FittedPipeline,
@@ -56,10 +57,13 @@ class StudyProtocol:
         expected_sites: int | None = None,
         log: Callable[[str], None] = print,
         checkpoint: Checkpoint | None = None,
+        observer: StudyObserver | None = None,
     ):
         self.study = study
         self.expected_sites = expected_sites or study.federation.min_sites
         self.federation = Federation(transport, log)
+        self.observer = observer or StudyObserver()
+        self.federation.observer = self.observer
         self.rounds: list[dict] = []
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
@@ -297,6 +301,9 @@ class StudyProtocol:
         federation = self.federation
         federation.log(f"{tag}: loaded from the checkpoint")
         federation.events.extend(saved.events)
+        for entry in saved.events:
+            self.observer.event(entry)
+        self.observer.phase(saved, loaded=True)
         by_label = {site.label: site for site in federation.sites.values()}
         for label, reason in saved.set_aside.items():
             if label in by_label and by_label[label].status == "included":
@@ -330,6 +337,8 @@ class StudyProtocol:
         return self._save_phase(phase)
 
     def _save_phase(self, phase: Phase) -> Phase:
+        """Every finished phase passes here: told to the observer, kept in the checkpoint."""
+        self.observer.phase(phase)
         if self.checkpoint is not None:
             traffic = merged_traffic(self.checkpoint.earlier_traffic, self.federation.traffic())
             self.checkpoint.save(replace(phase, traffic=traffic))

@@ -60,6 +60,10 @@ def simulate(
     site_effects: Annotated[
         float, typer.Option(help="Add synthetic site effects of this strength to --features-table.")
     ] = 0.0,
+    store: Annotated[
+        str | None,
+        typer.Option(help="Run store URL (default: runs.db in --out; 'none' for no store)."),
+    ] = None,
 ) -> None:
     """Whole study on one machine: synthetic MRI (or a feature table), sites, Flower simulation."""
     from fedrad.server.report.html import write_report
@@ -91,10 +95,15 @@ def simulate(
         manifests = write_cohort(paths.cohort, sites, cases_per_site, seed, size, console)
         tables, failed_cases = _extract_sites(manifests, paths, config, workers)
     console.rule("federation (Flower simulation engine)")
-    results = run_federation(tables, config, log=lambda line: console.print(f"  {line}"))
+    writer = _run_store(store, out)
+    results = run_federation(
+        tables, config, log=lambda line: console.print(f"  {line}"), store=writer
+    )
     results["extraction_failures"] = failed_cases
     if results.get("status") == "stopped":
         write_results(results, paths.results)
+        if writer is not None:
+            writer.published(results, {"results": paths.results})
         console.print(f"[red]The study cannot run: {escape(results['reason'])}[/red]")
         console.print(f"what it got to: {paths.results}")
         raise typer.Exit(1)
@@ -109,10 +118,28 @@ def simulate(
     if compare:
         print_comparison(results["comparison"], console)
     console.print(f"results: {paths.results}")
-    console.print(f"figures: {write_report(results, paths.results.with_name('report.html'))}")
+    report = write_report(results, paths.results.with_name("report.html"))
+    console.print(f"figures: {report}")
+    if writer is not None:
+        writer.published(results, {"results": paths.results, "report": report})
+        console.print(f"run store: {escape(str(writer.engine.url))}, run {writer.run_id}")
     dropped = [s for s in results["sites"] if s["status"] != "included"]
     if dropped or any(failed_cases.values()):
         raise typer.Exit(1)
+
+
+def _run_store(url: str | None, out: Path):
+    """The writer the simulated ServerApp records its run with: to `url`, by default runs.db
+    in the output folder; None for 'none'."""
+    import getpass
+
+    from fedrad.server.store.engine import open_store, store_url
+    from fedrad.server.store.writer import RunWriter
+
+    if url == "none":
+        return None
+    engine = open_store(url or store_url(out))
+    return RunWriter(engine, "simulation", started_by=getpass.getuser())
 
 
 def _refuse_conflicts(ctx: typer.Context) -> None:

@@ -24,6 +24,7 @@ from fedrad.client.app import TableLoader, make_client_app
 from fedrad.client.identity import load_or_create_identity, public_hex
 from fedrad.common.config import StudyConfig
 from fedrad.server.app import make_server_app
+from fedrad.server.store.writer import RunWriter
 from fedrad.simulations.pooled import pooled_reference
 
 
@@ -76,10 +77,12 @@ def run_federation(
     study: StudyConfig,
     log: Callable[[str], None] = print,
     cpus: int | None = None,
+    store: RunWriter | None = None,
 ) -> dict:
     """Run the study protocol in Flower's simulation engine over the given site tables,
     with the sites' identity keys pinned in the study (`pin_site_keys`): the results'
-    `study.config.federation.site_keys` shows them."""
+    `study.config.federation.site_keys` shows them. With a `store`, the ServerApp records
+    the run there as it goes (docs/store.md)."""
     from flwr.simulation import run_simulation
 
     study = pin_site_keys(tables, study)
@@ -88,7 +91,9 @@ def run_federation(
     def keep(results: dict) -> None:
         outcome["results"] = results
 
-    server_app = make_server_app(study, on_results=keep, expected_sites=len(tables), log=log)
+    server_app = make_server_app(
+        study, on_results=keep, expected_sites=len(tables), log=log, store=store
+    )
     client_app = make_client_app(TableLoader(PartitionLocator(tables), lambda _: study))
     cpus = cpus or os.cpu_count() or 1
     backend_config = {

@@ -1,7 +1,10 @@
-"""Shared fixtures: an in-process Flower grid whose sites can misbehave."""
+"""Shared fixtures: an in-process Flower grid whose sites can misbehave; run stores on SQLite
+and on the machine's PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +17,10 @@ from flwr.supercore.task_identity import TaskIdentity
 from fedrad.simulations.in_process import InProcessGrid
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# the PostgreSQL these machines run (trust auth); each test gets a schema of its own
+POSTGRESQL = os.environ.get(
+    "FEDRAD_TEST_POSTGRESQL", "postgresql+psycopg://postgres@127.0.0.1:5432/test?connect_timeout=5"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +75,39 @@ def run_study(grid: FaultyGrid, study) -> dict:
 
     transport = GridTransport(grid, timeout_s=60)
     return StudyProtocol(transport, study, len(grid.contexts), log=lambda _: None).run()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty store's URL: a SQLite file, or a new schema of the local PostgreSQL
+    (dropped afterwards, so parallel runs never meet). Skips, saying why, with no server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'runs.db'}"
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    schema = f"fedrad_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(POSTGRESQL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        where = f"{admin.url.host}:{admin.url.port}, database {admin.url.database}"
+        pytest.skip(f"no PostgreSQL reachable at {where} ({exc.orig})")
+    yield f"{POSTGRESQL}&options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:  # a test that left a transaction open fails, not hangs
+        connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+        connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def store(store_url):
+    """The store at `store_url`, migrated to head; its connections closed afterwards."""
+    from fedrad.server.store.engine import open_store
+
+    engine = open_store(store_url)
+    yield engine
+    engine.dispose()

@@ -39,7 +39,7 @@ def write_config(path: Path, contracts: list[dict]) -> Path:
     return path
 
 
-def test_the_project_declares_the_three_side_contracts():
+def test_the_project_declares_the_three_side_contracts_and_the_store_s():
     forbidden = {
         contract["source_modules"][0]: set(contract["forbidden_modules"])
         for contract in CONFIG["contracts"]
@@ -49,6 +49,7 @@ def test_the_project_declares_the_three_side_contracts():
         "fedrad.common": {"fedrad.client", "fedrad.server", "fedrad.simulations"},
         "fedrad.server": {"fedrad.client", "fedrad.simulations"},
         "fedrad.client": {"fedrad.server", "fedrad.simulations"},
+        "fedrad.server.study": {"fedrad.server.store"},
     }
     assert set(CONFIG["root_packages"]) == {
         "fedrad.common",

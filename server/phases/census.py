@@ -28,6 +28,7 @@ def census(federation: Federation, study: StudyConfig, expected_sites: int) -> l
     # Node ids are random per run; ordering by site name makes every sum run in the same
     # order, so a rerun reproduces the model bit for bit.
     federation.sites = dict(sorted(federation.sites.items(), key=lambda item: item[1].label))
+    federation.observer.census(federation.sites.values())
     included = federation.included()
     if not included:
         raise StudyCannotRun("no site passed the census: " + federation.reasons())
@@ -50,6 +51,8 @@ def _admit(federation: Federation, site: SiteRecord, reply: CensusReply, study) 
     site.features = list(reply.features)
     site.batches = list(reply.batches)
     site.sequences_missing = list(reply.sequences_missing)
+    site.extraction_hash = reply.extraction_hash
+    site.versions = list(reply.versions)
     site.cases = dict(zip(study.federation.classes, reply.cases, strict=False))
     if not site.features:
         reason = "its feature table has no study feature"

@@ -1,0 +1,145 @@
+"""What each page and its API show, read through the store's reader (server/store/reader.py).
+
+One thin adapter reaches past the reader: the overview compares each site's extraction hash
+with the one its newest run's study expects, and the reader does not expose a study's
+extraction hash, so `_expected_extraction_hash` reads the store's `studies` table itself."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from pydantic import BaseModel
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fedrad.server.report.privacy import privacy_sentence
+from fedrad.server.store.reader import (
+    RunSummary,
+    SitePage,
+    SiteSummary,
+    overview,
+    run_page,
+    run_results,
+    site_page,
+)
+from fedrad.server.store.schema import Run, Study
+
+
+class SiteRow(BaseModel):
+    site: SiteSummary
+    extraction_hash_matches: bool | None  # None: the site or the study has no hash yet
+
+
+class OverviewView(BaseModel):
+    sites: list[SiteRow]
+    runs: list[RunSummary]  # newest first
+    expected_extraction_hash: str | None  # the newest run's study's
+
+
+class PhaseStep(BaseModel):
+    position: int
+    kind: str
+    tag: str
+    loaded: bool
+    finished_at: datetime
+    rounds: int
+
+
+class Progress(BaseModel):
+    """How far a run has got: the phases it has finished, in order."""
+
+    run: int
+    status: str
+    reason: str
+    phases: list[PhaseStep]
+
+
+class RunView(BaseModel):
+    run: RunSummary
+    phases: list[dict]
+    metrics: dict
+    selected_features: dict[str, list[dict]]
+    harmonization: dict | None
+    census: dict[str, dict[str, str]]
+    suppressed_cells: int  # census cells a site sent as "<k", not as a count
+    privacy: str  # one sentence, as the report says it; "" before results
+    events: list[dict]
+    artifacts: list[dict]
+    has_results: bool
+
+
+def overview_view(engine: Engine) -> OverviewView:
+    page = overview(engine)
+    expected = _expected_extraction_hash(engine)
+    return OverviewView(
+        sites=[
+            SiteRow(site=site, extraction_hash_matches=_matches(site, expected))
+            for site in page.sites
+        ],
+        runs=page.runs,
+        expected_extraction_hash=expected,
+    )
+
+
+def site_view(engine: Engine, name: str) -> SitePage | None:
+    return site_page(engine, name)
+
+
+def run_view(engine: Engine, run_id: int) -> RunView | None:
+    page = run_page(engine, run_id)
+    if page is None:
+        return None
+    results = run_results(engine, run_id)
+    fields = asdict(page)
+    fields["run"] = page.run
+    return RunView(
+        **fields,
+        suppressed_cells=sum(
+            count.startswith("<") for cases in page.census.values() for count in cases.values()
+        ),
+        privacy=privacy_sentence(results) if results else "",
+        has_results=results is not None,
+    )
+
+
+def progress_view(engine: Engine, run_id: int) -> Progress | None:
+    page = run_page(engine, run_id)
+    if page is None:
+        return None
+    return Progress(
+        run=run_id,
+        status=page.run.status,
+        reason=page.run.reason,
+        phases=[
+            PhaseStep(
+                position=p["position"],
+                kind=p["kind"],
+                tag=p["tag"],
+                loaded=p["loaded"],
+                finished_at=p["finished_at"],
+                rounds=len(p["rounds"]),
+            )  # fmt: skip
+            for p in page.phases
+        ],
+    )
+
+
+def results_of(engine: Engine, run_id: int) -> dict | None:
+    return run_results(engine, run_id)
+
+
+def _matches(site: SiteSummary, expected: str | None) -> bool | None:
+    if site.extraction_hash is None or expected is None:
+        return None
+    return site.extraction_hash == expected
+
+
+def _expected_extraction_hash(engine: Engine) -> str | None:
+    with Session(engine) as session:
+        return session.scalar(
+            select(Study.extraction_hash)
+            .join(Run, Run.study_id == Study.id)
+            .order_by(Run.id.desc())
+            .limit(1)
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
 
 from fedrad.server.dashboard.auth import Coordinator, refuse, signed_in
 from fedrad.server.dashboard.export import metrics_csv
@@ -19,7 +20,18 @@ from fedrad.server.dashboard.views import (
 )
 from fedrad.server.store.reader import SitePage
 
-router = APIRouter(prefix="/api", dependencies=[Depends(signed_in)], tags=["api"])
+
+class Refusal(BaseModel):
+    detail: str  # why
+
+
+def _answers(*statuses: int) -> dict:
+    return {status: {"model": Refusal} for status in statuses}
+
+
+router = APIRouter(
+    prefix="/api", dependencies=[Depends(signed_in)], tags=["api"], responses=_answers(401)
+)
 
 # What a coordinator's start or stop needs and the store does not offer yet.
 RUN_CONTROL_MISSING = (
@@ -40,22 +52,42 @@ def get_overview(request: Request):
     return overview_view(request.app.state.engine)
 
 
-@router.get("/sites/{name}", response_model=SitePage, summary="A site: census, QC, events")
+@router.get(
+    "/sites/{name}",
+    response_model=SitePage,
+    summary="A site: census, QC, events",
+    responses=_answers(404),
+)
 def get_site(request: Request, name: str):
     return _found(site_view(request.app.state.engine, name), f"site {name}")
 
 
-@router.get("/runs/{run_id}", response_model=RunView, summary="A run: phases, metrics, model")
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunView,
+    summary="A run: phases, metrics, model",
+    responses=_answers(404),
+)
 def get_run(request: Request, run_id: int):
     return _found(run_view(request.app.state.engine, run_id), f"run {run_id}")
 
 
-@router.get("/runs/{run_id}/progress", response_model=Progress, summary="How far a run has got")
+@router.get(
+    "/runs/{run_id}/progress",
+    response_model=Progress,
+    summary="How far a run has got",
+    responses=_answers(404),
+)
 def get_progress(request: Request, run_id: int):
     return _found(progress_view(request.app.state.engine, run_id), f"run {run_id}")
 
 
-@router.get("/runs/{run_id}/results", response_model=dict, summary="A run's results.json")
+@router.get(
+    "/runs/{run_id}/results",
+    response_model=dict,
+    summary="A run's results.json",
+    responses=_answers(404),
+)
 def get_results(request: Request, run_id: int):
     return _found(results_of(request.app.state.engine, run_id), f"results for run {run_id}")
 
@@ -64,7 +96,7 @@ def get_results(request: Request, run_id: int):
     "/runs/{run_id}/metrics.csv",
     response_class=PlainTextResponse,
     summary="A run's metrics and rounds as CSV",
-    responses={200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}} | _answers(404),
 )
 def get_metrics_csv(request: Request, run_id: int):
     view = _found(run_view(request.app.state.engine, run_id), f"run {run_id}")
@@ -75,13 +107,21 @@ def get_metrics_csv(request: Request, run_id: int):
     )
 
 
-@router.post("/runs", status_code=202, summary="Start a run (coordinator; not yet possible)")
+@router.post(
+    "/runs",
+    status_code=202,
+    summary="Start a run (coordinator; not yet possible)",
+    responses=_answers(403, 501),
+)
 def start_run(request: Request, holder: Coordinator):
     raise refuse(request, 501, RUN_CONTROL_MISSING)
 
 
 @router.post(
-    "/runs/{run_id}/stop", status_code=202, summary="Stop a run (coordinator; not yet possible)"
+    "/runs/{run_id}/stop",
+    status_code=202,
+    summary="Stop a run (coordinator; not yet possible)",
+    responses=_answers(403, 501),
 )
 def stop_run(request: Request, run_id: int, holder: Coordinator):
     raise refuse(request, 501, RUN_CONTROL_MISSING)

@@ -31,7 +31,7 @@ def dashboard(
     """Serve the dashboard (with no subcommand)."""
     if ctx.invoked_subcommand is not None:
         return
-    if db is None:
+    if not db:
         raise typer.BadParameter("give the run store's URL", param_hint="--db")
     import uvicorn
 

@@ -3,6 +3,7 @@ fragment, which htmx fetches every two seconds while the run is running."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +23,14 @@ from fedrad.server.dashboard.views import (
 )
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _when(moment: datetime | None) -> str:
+    """A stored time to the second; the store writes UTC (SQLite keeps it without a zone)."""
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.env.filters["when"] = _when
 PLOTLY_JS = Path(figures.go.__file__).parents[1] / "package_data" / "plotly.min.js"
 
 public = APIRouter(include_in_schema=False)

@@ -55,6 +55,16 @@ class Progress(BaseModel):
     phases: list[PhaseStep]
 
 
+class FitRow(BaseModel):
+    """One fit (a fold, the final model) and which sites trained it; a site of the run that
+    did not is listed as left out, never dropped from view."""
+
+    fit: str
+    training_sites: list[str]
+    left_out: list[str]
+    figures: dict
+
+
 class RunView(BaseModel):
     run: RunSummary
     phases: list[dict]
@@ -64,6 +74,8 @@ class RunView(BaseModel):
     census: dict[str, dict[str, str]]
     suppressed_cells: int  # census cells a site sent as "<k", not as a count
     privacy: str  # one sentence, as the report says it; "" before results
+    bytes_from_sites: dict[str, dict[str, int]]  # message kind -> site -> bytes; {} before
+    fits: list[FitRow]
     events: list[dict]
     artifacts: list[dict]
     has_results: bool
@@ -99,6 +111,11 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
             count.startswith("<") for cases in page.census.values() for count in cases.values()
         ),
         privacy=privacy_sentence(results) if results else "",
+        bytes_from_sites=(results or {}).get("traffic_bytes_from_sites", {}),
+        fits=[
+            _fit_row(fit, figures, sorted(page.census))
+            for fit, figures in page.metrics["fits"].items()
+        ],
         has_results=results is not None,
     )
 
@@ -127,6 +144,16 @@ def progress_view(engine: Engine, run_id: int) -> Progress | None:
 
 def results_of(engine: Engine, run_id: int) -> dict | None:
     return run_results(engine, run_id)
+
+
+def _fit_row(fit: str, figures: dict, sites: list[str]) -> FitRow:
+    trained = list(figures.get("training_sites", []))
+    return FitRow(
+        fit=fit,
+        training_sites=trained,
+        left_out=[site for site in sites if site not in trained],
+        figures={k: v for k, v in figures.items() if k != "training_sites"},
+    )
 
 
 def _matches(site: SiteSummary, expected: str | None) -> bool | None:

@@ -101,7 +101,7 @@ def _deployed_store(run_config, out_dir: Path, log: Callable[[str], None]) -> Ru
         return None
     try:
         engine = open_store(str(url))
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         log(f"run store: cannot open it ({exc}); the study runs without it")
         return None
     started_by = str(run_config.get("started-by") or getpass.getuser())

@@ -1,5 +1,6 @@
 """Allow-listing a site's node key on the running SuperLink (`flwr supernode register`),
-and remembering which node id is which site: Flower lists nodes by id only."""
+and remembering which node id is which site: Flower lists nodes by id only. The run store
+learns of the site too, so the coordinator sees it registered before it ever joins."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def register_site(public_key: Path, name: str, state: Path) -> bool:
         raise RegistrationFailed("the `flwr` command is missing; install FedRad.") from exc
     output = " ".join((done.stdout + " " + done.stderr).split())
     if "already in use" in output:
+        _remember(state, name, None)
         return False
     try:
         node_id = str(json.loads(done.stdout)["node-id"])
@@ -43,7 +45,29 @@ def register_site(public_key: Path, name: str, state: Path) -> bool:
         raise RegistrationFailed(f"the aggregator did not register {public_key}: {reason}") from exc
     names = site_names(state)
     (state / SITES_FILE).write_text(json.dumps(names | {node_id: name}, indent=2))
+    _remember(state, name, node_id)
     return True
+
+
+def _remember(state: Path, name: str, node_id: str | None) -> None:
+    """The registration, in the state's run store; if the store refuses it, the site is
+    still registered (it is recorded when it joins) and the message says so."""
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fedrad.server.store.engine import open_store, state_store_url
+    from fedrad.server.store.writer import record_registration
+
+    url = state_store_url(state)
+    try:
+        engine = open_store(url)
+        record_registration(engine, name, node_id)
+        engine.dispose()
+    except (SQLAlchemyError, OSError) as exc:
+        raise RegistrationFailed(
+            f"{name} is registered, but the run store at {make_url(url)} did not record it "
+            f"({type(exc).__name__}); it will be recorded when the site joins."
+        ) from exc
 
 
 def site_names(state: Path) -> dict[str, str]:

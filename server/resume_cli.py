@@ -3,6 +3,7 @@ last phase it finished (server/checkpoint.py), as a new run of the same study.""
 
 from __future__ import annotations
 
+import getpass
 from pathlib import Path
 from typing import Annotated
 
@@ -69,12 +70,20 @@ def resume(
     env = flower_env(FLWR_HOME=str(flower_home(state)))
     app_dir = state / "resume-app"
     app_dir.mkdir(exist_ok=True)
-    (app_dir / "pyproject.toml").write_text(study_app_project(study_path, out_dir, resume=True))
+    from fedrad.server.store.engine import state_store_url
+
+    store = record.store or state_store_url(state)
+    (app_dir / "pyproject.toml").write_text(
+        study_app_project(
+            study_path, out_dir, resume=True, store=store, started_by=getpass.getuser()
+        )
+    )
 
     def resubmit() -> None:
         new_run = submit(app_dir, env)
         record_run(
-            state, RunRecord(new_run, record.study, record.out_dir, record.keys, record.port)
+            state,
+            RunRecord(new_run, record.study, record.out_dir, record.keys, record.port, store),
         )
         console.print(
             f"run {run} resumed as run {new_run} from {len(phases)} saved phase(s); "

@@ -18,6 +18,7 @@ class RunRecord:
     out_dir: str  # results.json and checkpoint/, absolute
     keys: str | None  # the folder of `fedrad keys init`; None: plain text (--insecure)
     port: int
+    store: str | None = None  # the run store's URL (None in records made before it)
 
     @property
     def certificates(self) -> FederationCertificates | None:

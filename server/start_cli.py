@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import socket
 import subprocess
@@ -63,12 +64,21 @@ def start(
     insecure: Annotated[
         bool, typer.Option(help="Plain text, no node keys: for a test machine only.")
     ] = False,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Run store URL, e.g. postgresql+psycopg://HOST/DB (default: the one given "
+            "before for STATE, else STATE/runs.db)."
+        ),
+    ] = None,
 ) -> None:
     """Coordinator: start the aggregator (Flower SuperLink) and submit the study.
 
     The SuperLink serves TLS with the certificate from `fedrad keys init`, admits only
     SuperNodes registered with `fedrad keys register`, keeps its state in STATE/state.db,
-    and never installs packages at run time. Results go to STATE/results/results.json.
+    and never installs packages at run time. Results go to STATE/results/results.json;
+    every run, and every site registered, is recorded in the run store, STATE/runs.db
+    unless --store names another (docs/store.md).
     Runs until Ctrl-C. If the aggregator stops mid-study, `fedrad server resume RUN`
     continues the study from its last finished phase.
 
@@ -78,18 +88,24 @@ def start(
 
     Exit status: 0 stopped with Ctrl-C, 1 the aggregator failed, 2 bad config or usage.
     """
+    from fedrad.server.store.engine import STORE_FILE, state_store_url
+
     load_study(study)
     certificates = None if insecure else certificates_in(keys)
     sites = _sites(site or [])
     if insecure:
         warn_insecure(INSECURE_WARNING)
     home, results = flower_home(state), state / "results"
+    store = store or state_store_url(state)
     try:
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(connection_config(f"127.0.0.1:{port}", certificates))
+        (state / STORE_FILE).write_text(store + "\n")
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
-        (app_dir / "pyproject.toml").write_text(study_app_project(study, results))
+        (app_dir / "pyproject.toml").write_text(
+            study_app_project(study, results, store=store, started_by=getpass.getuser())
+        )
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc
     console = Console(highlight=False, soft_wrap=True)
@@ -102,7 +118,9 @@ def start(
         keys_folder = None if certificates is None else str(certificates.folder.resolve())
         record_run(
             state,
-            RunRecord(run_id, str(study.resolve()), str(results.resolve()), keys_folder, port),
+            RunRecord(
+                run_id, str(study.resolve()), str(results.resolve()), keys_folder, port, store
+            ),
         )
         console.print(f"study submitted as run {run_id}; results -> {escape(str(results))}")
 

@@ -60,12 +60,20 @@ def connection_config(address: str, keys: FederationCertificates | None) -> str:
     )
 
 
-def study_app_project(study: Path, out_dir: Path, resume: bool = False) -> str:
+def study_app_project(
+    study: Path,
+    out_dir: Path,
+    resume: bool = False,
+    store: str | None = None,
+    started_by: str | None = None,
+) -> str:
     """`pyproject.toml` of the app submitted for a study: only FedRad's installed apps
     (no code: sites refuse an app that carries any, `fedrad.common.study_app`), versioned
     as the FedRad that submits it, pointed at the study and an absolute results folder (a
     ServerApp's working directory is the SuperLink's). Nothing to install. `resume`: the
-    study continues from the checkpoint in its results folder."""
+    study continues from the checkpoint in its results folder. `store`: the run store's
+    URL (docs/store.md); `started_by`: who submitted it, as the store records."""
+    extra = {"store-url": store, "started-by": started_by}
     components = "".join(f"{kind} = {toml_string(ref)}\n" for kind, ref in COMPONENTS.items())
     return (
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
@@ -75,7 +83,9 @@ def study_app_project(study: Path, out_dir: Path, resume: bool = False) -> str:
         f"[tool.flwr.app.components]\n{components}\n"
         "[tool.flwr.app.config]\n"
         f"study-path = {toml_string(str(study.resolve()))}\n"
-        f"out-dir = {toml_string(str(out_dir.resolve()))}\n" + ("resume = true\n" if resume else "")
+        f"out-dir = {toml_string(str(out_dir.resolve()))}\n"
+        + ("resume = true\n" if resume else "")
+        + "".join(f"{key} = {toml_string(value)}\n" for key, value in extra.items() if value)
     )
 
 

@@ -12,11 +12,19 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+STORE_FILE = "store.url"  # in an aggregator's state folder: the store `server start` chose
 
 
 def store_url(folder: Path) -> str:
     """The default store of a state or results folder: its runs.db."""
     return f"sqlite:///{(Path(folder) / 'runs.db').resolve()}"
+
+
+def state_store_url(state: Path) -> str:
+    """The store of an aggregator's state folder: the one `fedrad server start` last chose
+    for it, else its runs.db; registration, start and resume all write to this one."""
+    chosen = Path(state) / STORE_FILE
+    return chosen.read_text().strip() if chosen.is_file() else store_url(state)
 
 
 def open_store(url: str, revision: str = "head") -> Engine:

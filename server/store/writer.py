@@ -39,6 +39,8 @@ from fedrad.server.store.schema import (
     now,
 )
 
+SILENT = ("timeout", "offline")  # the reason codes of a site that stopped answering
+
 
 def _kept_going(write):
     """A write that fails is logged, once per call, and does not stop the study."""
@@ -148,13 +150,20 @@ class RunWriter(StudyObserver):
 
     @_kept_going
     def event(self, entry: dict) -> None:
+        """The event, appended; a site set aside is marked dropped, and offline if it went
+        silent (a site that erred or refused still answers)."""
+        event = self._event(entry["event"], entry["site"], entry["reason"])
         with Session(self.engine) as session, session.begin():
-            session.add(self._event(entry["event"], entry["site"], entry["reason"]))
+            session.add(event)
             if entry["event"] == "set aside":
                 session.execute(
                     update(Site)
                     .where(Site.name == entry["site"])
-                    .values(status="dropped", reason=entry["reason"])
+                    .values(
+                        status="dropped",
+                        reason=entry["reason"],
+                        online=event.reason_code not in SILENT,
+                    )
                 )
 
     def _event(self, event: str, site: str, reason: str) -> Event:
@@ -261,6 +270,18 @@ class RunWriter(StudyObserver):
                         created_at=now(),
                     )
                 )
+
+
+def record_registration(engine: Engine, name: str, node_id: str | None) -> None:
+    """A site whose node key the coordinator registered: known (status "registered", not
+    yet online) before it ever joins; a site registered again keeps its history."""
+    with Session(engine) as session, session.begin():
+        site = session.scalar(select(Site).where(Site.name == name))
+        if site is None:
+            site = Site(name=name, registered_at=now(), online=False, status="registered")
+            session.add(site)
+        if node_id is not None:
+            site.node_id = node_id
 
 
 def _rounds(phase_id: int, rounds: list[dict]) -> list[RoundRow]:

@@ -48,6 +48,16 @@ def test_the_study_app_points_at_the_study_and_an_absolute_results_folder(tmp_pa
     assert Path(config["study-path"]).is_absolute() and Path(config["out-dir"]).is_absolute()
 
 
+def test_the_study_app_names_its_run_store_and_who_started_it_when_given():
+    def config(**given):
+        project = tomllib.loads(study_app_project(Path("study.yaml"), Path("out"), **given))
+        return project["tool"]["flwr"]["app"]["config"]
+
+    given = config(store="sqlite:////srv/state/runs.db", started_by="ana")
+    assert (given["store-url"], given["started-by"]) == ("sqlite:////srv/state/runs.db", "ana")
+    assert "store-url" not in config() and "started-by" not in config()
+
+
 def test_the_flwr_connection_trusts_the_federation_ca(tmp_path):
     keys = FederationCertificates(tmp_path)
     config = tomllib.loads(connection_config("127.0.0.1:8000", keys))

@@ -4,6 +4,7 @@ naming the file, with exit status 2 and no traceback."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,47 @@ def test_show_refuses_to_write_the_report_where_it_cannot(tmp_path: Path):
     assert out.exit_code == 2
     assert "Traceback" not in out.output
     assert f"Cannot write the report to {blocker / 'report.html'}" in out.output
+
+
+def _stored(results: dict, tmp_path: Path) -> Path:
+    """A runs.db holding one finished run whose results are `results`."""
+    from fedrad.common.config import StudyConfig
+    from fedrad.server.store.engine import open_store, store_url
+    from fedrad.server.store.writer import RunWriter
+
+    engine = open_store(store_url(tmp_path))
+    writer = RunWriter(engine, "simulation", log=print)
+    writer.start(StudyConfig())
+    writer.finished(results)
+    engine.dispose()
+    return tmp_path / "runs.db"
+
+
+def test_show_from_the_store_prints_and_draws_what_the_results_file_shows(tmp_path: Path):
+    golden = GOLDEN / "table-lasso.json"
+    database = _stored(json.loads(golden.read_text()), tmp_path)
+    from_file = show(str(golden), "--html", str(tmp_path / "file.html"))
+    from_store = show("--store", str(database), "--html", str(tmp_path / "store.html"))
+    assert from_store.exit_code == 0, from_store.output
+    assert from_store.output.replace("store.html", "file.html") == from_file.output
+    assert _without_ids(tmp_path / "store.html") == _without_ids(tmp_path / "file.html")
+
+
+def _without_ids(page: Path) -> str:
+    """The page less the random ids Plotly gives each figure's element."""
+    return re.sub(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "id", page.read_text()
+    )
+
+
+def test_show_refuses_a_store_without_that_run(tmp_path: Path):
+    database = _stored(json.loads((GOLDEN / "table-lasso.json").read_text()), tmp_path)
+    out = show("--store", str(database), "--run", "9")
+    assert out.exit_code == 2
+    assert "Cannot show run 9 of" in out.output and "has no results" in out.output
+
+
+def test_show_asks_for_a_file_or_a_store(tmp_path: Path):
+    out = show()
+    assert out.exit_code == 2
+    assert "one of the two" in out.output

@@ -130,7 +130,9 @@ def test_a_site_set_aside_is_logged_with_its_reason_code_and_shown_dropped(store
     assert [(e["site"], e["reason_code"]) for e in dropped] == [("site02", "timeout")]
     logged = [{k: e[k] for k in ("event", "site", "reason")} for e in page.events]
     assert [e for e in logged if e["event"] != "joined"] == results["events"]
-    assert site_page(store, "site02").site.status == "dropped"
+    site02 = site_page(store, "site02").site
+    assert (site02.status, site02.online) == ("dropped", False)
+    assert site_page(store, "site01").site.online
 
 
 def test_census_rows_keep_suppressed_counts_as_sent_and_never_a_number(store):
@@ -185,3 +187,50 @@ def test_a_deployed_study_writes_runs_db_in_its_out_dir_with_its_files(tmp_path,
     written = (out / "results.json").read_bytes()
     assert files["results"]["sha256"] == hashlib.sha256(written).hexdigest()
     assert set(files) == {"results", "report"}
+
+
+def test_a_resumed_run_records_the_phases_it_loaded_from_the_checkpoint(tmp_path, tables):
+    out = tmp_path / "out"
+    grid = site_grid(tables, STUDY)
+    delivered = grid.deliver
+
+    def crash_at_evaluation(message):
+        if message.metadata.message_type.startswith("evaluate."):
+            raise RuntimeError("the aggregator was stopped")
+        return delivered(message)
+
+    grid.deliver = crash_at_evaluation
+    server = make_server_app(STUDY, expected_sites=3, log=lambda _: None)
+    with pytest.raises(RuntimeError):
+        server(grid, _context({"out-dir": str(out)}))
+    resumed = Context(
+        run_id=43,
+        node_id=0,
+        node_config={},
+        state=RecordDict(),
+        run_config={"out-dir": str(out), "resume": True},
+    )
+    server(site_grid(tables, STUDY), resumed)
+    engine = open_store(f"sqlite:///{out / 'runs.db'}")
+    second, first = overview(engine).runs
+    crashed, finished = run_page(engine, first.id), run_page(engine, second.id)
+    engine.dispose()
+    assert (first.status, second.status) == ("failed", "finished")
+    done_before = [(p["kind"], p["tag"]) for p in crashed.phases]
+    loaded = [(p["kind"], p["tag"]) for p in finished.phases if p["loaded"]]
+    assert loaded and set(loaded) <= set(done_before)
+    assert finished.phases[-1]["kind"] == "evaluation" and not finished.phases[-1]["loaded"]
+
+
+def test_a_study_that_cannot_run_is_stored_as_stopped_with_its_reason(store, tables):
+    study = STUDY.updated(federation={"min_cell_size": 30})
+    writer = RunWriter(store, "simulation", log=lambda _: None)
+    handed: list[dict] = []
+    server = make_server_app(
+        study, on_results=handed.append, expected_sites=3, log=lambda _: None, store=writer
+    )
+    server(site_grid(tables, study), _context())
+    (run,) = overview(store).runs
+    assert (run.status, run.reason) == ("stopped", handed[0]["reason"])
+    assert "no site can contribute" in run.reason
+    assert run_results(store, run.id)["status"] == "stopped"

@@ -65,6 +65,15 @@ class FitRow(BaseModel):
     figures: dict
 
 
+class Stability(BaseModel):
+    """How often the validation's fits (folds, held-out sites) kept a feature."""
+
+    feature: str
+    kept_by: int
+    of_fits: int
+    in_final: bool
+
+
 class RunView(BaseModel):
     run: RunSummary
     phases: list[dict]
@@ -76,6 +85,8 @@ class RunView(BaseModel):
     privacy: str  # one sentence, as the report says it; "" before results
     bytes_from_sites: dict[str, dict[str, int]]  # message kind -> site -> bytes; {} before
     fits: list[FitRow]
+    selection_stability: list[Stability]
+    comparison: dict | None  # results.json's, from `fedrad simulate --compare`
     events: list[dict]
     artifacts: list[dict]
     has_results: bool
@@ -112,6 +123,8 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
         ),
         privacy=privacy_sentence(results) if results else "",
         bytes_from_sites=(results or {}).get("traffic_bytes_from_sites", {}),
+        selection_stability=_stability(page.selected_features),
+        comparison=(results or {}).get("comparison"),
         fits=[
             _fit_row(fit, figures, sorted(page.census))
             for fit, figures in page.metrics["fits"].items()
@@ -154,6 +167,23 @@ def _fit_row(fit: str, figures: dict, sites: list[str]) -> FitRow:
         left_out=[site for site in sites if site not in trained],
         figures={k: v for k, v in figures.items() if k != "training_sites"},
     )
+
+
+def _stability(selected: dict[str, list[dict]]) -> list[Stability]:
+    """Each feature any fit kept, most often kept first; the final model's fit is not one
+    of the validation's, so it is marked rather than counted."""
+    final = {f["feature"] for f in selected.get("final", [])}
+    validation = [fit for fit in selected if fit != "final"]
+    kept: dict[str, int] = {}
+    for fit in validation:
+        for entry in selected[fit]:
+            kept[entry["feature"]] = kept.get(entry["feature"], 0) + 1
+    for feature in final:
+        kept.setdefault(feature, 0)
+    return [
+        Stability(feature=f, kept_by=n, of_fits=len(validation), in_final=f in final)
+        for f, n in sorted(kept.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def _matches(site: SiteSummary, expected: str | None) -> bool | None:

@@ -101,3 +101,23 @@ def test_the_schema_itself_is_served_behind_a_token(app, store):
     assert TestClient(app).get("/api/openapi.json").status_code == 401
     served = _client(app, store.viewer).get("/api/openapi.json").json()
     assert "/api/runs/{run_id}/metrics.csv" in served["paths"]
+
+
+def test_selection_stability_counts_the_folds_that_kept_each_feature(app, store):
+    run = _client(app, store.viewer).get(f"/api/runs/{store.finished_run}").json()
+    folds = {fit: {f["feature"] for f in kept} for fit, kept in run["selected_features"].items()}
+    final = folds.pop("final")
+    for row in run["selection_stability"]:
+        assert row["of_fits"] == len(folds) == 3
+        assert row["kept_by"] == sum(row["feature"] in kept for kept in folds.values())
+        assert row["in_final"] == (row["feature"] in final)
+    assert {row["feature"] for row in run["selection_stability"]} == set().union(
+        final, *folds.values()
+    )
+
+
+def test_each_fit_lists_the_sites_that_trained_it_and_those_left_out(app, store):
+    run = _client(app, store.viewer).get(f"/api/runs/{store.finished_run}").json()
+    assert [row["fit"] for row in run["fits"]] == ["fold 1", "fold 2", "fold 3"]
+    for row in run["fits"]:
+        assert sorted(row["training_sites"] + row["left_out"]) == ["site01", "site02", "site03"]

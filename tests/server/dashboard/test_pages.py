@@ -30,7 +30,7 @@ def test_the_progress_fragment_polls_while_running_and_not_once_finished(client,
     assert "hx-trigger" not in finished and "finished" in finished
 
 
-def test_the_run_page_shows_plots_results_fits_features_and_bytes_sent(client, store):
+def test_the_run_page_shows_plots_results_fits_features_harmonization_and_bytes(client, store):
     page = client.get(f"/runs/{store.finished_run}").text
     assert page.count('class="plotly-graph-div"') >= 5  # rounds, per site, calibration, ...
     assert "Newton deviance by iteration" in page and "Calibration (slope" in page
@@ -39,10 +39,13 @@ def test_the_run_page_shows_plots_results_fits_features_and_bytes_sent(client, s
         'id="per-site"',
         'id="fits"',
         'id="bytes"',
+        'id="harmonization"',
+        'id="stability"',
         "Selected features: final",
     ):
         assert section in page
     assert "Privacy: sites sent summed quantities masked" in page
+    assert 'id="comparison"' not in page  # a run without --compare has no arms
 
 
 def test_the_running_run_page_has_no_results_yet_but_its_progress(client, store):

@@ -3,6 +3,7 @@ token add NAME --role viewer` makes a token and prints it once."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
@@ -37,6 +38,7 @@ def dashboard(
 
     from fedrad.server.dashboard.app import create_app
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     console.print(f"FedRad dashboard on http://{host}:{port} (sign in with a token)")
     uvicorn.run(create_app(open_store(db)), host=host, port=port, log_level="info")
 

@@ -1,10 +1,12 @@
 """A store for the dashboard's tests: one run of a small in-process study recorded to its
 end, and a second run of it left running with its census and first phase, to which a test
-can add the phases the first run finished (live progress). Tokens: one per role."""
+can add the phases the first run finished (live progress). In the running run's census
+site03 sent its HGG count suppressed ("<3"), as a site with too few cases would. Tokens:
+one per role."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from conftest import site_grid
 from flwr.app import Context, RecordDict
@@ -65,7 +67,8 @@ def recorded_store(folder) -> RecordedStore:
     server(site_grid(tables, STUDY), context)
     running = RunWriter(engine, "simulation", started_by="coordinator", log=lambda _: None)
     running.start(STUDY, flower_run_id=8)
-    running.census(recorder.sites)
+    *others, last = recorder.sites
+    running.census([*others, replace(last, cases=last.cases | {"HGG": "<3"})])
     running.phase(recorder.phases[0])
     return RecordedStore(
         url=url,

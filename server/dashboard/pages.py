@@ -4,6 +4,7 @@ fragment, which htmx fetches every two seconds while the run is running."""
 from __future__ import annotations
 
 from datetime import datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
@@ -31,7 +32,7 @@ def _when(moment: datetime | None) -> str:
 
 
 templates.env.filters["when"] = _when
-PLOTLY_JS = Path(figures.go.__file__).parents[1] / "package_data" / "plotly.min.js"
+PLOTLY_JS = files("plotly") / "package_data" / "plotly.min.js"
 
 public = APIRouter(include_in_schema=False)
 pages = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
@@ -104,7 +105,15 @@ def run_html(request: Request, run_id: int, holder: SignedIn):
 
 @pages.get("/runs/{run_id}/progress", response_class=HTMLResponse)
 def progress_fragment(request: Request, run_id: int):
+    """The timeline for htmx's poll; once the run has ended, htmx reloads the whole page,
+    which then shows the run's results and polls no more."""
     progress = progress_view(request.app.state.engine, run_id)
     if progress is None:
         raise HTTPException(404, f"no run {run_id}")
-    return templates.TemplateResponse(request, "_progress.html", {"progress": progress})
+    ended = progress.status != "running" and request.headers.get("HX-Request") == "true"
+    return templates.TemplateResponse(
+        request,
+        "_progress.html",
+        {"progress": progress},
+        headers={"HX-Refresh": "true"} if ended else None,
+    )

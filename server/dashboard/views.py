@@ -114,10 +114,8 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
     if page is None:
         return None
     results = run_results(engine, run_id)
-    fields = asdict(page)
-    fields["run"] = page.run
     return RunView(
-        **fields,
+        **asdict(page),
         suppressed_cells=sum(
             count.startswith("<") for cases in page.census.values() for count in cases.values()
         ),

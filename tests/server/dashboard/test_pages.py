@@ -30,6 +30,14 @@ def test_the_progress_fragment_polls_while_running_and_not_once_finished(client,
     assert "hx-trigger" not in finished and "finished" in finished
 
 
+def test_a_poll_that_finds_the_run_ended_reloads_the_page_to_show_its_results(client, store):
+    as_htmx = {"HX-Request": "true"}
+    ended = client.get(f"/runs/{store.finished_run}/progress", headers=as_htmx)
+    assert ended.headers.get("HX-Refresh") == "true"
+    running = client.get(f"/runs/{store.running.run_id}/progress", headers=as_htmx)
+    assert "HX-Refresh" not in running.headers
+
+
 def test_the_run_page_shows_plots_results_fits_features_harmonization_and_bytes(client, store):
     page = client.get(f"/runs/{store.finished_run}").text
     assert page.count('class="plotly-graph-div"') >= 5  # rounds, per site, calibration, ...

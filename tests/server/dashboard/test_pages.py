@@ -38,6 +38,13 @@ def test_a_poll_that_finds_the_run_ended_reloads_the_page_to_show_its_results(cl
     assert "HX-Refresh" not in running.headers
 
 
+def test_the_overview_refreshes_its_sites_and_runs_every_five_seconds(client, store):
+    page = client.get("/").text
+    assert '<div id="live" hx-get="/" hx-select="#live"' in page
+    assert 'hx-trigger="every 5s"' in page
+    assert f'href="/runs/{store.running.run_id}"' in page
+
+
 def test_the_run_page_shows_plots_results_fits_features_harmonization_and_bytes(client, store):
     page = client.get(f"/runs/{store.finished_run}").text
     assert page.count('class="plotly-graph-div"') >= 5  # rounds, per site, calibration, ...

@@ -1,21 +1,20 @@
 """Tokens are kept only as their SHA-256, in the dashboard's own table of the store's
-database; a token names its holder and role, and a name holds one token at a time."""
+database; a token names its holder and role, and a name holds one token at a time. On
+SQLite and PostgreSQL alike (the shared `store` fixture)."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from fedrad.server.dashboard.tokens import Role, TokenExists, add_token, holder_of
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = create_engine(f"sqlite:///{tmp_path / 'runs.db'}")
-    yield engine
-    engine.dispose()
+def engine(store):
+    return store
 
 
 def test_a_token_is_stored_only_as_its_sha256(engine):

@@ -17,6 +17,7 @@ from fedrad.server.dashboard.auth import COOKIE, SignedIn, refuse, signed_in
 from fedrad.server.dashboard.tokens import holder_of
 from fedrad.server.dashboard.views import (
     overview_view,
+    progress_of,
     progress_view,
     results_of,
     run_view,
@@ -94,7 +95,7 @@ def run_html(request: Request, run_id: int, holder: SignedIn):
     context = {
         "view": view,
         "holder": holder,
-        "progress": progress_view(engine, run_id),
+        "progress": progress_of(view.run, view.phases),
         "rounds_plots": [figures.fragment(f) for f in figures.rounds_figures(view.phases)],
         "results_plots": [figures.fragment(f) for f in figures.results_figures(results or {})]
         if results

@@ -2,7 +2,8 @@
 
 One thin adapter reaches past the reader: the overview compares each site's extraction hash
 with the one its newest run's study expects, and the reader does not expose a study's
-extraction hash, so `_expected_extraction_hash` reads the store's `studies` table itself."""
+extraction hash, so `_expected_extraction_hash` reads the store's `studies` table itself.
+The routes reach the store only through this module."""
 
 from __future__ import annotations
 
@@ -133,12 +134,14 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
 
 def progress_view(engine: Engine, run_id: int) -> Progress | None:
     page = run_page(engine, run_id)
-    if page is None:
-        return None
+    return None if page is None else progress_of(page.run, page.phases)
+
+
+def progress_of(run: RunSummary, phases: list[dict]) -> Progress:
     return Progress(
-        run=run_id,
-        status=page.run.status,
-        reason=page.run.reason,
+        run=run.id,
+        status=run.status,
+        reason=run.reason,
         phases=[
             PhaseStep(
                 position=p["position"],
@@ -147,8 +150,8 @@ def progress_view(engine: Engine, run_id: int) -> Progress | None:
                 loaded=p["loaded"],
                 finished_at=p["finished_at"],
                 rounds=len(p["rounds"]),
-            )  # fmt: skip
-            for p in page.phases
+            )
+            for p in phases
         ],
     )
 

@@ -15,6 +15,7 @@ from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.server.app import make_server_app
 from fedrad.server.dashboard.tokens import Role, add_token
 from fedrad.server.store.engine import open_store
+from fedrad.server.store.reader import run_results
 from fedrad.server.store.writer import RunWriter
 from fedrad.simulations.synth.features import write_site_feature_tables
 
@@ -53,6 +54,12 @@ class RecordedStore:
     def advance(self) -> None:
         """The running run finishes one more phase."""
         self.running.phase(self.phases_to_come.pop(0))
+
+    def finish(self) -> None:
+        """The running run finishes its other phases and ends with the first run's results."""
+        while self.phases_to_come:
+            self.advance()
+        self.running.finished(run_results(self.engine, self.finished_run))
 
 
 def recorded_store(folder) -> RecordedStore:

@@ -122,7 +122,9 @@ def test_sites_metrics_and_plots_appear(page, dashboard, store):
     _shot(page, "finished-run")
 
 
-def test_live_progress_advances_while_the_run_runs(page, dashboard, store):
+def test_live_progress_advances_while_the_run_runs_and_its_results_appear_when_it_ends(
+    page, dashboard, store
+):
     _sign_in(page, dashboard, store.viewer)
     page.goto(f"{dashboard}/runs/{store.running.run_id}")
     count = page.locator("#phase-count")
@@ -132,6 +134,10 @@ def test_live_progress_advances_while_the_run_runs(page, dashboard, store):
     sync_api.expect(count).to_have_text(str(before + 1), timeout=10_000)
     sync_api.expect(page.locator("#run-status")).to_have_text("running")
     _shot(page, "running-run-after")
+    store.finish()
+    sync_api.expect(page.locator("#run-status")).to_have_text("finished", timeout=10_000)
+    sync_api.expect(page.locator("#pooled")).to_contain_text("auc")  # reloaded with results
+    _shot(page, "running-run-finished")
 
 
 def test_the_metrics_csv_downloads(page, dashboard, store):

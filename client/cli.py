@@ -21,14 +21,18 @@ from fedrad.client.extract import ExtractionReport, extract_site
 from fedrad.client.identity import IDENTITY_FILE, load_or_create_identity, public_hex
 from fedrad.client.join_cli import join
 from fedrad.client.label_conventions import PRESET_NAMES, require_convention
-from fedrad.client.manifest import ManifestError
-from fedrad.client.qc_report import print_report, status_frame, write_html
+from fedrad.client.qc_page import write_html
+from fedrad.client.qc_preview import preview_site
+from fedrad.client.qc_report import print_report, status_frame
+from fedrad.client.readiness_report import print_readiness
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
-from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.common.cli_errors import ReportsUserErrors, fail
+from fedrad.common.cli_support import ParamsOption, study_with_params
+from fedrad.common.text_files import path_problem
 
-site_app = typer.Typer(no_args_is_help=True)
+site_app = typer.Typer(no_args_is_help=True, cls=ReportsUserErrors)
 
 StudyOption = Annotated[
     Path | None, typer.Option(help="Study config YAML; default: the built-in study.")
@@ -57,10 +61,16 @@ def site() -> None:
     """Site operator commands."""
 
 
-def _configs(study: Path | None, site: Path | None, manifest: Path | None, labels: str | None):
+def _configs(
+    study: Path | None,
+    params: Path | None,
+    site: Path | None,
+    manifest: Path | None,
+    labels: str | None,
+):
     """(study, site config, manifest path); ConfigError / ManifestError name what is wrong,
     including a real cohort whose label convention is not stated."""
-    study_config = StudyConfig.from_yaml(study) if study else StudyConfig()
+    study_config = study_with_params(study, params)
     site_config = SiteConfig.from_yaml(site) if site else SiteConfig()
     if labels is not None:
         site_config = site_config.with_labels(labels)
@@ -69,45 +79,41 @@ def _configs(study: Path | None, site: Path | None, manifest: Path | None, label
     return study_config, site_config, manifest_file
 
 
-def _fail_usage(exc: Exception) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-    return typer.Exit(2)
-
-
-def _fail_sentence(sentence: str) -> typer.Exit:
-    """Exit 2 with one sentence on stderr, on one line (a terminal may wrap it, Rich won't)."""
-    Console(stderr=True, soft_wrap=True).print(
-        f"[red]error:[/red] {escape(sentence)}", highlight=False
-    )
-    return typer.Exit(2)
-
-
 @site_app.command()
 def check(
     site: SiteOption = None,
     manifest: ManifestOption = None,
     study: StudyOption = None,
+    params: ParamsOption = None,
     out: Annotated[Path, typer.Option(help="Folder for qc.csv and qc.html.")] = Path("qc"),
     workers: WorkersOption = None,
     labels: LabelsOption = None,
+    thumbnails: Annotated[
+        bool, typer.Option(help="Show each case's slices and mask outlines in qc.html.")
+    ] = True,
 ) -> None:
-    """QC report of every case: unreadable, missing or inconsistent files, by case id.
+    """QC report of every case, and whether this site can take part in the study.
 
-    Writes OUT/qc.csv and OUT/qc.html. Exit status: 0 every case usable, 1 some case is
-    not (listed), 2 bad config or usage.
+    Names by case id every unreadable, missing or inconsistent file, and every image given
+    under two case ids; then puts the usable cases to the study's folds and minimum cell
+    size k, and its regions and sequences to the site config, before anything is sent.
+    Writes OUT/qc.csv and OUT/qc.html. Exit status: 0 the site is ready, 1 some case is
+    unusable or the site cannot take part as it is (each reason in a sentence), 2 bad
+    config or usage.
     """
-    try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
-        report = check_site(manifest_file, study_config, site_config, workers)
-    except (ManifestError, ConfigError, OSError) as exc:
-        raise _fail_usage(exc) from exc
+    study_config, site_config, manifest_file = _configs(study, params, site, manifest, labels)
+    report = check_site(manifest_file, study_config, site_config, workers)
     console = Console()
     print_report(report.plan, report.statuses, console)
     out.mkdir(parents=True, exist_ok=True)
     status_frame(report.statuses).to_csv(out / "qc.csv", index=False)
-    write_html(report.plan, report.statuses, out / "qc.html", study_config.extraction_hash)
+    previews = preview_site(report.plan, workers) if thumbnails else None
+    write_html(
+        report.plan, report.statuses, out / "qc.html", study_config.extraction_hash, previews
+    )
     console.print(f"QC report -> {escape(str(out / 'qc.csv'))}, {escape(str(out / 'qc.html'))}")
-    raise typer.Exit(0 if report.all_usable else 1)
+    print_readiness(report, console)
+    raise typer.Exit(0 if report.ready else 1)
 
 
 def _print_summary(report: ExtractionReport, console: Console) -> None:
@@ -128,6 +134,7 @@ def extract(
     site: SiteOption = None,
     manifest: ManifestOption = None,
     study: StudyOption = None,
+    params: ParamsOption = None,
     workers: WorkersOption = None,
     labels: LabelsOption = None,
 ) -> None:
@@ -137,10 +144,8 @@ def extract(
     Exit status: 0 all cases extracted, 1 some cases failed (listed), 2 bad config or usage.
     """
     try:
-        study_config, site_config, manifest_file = _configs(study, site, manifest, labels)
+        study_config, site_config, manifest_file = _configs(study, params, site, manifest, labels)
         report = extract_site(manifest_file, out, study_config, workers, site=site_config)
-    except (ManifestError, ConfigError, OSError) as exc:
-        raise _fail_usage(exc) from exc
     except KeyboardInterrupt as exc:
         cache = out.with_name(out.name + ".cache")
         Console(stderr=True).print(
@@ -176,15 +181,14 @@ def keygen(
     try:
         site_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise _fail_sentence(f"cannot make the site folder {site_dir}: {reason}.") from exc
+        raise fail(f"cannot make the site folder {site_dir}: {path_problem(exc)}.") from exc
     try:
         key = load_or_create_identity(site_dir)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise _fail_sentence(f"cannot read or write the identity key {path}: {reason}.") from exc
+        raise fail(f"cannot read or write the identity key {path}: {reason}.") from exc
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise _fail_sentence(
+        raise fail(
             f"cannot read the identity key {path}, which is not an unencrypted Ed25519 "
             "private key in PEM (move it aside and run `fedrad site keygen` again for a new one)."
         ) from exc

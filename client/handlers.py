@@ -187,6 +187,22 @@ def _combat_training(
     return rows
 
 
+def training_refusal(
+    data: SiteData, partition: Partition, study: StudyConfig, alone: bool = False
+) -> str | None:
+    """Why this site would sit out a fit's training sums, or None: the rule every training
+    handler applies (ComBat's batch rule too, when the study harmonizes), for sums inside a
+    secure total or, with `alone`, for sums released alone (`fedrad site check` asks both)."""
+    try:
+        if study.harmonization.method == "combat":
+            _combat_training(data, partition, study, summed=not alone)
+        else:
+            (_training if alone else _summed_training)(data, partition, study)
+    except SiteSkipped as skipped:
+        return str(skipped)
+    return None
+
+
 def combat_ols(data: SiteData, study: StudyConfig, request: Request) -> combat.OLSSums:
     params, partition = request.pipeline, request.partition
     rows = _combat_training(data, partition, study)

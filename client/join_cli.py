@@ -18,11 +18,13 @@ from fedrad.common.flower_processes import (
     stop_on_sigterm,
     stop_tree,
 )
+from fedrad.common.option_conflicts import refuse_pairs
 
 CA_FILE = "ca.crt"
 
 
 def join(
+    ctx: typer.Context,
     site_dir: Annotated[
         Path, typer.Option(help="The site's folder, holding features.parquet (and identity.key).")
     ],
@@ -61,6 +63,7 @@ def join(
 
     Exit status: 0 stopped, 1 the connection ended with an error, 2 not ready or bad usage.
     """
+    refuse_pairs(ctx, {("keys", "insecure"): "--insecure uses no node key nor certificate"})
     study_config = load_study(study)
     features = site_dir / FEATURES_FILE
     try:

@@ -12,6 +12,7 @@ from rich.markup import escape
 from fedrad.client.node_key import make_node_key
 from fedrad.common.cli_errors import fail
 from fedrad.common.keyfiles import KeyFilesExist
+from fedrad.common.text_files import path_problem
 
 
 def keys_site(
@@ -31,7 +32,7 @@ def keys_site(
     except KeyFilesExist as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
-        raise fail(f"cannot write keys into {out}: {exc.strerror or exc}.") from exc
+        raise fail(f"cannot write keys into {out}: {path_problem(exc)}.") from exc
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"secret, never send: {escape(str(files.private))}")
     console.print(

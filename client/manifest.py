@@ -6,6 +6,7 @@ run; problems of single rows (duplicate case id, unknown label) only fail those 
 
 from __future__ import annotations
 
+import io
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -14,12 +15,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from fedrad.common.csv_delimiter import delimiter_name, sniff_delimiter
+from fedrad.common.did_you_mean import did_you_mean_each
 from fedrad.common.feature_table import insert_clinical
+from fedrad.common.text_files import UnreadableFile, read_text
+from fedrad.common.user_error import UserError
 
 MASK_COLUMN = "mask"
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError):
     """The manifest cannot be used at all; the message names the file and what to fix."""
 
 
@@ -45,20 +50,29 @@ def read_manifest(
     rather than inferred from an absent column, so a misspelt column header stops the run
     instead of silently dropping a sequence from the site's features.
     """
+    text = manifest_text(path)
+    delimiter = sniff_delimiter(text)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except FileNotFoundError as exc:
-        raise ManifestError(f"manifest not found: {path}") from exc
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from exc
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ManifestError(f"cannot read manifest {path} as CSV: {exc}") from exc
     frame.columns = [str(column).strip() for column in frame.columns]
     required = ["case_id", "label", *sequences, MASK_COLUMN, *clinical]
     absent = [column for column in required if column not in frame.columns]
     if absent:
         raise ManifestError(
-            f"manifest {path} lacks column(s) {absent}; it needs case_id, label, one path "
-            "column per study sequence, mask, and the study's clinical columns (declare a "
-            "sequence the site does not have under missing_sequences in the site config)"
+            f"manifest {path} lacks column(s) {absent}"
+            f"{did_you_mean_each(absent, frame.columns)}; read as "
+            f"{delimiter_name(delimiter)}-separated, its columns are {list(frame.columns)}; it "
+            "needs case_id, label, one path column per study sequence, mask, and the study's "
+            "clinical columns (declare a sequence the site does not have under "
+            "missing_sequences in the site config)"
         )
     contradicted = [name for name in missing if name in frame.columns]
     if contradicted:
@@ -87,6 +101,19 @@ def read_manifest(
         )
         for index, row in enumerate(frame.to_dict("records"))
     ]
+
+
+def manifest_text(path: Path) -> str:
+    """The manifest's text; ManifestError names the file and why it cannot be one."""
+    try:
+        return read_text(path, "manifest")
+    except UnreadableFile as exc:
+        raise ManifestError(str(exc)) from exc
+
+
+def manifest_delimiter(path: Path) -> str:
+    """The delimiter `read_manifest` reads the manifest with: comma, semicolon or tab."""
+    return sniff_delimiter(manifest_text(path))
 
 
 def row_problems(

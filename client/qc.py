@@ -22,6 +22,7 @@ from fedrad.client.label_checks import convention_problems
 from fedrad.client.manifest import MASK_COLUMN, CaseEntry
 from fedrad.client.site_config import SiteLayout
 from fedrad.common.config import ExtractionSettings
+from fedrad.common.text_files import located
 
 _NIFTI_FLOATS = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 and float64
 _NIFTI_HEADER_SIZES = (348, 540)  # NIfTI-1, NIfTI-2; read in the file's byte order
@@ -44,7 +45,10 @@ def missing_files(entry: CaseEntry) -> list[str]:
         if path is None:
             reasons.append(f"missing {kind}: no path in the manifest")
         elif not path.exists():
-            reasons.append(f"missing {kind}: file not found: {path}")
+            reasons.append(
+                f"missing {kind}: file not found: {located(path)}; a manifest's paths are "
+                "relative to the manifest's own folder"
+            )
     return reasons
 
 

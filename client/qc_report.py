@@ -1,15 +1,8 @@
-"""The QC report of a site's cases, three ways: terminal table, CSV, and a small HTML page.
-
-The HTML page is self-contained (no scripts, no external files) so a site operator can
-attach it to a ticket or open it on a machine without network access.
-"""
+"""The QC report of a site's cases in the terminal and as CSV (qc_page.py writes qc.html)."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -72,40 +65,3 @@ def print_report(plan: SitePlan, statuses: Sequence[CaseStatus], console: Consol
     if table.row_count:
         console.print(table)
     console.print(Text(summary(statuses)))
-
-
-def write_html(plan: SitePlan, statuses: Sequence[CaseStatus], path: Path, study_hash: str) -> None:
-    """A one-page report: site summary, then every case with its status and reasons."""
-    rows = "\n".join(
-        f'<tr class="{status.status}"><td>{_e(status.case_id)}</td><td>{_e(status.label or "")}'
-        f"</td><td>{status.status}</td><td>{_e(status.stage)}</td><td>"
-        + "<br>".join(_e(line) for line in [*status.problems, *status.notes])
-        + "</td></tr>"
-        for status in statuses
-    )
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    about = "".join(f"<li>{_e(line)}</li>" for line in site_lines(plan))
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>FedRad QC: {_e(plan.site_name)}</title>
-<style>
-body {{ font-family: sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: left; vertical-align: top; }}
-tr.failed td {{ background: #fde2e2; }}
-tr.warning td {{ background: #fff4d6; }}
-</style></head><body>
-<h1>QC report: site {_e(plan.site_name)}</h1>
-<p>{_e(summary(statuses))}. Extraction hash {_e(study_hash)}; written {created}.</p>
-<ul>{about}</ul>
-<table><thead><tr><th>case id</th><th>label</th><th>status</th><th>stage</th>
-<th>problems / notes</th></tr></thead>
-<tbody>
-{rows}
-</tbody></table></body></html>
-"""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
-
-
-def _e(text: str) -> str:
-    return html.escape(str(text))

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator
 
 from fedrad.client.label_conventions import preset_labels
 from fedrad.common.config import ConfigError, ExtractionSettings, load_yaml_config
+from fedrad.common.did_you_mean import did_you_mean_each
 
 
 class SiteConfig(BaseModel):
@@ -28,6 +29,7 @@ class SiteConfig(BaseModel):
     manifest: Path | None = None
     labels: dict[int, tuple[str, ...]] | None = None
     missing_sequences: tuple[str, ...] = ()
+    _path: Path | None = PrivateAttr(default=None)  # the YAML it was read from
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -47,21 +49,29 @@ class SiteConfig(BaseModel):
         config = load_yaml_config(cls, path, "site config")
         if config.manifest is not None and not config.manifest.is_absolute():
             config = config.model_copy(update={"manifest": path.parent / config.manifest})
+        config._path = path
         return config
+
+    @property
+    def described(self) -> str:
+        """How errors name this config: its file, or where its settings came from."""
+        return f"site config {self._path}" if self._path else "site config (no --site file)"
 
     def with_labels(self, preset: str) -> SiteConfig:
         """This config with the label convention of a preset (`--labels`); refuses a config
         that states its own, as two statements could disagree."""
         if self.labels is not None:
             raise ConfigError(
-                f"--labels {preset} and the site config's `labels` both state the label "
+                f"--labels {preset} and the `labels` of {self.described} both state the label "
                 "convention; keep one"
             )
         try:
             labels = preset_labels(preset)
         except ValueError as exc:
             raise ConfigError(f"--labels: {exc}") from exc
-        return SiteConfig.model_validate({**self.model_dump(), "labels": labels})
+        config = SiteConfig.model_validate({**self.model_dump(), "labels": labels})
+        config._path = self._path
+        return config
 
 
 @dataclass(frozen=True)
@@ -91,16 +101,18 @@ def site_layout(site: SiteConfig, settings: ExtractionSettings) -> SiteLayout:
         if not tissues or unknown:
             problems.append(
                 f"labels.{value}: {unknown or 'no tissue'} not among the study tissues "
-                f"({', '.join(settings.tissues)})"
+                f"({', '.join(settings.tissues)}){did_you_mean_each(unknown, settings.tissues)}"
             )
     unknown_sequences = [name for name in site.missing_sequences if name not in settings.sequences]
     if unknown_sequences:
         problems.append(
             f"missing_sequences: {unknown_sequences} are not study sequences "
             f"({', '.join(settings.sequences)})"
+            f"{did_you_mean_each(unknown_sequences, settings.sequences)}"
         )
     if problems:
-        raise ConfigError("invalid site config:\n" + "\n".join(f"  {line}" for line in problems))
+        lines = "\n".join(f"  {line}" for line in problems)
+        raise ConfigError(f"invalid {site.described}:\n{lines}")
     meaning = {value: frozenset(tissues) for value, tissues in labels.items()}
     regions, missing = {}, {}
     for region, members in settings.regions.items():

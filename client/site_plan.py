@@ -10,9 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedrad.client.cases import CaseStatus
-from fedrad.client.manifest import CaseEntry, ManifestError, read_manifest, row_problems
+from fedrad.client.manifest import (
+    CaseEntry,
+    ManifestError,
+    manifest_delimiter,
+    read_manifest,
+    row_problems,
+)
 from fedrad.client.site_config import SiteConfig, SiteLayout, site_layout
 from fedrad.common.config import StudyConfig
+from fedrad.common.text_files import located
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class SitePlan:
     runnable: list[CaseEntry]
     refused: dict[int, CaseStatus]  # manifest line -> status
     entries: list[CaseEntry]  # every row, in manifest order
+    delimiter: str = ","  # the manifest's, as read_manifest found it
 
 
 def manifest_path(manifest: Path | None, site: SiteConfig) -> Path:
@@ -32,6 +40,11 @@ def manifest_path(manifest: Path | None, site: SiteConfig) -> Path:
     path = manifest or site.manifest
     if path is None:
         raise ManifestError("no manifest: pass --manifest or set `manifest` in the site config")
+    if manifest is None and not path.exists():
+        raise ManifestError(
+            f"there is no manifest {located(path)}, which the `manifest` of {site.described} "
+            "names (a relative path there is relative to the site config's folder)"
+        )
     return path
 
 
@@ -52,4 +65,5 @@ def plan_site(manifest: Path, study: StudyConfig, site: SiteConfig) -> SitePlan:
         runnable=[entry for entry in entries if entry.line not in problems],
         refused=refused,
         entries=entries,
+        delimiter=manifest_delimiter(manifest),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import tomllib
+from functools import partial
 from logging import ERROR
 from pathlib import Path
 
@@ -24,11 +25,14 @@ import flwr.supernode.runtime.run_clientapp as flower_clientapp_process
 from flwr.clientapp import ClientApp
 from flwr.common.config import get_project_dir
 from flwr.common.logger import log
+from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree
 from flwr.supernode.cli import flwr_clientapp
 
 from fedrad.common.study_app import COMPONENTS, PROJECT_FILE, fedrad_version
 
 INSTALL_FLAG = "--allow-runtime-dependency-installation"
+FIRST_RETRY_S = 0.05
+RETRY_CAP_S = 1.0
 
 
 class AppRefused(Exception):
@@ -76,15 +80,23 @@ def load_installed_client_app(fab_id: str, fab_version: str, fab_hash: str) -> C
 
 def main() -> None:
     """`flwr-clientapp` with FedRad's loader, and never installing the app's dependencies
-    (that would run the aggregator's build code before any loader)."""
+    (that would run the aggregator's build code before any loader).
+
+    Flower starts the app process before its SuperNode has received the whole message,
+    and the process looks for the rest again only after 1 s, then 2, 4 ...: most of a
+    deployed round. This one looks again after `FIRST_RETRY_S`, doubling to `RETRY_CAP_S`."""
     if INSTALL_FLAG in sys.argv:
         sys.exit(f"FedRad site: refusing {INSTALL_FLAG}; a site installs nothing at run time.")
-    if not hasattr(flower_clientapp_process, "get_load_client_app_fn"):
+    adapted = ("get_load_client_app_fn", "pull_and_inflate_object_from_tree")
+    if not all(hasattr(flower_clientapp_process, name) for name in adapted):
         sys.exit(
             "FedRad site: this Flower loads apps in a way FedRad does not know; install "
             "the flwr version FedRad pins."
         )
     flower_clientapp_process.get_load_client_app_fn = lambda *_, **__: load_installed_client_app
+    flower_clientapp_process.pull_and_inflate_object_from_tree = partial(
+        pull_and_inflate_object_from_tree, initial_backoff=FIRST_RETRY_S, backoff_cap=RETRY_CAP_S
+    )
     flwr_clientapp()
 
 

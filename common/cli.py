@@ -11,6 +11,7 @@ import typer
 
 from fedrad.client.cli import site_app
 from fedrad.client.keys_cli import keys_site
+from fedrad.common.cli_errors import ReportsUserErrors
 from fedrad.server.cli import show
 from fedrad.server.dashboard.cli import dashboard_app
 from fedrad.server.keys_cli import keys_init, keys_register
@@ -24,6 +25,7 @@ app = typer.Typer(
     help="Federated multi-center radiomics: HGG vs brain metastasis without moving images.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ReportsUserErrors,
 )
 app.add_typer(site_app, name="site", help="Site operator commands: check and extract.")
 app.command()(synth)

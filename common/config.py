@@ -13,7 +13,7 @@ import math
 from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import yaml
 from pydantic import (
@@ -23,14 +23,19 @@ from pydantic import (
     PositiveFloat,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
+
+from fedrad.common.did_you_mean import did_you_mean
+from fedrad.common.text_files import UnreadableFile, read_text
+from fedrad.common.user_error import UserError
 
 Config = TypeVar("Config", bound=BaseModel)
 
 
-class ConfigError(ValueError):
-    """A configuration file is unreadable or invalid; the message names the key."""
+class ConfigError(UserError):
+    """A configuration file is unreadable or invalid; the message names the file and key."""
 
 
 class _Strict(BaseModel):
@@ -130,6 +135,10 @@ class ExtractionSettings(_Strict):
     voxel_array_shift: float = 0.0
     bin_width: PositiveFloat = 10.0
     feature_classes: tuple[str, ...] = ("firstorder", "shape", "glcm")
+    excluded_features: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="class -> features of it left out, e.g. {glcm: [SumAverage]}",
+    )
     filters: tuple[ImageFilter, ...] = ("original",)
     log_sigmas_mm: tuple[PositiveFloat, ...] = (1.0, 2.0, 3.0)
     wavelet: str = "coif1"
@@ -196,6 +205,35 @@ class ExtractionSettings(_Strict):
         if value not in pywt.wavelist(kind="discrete"):
             raise ValueError(f"unknown wavelet {value!r}; e.g. coif1, db2, haar, sym4")
         return value
+
+    @model_validator(mode="after")
+    def _exclusions_of_extracted_features(self) -> ExtractionSettings:
+        from radiomics import getFeatureClasses
+
+        for name, features in self.excluded_features.items():
+            if name not in self.feature_classes:
+                raise ValueError(f"excluded_features.{name}: {name} is not in feature_classes")
+            offered = getFeatureClasses()[name].getFeatureNames()
+            unknown = [feature for feature in features if offered.get(feature) is not False]
+            if unknown:
+                raise ValueError(
+                    f"excluded_features.{name}: {unknown} not among the features FedRad "
+                    f"extracts of {name} (its non-deprecated ones)"
+                )
+            if not features or len(set(features)) == sum(not old for old in offered.values()):
+                raise ValueError(
+                    f"excluded_features.{name}: leave out some but not all of its features "
+                    "(to leave out the class, drop it from feature_classes)"
+                )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_empty_exclusions(self, serialize) -> dict:
+        """No exclusions: the settings (and every hash) are as before the key existed."""
+        data = serialize(self)
+        if not self.excluded_features:
+            data.pop("excluded_features", None)
+        return data
 
     @model_validator(mode="after")
     def _regions_of_known_tissues(self) -> ExtractionSettings:
@@ -588,27 +626,107 @@ class StudyConfig(_Strict):
             data[section] = None if changes is None else {**(data.get(section) or {}), **changes}
         return StudyConfig.model_validate(data)
 
+    def with_pyradiomics_params(self, params_path: Path) -> StudyConfig:
+        """This study with the extraction settings a pyradiomics parameter file stands for
+        (`fedrad.common.radiomics.params_file`); refused where the study sets them otherwise."""
+        from fedrad.common.radiomics.params_file import with_params_file  # imports this module
+
+        written = self.extraction.model_dump(mode="json", include=self.extraction.model_fields_set)
+        extraction = with_params_file(written, params_path, "the study config")
+        data = {**self.model_dump(mode="json"), "extraction": extraction}
+        return _validated(StudyConfig, data, f"study config with {params_path}")
+
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
-        return load_yaml_config(cls, Path(path), "study config")
+        """The study a YAML file describes; `extraction: {pyradiomics_params: FILE}` reads a
+        pyradiomics parameter file, its path relative to the study file's folder."""
+        path = Path(path)
+        data = read_yaml(path, "study config")
+        extraction = data.get("extraction") if isinstance(data, dict) else None
+        if isinstance(extraction, dict) and "pyradiomics_params" in extraction:
+            from fedrad.common.radiomics.params_file import with_params_file  # imports this module
+
+            written = dict(extraction)
+            params_path = path.parent / str(written.pop("pyradiomics_params"))
+            if not params_path.is_file():
+                raise ConfigError(
+                    f"invalid study config {path}:\n  extraction.pyradiomics_params: no file "
+                    f"{params_path} (the path is relative to the study file's folder)"
+                )
+            data = {**data, "extraction": with_params_file(written, params_path, str(path))}
+        return _validated(cls, data, f"study config {path}")
 
 
 def load_yaml_config(model: type[Config], path: Path, what: str) -> Config:
     """Read a YAML file into `model`; a ConfigError names the file and every bad key."""
+    return _validated(model, read_yaml(path, what), f"{what} {path}")
+
+
+def read_yaml(path: Path, what: str) -> object:
+    """A YAML file's settings; a ConfigError says why the file is unreadable or holds none."""
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+        data = yaml.safe_load(read_text(path, what))
+    except UnreadableFile as exc:
+        raise ConfigError(str(exc)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"the {what} {path} is not valid YAML: {_yaml_problem(exc)}") from exc
+    data = {} if data is None else data  # only comments
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the {what} {path} holds {_YAML_KINDS.get(type(data), 'a value')} rather than "
+            "settings (`key: value` lines); is it the right file?"
+        )
+    return data
+
+
+def _validated(model: type[Config], data: object, source: str) -> Config:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid {what} {path}:\n{format_validation_error(exc)}") from exc
+        raise ConfigError(f"invalid {source}:\n{format_validation_error(exc, model)}") from exc
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem, naming the dotted key, e.g. `federation.min_cell_size: ...`."""
+_YAML_KINDS = {
+    str: "plain text",
+    list: "a list",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "unreadable"
+    return f"{problem} at line {mark.line + 1}" if mark is not None else problem
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem, naming the dotted key, e.g. `federation.min_cell_size: ...`; an
+    unknown key gets the close known key of `model` at its place, if there is one."""
     lines = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  {key}: {error['msg']}")
+        hint = ""
+        if error["type"] == "extra_forbidden" and model is not None:
+            hint = did_you_mean(str(error["loc"][-1]), _known_keys(model, error["loc"][:-1]))
+        lines.append(f"  {key}: {error['msg']}{hint}")
     return "\n".join(lines)
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys `model` accepts at the section `loc` (e.g. ('model',)); [] if not a section."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        section = field and next(
+            (kind for kind in (field.annotation, *get_args(field.annotation)) if _is_model(kind)),
+            None,
+        )
+        if section is None:
+            return []
+        model = section
+    return list(model.model_fields)
+
+
+def _is_model(kind: object) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)

@@ -54,12 +54,16 @@ def _read_json(results: Path):
         text = results.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise _fail(f"Cannot show {results}: there is no such file.") from None
+    except IsADirectoryError:
+        raise _fail(f"Cannot show {results}: it is a folder; give its results.json.") from None
     except UnicodeDecodeError:
         raise _fail(
             f"Cannot show {results}: it is not a text file, so not a results.json."
         ) from None
     except OSError as exc:
         raise _fail(f"Cannot show {results}: it cannot be read ({exc.strerror}).") from None
+    if not text.strip():
+        raise _fail(f"Cannot show {results}: it is empty, so not a FedRad results.json.")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

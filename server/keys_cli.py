@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from fedrad.common.cli_errors import fail
 from fedrad.common.keyfiles import KeyFilesExist
+from fedrad.common.text_files import path_problem
 from fedrad.server.certificates import make_federation_certificates
 from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.superlink import CONNECTION, flower_home
@@ -50,7 +51,7 @@ def keys_init(
     except KeyFilesExist as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
-        raise fail(f"cannot write keys into {out}: {exc.strerror or exc}.") from exc
+        raise fail(f"cannot write keys into {out}: {path_problem(exc)}.") from exc
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"certificate authority: {escape(str(files.ca_certificate))} (send to sites)")
     names = escape(", ".join(hosts))

@@ -22,6 +22,7 @@ from fedrad.common.flower_processes import (
     stop_on_sigterm,
     stop_tree,
 )
+from fedrad.common.option_conflicts import refuse_pairs
 from fedrad.server.certificates import FederationCertificates
 from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.runs import RunRecord, record_run
@@ -44,6 +45,7 @@ def server() -> None:
 
 
 def start(
+    ctx: typer.Context,
     study: Annotated[Path, typer.Option(help="The study config YAML every site also runs.")],
     keys: Annotated[
         Path | None, typer.Option(help="Folder of `fedrad keys init` (ca.crt, server.pem, ...).")
@@ -90,6 +92,13 @@ def start(
     """
     from fedrad.server.store.engine import STORE_FILE, state_store_url
 
+    refuse_pairs(
+        ctx,
+        {
+            ("keys", "insecure"): "--insecure serves plain text, without the keys' certificate",
+            ("site", "insecure"): "--insecure admits any site, so registering one means nothing",
+        },
+    )
     load_study(study)
     certificates = None if insecure else certificates_in(keys)
     sites = _sites(site or [])

@@ -11,8 +11,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from fedrad.common.cli_support import StudyOption, console, load_study
-from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.common.cli_support import ParamsOption, StudyOption, console, load_study
+from fedrad.common.config import StudyConfig
+from fedrad.common.option_conflicts import refuse_pairs, refuse_without
 
 
 def synth(
@@ -31,12 +32,14 @@ def synth(
 
 
 def simulate(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("fedrad-demo"),
     sites: Annotated[int, typer.Option(min=1, help="Number of simulated sites.")] = 3,
     cases_per_site: Annotated[int, typer.Option(min=4, help="Cases per site.")] = 40,
     seed: Annotated[int, typer.Option(help="Cohort / split seed.")] = 0,
     size: Annotated[int, typer.Option(min=32, help="Volume edge in voxels.")] = 96,
     study: StudyOption = None,
+    params: ParamsOption = None,
     workers: Annotated[
         int | None, typer.Option(help="Extraction processes (default: all cores).")
     ] = None,
@@ -72,7 +75,8 @@ def simulate(
         run_federation,
     )
 
-    config = load_study(study)
+    _refuse_conflicts(ctx)
+    config = load_study(study, params)
     paths = SimulationPaths(out)
     if features_table is not None:
         tables, failed_cases = _split_table(
@@ -138,32 +142,43 @@ def _run_store(url: str | None, out: Path):
     return RunWriter(engine, "simulation", started_by=getpass.getuser())
 
 
+def _refuse_conflicts(ctx: typer.Context) -> None:
+    """A table's options without a table, or two ways of making its sites, are refused."""
+    table_options = ["label_column", "site_column", "split_sites", "site_effects"]
+    refuse_without(ctx, "features_table", table_options)
+    refuse_pairs(
+        ctx,
+        {
+            ("site_column", "split_sites"): "the table's sites come from its site column or "
+            "from splitting it into N sites; give one",
+            ("features_table", "sites"): "the sites come from the table; use --split-sites N",
+            ("features_table", "cases_per_site"): "the cases come from the table",
+            ("features_table", "size"): "--size shapes synthetic MRI, which a table replaces",
+            ("features_table", "workers"): "a table needs no extraction",
+        },
+    )
+
+
 def _split_table(csv, label_column, paths, config, site_column, split_sites, site_effects, seed):
     """Site tables from the CSV, after telling the user what was used and left out; rows
-    excluded for a missing value are this run's failed cases (exit status 1)."""
+    excluded for a missing value are this run's failed cases (exit status 1). A table that
+    cannot be used raises ConfigError, which `fedrad` reports in a sentence (exit 2)."""
     from fedrad.simulations.feature_tables import read_table, write_site_tables
     from fedrad.simulations.table_report import print_table_report, write_column_report
 
-    if not csv.exists():
-        console.print(f"[red]feature table {escape(str(csv))} not found[/red]")
-        raise typer.Exit(2)
-    try:
-        imported = read_table(csv, label_column, config, site_column)
-        columns_csv = write_column_report(imported, paths.out_dir / "table_columns.csv")
-        print_table_report(imported, csv, columns_csv, console)
-        tables = write_site_tables(
-            imported,
-            csv,
-            paths.out_dir / "sites",
-            config,
-            site_column,
-            split_sites,
-            site_effects,
-            seed,
-        )
-    except ConfigError as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from exc
+    imported = read_table(csv, label_column, config, site_column)
+    columns_csv = write_column_report(imported, paths.out_dir / "table_columns.csv")
+    print_table_report(imported, csv, columns_csv, console)
+    tables = write_site_tables(
+        imported,
+        csv,
+        paths.out_dir / "sites",
+        config,
+        site_column,
+        split_sites,
+        site_effects,
+        seed,
+    )
     console.print(f"feature table {escape(str(csv))}: {len(tables)} sites")
     return tables, ({"feature table": imported.excluded} if imported.excluded else {})
 

@@ -7,14 +7,18 @@ written as that site's feature table: from there on it is an ordinary simulation
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fedrad.common.config import ConfigError, StudyConfig
+from fedrad.common.csv_delimiter import delimiter_name, sniff_delimiter
+from fedrad.common.did_you_mean import did_you_mean, did_you_mean_each
 from fedrad.common.feature_table import insert_clinical, write_feature_table
 from fedrad.common.table_import import ImportedTable, import_table
+from fedrad.common.text_files import UnreadableFile, read_text
 
 
 def _site_names(
@@ -41,17 +45,28 @@ def read_table(
 ) -> ImportedTable:
     """The CSV's usable rows and features, with the account of every column and row."""
     try:
-        table = pd.read_csv(csv, dtype={label_column: str})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ConfigError(f"cannot read the feature table {csv}: {exc}") from exc
-    if label_column not in table.columns:
-        raise ConfigError(f"label column {label_column!r} is not in {csv}")
-    if site_column is not None and site_column not in table.columns:
-        raise ConfigError(f"site column {site_column!r} is not in the table")
+        text = read_text(csv, "feature table")
+        delimiter = sniff_delimiter(text)
+        table = pd.read_csv(io.StringIO(text), sep=delimiter, dtype={label_column: str})
+    except UnreadableFile as exc:
+        raise ConfigError(str(exc)) from exc
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError(f"cannot read the feature table {csv} as CSV: {exc}") from exc
+    read_as = f"read as {delimiter_name(delimiter)}-separated"
+    columns = [str(name) for name in table.columns]
+    for option, name in (("--label-column", label_column), ("--site-column", site_column)):
+        if name is not None and name not in columns:
+            raise ConfigError(
+                f"{option} {name!r} is not a column of {csv} ({read_as})"
+                f"{did_you_mean(name, columns)}"
+            )
     variables = study.manifest_variables  # clinical and batch columns: never features
-    absent = [name for name in variables if name not in table.columns]
+    absent = [name for name in variables if name not in columns]
     if absent:
-        raise ConfigError(f"{csv} lacks the study's clinical/batch column(s) {absent}")
+        raise ConfigError(
+            f"{csv} ({read_as}) lacks the study's clinical/batch column(s) {absent}"
+            f"{did_you_mean_each(absent, columns)}"
+        )
     roles = {site_column: "site"} if site_column else {}
     try:
         return import_table(table, label_column, study.federation.classes, roles, variables)

@@ -60,9 +60,23 @@ def make_extractor(settings: ExtractionSettings) -> RadiomicsFeatureExtractor:
     extractor.disableAllImageTypes()  # `Original` is on by default; the study may leave it out
     extractor.enableImageTypes(**settings.pyradiomics_image_types())
     extractor.disableAllFeatures()
-    for name in settings.feature_classes:
-        extractor.enableFeatureClassByName(name)
+    extractor.enableFeaturesByName(**enabled_features(settings))
     return extractor
+
+
+def enabled_features(settings: ExtractionSettings) -> dict[str, list[str]]:
+    """pyradiomics' `enabledFeatures` of the study: class -> its features, [] for all of them
+    (every non-deprecated one), or the named ones when the study leaves some out."""
+    return {
+        name: extracted_features(settings, name) if name in settings.excluded_features else []
+        for name in settings.feature_classes
+    }
+
+
+def extracted_features(settings: ExtractionSettings, name: str) -> list[str]:
+    """The features of class `name` the study extracts: the non-deprecated ones it keeps."""
+    excluded = settings.excluded_features.get(name, ())
+    return [feature for feature in class_features(name) if feature not in excluded]
 
 
 def filter_names(settings: ExtractionSettings) -> list[str]:
@@ -98,7 +112,7 @@ def expected_columns(
         f"{name}_{feature}"
         for name in settings.feature_classes
         if name != SHAPE_CLASS
-        for feature in class_features(name)
+        for feature in extracted_features(settings, name)
     ]
     columns = {
         f"{sequence}_{region}_{image}_{feature}"
@@ -111,7 +125,7 @@ def expected_columns(
         columns |= {
             f"{SHAPE_SEQUENCE}_{region}_original_{SHAPE_CLASS}_{feature}"
             for region in regions
-            for feature in class_features(SHAPE_CLASS)
+            for feature in extracted_features(settings, SHAPE_CLASS)
         }
     return columns
 

@@ -53,7 +53,7 @@ import yaml
 from fedrad.client.site_config import SiteConfig, site_layout
 from fedrad.common.config import FEATURE_CLASSES, ExtractionSettings, StudyConfig
 from fedrad.common.feature_table import feature_name, read_feature_table
-from fedrad.common.radiomics.features import region_mask
+from fedrad.common.radiomics.features import enabled_features, region_mask
 
 SEQUENCES = ("t1c", "flair", "t2", "t1")
 REAL_CASE = "TCGA-FG-6692"  # real-mri's case with all three tissues, BraTS-2020 labels
@@ -83,8 +83,7 @@ def plain_extractor(settings: ExtractionSettings, diagnostics: bool = True):
     extractor.disableAllImageTypes()
     extractor.enableImageTypes(**settings.pyradiomics_image_types())
     extractor.disableAllFeatures()
-    for name in settings.feature_classes:
-        extractor.enableFeatureClassByName(name)
+    extractor.enableFeaturesByName(**enabled_features(settings))
     return extractor
 
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from fedrad.client import extract as extract_module
 from fedrad.client.cli import site_app
 from fedrad.client.extract import ExtractionReport, extract_site
+from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table
 
 
@@ -155,6 +156,24 @@ def test_cli_exits_0_when_every_case_is_extracted(
     assert read_feature_table(out)[1]["extraction_hash"] == STUDY.extraction_hash
 
 
+def test_cli_params_extract_what_a_pyradiomics_file_names(
+    tmp_path: Path, study_yaml: Path, labels_yaml: Path
+):
+    params = tmp_path / "params.yaml"
+    params.write_text("featureClass: {firstorder: [Mean, Median], shape: }\n")
+    manifest = write_manifest(tmp_path, good_rows(tmp_path)[:1])
+    out = tmp_path / "f.parquet"
+    args = ["--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml)]
+    result = invoke(*args, "--site", str(labels_yaml), "--params", str(params))
+    assert result.exit_code == 0, result.output
+    table, provenance = read_feature_table(out)
+    first_order = {name.rsplit("_", 1)[1] for name in table.columns if "_firstorder_" in name}
+    assert first_order == {"Mean", "Median"}
+    assert any("_shape_" in name for name in table.columns)
+    study = StudyConfig.from_yaml(study_yaml).with_pyradiomics_params(params)
+    assert provenance["extraction_hash"] == study.extraction_hash != STUDY.extraction_hash
+
+
 def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path, labels_yaml: Path):
     manifest, out, _ = site
     args = ["--manifest", str(manifest), "--out", str(out), "--study", str(study_yaml)]
@@ -168,9 +187,9 @@ def test_cli_exits_1_and_names_failed_cases(site, study_yaml: Path, labels_yaml:
 @pytest.mark.parametrize(
     ("manifest_text", "study_text", "message"),
     [
-        (None, None, "manifest not found"),
+        (None, None, "there is no manifest"),
         ("case_id,label,t1c,flair\n", None, "lacks column(s) ['mask']"),
-        ("case_id,label,t1c,flair,mask\n", "extraction: [", "cannot read study config"),
+        ("case_id,label,t1c,flair,mask\n", "extraction: [", "is not valid YAML"),
         ("case_id,label,t1c,flair,mask\n", "extraction:\n  bin_width: -1x\n", "bin_width"),
         ("case_id,label,t1c,flair,mask\n", "extraction:\n  feature_classes: [glcmm]\n", "glcmm"),
     ],

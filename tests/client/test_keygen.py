@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import stat
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -94,3 +95,14 @@ def test_a_key_of_another_kind_is_refused_the_same_way(tmp_path):
     result = _keygen("--site-dir", str(site_dir))
     assert result.exit_code == 2
     assert "not an unencrypted Ed25519 private key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["site", "keygen", "--site-dir"], ["keys", "site", "site01", "--out"]]
+)
+def test_a_file_where_the_key_folder_belongs_is_named_as_such(tmp_path, command):
+    in_the_way = tmp_path / "site01"
+    in_the_way.write_text("a file\n")
+    result = CliRunner().invoke(app, [*command, str(in_the_way)])
+    assert result.exit_code == 2
+    assert f"{in_the_way}: a file is in the way where a folder belongs." in result.stderr

@@ -282,8 +282,23 @@ def test_missing_files_name_the_sequence(tmp_path: Path):
     )
     assert missing_files(entry) == [
         "missing sequence t1c: no path in the manifest",
-        f"missing sequence flair: file not found: {tmp_path / 'gone.nii.gz'}",
+        f"missing sequence flair: file not found: {tmp_path / 'gone.nii.gz'}; a manifest's "
+        "paths are relative to the manifest's own folder",
     ]
+
+
+def test_a_missing_relative_path_shows_where_it_points_and_what_it_is_relative_to(
+    tmp_path: Path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    write_manifest(tmp_path, "case_id,label,t1c,flair,mask\nc1,HGG,scans/t1c.nii,,\n")
+    (entry,) = read_manifest(Path("manifest.csv"), SETTINGS.sequences)
+    (reason,) = [line for line in missing_files(entry) if "t1c" in line]
+    assert reason == (
+        f"missing sequence t1c: file not found: scans/t1c.nii (that is, "
+        f"{tmp_path / 'scans' / 't1c.nii'}); a manifest's paths are relative to the "
+        "manifest's own folder"
+    )
 
 
 def write_manifest(folder: Path, text: str) -> Path:
@@ -319,7 +334,7 @@ def test_manifest_without_a_sequence_column_is_refused(tmp_path: Path):
 
 
 def test_missing_manifest_and_blank_case_id_are_refused(tmp_path: Path):
-    with pytest.raises(ManifestError, match="manifest not found"):
+    with pytest.raises(ManifestError, match="there is no manifest .*nope.csv"):
         read_manifest(tmp_path / "nope.csv", SETTINGS.sequences)
     path = write_manifest(tmp_path, "case_id,label,t1c,flair,mask\n,HGG,a,b,c\n")
     with pytest.raises(ManifestError, match=r"empty case_id on line\(s\) \[2\]"):

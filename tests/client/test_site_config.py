@@ -182,7 +182,7 @@ def test_site_yaml_resolves_its_manifest_next_to_itself(tmp_path: Path):
     [
         ("labels: {one: oedema}\n", "labels.one.[key]: Input should be a valid integer"),
         ("label: {1: oedema}\n", "label: Extra inputs are not permitted"),
-        ("labels: [\n", "cannot read site config"),
+        ("labels: [\n", "is not valid YAML: expected the node content"),
     ],
 )
 def test_bad_site_yaml_names_the_file_and_key(tmp_path: Path, text: str, expected: str):
@@ -191,3 +191,18 @@ def test_bad_site_yaml_names_the_file_and_key(tmp_path: Path, text: str, expecte
     with pytest.raises(ConfigError) as error:
         SiteConfig.from_yaml(path)
     assert str(path) in str(error.value) and expected in str(error.value)
+
+
+def test_a_misspelt_tissue_or_sequence_is_answered_with_the_study_name_and_the_file(
+    tmp_path: Path,
+):
+    path = tmp_path / "site.yaml"
+    path.write_text("labels: {1: enhancin, 2: necrosis, 3: edema}\nmissing_sequences: [flari]\n")
+    with pytest.raises(ConfigError) as error:
+        site_layout(SiteConfig.from_yaml(path), SETTINGS)
+    message = str(error.value)
+    assert message.startswith(f"invalid site config {path}:")
+    assert "labels.1: ['enhancin'] not among the study tissues" in message
+    assert "(did you mean 'enhancing' for 'enhancin'?)" in message
+    assert "(did you mean 'oedema' for 'edema'?)" in message
+    assert "(did you mean 'flair' for 'flari'?)" in message

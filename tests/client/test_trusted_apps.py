@@ -20,6 +20,8 @@ from flwr.cli.install import install_from_fab
 from flwr.clientapp.utils import get_load_client_app_fn
 
 from fedrad.client import app as installed_app
+from fedrad.client import trusted_supernode
+from fedrad.client.app_launcher import SERVER_VARIABLE
 from fedrad.client.supernode import TRUSTED_SUPERNODE, supernode_command
 from fedrad.client.trusted_apps import INSTALL_FLAG, AppRefused, load_installed_client_app
 from fedrad.client.trusted_supernode import CLIENT_APP, FOLDER_VARIABLE, app_commands
@@ -128,33 +130,30 @@ def test_the_supernodes_app_processes_are_fedrads(tmp_path):
     assert command[: len(TRUSTED_SUPERNODE)] == TRUSTED_SUPERNODE
 
 
-def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path):
-    """The wrapper becomes `flower-supernode` (here a stand-in printing its PATH), with a
-    fresh folder of app commands first on PATH, or the one a site image installed."""
-    stand_in = tmp_path / "bin" / "flower-supernode"
-    stand_in.parent.mkdir()
-    stand_in.write_text('#!/bin/sh\necho "$PATH"\necho "$@"\n')
-    stand_in.chmod(0o755)
-    env = {**os.environ, "PATH": f"{stand_in.parent}{os.pathsep}{os.environ['PATH']}"}
-    env.pop(FOLDER_VARIABLE, None)
-
-    def first_on_path(**extra: str) -> tuple[Path, str]:
-        done = subprocess.run(
-            [*TRUSTED_SUPERNODE, "--insecure"], env={**env, **extra},
-            capture_output=True, encoding="utf-8", errors="replace", timeout=60, check=True,
-        )  # fmt: skip
-        path, arguments = done.stdout.splitlines()
-        return Path(path.split(os.pathsep)[0]), arguments
-
-    fresh, arguments = first_on_path()
-    assert (fresh / CLIENT_APP).is_file() and fresh != tmp_path and arguments == "--insecure"
-    installed = app_commands(tmp_path / "installed")
-    assert first_on_path(**{FOLDER_VARIABLE: str(installed)})[0] == installed
-    missing = subprocess.run(
-        TRUSTED_SUPERNODE,
-        env={**env, FOLDER_VARIABLE: str(tmp_path)},
-        capture_output=True,
-        encoding="utf-8",
-        errors="replace",
+def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path, monkeypatch):
+    """The wrapper runs `flower-supernode` (here a stand-in noting what it was given) with a
+    fresh folder of app commands first on PATH, or the one a site image installed, and
+    its launcher pointed at the warm app server; a folder without them is refused."""
+    seen = []
+    monkeypatch.setattr(
+        trusted_supernode,
+        "flower_supernode",
+        lambda: seen.append((os.environ["PATH"], sys.argv[1:], os.environ[SERVER_VARIABLE])),
     )
-    assert missing.returncode == 1 and f"has no {CLIENT_APP}" in missing.stderr
+    monkeypatch.setattr(trusted_supernode, "start_app_server", lambda: tmp_path / "socket")
+    monkeypatch.setattr(trusted_supernode, "pace", lambda: None)
+    monkeypatch.setattr(sys, "argv", ["trusted_supernode", "--insecure"])
+    monkeypatch.setenv("PATH", os.environ["PATH"])
+    monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
+
+    trusted_supernode.main()
+    fresh = Path(seen[-1][0].split(os.pathsep)[0])
+    assert (fresh / CLIENT_APP).is_file() and fresh != tmp_path
+    assert seen[-1][1:] == (["--insecure"], str(tmp_path / "socket"))
+    installed = app_commands(tmp_path / "installed")
+    monkeypatch.setenv(FOLDER_VARIABLE, str(installed))
+    trusted_supernode.main()
+    assert Path(seen[-1][0].split(os.pathsep)[0]) == installed
+    monkeypatch.setenv(FOLDER_VARIABLE, str(tmp_path))
+    with pytest.raises(SystemExit, match=f"has no {CLIENT_APP}"):
+        trusted_supernode.main()

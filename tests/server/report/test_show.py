@@ -51,6 +51,12 @@ def test_show_refuses_a_missing_file(tmp_path: Path):
     assert_refused(show(str(path)), path, "there is no such file")
 
 
+def test_show_refuses_an_empty_file_saying_it_is_empty(tmp_path: Path):
+    path = tmp_path / "results.json"
+    path.write_text("\n")
+    assert_refused(show(str(path)), path, "it is empty, so not a FedRad results.json")
+
+
 def test_show_refuses_a_file_that_is_not_json(tmp_path: Path):
     path = tmp_path / "results.json"
     path.write_text("auc: 0.9\n")
@@ -63,8 +69,8 @@ def test_show_refuses_a_binary_file(tmp_path: Path):
     assert_refused(show(str(path)), path, "not a text file")
 
 
-def test_show_refuses_a_directory(tmp_path: Path):
-    assert_refused(show(str(tmp_path)), tmp_path, "cannot be read")
+def test_show_refuses_a_directory_saying_it_is_a_folder(tmp_path: Path):
+    assert_refused(show(str(tmp_path)), tmp_path, "it is a folder; give its results.json")
 
 
 @pytest.mark.parametrize(

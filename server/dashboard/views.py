@@ -82,7 +82,7 @@ class RunView(BaseModel):
     selected_features: dict[str, list[dict]]
     harmonization: dict | None
     census: dict[str, dict[str, str]]
-    suppressed_cells: int  # census cells a site sent as "<k", not as a count
+    suppressed_cells: int  # census cells a site sent as a bound ("<k", ">=k"), not a count
     privacy: str  # one sentence, as the report says it; "" before results
     bytes_from_sites: dict[str, dict[str, int]]  # message kind -> site -> bytes; {} before
     fits: list[FitRow]
@@ -118,7 +118,7 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
     return RunView(
         **asdict(page),
         suppressed_cells=sum(
-            count.startswith("<") for cases in page.census.values() for count in cases.values()
+            not count.isdigit() for cases in page.census.values() for count in cases.values()
         ),
         privacy=privacy_sentence(results) if results else "",
         bytes_from_sites=(results or {}).get("traffic_bytes_from_sites", {}),

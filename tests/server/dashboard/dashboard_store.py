@@ -1,7 +1,8 @@
 """A store for the dashboard's tests: one run of a small in-process study recorded to its
 end, and a second run of it left running with its census and first phase, to which a test
 can add the phases the first run finished (live progress). In the running run's census
-site03 sent its HGG count suppressed ("<3"), as a site with too few cases would. Tokens:
+site03 sent its HGG count suppressed ("<3") and so its BM count as a bound (">=3"), as a
+site with too few cases would. Tokens:
 one per role."""
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def recorded_store(folder) -> RecordedStore:
     running = RunWriter(engine, "simulation", started_by="coordinator", log=lambda _: None)
     running.start(STUDY, flower_run_id=8)
     *others, last = recorder.sites
-    running.census([*others, replace(last, cases=last.cases | {"HGG": "<3"})])
+    running.census([*others, replace(last, cases={"HGG": "<3", "BM": ">=3"})])
     running.phase(recorder.phases[0])
     return RecordedStore(
         url=url,

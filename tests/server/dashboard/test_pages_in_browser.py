@@ -140,7 +140,7 @@ def test_live_progress_advances_while_the_run_runs_and_its_results_appear_when_i
     _shot(page, "running-run-finished")
 
 
-def test_the_metrics_csv_downloads(page, dashboard, store):
+def test_the_metrics_csv_and_a_figure_as_svg_download(page, dashboard, store):
     _sign_in(page, dashboard, store.viewer)
     page.goto(f"{dashboard}/runs/{store.finished_run}")
     with page.expect_download() as download:
@@ -148,3 +148,9 @@ def test_the_metrics_csv_downloads(page, dashboard, store):
     saved = Path(download.value.path()).read_text()
     assert saved.startswith("scope,subject,step,name,value,ci_low,ci_high")
     assert "\npooled,,,auc," in saved
+    plot = page.locator(".plotly-graph-div").first
+    plot.hover()
+    with page.expect_download() as figure:
+        plot.locator('[data-title="Download plot"]').click()
+    assert figure.value.suggested_filename.endswith(".svg")
+    assert "<svg" in Path(figure.value.path()).read_text()[:2000]

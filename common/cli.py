@@ -13,6 +13,7 @@ from fedrad.client.cli import site_app
 from fedrad.client.keys_cli import keys_site
 from fedrad.common.cli_errors import ReportsUserErrors
 from fedrad.server.cli import show
+from fedrad.server.dashboard.cli import dashboard_app
 from fedrad.server.keys_cli import keys_init, keys_register
 from fedrad.server.resume_cli import resume
 from fedrad.server.start_cli import server_app
@@ -39,3 +40,4 @@ app.add_typer(keys_app, name="keys")
 server_app.command()(status)
 server_app.command()(resume)
 app.add_typer(server_app, name="server", help="Coordinator commands: run the aggregator.")
+app.add_typer(dashboard_app, name="dashboard")

@@ -50,6 +50,12 @@ def test_the_project_declares_the_three_side_contracts_and_the_store_s():
         "fedrad.server": {"fedrad.client", "fedrad.simulations"},
         "fedrad.client": {"fedrad.server", "fedrad.simulations"},
         "fedrad.server.study": {"fedrad.server.store"},
+        "fedrad.server.dashboard": {
+            "fedrad.server.store.writer",
+            "fedrad.server.study",
+            "fedrad.server.federation",
+            "fedrad.server.app",
+        },
     }
     assert set(CONFIG["root_packages"]) == {
         "fedrad.common",

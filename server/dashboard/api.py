@@ -1,0 +1,132 @@
+"""The JSON API behind every page, under /api: what FastAPI's OpenAPI schema documents."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel
+
+from fedrad.server.dashboard.auth import Coordinator, refuse, signed_in
+from fedrad.server.dashboard.export import metrics_csv
+from fedrad.server.dashboard.views import (
+    OverviewView,
+    Progress,
+    RunView,
+    overview_view,
+    progress_view,
+    results_of,
+    run_view,
+    site_view,
+)
+from fedrad.server.store.reader import SitePage
+
+
+class Refusal(BaseModel):
+    detail: str  # why
+
+
+def _answers(*statuses: int) -> dict:
+    return {status: {"model": Refusal} for status in statuses}
+
+
+router = APIRouter(
+    prefix="/api", dependencies=[Depends(signed_in)], tags=["api"], responses=_answers(401)
+)
+
+# What a coordinator's start or stop needs and the store does not offer yet.
+RUN_CONTROL_MISSING = (
+    "run control is not implemented: the store records runs but offers no way to start or "
+    "stop one, and the aggregator (fedrad server start) takes no commands from outside; "
+    "start and stop runs with fedrad server start / Ctrl-C for now"
+)
+
+
+def _found(value, what: str):
+    if value is None:
+        raise HTTPException(404, f"no {what}")
+    return value
+
+
+@router.get("/overview", response_model=OverviewView, summary="Sites and runs")
+def get_overview(request: Request):
+    return overview_view(request.app.state.engine)
+
+
+@router.get(
+    "/sites/{name}",
+    response_model=SitePage,
+    summary="A site: census, QC, events",
+    responses=_answers(404),
+)
+def get_site(request: Request, name: str):
+    return _found(site_view(request.app.state.engine, name), f"site {name}")
+
+
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunView,
+    summary="A run: phases, metrics, model",
+    responses=_answers(404),
+)
+def get_run(request: Request, run_id: int):
+    return _found(run_view(request.app.state.engine, run_id), f"run {run_id}")
+
+
+@router.get(
+    "/runs/{run_id}/progress",
+    response_model=Progress,
+    summary="How far a run has got",
+    responses=_answers(404),
+)
+def get_progress(request: Request, run_id: int):
+    return _found(progress_view(request.app.state.engine, run_id), f"run {run_id}")
+
+
+@router.get(
+    "/runs/{run_id}/results",
+    response_model=dict,
+    summary="A run's results.json",
+    responses=_answers(404),
+)
+def get_results(request: Request, run_id: int):
+    return _found(results_of(request.app.state.engine, run_id), f"results for run {run_id}")
+
+
+@router.get(
+    "/runs/{run_id}/metrics.csv",
+    response_class=PlainTextResponse,
+    summary="A run's metrics and rounds as CSV",
+    responses={200: {"content": {"text/csv": {}}}} | _answers(404),
+)
+def get_metrics_csv(request: Request, run_id: int):
+    view = _found(run_view(request.app.state.engine, run_id), f"run {run_id}")
+    return PlainTextResponse(
+        metrics_csv(view),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
+    )
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    summary="Start a run (coordinator; not yet possible)",
+    responses=_answers(403, 501),
+)
+def start_run(request: Request, holder: Coordinator):
+    raise refuse(request, 501, RUN_CONTROL_MISSING)
+
+
+@router.post(
+    "/runs/{run_id}/stop",
+    status_code=202,
+    summary="Stop a run (coordinator; not yet possible)",
+    responses=_answers(403, 501),
+)
+def stop_run(request: Request, run_id: int, holder: Coordinator):
+    raise refuse(request, 501, RUN_CONTROL_MISSING)
+
+
+@router.get("/openapi.json", include_in_schema=False)
+def get_openapi(request: Request):
+    return request.app.openapi()

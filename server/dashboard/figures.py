@@ -1,0 +1,70 @@
+"""The run page's plots as HTML fragments for Plotly's script (served by the dashboard,
+never from a CDN). The results figures are report.html's own (server/report/html.py), so
+the page and the file draw the same data the same way; only the per-round plot is new,
+drawn from the store's rounds, which exist while a run is still going."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.io import to_html
+
+from fedrad.server.report.html import (
+    comparison_figure,
+    curve_figure,
+    harmonization_figure,
+    per_site_figure,
+    reliability_figure,
+)
+from fedrad.server.report.model import curves
+
+_MEASURES = {"deviance": "Newton deviance by iteration", "train_loss": "MLP training loss by round"}
+# Plotly's own camera button downloads a figure; SVG keeps it sharp in a paper or slide.
+_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg"}}
+
+
+def rounds_figures(phases: list[dict]) -> list[go.Figure]:
+    """One plot per measure (deviance, training loss), a line per fit, from the rounds."""
+    series: dict[str, dict[str, tuple[list, list]]] = {}
+    for phase in phases:
+        for row in phase["rounds"]:
+            measure = next((m for m in _MEASURES if m in row), None)
+            if measure is None:
+                continue
+            step = row.get("iteration", row.get("round"))
+            xs, ys = series.setdefault(measure, {}).setdefault(row["fit"], ([], []))
+            xs.append(step)
+            ys.append(row[measure])
+    return [
+        go.Figure(
+            [
+                go.Scatter(x=xs, y=ys, mode="lines+markers", name=fit)
+                for fit, (xs, ys) in fits.items()
+            ]
+        ).update_layout(
+            title=_MEASURES[measure],
+            xaxis={"title": "iteration" if measure == "deviance" else "round"},
+            yaxis={"title": measure.replace("_", " ")},
+            template="plotly_white",
+            height=380,
+        )
+        for measure, fits in series.items()
+    ]
+
+
+def results_figures(results: dict) -> list[go.Figure]:
+    """report.html's figures of a run's results.json: arms on unseen sites, per site,
+    calibration, harmonization, and the model's curves and coefficients."""
+    if results.get("status") == "stopped":
+        return []
+    drawn = [
+        comparison_figure(results),
+        per_site_figure(results),
+        reliability_figure(results),
+        harmonization_figure(results),
+    ]
+    drawn += [curve_figure(curve) for curve in curves(results.get("model", {}))]
+    return [figure for figure in drawn if figure is not None]
+
+
+def fragment(figure: go.Figure) -> str:
+    return to_html(figure, include_plotlyjs=False, full_html=False, config=_CONFIG)

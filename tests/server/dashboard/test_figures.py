@@ -1,0 +1,43 @@
+"""The run page's plots: a per-round plot per measure with a line per fit, drawn from the
+store's rounds; none of results.json's figures for a study that stopped before any."""
+
+from __future__ import annotations
+
+from fedrad.server.dashboard.figures import fragment, results_figures, rounds_figures
+
+
+def _phase(fit: str, rows: list[dict]) -> dict:
+    return {"kind": "fitted", "tag": fit, "rounds": rows}
+
+
+def test_each_measure_gets_one_plot_and_each_fit_one_line():
+    phases = [
+        _phase("fold 1", [{"fit": "fold 1", "phase": "newton", "iteration": i, "deviance": d}
+                          for i, d in ((1, 9.0), (2, 4.0))]),
+        _phase("final", [{"fit": "final", "phase": "newton", "iteration": 1, "deviance": 7.0}]),
+        _phase("mlp", [{"fit": "mlp", "phase": "mlp", "round": 1, "train_loss": 0.6}]),
+    ]  # fmt: skip
+    deviance, loss = rounds_figures(phases)
+    assert [(line.name, list(line.x), list(line.y)) for line in deviance.data] == [
+        ("fold 1", [1, 2], [9.0, 4.0]),
+        ("final", [1], [7.0]),
+    ]
+    assert [line.name for line in loss.data] == ["mlp"]
+    assert loss.layout.xaxis.title.text == "round"
+
+
+def test_a_run_without_rounds_has_no_round_plot():
+    assert rounds_figures([{"kind": "prepared", "tag": "fold 1", "rounds": []}]) == []
+
+
+def test_a_stopped_study_has_no_results_figures():
+    assert results_figures({"status": "stopped", "reason": "too few sites"}) == []
+
+
+def test_a_fragment_relies_on_the_served_plotly_script_and_downloads_svg():
+    (figure,) = rounds_figures(
+        [_phase("final", [{"fit": "final", "iteration": 1, "deviance": 1.0}])]
+    )
+    html = fragment(figure)
+    assert "Plotly.newPlot" in html and "cdn" not in html.lower()
+    assert '"format": "svg"' in html

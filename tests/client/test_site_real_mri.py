@@ -108,17 +108,22 @@ def plain(site: str, settings: ExtractionSettings, sequences) -> dict[str, float
         return plain_features(extractor, images, mask, labels)
 
 
-def test_site_check_passes_both_conventions_and_writes_its_reports(tmp_path: Path):
+def test_site_check_passes_qc_for_both_conventions_and_a_one_case_site_cannot_take_part(
+    tmp_path: Path,
+):
+    """Each case passes QC under its own convention and the reports are written; one case
+    is no site for a 5-fold study, and the lumped labels cannot give the study's regions:
+    both said before anything is sent, with exit 1."""
     for site in SITES:
         manifest, config = site_files(tmp_path, site)
         out = tmp_path / f"qc-{site}"
         result = CliRunner().invoke(site_app, ["check", "--site", str(config), "--out", str(out)])
-        assert result.exit_code == 0, result.output
-        assert "1 of 1 case(s) usable" in result.output
+        output = " ".join(result.output.split())
+        assert result.exit_code == 1, result.output
+        assert "1 of 1 case(s) usable" in output
+        assert "This site cannot take part as it is" in output
         assert (out / "qc.csv").is_file() and SITES[site][0] in (out / "qc.html").read_text()
-    assert "missing region enhancing: label 2 lumps enhancing, necrosis" in " ".join(
-        result.output.split()
-    )
+    assert "missing region enhancing: label 2 lumps enhancing, necrosis" in output
 
 
 def test_each_site_extracts_the_regions_its_labels_delineate(sites):

@@ -1,22 +1,20 @@
-"""`flower-supernode` whose app processes are FedRad's, warm, and paced by the study:
+"""`flower-supernode` whose app processes are FedRad's, paced by the study:
 `python -m fedrad.client.trusted_supernode` followed by `flower-supernode`'s arguments.
 
 Flower's SuperNode starts each app process it runs by its name on PATH (`flwr-clientapp`
 for a ClientApp, `flwr-agentapp` for an AgentApp, ...), whatever app the aggregator sent.
-This puts first on PATH a folder in which `flwr-clientapp` is FedRad's launcher
-(`app_launcher.py`) and every other kind of app process refuses to run. The launcher
-asks the warm app server started here (`app_server.py`) for a fork of FedRad's guarded
-ClientApp process (`trusted_apps.py`). The folder is a fresh private one, or the one
-named by $FEDRAD_APP_COMMANDS, written by `app_commands` when the site was installed (the
-site image: its /tmp is mounted noexec). Then it runs `flower-supernode` in this process,
-its loop paced by the study (`supernode_pacing.py`).
+This puts first on PATH a folder in which `flwr-clientapp` is FedRad's guarded ClientApp
+process (`trusted_apps.py`) and every other kind of app process refuses to run. The
+folder is a fresh private one, or the one named by $FEDRAD_APP_COMMANDS, written by
+`app_commands` when the site was installed (the site image: its /tmp is mounted noexec).
+Then it runs `flower-supernode` in this process, its loop paced by the study
+(`supernode_pacing.py`).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,12 +22,10 @@ from pathlib import Path
 from flwr.supercore.constant import TASK_TYPE_TO_COMMAND, TaskType
 from flwr.supernode.cli import flower_supernode
 
-from fedrad.client import app_launcher
 from fedrad.client.supernode_pacing import pace
 
 CLIENT_APP = TASK_TYPE_TO_COMMAND[TaskType.CLIENT_APP]
 FOLDER_VARIABLE = "FEDRAD_APP_COMMANDS"
-LAUNCHER = str(Path(app_launcher.__file__).resolve())
 
 
 def app_commands(folder: Path) -> Path:
@@ -38,7 +34,7 @@ def app_commands(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for command in set(TASK_TYPE_TO_COMMAND.values()):
         if command == CLIENT_APP:
-            body = f'exec {shlex.quote(sys.executable)} -I -S {shlex.quote(LAUNCHER)} "$@"'
+            body = f'exec {shlex.quote(sys.executable)} -P -m fedrad.client.trusted_apps "$@"'
         else:
             refusal = (
                 f"FedRad site: refused to run {command}: the site runs only FedRad's ClientApp"
@@ -50,15 +46,6 @@ def app_commands(folder: Path) -> Path:
     return folder
 
 
-def start_app_server() -> Path:
-    """The warm app server for this SuperNode (this process), on a private socket."""
-    socket_path = Path(tempfile.mkdtemp(prefix="fedrad-app-server-")) / "socket"
-    subprocess.Popen(
-        [sys.executable, "-P", "-m", "fedrad.client.app_server", str(socket_path), str(os.getpid())]
-    )
-    return socket_path
-
-
 def main() -> None:
     installed = os.environ.get(FOLDER_VARIABLE)
     if installed is None:
@@ -68,7 +55,6 @@ def main() -> None:
     else:
         sys.exit(f"FedRad site: ${FOLDER_VARIABLE} ({installed}) has no {CLIENT_APP}.")
     os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
-    os.environ[app_launcher.SERVER_VARIABLE] = str(start_app_server())
     pace()
     sys.argv = ["flower-supernode", *sys.argv[1:]]
     flower_supernode()

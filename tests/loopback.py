@@ -45,12 +45,8 @@ from fedrad.simulations.simulate import pin_site_keys
 from fedrad.simulations.synth.features import write_site_feature_tables
 
 RESULTS_TIMEOUT_S = 900
-APP_PROCESSES = (
-    b"flwr-clientapp", b"app_launcher.py", b"fedrad.client.trusted_apps", b"faulty_clientapp"
-)  # fmt: skip
+APP_PROCESSES = (b"flwr-clientapp", b"fedrad.client.trusted_apps", b"faulty_clientapp")
 """How a site's per-message ClientApp process shows in its command line."""
-APP_SERVER = b"fedrad.client.app_server"
-"""... or in its parent's: the warm app server's forks (client/app_server.py)."""
 
 
 def free_port() -> int:
@@ -161,10 +157,9 @@ class LoopbackFederation:
         found = []
         for pid in descendants(self.processes[name].pid):
             with contextlib.suppress(OSError):
-                state, parent = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
                 command = Path(f"/proc/{pid}/cmdline").read_bytes()
-                forked = APP_SERVER in Path(f"/proc/{parent}/cmdline").read_bytes()
-                if state != "Z" and (forked or any(app in command for app in APP_PROCESSES)):
+                if state != "Z" and any(app in command for app in APP_PROCESSES):
                     found.append(pid)
         return found
 

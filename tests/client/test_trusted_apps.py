@@ -21,7 +21,6 @@ from flwr.clientapp.utils import get_load_client_app_fn
 
 from fedrad.client import app as installed_app
 from fedrad.client import trusted_supernode
-from fedrad.client.app_launcher import SERVER_VARIABLE
 from fedrad.client.supernode import TRUSTED_SUPERNODE, supernode_command
 from fedrad.client.trusted_apps import INSTALL_FLAG, AppRefused, load_installed_client_app
 from fedrad.client.trusted_supernode import CLIENT_APP, FOLDER_VARIABLE, app_commands
@@ -133,15 +132,14 @@ def test_the_supernodes_app_processes_are_fedrads(tmp_path):
 def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path, monkeypatch):
     """The wrapper runs `flower-supernode` (here a stand-in noting what it was given) with a
     fresh folder of app commands first on PATH, or the one a site image installed, and
-    its launcher pointed at the warm app server; a folder without them is refused."""
+    its loop paced; a folder without them is refused."""
     seen = []
     monkeypatch.setattr(
         trusted_supernode,
         "flower_supernode",
-        lambda: seen.append((os.environ["PATH"], sys.argv[1:], os.environ[SERVER_VARIABLE])),
+        lambda: seen.append((os.environ["PATH"], sys.argv[1:])),
     )
-    monkeypatch.setattr(trusted_supernode, "start_app_server", lambda: tmp_path / "socket")
-    monkeypatch.setattr(trusted_supernode, "pace", lambda: None)
+    monkeypatch.setattr(trusted_supernode, "pace", lambda: seen.append("paced"))
     monkeypatch.setattr(sys, "argv", ["trusted_supernode", "--insecure"])
     monkeypatch.setenv("PATH", os.environ["PATH"])
     monkeypatch.delenv(FOLDER_VARIABLE, raising=False)
@@ -149,7 +147,7 @@ def test_the_supernode_runs_with_fedrads_app_commands_first_on_its_path(tmp_path
     trusted_supernode.main()
     fresh = Path(seen[-1][0].split(os.pathsep)[0])
     assert (fresh / CLIENT_APP).is_file() and fresh != tmp_path
-    assert seen[-1][1:] == (["--insecure"], str(tmp_path / "socket"))
+    assert seen[-1][1] == ["--insecure"] and seen[-2] == "paced"
     installed = app_commands(tmp_path / "installed")
     monkeypatch.setenv(FOLDER_VARIABLE, str(installed))
     trusted_supernode.main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+import pytest
 from conftest import site_grid
 from flwr.app import Context, RecordDict
 
@@ -87,3 +88,11 @@ def recorded_store(folder) -> RecordedStore:
         viewer=add_token(engine, "vera", Role.viewer),
         coordinator=add_token(engine, "cora", Role.coordinator),
     )
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A recorded store per test module that imports this fixture."""
+    recorded = recorded_store(tmp_path_factory.mktemp("store"))
+    yield recorded
+    recorded.engine.dispose()

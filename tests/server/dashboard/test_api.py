@@ -3,19 +3,14 @@ viewer or coordinator with a status the schema lists and a body its schema accep
 
 from __future__ import annotations
 
+import dashboard_store
 import pytest
-from dashboard_store import recorded_store
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator
 
 from fedrad.server.dashboard.app import create_app
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    recorded = recorded_store(tmp_path_factory.mktemp("store"))
-    yield recorded
-    recorded.engine.dispose()
+store = dashboard_store.store  # the module's recorded store (a fixture)
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,15 @@ from __future__ import annotations
 import csv
 import io
 
+import dashboard_store
 import pytest
-from dashboard_store import recorded_store
 from fastapi.testclient import TestClient
 
 from fedrad.server.dashboard.app import create_app
 from fedrad.server.dashboard.export import COLUMNS
 from fedrad.server.store.reader import run_page
 
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    recorded = recorded_store(tmp_path_factory.mktemp("store"))
-    yield recorded
-    recorded.engine.dispose()
+store = dashboard_store.store  # the module's recorded store (a fixture)
 
 
 @pytest.fixture(scope="module")

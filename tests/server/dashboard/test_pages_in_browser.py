@@ -9,10 +9,12 @@ import threading
 import time
 from pathlib import Path
 
+import dashboard_store
 import pytest
-from dashboard_store import recorded_store
 
 from fedrad.server.dashboard.app import create_app
+
+store = dashboard_store.store  # the module's recorded store (a fixture)
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -39,13 +41,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    recorded = recorded_store(tmp_path_factory.mktemp("store"))
-    yield recorded
-    recorded.engine.dispose()
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,11 @@ from fedrad.common.cli_errors import fail
 from fedrad.common.cli_support import load_study
 from fedrad.common.flower_processes import flower_env
 from fedrad.server.checkpoint import CheckpointUnusable, read_checkpoint
+from fedrad.server.flwr_cli import StatusUnavailable
 from fedrad.server.keys_cli import StateOption, reachable
 from fedrad.server.runs import RunRecord, known_runs, read_run, record_run
 from fedrad.server.start_cli import serve, submit
-from fedrad.server.status import StatusUnavailable, query
+from fedrad.server.status import query
 from fedrad.server.superlink import flower_home, study_app_project, superlink_command
 
 UNFINISHED = ("pending", "starting", "running")

@@ -3,17 +3,12 @@ them), whether each is online, and the studies' runs."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from fedrad.common.flower_processes import flower_env
+from fedrad.server.flwr_cli import ask
 from fedrad.server.registration import site_names
 from fedrad.server.superlink import flower_home, nodes_command, runs_command
-
-
-class StatusUnavailable(Exception):
-    """The aggregator did not answer; the message says why in one sentence."""
 
 
 def site_rows(nodes: list[dict], names: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -43,22 +38,6 @@ def _elapsed(value) -> str:
 def query(state: Path) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """The aggregator's sites and runs (its state folder `state`)."""
     env = flower_env(FLWR_HOME=str(flower_home(state)))
-    nodes = _ask(nodes_command(), env)["nodes"]
-    runs = _ask(runs_command(), env)["runs"]
+    nodes = ask(nodes_command(), env)["nodes"]
+    runs = ask(runs_command(), env)["runs"]
     return site_rows(nodes, site_names(state)), run_rows(runs)
-
-
-def _ask(command: list[str], env: dict[str, str]) -> dict:
-    try:
-        done = subprocess.run(
-            command, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=60
-        )
-        answer = json.loads(done.stdout)
-    except FileNotFoundError as exc:
-        raise StatusUnavailable("the `flwr` command is missing; install FedRad.") from exc
-    except (subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
-        raise StatusUnavailable("the aggregator did not answer in time.") from exc
-    if not answer.get("success"):
-        reason = " ".join(str(answer.get("error-message", done.stderr)).split())[-300:]
-        raise StatusUnavailable(f"the aggregator refused the query: {reason}")
-    return answer

@@ -9,8 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from fedrad.common.cli_errors import fail
+from fedrad.server.flwr_cli import StatusUnavailable
 from fedrad.server.keys_cli import StateOption, connection_address, reachable
-from fedrad.server.status import StatusUnavailable, query
+from fedrad.server.status import query
 
 
 def status(state: StateOption = Path("fedrad-state")) -> None:

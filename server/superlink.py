@@ -107,6 +107,11 @@ def nodes_command() -> list[str]:
     return ["flwr", "supernode", "ls", CONNECTION, "--format", "json"]
 
 
+def stop_command(run_id: int) -> list[str]:
+    """`flwr stop`: end a run; Flower stops its ServerApp."""
+    return ["flwr", "stop", str(run_id), CONNECTION, "--format", "json"]
+
+
 def runs_command() -> list[str]:
     """`flwr ls`: the runs (studies) submitted and their status, as JSON."""
     return ["flwr", "ls", CONNECTION, "--format", "json"]

@@ -222,7 +222,10 @@ class LoopbackFederation:
         run_id = int(json.loads(done.stdout)["run-id"])
         keys = str(self.keys.folder.resolve())
         study = str((study_path or self.study_path).resolve())
-        record_run(self.state, RunRecord(run_id, study, str(out_dir.resolve()), keys, self.port))
+        store = (run_config or {}).get("store-url")
+        record_run(
+            self.state, RunRecord(run_id, study, str(out_dir.resolve()), keys, self.port, store)
+        )
         return run_id
 
     def results(self, out_dir: Path, timeout_s: float = RESULTS_TIMEOUT_S) -> dict:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from fedrad.server.dashboard.auth import Coordinator, refuse, signed_in
+from fedrad.server.dashboard.auth import Coordinator, access_log, refuse, signed_in
 from fedrad.server.dashboard.export import metrics_csv
 from fedrad.server.dashboard.views import (
     OverviewView,
@@ -18,7 +18,9 @@ from fedrad.server.dashboard.views import (
     run_view,
     site_view,
 )
-from fedrad.server.store.reader import SitePage
+from fedrad.server.run_control import RunControl, RunControlFailed
+from fedrad.server.store.reader import RunSummary, SitePage, run_summary
+from fedrad.server.store.stops import record_stop
 
 
 class Refusal(BaseModel):
@@ -33,11 +35,10 @@ router = APIRouter(
     prefix="/api", dependencies=[Depends(signed_in)], tags=["api"], responses=_answers(401)
 )
 
-# What a coordinator's start or stop needs and the store does not offer yet.
+# Why a dashboard cannot start or stop runs: it was not given the aggregator's state folder.
 RUN_CONTROL_MISSING = (
-    "run control is not implemented: the store records runs but offers no way to start or "
-    "stop one, and the aggregator (fedrad server start) takes no commands from outside; "
-    "start and stop runs with fedrad server start / Ctrl-C for now"
+    "this dashboard cannot start or stop runs: serve it with --state STATE, the folder of "
+    "`fedrad server start` on the aggregator's machine"
 )
 
 
@@ -107,24 +108,74 @@ def get_metrics_csv(request: Request, run_id: int):
     )
 
 
+class StartRequest(BaseModel):
+    like: int  # the run (store id) whose study to run again
+
+
+class Controlled(BaseModel):
+    flower_run_id: int  # the run started, or stopped, as Flower numbers it
+    detail: str
+
+
+def _deployed(request: Request, run_id: int, running: bool | None = None) -> RunSummary:
+    """The store's run `run_id`, which must be a deployed run (and running, if asked):
+    its Flower run id is what the aggregator knows it by."""
+    run = run_summary(request.app.state.engine, run_id)
+    if run is None:
+        raise refuse(request, 404, f"no run {run_id}")
+    if run.mode != "deployment" or run.flower_run_id is None:
+        raise refuse(
+            request, 409, f"run {run_id} is a {run.mode}: it runs inside its own command only"
+        )
+    if running is not None and (run.status == "running") != running:
+        raise refuse(request, 409, f"run {run_id} is {run.status}")
+    return run
+
+
+def _control(request: Request) -> RunControl:
+    control = request.app.state.control
+    if control is None:
+        raise refuse(request, 501, RUN_CONTROL_MISSING)
+    return control
+
+
 @router.post(
     "/runs",
     status_code=202,
-    summary="Start a run (coordinator; not yet possible)",
-    responses=_answers(403, 501),
+    response_model=Controlled,
+    summary="Start a new run of a deployed run's study (coordinator)",
+    responses=_answers(403, 404, 409, 501, 502),
 )
-def start_run(request: Request, holder: Coordinator):
-    raise refuse(request, 501, RUN_CONTROL_MISSING)
+def start_run(request: Request, body: StartRequest, holder: Coordinator):
+    control = _control(request)
+    run = _deployed(request, body.like)
+    try:
+        started = control.start_like(int(run.flower_run_id), holder.name)
+    except RunControlFailed as exc:
+        raise refuse(request, 502, str(exc)) from exc
+    detail = f"{holder.name} started run {started}, a new run of run {body.like}'s study"
+    access_log.info(detail)
+    return Controlled(flower_run_id=started, detail=detail)
 
 
 @router.post(
     "/runs/{run_id}/stop",
     status_code=202,
-    summary="Stop a run (coordinator; not yet possible)",
-    responses=_answers(403, 501),
+    response_model=Controlled,
+    summary="Stop a running deployed run (coordinator)",
+    responses=_answers(403, 404, 409, 501, 502),
 )
 def stop_run(request: Request, run_id: int, holder: Coordinator):
-    raise refuse(request, 501, RUN_CONTROL_MISSING)
+    control = _control(request)
+    run = _deployed(request, run_id, running=True)
+    try:
+        control.stop(int(run.flower_run_id))
+    except RunControlFailed as exc:
+        raise refuse(request, 502, str(exc)) from exc
+    record_stop(request.app.state.engine, run_id, holder.name)
+    detail = f"{holder.name} stopped run {run_id}"
+    access_log.info(detail)
+    return Controlled(flower_run_id=int(run.flower_run_id), detail=detail)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -14,9 +14,12 @@ from sqlalchemy import Engine
 from fedrad.server.dashboard import api, pages
 from fedrad.server.dashboard.auth import Refused
 from fedrad.server.dashboard.tokens import ensure_table
+from fedrad.server.run_control import RunControl
 
 
-def create_app(engine: Engine) -> FastAPI:
+def create_app(engine: Engine, control: RunControl | None = None) -> FastAPI:
+    """The app over `engine`; `control` starts and stops runs (None: a coordinator is told
+    how to serve a dashboard that can)."""
     ensure_table(engine)
     app = FastAPI(
         title="FedRad dashboard",
@@ -26,6 +29,7 @@ def create_app(engine: Engine) -> FastAPI:
         openapi_url=None,
     )
     app.state.engine = engine
+    app.state.control = control
     app.include_router(pages.public)  # its /static/plotly.min.js before the static mount
     app.include_router(pages.pages)
     app.include_router(api.router)

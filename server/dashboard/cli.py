@@ -4,6 +4,7 @@ token add NAME --role viewer` makes a token and prints it once."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,6 +29,13 @@ def dashboard(
     db: Annotated[str | None, typer.Option("--db", envvar="FEDRAD_DB", help=DB_HELP)] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="The folder of `fedrad server start` on this machine: lets coordinators "
+            "start and stop its runs (without it the dashboard only shows them)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the dashboard (with no subcommand)."""
     if ctx.invoked_subcommand is not None:
@@ -40,7 +48,10 @@ def dashboard(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     console.print(f"FedRad dashboard on http://{host}:{port} (sign in with a token)")
-    uvicorn.run(create_app(open_store(db)), host=host, port=port, log_level="info")
+    from fedrad.server.run_control import RunControl
+
+    control = None if state is None else RunControl(state)
+    uvicorn.run(create_app(open_store(db), control), host=host, port=port, log_level="info")
 
 
 @token_app.command("add")

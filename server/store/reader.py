@@ -123,6 +123,15 @@ def site_page(engine: Engine, name: str) -> SitePage | None:
         )
 
 
+def run_summary(engine: Engine, run_id: int) -> RunSummary | None:
+    """One run's row (no phases nor results): what starting or stopping it needs."""
+    with Session(engine) as session:
+        found = session.execute(
+            select(Run, Study).join(Study, Run.study_id == Study.id).where(Run.id == run_id)
+        ).first()
+        return None if found is None else _run(*found)
+
+
 def run_page(engine: Engine, run_id: int) -> RunPage | None:
     with Session(engine) as session:
         found = session.execute(

@@ -17,7 +17,12 @@ _PATTERNS = (
     (re.compile(r"malformed update"), "malformed_reply"),
     (re.compile(r"failed at the site"), "site_error"),
 )
-_BY_EVENT = {"left out": "skipped", "joined": "joined", "error": "aggregator_error"}
+_BY_EVENT = {
+    "left out": "skipped",
+    "joined": "joined",
+    "error": "aggregator_error",
+    "stopped": "stopped_by_coordinator",
+}
 
 
 def reason_code(event: str, reason: str) -> str:

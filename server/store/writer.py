@@ -246,10 +246,12 @@ class RunWriter(StudyObserver):
 
     @_kept_going
     def failed(self, reason: str) -> None:
-        """The aggregator raised: status "failed", the reason in the run and its event log."""
+        """The aggregator raised: status "failed", the reason in the run and its event log.
+        A run a coordinator stopped stays stopped (its ServerApp fails as Flower ends it)."""
         with Session(self.engine) as session, session.begin():
             run = session.get(Run, self.run_id)
-            run.status, run.reason, run.ended_at = "failed", reason, now()
+            if run.status == "running":
+                run.status, run.reason, run.ended_at = "failed", reason, now()
             session.add(self._event("error", "", reason))
 
     @_kept_going

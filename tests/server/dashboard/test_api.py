@@ -43,12 +43,14 @@ def test_every_documented_endpoint_answers_as_its_schema_says(app, store):
         url = path.format(**params)
         for method, operation in operations.items():
             token = store.coordinator if method == "post" else store.viewer
-            response = _client(app, token).request(method, url)
+            body = {"like": store.finished_run} if method == "post" else None
+            response = _client(app, token).request(method, url, json=body)
             _check_against_schema(schema, operation, response)
             checked.append((method, path, response.status_code))
     assert ("get", "/api/overview", 200) in checked
     assert ("get", "/api/runs/{run_id}/metrics.csv", 200) in checked
-    assert ("post", "/api/runs/{run_id}/stop", 501) in checked
+    assert ("post", "/api/runs/{run_id}/stop", 501) in checked  # served without --state
+    assert ("post", "/api/runs", 501) in checked
     assert all(status in {200, 501} for _, _, status in checked), checked
 
 

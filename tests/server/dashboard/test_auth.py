@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from fedrad.server.dashboard.app import create_app
 from fedrad.server.dashboard.auth import COOKIE
+from fedrad.server.run_control import RunControl
 
 store = dashboard_store.store  # the module's recorded store (a fixture)
 
@@ -70,10 +71,23 @@ def test_a_viewer_cannot_stop_or_start_a_run(client, store, caplog):
     assert caplog.text.count("with 403") == 2
 
 
-def test_a_coordinator_is_told_run_control_is_missing_rather_than_ignored(client, store):
+def test_a_coordinator_is_told_how_to_serve_a_dashboard_that_controls_runs(client, store):
     stop = client.post(f"/api/runs/{store.running.run_id}/stop", headers=_bearer(store.coordinator))
     assert stop.status_code == 501
-    assert "offers no way to start or stop" in stop.json()["detail"]
+    assert "serve it with --state STATE" in stop.json()["detail"]
+
+
+def test_a_simulated_run_cannot_be_stopped_nor_started_from_the_dashboard(store, tmp_path):
+    client = TestClient(create_app(store.engine, RunControl(tmp_path)))
+    coordinator = _bearer(store.coordinator)
+    stop = client.post(f"/api/runs/{store.running.run_id}/stop", headers=coordinator)
+    start = client.post("/api/runs", json={"like": store.finished_run}, headers=coordinator)
+    assert (stop.status_code, start.status_code) == (409, 409)
+    assert stop.json()["detail"] == (
+        f"run {store.running.run_id} is a simulation: it runs inside its own command only"
+    )
+    missing = client.post("/api/runs/999/stop", headers=coordinator)
+    assert (missing.status_code, missing.json()["detail"]) == (404, "no run 999")
 
 
 def test_a_removed_token_is_refused_from_the_next_request(client, store):

@@ -6,7 +6,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
-from fedrad.server.dashboard.auth import Coordinator, access_log, refuse, signed_in
+from fedrad.server.dashboard import control
+from fedrad.server.dashboard.auth import Coordinator, signed_in
+from fedrad.server.dashboard.control import Controlled, StartRequest
 from fedrad.server.dashboard.export import metrics_csv
 from fedrad.server.dashboard.views import (
     OverviewView,
@@ -18,9 +20,7 @@ from fedrad.server.dashboard.views import (
     run_view,
     site_view,
 )
-from fedrad.server.run_control import RunControl, RunControlFailed
-from fedrad.server.store.reader import RunSummary, SitePage, run_summary
-from fedrad.server.store.stops import record_stop
+from fedrad.server.store.reader import SitePage
 
 
 class Refusal(BaseModel):
@@ -33,12 +33,6 @@ def _answers(*statuses: int) -> dict:
 
 router = APIRouter(
     prefix="/api", dependencies=[Depends(signed_in)], tags=["api"], responses=_answers(401)
-)
-
-# Why a dashboard cannot start or stop runs: it was not given the aggregator's state folder.
-RUN_CONTROL_MISSING = (
-    "this dashboard cannot start or stop runs: serve it with --state STATE, the folder of "
-    "`fedrad server start` on the aggregator's machine"
 )
 
 
@@ -108,37 +102,6 @@ def get_metrics_csv(request: Request, run_id: int):
     )
 
 
-class StartRequest(BaseModel):
-    like: int  # the run (store id) whose study to run again
-
-
-class Controlled(BaseModel):
-    flower_run_id: int  # the run started, or stopped, as Flower numbers it
-    detail: str
-
-
-def _deployed(request: Request, run_id: int, running: bool | None = None) -> RunSummary:
-    """The store's run `run_id`, which must be a deployed run (and running, if asked):
-    its Flower run id is what the aggregator knows it by."""
-    run = run_summary(request.app.state.engine, run_id)
-    if run is None:
-        raise refuse(request, 404, f"no run {run_id}")
-    if run.mode != "deployment" or run.flower_run_id is None:
-        raise refuse(
-            request, 409, f"run {run_id} is a {run.mode}: it runs inside its own command only"
-        )
-    if running is not None and (run.status == "running") != running:
-        raise refuse(request, 409, f"run {run_id} is {run.status}")
-    return run
-
-
-def _control(request: Request) -> RunControl:
-    control = request.app.state.control
-    if control is None:
-        raise refuse(request, 501, RUN_CONTROL_MISSING)
-    return control
-
-
 @router.post(
     "/runs",
     status_code=202,
@@ -147,15 +110,7 @@ def _control(request: Request) -> RunControl:
     responses=_answers(403, 404, 409, 501, 502),
 )
 def start_run(request: Request, body: StartRequest, holder: Coordinator):
-    control = _control(request)
-    run = _deployed(request, body.like)
-    try:
-        started = control.start_like(int(run.flower_run_id), holder.name)
-    except RunControlFailed as exc:
-        raise refuse(request, 502, str(exc)) from exc
-    detail = f"{holder.name} started run {started}, a new run of run {body.like}'s study"
-    access_log.info(detail)
-    return Controlled(flower_run_id=started, detail=detail)
+    return control.start_like(request, body.like, holder)
 
 
 @router.post(
@@ -166,16 +121,7 @@ def start_run(request: Request, body: StartRequest, holder: Coordinator):
     responses=_answers(403, 404, 409, 501, 502),
 )
 def stop_run(request: Request, run_id: int, holder: Coordinator):
-    control = _control(request)
-    run = _deployed(request, run_id, running=True)
-    try:
-        control.stop(int(run.flower_run_id))
-    except RunControlFailed as exc:
-        raise refuse(request, 502, str(exc)) from exc
-    record_stop(request.app.state.engine, run_id, holder.name)
-    detail = f"{holder.name} stopped run {run_id}"
-    access_log.info(detail)
-    return Controlled(flower_run_id=int(run.flower_run_id), detail=detail)
+    return control.stop(request, run_id, holder)
 
 
 @router.get("/openapi.json", include_in_schema=False)

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from fedrad.server.dashboard import figures
-from fedrad.server.dashboard.auth import COOKIE, SignedIn, refuse, signed_in
+from fedrad.server.dashboard import control, figures
+from fedrad.server.dashboard.auth import COOKIE, Coordinator, Refused, SignedIn, refuse, signed_in
 from fedrad.server.dashboard.tokens import holder_of
 from fedrad.server.dashboard.views import (
     overview_view,
@@ -118,3 +118,25 @@ def progress_fragment(request: Request, run_id: int):
         {"progress": progress},
         headers={"HX-Refresh": "true"} if ended else None,
     )
+
+
+@pages.post("/runs/{run_id}/stop", response_class=HTMLResponse)
+def stop_from_page(request: Request, run_id: int, holder: Coordinator):
+    """The run page's Stop button (a coordinator's form)."""
+    return _controlled(request, holder, run_id, lambda: control.stop(request, run_id, holder))
+
+
+@pages.post("/runs/{run_id}/again", response_class=HTMLResponse)
+def again_from_page(request: Request, run_id: int, holder: Coordinator):
+    """The run page's Run again button: a new run of this run's study."""
+    return _controlled(request, holder, run_id, lambda: control.start_like(request, run_id, holder))
+
+
+def _controlled(request: Request, holder, run_id: int, act) -> HTMLResponse:
+    """What the button did, or why it did nothing, as a page that leads back to the run."""
+    try:
+        sentence, status = act().detail, 200
+    except Refused as refused:
+        sentence, status = refused.reason, refused.status
+    context = {"holder": holder, "run": run_id, "sentence": sentence, "done": status == 200}
+    return templates.TemplateResponse(request, "control.html", context, status_code=status)

@@ -62,8 +62,10 @@ def test_a_coordinator_stops_a_deployed_run_and_starts_its_study_again(tmp_path)
 
         as_viewer = client.post(f"/api/runs/{run}/stop", headers=_bearer(viewer))
         assert as_viewer.status_code == 403
-        stopped = client.post(f"/api/runs/{run}/stop", headers=_bearer(coordinator))
-        assert stopped.status_code == 202, stopped.text
+        assert 'id="stop"' not in client.get(f"/runs/{run}", headers=_bearer(viewer)).text
+        assert 'id="stop"' in client.get(f"/runs/{run}", headers=_bearer(coordinator)).text
+        stopped = client.post(f"/runs/{run}/stop", headers=_bearer(coordinator))  # its button
+        assert stopped.status_code == 200 and f"cora stopped run {run}." in stopped.text
         assert _flower_status(loopback)[flower_run].startswith("finished:stopped")
         page = run_page(engine, run)
         assert (page.run.status, page.run.reason) == (
@@ -71,6 +73,7 @@ def test_a_coordinator_stops_a_deployed_run_and_starts_its_study_again(tmp_path)
             "stopped by cora from the dashboard",
         )
         assert [e["reason_code"] for e in page.events][-1:] == ["stopped_by_coordinator"]
+        assert 'id="stop"' not in client.get(f"/runs/{run}", headers=_bearer(coordinator)).text
         again = client.post(f"/api/runs/{run}/stop", headers=_bearer(coordinator))
         assert (again.status_code, again.json()["detail"]) == (409, f"run {run} is stopped")
 

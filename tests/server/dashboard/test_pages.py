@@ -78,3 +78,19 @@ def test_pages_load_their_scripts_from_the_dashboard_not_a_cdn(client):
     assert "https://" not in page
     plotly = client.get("/static/plotly.min.js")
     assert plotly.status_code == 200 and "plotly.js" in plotly.text[:500]
+
+
+def test_only_a_coordinator_sees_run_controls_and_only_for_deployed_runs(client, store):
+    assert 'id="control"' not in client.get(f"/runs/{store.running.run_id}").text  # a viewer
+    as_coordinator = {"Authorization": f"Bearer {store.coordinator}"}
+    page = client.get(f"/runs/{store.running.run_id}", headers=as_coordinator).text
+    assert 'id="control"' not in page  # a simulation runs inside its own command
+
+
+def test_a_stop_button_that_cannot_act_says_why_on_a_page_that_leads_back(client, store):
+    as_coordinator = {"Authorization": f"Bearer {store.coordinator}"}
+    run = store.running.run_id
+    page = client.post(f"/runs/{run}/stop", headers=as_coordinator)
+    assert page.status_code == 501
+    assert "Nothing was done: this dashboard cannot start or stop runs" in page.text
+    assert f'href="/runs/{run}"' in page.text

@@ -338,10 +338,11 @@ class StudyProtocol:
 
     def _save_phase(self, phase: Phase) -> Phase:
         """Every finished phase passes here: told to the observer, kept in the checkpoint."""
-        self.observer.phase(phase)
+        traffic = self.federation.traffic()  # this run's, so far
+        self.observer.phase(replace(phase, traffic=traffic))
         if self.checkpoint is not None:
-            traffic = merged_traffic(self.checkpoint.earlier_traffic, self.federation.traffic())
-            self.checkpoint.save(replace(phase, traffic=traffic))
+            merged = merged_traffic(self.checkpoint.earlier_traffic, traffic)
+            self.checkpoint.save(replace(phase, traffic=merged))
         return phase
 
     # -- the validation design ------------------------------------------------------------------

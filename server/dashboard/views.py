@@ -85,6 +85,9 @@ class RunView(BaseModel):
     suppressed_cells: int  # census cells a site sent as a bound ("<k", ">=k"), not a count
     privacy: str  # one sentence, as the report says it; "" before results
     bytes_from_sites: dict[str, dict[str, int]]  # message kind -> site -> bytes; {} before
+    # "from"/"to" -> site -> bytes exchanged after the last phase (the final model kept,
+    # site effects); None before results or without per-phase bytes
+    bytes_after_phases: dict[str, dict[str, int]] | None
     fits: list[FitRow]
     selection_stability: list[Stability]
     comparison: dict | None  # results.json's, from `fedrad simulate --compare`
@@ -122,6 +125,7 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
         ),
         privacy=privacy_sentence(results) if results else "",
         bytes_from_sites=(results or {}).get("traffic_bytes_from_sites", {}),
+        bytes_after_phases=_after_phases(page.phases, results),
         selection_stability=_stability(page.selected_features),
         comparison=(results or {}).get("comparison"),
         fits=[
@@ -201,3 +205,22 @@ def _expected_extraction_hash(engine: Engine) -> str | None:
             .order_by(Run.id.desc())
             .limit(1)
         )
+
+
+def _after_phases(phases: list[dict], results: dict | None) -> dict[str, dict[str, int]] | None:
+    """The run's bytes per site (results.json) less those of its phases: what was exchanged
+    after the last phase ended."""
+    measured = [phase["bytes"] for phase in phases if phase["bytes"]]
+    if not results or not measured or any(phase["loaded"] for phase in phases):
+        return None
+    after = {}
+    for direction, key in (("from", "traffic_bytes_from_sites"), ("to", "traffic_bytes_to_sites")):
+        total: dict[str, int] = {}
+        for sizes in results.get(key, {}).values():
+            for site, size in sizes.items():
+                total[site] = total.get(site, 0) + size
+        after[direction] = {
+            site: size - sum(phase[direction].get(site, 0) for phase in measured)
+            for site, size in total.items()
+        }
+    return after

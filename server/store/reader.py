@@ -173,7 +173,9 @@ def run_page(engine: Engine, run_id: int) -> RunPage | None:
             census.setdefault(site.name, {})[count.class_name] = count.count
         return RunPage(
             run=_run(*found),
-            phases=[_phase(phase, by_phase.get(phase.id, [])) for phase in phases],
+            phases=_with_bytes(
+                [_phase(phase, by_phase.get(phase.id, [])) for phase in phases], phases
+            ),
             metrics=_metrics(session, run_id),
             selected_features=selected,
             harmonization=None if harmonization is None else harmonization.summary,
@@ -253,6 +255,26 @@ def _phase(phase: PhaseRow, rounds: list[dict]) -> dict:
         "finished_at": phase.finished_at,
         "rounds": rounds,
     }
+
+
+def _with_bytes(views: list[dict], phases: list[PhaseRow]) -> list[dict]:
+    """Each phase with the bytes each site sent ("from") and received ("to") during it: the
+    difference from the phase before (the first phase's include the census). A phase
+    loaded from a checkpoint, or recorded before the store kept bytes, has none."""
+    before: dict[str, dict[str, int]] = {"from": {}, "to": {}}
+    for view, phase in zip(views, phases, strict=True):
+        view["bytes"] = None
+        if phase.traffic is None:
+            continue
+        view["bytes"] = {
+            direction: {
+                site: size - before[direction].get(site, 0)
+                for site, size in phase.traffic[direction].items()
+            }
+            for direction in ("from", "to")
+        }
+        before = phase.traffic
+    return views
 
 
 def _round(row: RoundRow) -> dict:

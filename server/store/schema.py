@@ -114,6 +114,8 @@ class PhaseRow(Base):
     set_aside: Mapped[dict[str, Any]]  # site -> why, during the phase
     loaded: Mapped[bool]  # from an earlier run's checkpoint, not computed in this run
     finished_at: Mapped[datetime]
+    # {"from": {site: bytes}, "to": {...}} this run had exchanged by the phase's end (0003)
+    traffic: Mapped[dict[str, Any] | None]
 
 
 class RoundRow(Base):

@@ -191,6 +191,7 @@ class RunWriter(StudyObserver):
                 set_aside=dict(phase.set_aside),
                 loaded=loaded,
                 finished_at=now(),
+                traffic=None if loaded else _bytes_by_site(phase.traffic),
             )
             session.add(row)
             session.flush()
@@ -284,6 +285,18 @@ def record_registration(engine: Engine, name: str, node_id: str | None) -> None:
             session.add(site)
         if node_id is not None:
             site.node_id = node_id
+
+
+def _bytes_by_site(traffic: dict) -> dict | None:
+    """Each site's bytes from and to it over every message kind (`Federation.traffic`)."""
+    if not traffic:
+        return None
+    totals: dict[str, dict[str, int]] = {"from": {}, "to": {}}
+    for direction, key in (("from", "traffic_bytes_from_sites"), ("to", "traffic_bytes_to_sites")):
+        for sizes in traffic.get(key, {}).values():
+            for site, size in sizes.items():
+                totals[direction][site] = totals[direction].get(site, 0) + size
+    return totals
 
 
 def _rounds(phase_id: int, rounds: list[dict]) -> list[RoundRow]:

@@ -42,6 +42,7 @@ def test_the_overview_refreshes_its_sites_and_runs_every_five_seconds(client, st
 
 def test_the_run_page_shows_plots_results_fits_features_harmonization_and_bytes(client, store):
     page = client.get(f"/runs/{store.finished_run}").text
+    assert 'id="bytes-by-phase"' in page and "fitted fold 1" in page
     assert page.count('class="plotly-graph-div"') >= 5  # rounds, per site, calibration, ...
     assert "Newton deviance by iteration" in page and "Calibration (slope" in page
     for section in (

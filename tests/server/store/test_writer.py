@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.server.app import make_server_app
+from fedrad.server.dashboard.views import run_view
 from fedrad.server.federation import SiteRecord
 from fedrad.server.results import finite_or_null
 from fedrad.server.store.engine import open_store
@@ -78,6 +79,22 @@ def test_a_finished_study_stores_runs_phases_and_metrics_equal_to_its_results(st
     assert page.harmonization == results["harmonization"]
     assert page.census == {site["name"]: site["cases"] for site in results["sites"]}
     assert run_results(store, writer.run_id) == results
+
+
+def test_each_phase_keeps_the_bytes_each_site_exchanged_during_it(store, tables):
+    writer, (results,) = _run(store, tables)
+    phases = run_page(store, writer.run_id).phases
+    after = run_view(store, writer.run_id).bytes_after_phases
+    for direction, key in (("from", "traffic_bytes_from_sites"), ("to", "traffic_bytes_to_sites")):
+        run_total = {
+            site: sum(sizes.get(site, 0) for sizes in results[key].values())
+            for site in ("site01", "site02", "site03")
+        }
+        per_phase = [phase["bytes"][direction] for phase in phases]
+        summed = {site: sum(sizes.get(site, 0) for sizes in per_phase) for site in run_total}
+        assert {site: summed[site] + after[direction][site] for site in run_total} == run_total
+        assert all(size > 0 for size in per_phase[0].values())  # the census, ComBat's sums
+        assert all(size > 0 for size in after[direction].values())  # final model, site effects
 
 
 def test_the_overview_and_site_pages_show_each_site_as_its_census_described_it(store, tables):

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
 
 from fedrad.common.cli_errors import fail
 from fedrad.server.flwr_cli import StatusUnavailable
@@ -17,7 +18,8 @@ from fedrad.server.status import query
 def status(state: StateOption = Path("fedrad-state")) -> None:
     """Coordinator: the registered sites (registered / online / offline) and the runs.
 
-    Run it on the aggregator while `fedrad server start` runs.
+    Run it on the aggregator while `fedrad server start` runs. A run Flower has ended
+    (failed, stopped) that the run store still calls running is recorded as ended there.
 
     Exit status: 0 shown, 2 the aggregator is not running or did not answer.
     """
@@ -29,6 +31,8 @@ def status(state: StateOption = Path("fedrad-state")) -> None:
     except StatusUnavailable as exc:
         raise fail(str(exc)) from exc
     console = Console()
+    for run in _record_ended_runs(state, runs):
+        console.print(f"run store: run {run} recorded as ended (Flower ended it; see its reason)")
     site_table = Table("site", "node id", "status", title=f"{len(sites)} site(s) registered")
     for row in sites:
         site_table.add_row(*(Text(cell) for cell in row))
@@ -37,3 +41,20 @@ def status(state: StateOption = Path("fedrad-state")) -> None:
         run_table.add_row(*(Text(cell) for cell in row))
     console.print(site_table)
     console.print(run_table)
+
+
+def _record_ended_runs(state: Path, runs: list[tuple[str, str, str]]) -> list[int]:
+    """Runs Flower ended that the run store still calls running, recorded as ended there
+    (an aggregator killed mid-study cannot say so itself)."""
+    from fedrad.server.store.engine import open_store, state_store_url
+    from fedrad.server.store.stops import record_ended_runs
+
+    try:
+        engine = open_store(state_store_url(state))
+        try:
+            return record_ended_runs(engine, {run_id: status for run_id, status, _ in runs})
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        Console(stderr=True).print(f"run store not updated: {type(exc).__name__}", markup=False)
+        return []

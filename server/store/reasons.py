@@ -22,6 +22,7 @@ _BY_EVENT = {
     "joined": "joined",
     "error": "aggregator_error",
     "stopped": "stopped_by_coordinator",
+    "ended": "ended_unrecorded",
 }
 
 

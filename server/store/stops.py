@@ -1,10 +1,10 @@
-"""What a coordinator writes into the store: a run stopped from the dashboard. The run's
-ServerApp is ended by Flower, so it cannot record the stop itself; the run's writer then
-leaves the status as it is (`RunWriter.failed`)."""
+"""How a run ended, written from outside it: stopped by a coordinator from the dashboard,
+or ended by Flower (failed, stopped) without its ServerApp living to say so. In both, the
+run's own writer cannot record the end; once recorded, it leaves it (`RunWriter.failed`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from fedrad.server.store.reasons import reason_code
@@ -23,3 +23,32 @@ def record_stop(engine: Engine, run_id: int, by: str) -> None:
                 reason_code=reason_code("stopped", reason),
             )
         )  # fmt: skip
+
+
+# Flower's end states of a run whose ServerApp did not live to record its end itself.
+_ENDED_UNRECORDED = {"finished:failed": "failed", "finished:stopped": "stopped"}
+
+
+def record_ended_runs(engine: Engine, flower_statuses: dict[str, str]) -> list[int]:
+    """Deployed runs the store still calls running although Flower (`flwr ls`: Flower run
+    id -> status) has ended them, failed or stopped (an aggregator killed, a run stopped
+    with `flwr stop`): recorded as Flower says, with why. Their store ids."""
+    ended = []
+    with Session(engine) as session, session.begin():
+        running = session.scalars(
+            select(Run).where(Run.status == "running", Run.mode == "deployment")
+        )
+        for run in running:
+            flower_status = flower_statuses.get(str(run.flower_run_id), "")
+            if flower_status not in _ENDED_UNRECORDED:
+                continue
+            reason = f"the aggregator ended without recording it (Flower: {flower_status})"
+            run.status, run.reason, run.ended_at = _ENDED_UNRECORDED[flower_status], reason, now()
+            session.add(
+                Event(
+                    run_id=run.id, at=now(), event="ended", site="", reason=reason,
+                    reason_code=reason_code("ended", reason),
+                )
+            )  # fmt: skip
+            ended.append(run.id)
+    return ended

@@ -1,6 +1,7 @@
 """A coordinator stops a deployed run and starts its study again from the dashboard, on a
 real SuperLink: Flower lists the run as stopped and the new run as running, the store says
-who stopped it, and the new run is recorded for `fedrad server resume`."""
+who stopped it, and the new run is recorded for `fedrad server resume`. A run Flower ends
+behind the store's back is recorded as ended by the next `fedrad server status`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from loopback import LoopbackFederation
+from typer.testing import CliRunner
 
+from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import flower_env
 from fedrad.server.dashboard.app import create_app
@@ -18,7 +21,7 @@ from fedrad.server.dashboard.tokens import Role, add_token
 from fedrad.server.flwr_cli import ask
 from fedrad.server.run_control import RunControl
 from fedrad.server.runs import read_run
-from fedrad.server.store.engine import open_store
+from fedrad.server.store.engine import STORE_FILE, open_store
 from fedrad.server.store.reader import overview, run_page
 from fedrad.server.superlink import flower_home, runs_command
 
@@ -88,7 +91,15 @@ def test_a_coordinator_stops_a_deployed_run_and_starts_its_study_again(tmp_path)
         assert record.out_dir.startswith(first.out_dir + "-")
         new_run = _store_run(engine, new)
         assert run_page(engine, new_run).run.started_by == "cora"
-        client.post(f"/api/runs/{new_run}/stop", headers=_bearer(coordinator))
+        RunControl(loopback.state).stop(new)  # stopped with flwr, not from the dashboard
+        (loopback.state / STORE_FILE).write_text(store_url)  # as `fedrad server start` does
+        shown = CliRunner().invoke(app, ["server", "status", "--state", str(loopback.state)])
+        assert f"run {new_run} recorded as ended" in shown.output, shown.output
+        ended = run_page(engine, new_run).run
+        assert (ended.status, ended.reason) == (
+            "stopped",
+            "the aggregator ended without recording it (Flower: finished:stopped)",
+        )
     finally:
         loopback.stop_all()
         engine.dispose()

@@ -1,5 +1,6 @@
 """deploy/compose.yaml: a valid Compose file whose containers run FedRad's own commands,
-with TLS material as secrets, read-only site data, and the CA key left out."""
+with TLS material as secrets, read-only site data, the CA key left out, and the dashboard
+over the aggregator's store."""
 
 from __future__ import annotations
 
@@ -77,3 +78,22 @@ def test_the_schema_rejects_a_misspelt_service_key(compose):
     broken = {**compose, "services": {"aggregator": {"comand": ["server", "start"]}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(broken)
+
+
+def test_the_dashboard_reads_the_aggregators_store_and_controls_its_runs_from_its_network(
+    compose,
+):
+    aggregator, dashboard = compose["services"]["aggregator"], compose["services"]["dashboard"]
+    served = _parsed(aggregator["command"])
+    options = _parsed(dashboard["command"])
+    state = str(served["state"])
+    assert str(options["state"]) == state
+    assert options["db"] == f"sqlite:///{state}/runs.db"  # STATE/runs.db: server start's store
+    volume = f"aggregator-state:{state}"
+    assert volume in aggregator["volumes"] and volume in dashboard["volumes"]
+    # flwr reaches the SuperLink at 127.0.0.1 (server start's connection) with its CA there
+    assert dashboard["network_mode"] == "service:aggregator"
+    assert f"{served['keys']}/ca.crt" in _secret_targets(dashboard)
+    assert f"127.0.0.1:{options['port']}:{options['port']}" in aggregator["ports"]
+    assert dashboard["image"] == aggregator["image"] and dashboard["read_only"] is True
+    assert "8080/login" in " ".join(dashboard["healthcheck"]["test"])

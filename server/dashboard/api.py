@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel
 
 from fedrad.server.dashboard import control
-from fedrad.server.dashboard.auth import Coordinator, signed_in
+from fedrad.server.dashboard.auth import Coordinator, refuse, signed_in
 from fedrad.server.dashboard.control import Controlled, StartRequest
 from fedrad.server.dashboard.export import metrics_csv
+from fedrad.server.dashboard.figure_export import (
+    FORMATS,
+    ExportUnavailable,
+    image,
+    run_figures,
+)
 from fedrad.server.dashboard.views import (
     OverviewView,
     Progress,
@@ -99,6 +107,51 @@ def get_metrics_csv(request: Request, run_id: int):
         metrics_csv(view),
         media_type="text/csv",
         headers={"Content-Disposition": f'attachment; filename="run-{run_id}-metrics.csv"'},
+    )
+
+
+class FigureLink(BaseModel):
+    name: str
+    title: str
+    png: str  # its URL
+    svg: str
+
+
+@router.get(
+    "/runs/{run_id}/figures",
+    response_model=list[FigureLink],
+    summary="A run's figures, each as PNG and SVG",
+    responses=_answers(404),
+)
+def list_figures(request: Request, run_id: int):
+    drawn = _found(run_figures(request.app.state.engine, run_id), f"run {run_id}")
+    return [
+        FigureLink(
+            name=name,
+            title=figure.layout.title.text or name,
+            **{fmt: f"/api/runs/{run_id}/figures/{name}.{fmt}" for fmt in FORMATS},
+        )
+        for name, figure in drawn.items()
+    ]
+
+
+@router.get(
+    "/runs/{run_id}/figures/{name}.{fmt}",
+    response_class=Response,
+    summary="One of a run's figures as a PNG or SVG file",
+    responses={200: {"content": {media: {} for media in FORMATS.values()}}} | _answers(404, 501),
+)
+def get_figure(request: Request, run_id: int, name: str, fmt: Literal["png", "svg"]):
+    drawn = _found(run_figures(request.app.state.engine, run_id), f"run {run_id}")
+    figure = _found(drawn.get(name), f"figure {name} in run {run_id}")
+    try:
+        content = image(figure, fmt)
+    except ExportUnavailable as exc:
+        raise refuse(request, 501, str(exc)) from exc
+    return Response(
+        content,
+        media_type=FORMATS[fmt],
+        headers={"Content-Disposition": f'attachment; filename="run-{run_id}-{name}.{fmt}"'},
     )
 
 

@@ -17,7 +17,7 @@ from fedrad.common.flower_processes import flower_env
 from fedrad.server.checkpoint import CheckpointUnusable, read_checkpoint
 from fedrad.server.keys_cli import StateOption, reachable
 from fedrad.server.runs import RunRecord, known_runs, read_run, record_run
-from fedrad.server.start_cli import serve, submit
+from fedrad.server.start_cli import serve, signing_key_of, submit
 from fedrad.server.status import StatusUnavailable, query
 from fedrad.server.superlink import flower_home, study_app_project, superlink_command
 
@@ -75,7 +75,12 @@ def resume(
     store = record.store or state_store_url(state)
     (app_dir / "pyproject.toml").write_text(
         study_app_project(
-            study_path, out_dir, resume=True, store=store, started_by=getpass.getuser()
+            study_path,
+            out_dir,
+            resume=True,
+            store=store,
+            started_by=getpass.getuser(),
+            signing_key=signing_key_of(record.certificates),
         )
     )
 

@@ -22,6 +22,7 @@ from fedrad.common.flower_processes import (
     stop_on_sigterm,
     stop_tree,
 )
+from fedrad.common.model_signing import SIGNING_KEY
 from fedrad.common.option_conflicts import refuse_pairs
 from fedrad.server.certificates import FederationCertificates
 from fedrad.server.registration import RegistrationFailed, register_site
@@ -113,7 +114,13 @@ def start(
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
-            study_app_project(study, results, store=store, started_by=getpass.getuser())
+            study_app_project(
+                study,
+                results,
+                store=store,
+                started_by=getpass.getuser(),
+                signing_key=signing_key_of(certificates),
+            )
         )
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc
@@ -167,6 +174,15 @@ def _sites(pairs: list[str]) -> list[tuple[str, Path]]:
             raise fail(f"--site {pair!r} is not NAME=PUBKEY (e.g. site01=keys/site01.pub).")
         sites.append((name, Path(public_key)))
     return sites
+
+
+def signing_key_of(certificates: FederationCertificates | None) -> Path | None:
+    """The model-signing key `fedrad keys init` made beside the certificates; None if that
+    folder has none (the aggregator then makes one in its results folder)."""
+    if certificates is None:
+        return None
+    key = certificates.folder / SIGNING_KEY
+    return key if key.is_file() else None
 
 
 def certificates_in(keys: Path | None) -> FederationCertificates:

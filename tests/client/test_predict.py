@@ -65,20 +65,24 @@ def cases(tmp_path_factory):
     manifest = write_manifest(root, [{k: v for k, v in r.items() if k != "label"} for r in rows])
     reference = extract_site(write_manifest(root, good, "good.csv"), root / "ref.parquet", STUDY)
     table = read_feature_table(reference.table_path)[0].set_index("case_id")
-    return manifest, table
+    site = root / "site.yaml"
+    site.write_text("labels: {1: enhancing, 2: necrosis, 3: oedema}\n")
+    return manifest, table, site
 
 
-def _predict(bundle: Path, manifest: Path, out: Path, *extra: str):
+def _predict(bundle: Path, cases, out: Path, *extra: str):
+    manifest, _, site = cases
     args = ["predict", "--bundle", str(bundle), "--manifest", str(manifest), "--out", str(out)]
+    args += ["--site", str(site)]
     return CliRunner().invoke(site_app, [*args, "--workers", "1", *extra])
 
 
 def test_cases_are_predicted_and_failing_ones_named(tmp_path, cases):
-    manifest, table = cases
+    table = cases[1]
     params = _params(table)
     bundle = _bundle(tmp_path, params)
     result = _predict(
-        bundle, manifest, tmp_path / "p.csv", "--trust", str(tmp_path / "keys" / SIGNING_PUBLIC_KEY)
+        bundle, cases, tmp_path / "p.csv", "--trust", str(tmp_path / "keys" / SIGNING_PUBLIC_KEY)
     )
     assert result.exit_code == 1, result.output
     frame = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("case_id")
@@ -99,16 +103,16 @@ def test_cases_are_predicted_and_failing_ones_named(tmp_path, cases):
 
 
 def test_without_a_trusted_key_it_warns_loudly(tmp_path, cases):
-    manifest, table = cases
+    table = cases[1]
     bundle = _bundle(tmp_path, _params(table))
-    result = _predict(bundle, manifest, tmp_path / "p.csv")
+    result = _predict(bundle, cases, tmp_path / "p.csv")
     assert "no --trust key" in " ".join(result.output.split())
 
 
 def test_a_bundle_of_another_extraction_is_refused_with_the_fix(tmp_path, cases):
-    manifest, table = cases
+    table = cases[1]
     bundle = _bundle(tmp_path, _params(table), hash_="0" * 16)
-    result = _predict(bundle, manifest, tmp_path / "p.csv")
+    result = _predict(bundle, cases, tmp_path / "p.csv")
     assert result.exit_code == 2
     output = " ".join(result.output.split())
     assert "trained on features of hash 0000000000000000" in output
@@ -117,12 +121,12 @@ def test_a_bundle_of_another_extraction_is_refused_with_the_fix(tmp_path, cases)
 
 
 def test_a_tampered_bundle_is_refused_before_any_extraction(tmp_path, cases):
-    manifest, table = cases
+    table = cases[1]
     bundle = _bundle(tmp_path, _params(table))
     document = json.loads(bundle.read_text())
     document["payload"]["threshold"]["value"] = 0.05
     bundle.write_text(json.dumps(document))
-    result = _predict(bundle, manifest, tmp_path / "p.csv")
+    result = _predict(bundle, cases, tmp_path / "p.csv")
     assert result.exit_code == 2
     assert "fails its signature check" in " ".join(result.output.split())
     assert not (tmp_path / "p.work").exists()

@@ -4,20 +4,30 @@ estimates it kept) and for a site the model never saw (label-free, as leave-one-
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import site_grid
+from flwr.app import Context, RecordDict
+from typer.testing import CliRunner
 
 from fedrad.client import local_pipeline
 from fedrad.client.data import SiteData
 from fedrad.client.predict import model_inputs
 from fedrad.client.predict_harmonize import harmonize
+from fedrad.common.cli import app
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.model_bundle import BUNDLE_FILE, load_bundle
-from fedrad.common.model_signing import SIGNING_PUBLIC_KEY, make_signing_key, trusted_key
+from fedrad.common.model_signing import (
+    SIGNING_KEY,
+    SIGNING_PUBLIC_KEY,
+    make_signing_key,
+    trusted_key,
+)
 from fedrad.common.pipeline import Partition
+from fedrad.server.app import make_server_app
 from fedrad.server.federation import GridTransport
 from fedrad.server.model_release import bundle_payload, release_bundle
 from fedrad.server.study import StudyProtocol
@@ -45,10 +55,10 @@ def released(tmp_path_factory):
     return protocol.final, load_bundle(root / BUNDLE_FILE, trust), training, unseen
 
 
-def _bundle_probabilities(bundle, data: SiteData, site_dir: Path | None):
-    x = data.columns(bundle.params.features)
+def _bundle_probabilities(bundle, data: SiteData, site_dir: Path | None, rows=slice(None)):
+    x = data.columns(bundle.params.features)[rows]
     minimum = bundle.payload["harmonization"]["new_site"]["minimum_cases"]
-    harmonized = harmonize(x, data.batch, bundle.params, bundle.study, minimum, site_dir)
+    harmonized = harmonize(x, data.batch[rows], bundle.params, bundle.study, minimum, site_dir)
     assert harmonized.usable.all()
     return local_pipeline.predict(
         bundle.params, model_inputs(bundle.params, harmonized.values, bundle.study)
@@ -63,8 +73,11 @@ def test_a_training_site_gets_exactly_the_study_models_predictions(released):
         rows = np.ones(len(data.case_ids), dtype=bool)
         z = local_pipeline.model_inputs(data, final.params, Partition("all"), rows, STUDY)
         expected = local_pipeline.predict(final.params, z)
-        got = _bundle_probabilities(bundle, data, path.parent)
-        assert np.max(np.abs(got - expected)) <= 1e-12
+        # a few of its cases (new patients of the site), with the estimates it kept
+        got = _bundle_probabilities(bundle, data, path.parent, slice(0, 12))
+        assert np.max(np.abs(got - expected[:12])) <= 1e-12
+        label_free = _bundle_probabilities(bundle, data, None, slice(0, 12))
+        assert np.max(np.abs(label_free - expected[:12])) > 1e-6  # estimates do matter
     assert bundle.threshold == final.threshold
 
 
@@ -107,3 +120,22 @@ def test_the_bundle_records_provenance_as_released(released):
     assert provenance["software"]["fedrad"] and payload["run_id"] == "7"
     assert "auc_ci" in payload["metrics"]["federated"]
     assert payload["study"]["extraction_hash"] == STUDY.extraction_hash
+
+
+def test_a_deployed_study_signs_model_fedrad_with_the_keys_init_key(tmp_path):
+    keys = tmp_path / "keys"
+    init = CliRunner().invoke(app, ["keys", "init", "--out", str(keys), "--host", "agg.test"])
+    assert init.exit_code == 0, init.output
+    assert (keys / SIGNING_KEY).stat().st_mode & 0o777 == 0o600
+    tables = write_site_feature_tables(tmp_path, STUDY, sizes=(40, 36, 44), n_features=5)
+    out = tmp_path / "results"
+    run_config = {"out-dir": str(out), "signing-key": str(keys / SIGNING_KEY)}
+    context = Context(
+        run_id=5, node_id=0, node_config={}, state=RecordDict(), run_config=run_config
+    )
+    make_server_app(STUDY, expected_sites=3, log=lambda _: None)(site_grid(tables, STUDY), context)
+    bundle = load_bundle(out / BUNDLE_FILE, trusted_key(str(keys / SIGNING_PUBLIC_KEY)))
+    results = json.loads((out / "results.json").read_text())
+    assert bundle.payload["run_id"] == "5"
+    assert bundle.payload["model"]["coefficients"] == results["model"]["coefficients"]
+    assert bundle.payload["provenance"]["sites"] == results["sites"]

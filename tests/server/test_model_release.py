@@ -139,3 +139,22 @@ def test_a_deployed_study_signs_model_fedrad_with_the_keys_init_key(tmp_path):
     assert bundle.payload["run_id"] == "5"
     assert bundle.payload["model"]["coefficients"] == results["model"]["coefficients"]
     assert bundle.payload["provenance"]["sites"] == results["sites"]
+
+
+def test_an_mlp_bundle_predicts_exactly_as_the_study(tmp_path):
+    study = STUDY.updated(model={"kind": "mlp", "rounds": 2}, validation={"scheme": "holdout"})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(40, 36, 44), n_features=5)
+    protocol = StudyProtocol(
+        GridTransport(site_grid(tables, study), 60), study, 3, log=lambda _: None
+    )
+    results = protocol.run()
+    release_bundle(bundle_payload(results, protocol.final, 3), make_signing_key(tmp_path), tmp_path)
+    bundle = load_bundle(tmp_path / BUNDLE_FILE, None)
+    assert bundle.params.network is not None and bundle.params.beta is None
+    name, path = next(iter(tables.items()))
+    data = SiteData.load(path, name, study)
+    rows = np.ones(len(data.case_ids), dtype=bool)
+    z = local_pipeline.model_inputs(data, protocol.final.params, Partition("holdout"), rows, study)
+    expected = local_pipeline.predict(protocol.final.params, z)
+    got = _bundle_probabilities(bundle, data, path.parent, slice(0, 12))
+    assert np.max(np.abs(got - expected[:12])) <= 1e-12

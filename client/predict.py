@@ -15,6 +15,7 @@ import pandas as pd
 from fedrad.client.attribution import linear_contributions, occlusion, top_inputs
 from fedrad.client.extract import extract_site
 from fedrad.client.local_pipeline import predict
+from fedrad.client.manifest import ManifestError
 from fedrad.client.predict_harmonize import harmonize
 from fedrad.client.predict_manifest import unlabelled_copy
 from fedrad.client.site_config import SiteConfig
@@ -68,7 +69,10 @@ def predict_site(
     params = bundle.params
     work = out.with_name(out.stem + ".work")
     copy, given = unlabelled_copy(manifest, study.extraction.sequences, work)
-    report = extract_site(copy, work / "features.parquet", study, workers, show_progress, site)
+    try:
+        report = extract_site(copy, work / "features.parquet", study, workers, show_progress, site)
+    except ManifestError as exc:  # name the user's manifest, not its copy
+        raise ManifestError(str(exc).replace(str(copy), str(manifest))) from exc
     table, _ = read_feature_table(report.table_path)
     table = table.set_index("case_id").reindex(report.ok)
     x = table.reindex(columns=params.features).to_numpy(dtype=np.float64)

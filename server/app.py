@@ -77,7 +77,12 @@ def make_server_app(
             writer.finished(results)
         release = on_model or _releaser(run_config, out_dir, log)
         if release is not None and protocol.final is not None:
-            release(bundle_payload(results, protocol.final, context.run_id))
+            try:
+                payload = bundle_payload(results, protocol.final, context.run_id)
+            except (KeyError, TypeError, ValueError) as exc:  # the results stand without it
+                log(f"model bundle: not written ({type(exc).__name__}: {exc})")
+            else:
+                release(payload)
         sink(results)
         if checkpoint is not None:
             checkpoint.finish()

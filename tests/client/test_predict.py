@@ -130,3 +130,14 @@ def test_a_tampered_bundle_is_refused_before_any_extraction(tmp_path, cases):
     assert result.exit_code == 2
     assert "fails its signature check" in " ".join(result.output.split())
     assert not (tmp_path / "p.work").exists()
+
+
+def test_a_manifest_without_a_sequence_column_is_named_not_its_copy(tmp_path, cases):
+    bundle = _bundle(tmp_path, _params(cases[1]))
+    frame = pd.read_csv(cases[0]).drop(columns=["flair"])
+    manifest = tmp_path / "short.csv"
+    frame.to_csv(manifest, index=False)
+    result = _predict(bundle, (manifest, None, cases[2]), tmp_path / "p.csv")
+    assert result.exit_code == 2
+    output = "".join(result.output.split())
+    assert f"manifest{manifest}lackscolumn(s)['flair']".replace(" ", "") in output

@@ -158,3 +158,20 @@ def test_an_mlp_bundle_predicts_exactly_as_the_study(tmp_path):
     expected = local_pipeline.predict(protocol.final.params, z)
     got = _bundle_probabilities(bundle, data, path.parent, slice(0, 12))
     assert np.max(np.abs(got - expected[:12])) <= 1e-12
+
+
+def test_server_start_hands_the_keys_init_signing_key_to_the_study_app(tmp_path):
+    import tomllib
+
+    from fedrad.server.certificates import FederationCertificates
+    from fedrad.server.start_cli import signing_key_of
+    from fedrad.server.superlink import study_app_project
+
+    keys = FederationCertificates(tmp_path / "keys")
+    assert signing_key_of(keys) is None  # a keys folder from before: the aggregator makes one
+    make_signing_key(keys.folder)
+    project = study_app_project(
+        tmp_path / "study.yaml", tmp_path / "results", signing_key=signing_key_of(keys)
+    )
+    config = tomllib.loads(project)["tool"]["flwr"]["app"]["config"]
+    assert config["signing-key"] == str((keys.folder / SIGNING_KEY).resolve())

@@ -211,4 +211,60 @@ def keygen(
     console.print(f"    {escape(line)}")
 
 
+@site_app.command("predict")
+def predict_command(
+    bundle: Annotated[Path, typer.Option(help="The model bundle (model.fedrad) to apply.")],
+    out: Annotated[Path, typer.Option(help="Predictions CSV to write.")],
+    manifest: ManifestOption = None,
+    trust: Annotated[
+        str | None,
+        typer.Option(
+            help="The aggregator's model-signing.pub (or its 64 hex digits): the bundle must "
+            "be signed by it. Without it only the key inside the bundle is checked."
+        ),
+    ] = None,
+    site: SiteOption = None,
+    site_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Your folder in the study that made the bundle (its combat_estimates.npz): "
+            "a training site harmonizes with its own estimates from it."
+        ),
+    ] = None,
+    labels: LabelsOption = None,
+    workers: WorkersOption = None,
+) -> None:
+    """Apply a released model to new cases: QC, extraction with the bundle's settings,
+    ComBat, then per case the probability, class, threshold and the features that drove it.
+
+    A case with a missing sequence or an empty region is named with its reason in the CSV
+    and here; the others are predicted. Labels in the manifest are not read (blank or no
+    label column is fine). Exit status: 0 every case predicted, 1 some not (listed),
+    2 bad bundle, config or usage.
+    """
+    from fedrad.client.predict import predict_site
+    from fedrad.client.predict_report import print_predictions
+    from fedrad.common.model_bundle import load_bundle
+    from fedrad.common.model_signing import trusted_key
+
+    console = Console(highlight=False, soft_wrap=True)
+    loaded = load_bundle(bundle, trusted_key(trust) if trust else None)
+    if not loaded.trusted:
+        console.print(
+            "[bold yellow]warning:[/bold yellow] no --trust key: the bundle was checked only "
+            f"against the key it carries ({loaded.signer[:16]}...), which proves it unaltered "
+            "since signing but not who signed it. Pass the aggregator's model-signing.pub."
+        )
+    site_config = SiteConfig.from_yaml(site) if site else SiteConfig()
+    if labels is not None:
+        site_config = site_config.with_labels(labels)
+    manifest_file = manifest_path(manifest, site_config)
+    require_convention(site_config.labels is not None, manifest_file)
+    name = site_config.name or (site_dir.resolve().name if site_dir else "new-site")
+    predictions = predict_site(loaded, manifest_file, out, site_config, name, site_dir, workers)
+    print_predictions(predictions, loaded, console)
+    failed = (predictions.table["status"] != "predicted").any()
+    raise typer.Exit(1 if failed else 0)
+
+
 site_app.command()(join)

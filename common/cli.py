@@ -27,7 +27,7 @@ app = typer.Typer(
     add_completion=False,
     cls=ReportsUserErrors,
 )
-app.add_typer(site_app, name="site", help="Site operator commands: check and extract.")
+app.add_typer(site_app, name="site", help="Site operator commands: check, extract and predict.")
 app.command()(synth)
 app.command()(simulate)
 app.command()(show)

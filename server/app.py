@@ -18,13 +18,16 @@ from flwr.serverapp import Grid, ServerApp
 from sqlalchemy.exc import SQLAlchemyError
 
 from fedrad.common.config import StudyConfig
+from fedrad.common.user_error import UserError
 from fedrad.server.checkpoint import Checkpoint, CheckpointUnusable
 from fedrad.server.federation import GridTransport, StudyCannotRun
+from fedrad.server.model_release import bundle_payload, release_bundle, signing_key_in
 from fedrad.server.results import stopped_results, write_results
 from fedrad.server.store.writer import RunWriter
 from fedrad.server.study import StudyProtocol
 
 ResultsSink = Callable[[dict], None]
+ModelSink = Callable[[dict], None]  # the unsigned payload of model.fedrad
 
 
 def make_server_app(
@@ -33,9 +36,12 @@ def make_server_app(
     expected_sites: int | None = None,
     log: Callable[[str], None] = print,
     store: RunWriter | None = None,
+    on_model: ModelSink | None = None,
 ) -> ServerApp:
     """Build the ServerApp; by default it reads `study-path` and `out-dir` from run_config,
-    and records the run in `store` (by default, the store its run config names)."""
+    and records the run in `store` (by default, the store its run config names). The final
+    model goes to `on_model` as a bundle's payload; by default a deployed study signs it and
+    writes out-dir/model.fedrad (docs/model-bundle.md)."""
     app = ServerApp()
 
     @app.main()
@@ -69,6 +75,14 @@ def make_server_app(
             raise
         if writer is not None:
             writer.finished(results)
+        release = on_model or _releaser(run_config, out_dir, log)
+        if release is not None and protocol.final is not None:
+            try:
+                payload = bundle_payload(results, protocol.final, context.run_id)
+            except (KeyError, TypeError, ValueError) as exc:  # the results stand without it
+                log(f"model bundle: not written ({type(exc).__name__}: {exc})")
+            else:
+                release(payload)
         sink(results)
         if checkpoint is not None:
             checkpoint.finish()
@@ -118,6 +132,24 @@ def _started(writer: RunWriter | None, study: StudyConfig, context: Context) -> 
         writer.log(f"run store: cannot record the run ({exc}); the study runs without it")
         return None
     return writer
+
+
+def _releaser(run_config, out_dir: Path, log: Callable[[str], None]) -> ModelSink | None:
+    """A deployed study's bundle writer: signed with the `signing-key` its run config names
+    (`fedrad keys init` made it), else with one made in its out-dir; None in a simulation.
+    A bundle that cannot be written is logged: the results stand without it."""
+    if "out-dir" not in run_config:
+        return None
+
+    def release(payload: dict) -> None:
+        try:
+            named = run_config.get("signing-key")
+            key = Path(str(named)) if named else signing_key_in(out_dir, log)
+            log(f"model bundle: {release_bundle(payload, key, out_dir)}, signed with {key}")
+        except (UserError, OSError) as exc:
+            log(f"model bundle: not written ({exc})")
+
+    return release
 
 
 def _writer_to(out_dir: Path, store: RunWriter | None = None) -> ResultsSink:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from fedrad.common.keyfiles import refuse_existing, write_private, write_public
+from fedrad.common.model_signing import SIGNING_KEY
 
 VALID_DAYS = 825  # the longest a public CA may issue for; renew with a new `keys init`
 
@@ -135,3 +136,12 @@ def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def signing_key_of(certificates: FederationCertificates | None) -> Path | None:
+    """The model-signing key `fedrad keys init` made beside the certificates; None if that
+    folder has none (the aggregator then makes one in its results folder)."""
+    if certificates is None:
+        return None
+    key = certificates.folder / SIGNING_KEY
+    return key if key.is_file() else None

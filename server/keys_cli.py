@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from fedrad.common.cli_errors import fail
 from fedrad.common.keyfiles import KeyFilesExist
+from fedrad.common.model_signing import SIGNING_PUBLIC_KEY, make_signing_key
 from fedrad.common.text_files import path_problem
 from fedrad.server.certificates import make_federation_certificates
 from fedrad.server.registration import RegistrationFailed, register_site
@@ -39,7 +40,9 @@ def keys_init(
     """Coordinator: make the federation's CA and this aggregator's TLS certificate.
 
     Writes OUT/ca.crt (send it to every site), OUT/ca.key and OUT/server.key (secret,
-    mode 0600: keep them on this machine), and OUT/server.pem. The certificate is valid for
+    mode 0600: keep them on this machine), and OUT/server.pem; and the model-signing key,
+    OUT/model-signing.key (secret) and OUT/model-signing.pub (send it to every site: it
+    verifies the models this aggregator releases). The certificate is valid for
     each --host, and for localhost so `fedrad` commands here can reach the aggregator.
     Existing keys are never overwritten.
 
@@ -48,6 +51,7 @@ def keys_init(
     hosts = list(dict.fromkeys([*host, *LOOPBACK]))
     try:
         files = make_federation_certificates(out, hosts)
+        signing = make_signing_key(out)
     except KeyFilesExist as exc:
         raise fail(str(exc)) from exc
     except OSError as exc:
@@ -56,7 +60,9 @@ def keys_init(
     console.print(f"certificate authority: {escape(str(files.ca_certificate))} (send to sites)")
     names = escape(", ".join(hosts))
     console.print(f"aggregator certificate for {names}: {escape(str(files.server_certificate))}")
-    console.print(f"secret, never send: {escape(f'{files.ca_key}, {files.server_key}')}")
+    public = out / SIGNING_PUBLIC_KEY
+    console.print(f"model-signing public key: {escape(str(public))} (send to sites)")
+    console.print(f"secret, never send: {escape(f'{files.ca_key}, {files.server_key}, {signing}')}")
 
 
 def keys_register(

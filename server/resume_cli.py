@@ -14,6 +14,7 @@ from rich.markup import escape
 from fedrad.common.cli_errors import fail
 from fedrad.common.cli_support import load_study
 from fedrad.common.flower_processes import flower_env
+from fedrad.server.certificates import signing_key_of
 from fedrad.server.checkpoint import CheckpointUnusable, read_checkpoint
 from fedrad.server.flwr_cli import StatusUnavailable
 from fedrad.server.keys_cli import StateOption, reachable
@@ -76,7 +77,12 @@ def resume(
     store = record.store or state_store_url(state)
     (app_dir / "pyproject.toml").write_text(
         study_app_project(
-            study_path, out_dir, resume=True, store=store, started_by=getpass.getuser()
+            study_path,
+            out_dir,
+            resume=True,
+            store=store,
+            started_by=getpass.getuser(),
+            signing_key=signing_key_of(record.certificates),
         )
     )
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fedrad.common.flower_processes import flower_env
+from fedrad.server.certificates import signing_key_of
 from fedrad.server.flwr_cli import StatusUnavailable, ask
 from fedrad.server.runs import read_run, record_run
 from fedrad.server.superlink import flower_home, stop_command, study_app_project, submit_command
@@ -53,7 +54,11 @@ class RunControl:
             app_dir.mkdir(parents=True)
             (app_dir / "pyproject.toml").write_text(
                 study_app_project(
-                    Path(record.study), out_dir, store=record.store, started_by=started_by
+                    Path(record.study),
+                    out_dir,
+                    store=record.store,
+                    started_by=started_by,
+                    signing_key=signing_key_of(record.certificates),
                 )
             )
             answer = ask(submit_command(app_dir), self._env)

@@ -23,7 +23,7 @@ from fedrad.common.flower_processes import (
     stop_tree,
 )
 from fedrad.common.option_conflicts import refuse_pairs
-from fedrad.server.certificates import FederationCertificates
+from fedrad.server.certificates import FederationCertificates, signing_key_of
 from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.superlink import (
@@ -113,7 +113,13 @@ def start(
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
-            study_app_project(study, results, store=store, started_by=getpass.getuser())
+            study_app_project(
+                study,
+                results,
+                store=store,
+                started_by=getpass.getuser(),
+                signing_key=signing_key_of(certificates),
+            )
         )
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc

@@ -67,6 +67,7 @@ class StudyProtocol:
         self.rounds: list[dict] = []
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
+        self.final: FittedPipeline | None = None  # the released model, once fitted
 
     @property
     def sites(self):
@@ -103,6 +104,7 @@ class StudyProtocol:
             final = fitted[-1]
         else:
             final = self.fit(features, final_parts, "final")
+        self.final = final
         self.persist(final, final_parts)
         harmonization = self.site_effects(final, final_parts)
         federation.log(f"pooled {study.validation.scheme} AUC {metrics['auc']:.3f}")

@@ -66,14 +66,20 @@ def study_app_project(
     resume: bool = False,
     store: str | None = None,
     started_by: str | None = None,
+    signing_key: Path | None = None,
 ) -> str:
     """`pyproject.toml` of the app submitted for a study: only FedRad's installed apps
     (no code: sites refuse an app that carries any, `fedrad.common.study_app`), versioned
     as the FedRad that submits it, pointed at the study and an absolute results folder (a
     ServerApp's working directory is the SuperLink's). Nothing to install. `resume`: the
     study continues from the checkpoint in its results folder. `store`: the run store's
-    URL (docs/store.md); `started_by`: who submitted it, as the store records."""
-    extra = {"store-url": store, "started-by": started_by}
+    URL (docs/store.md); `started_by`: who submitted it, as the store records;
+    `signing_key`: the key that signs its model bundle (docs/model-bundle.md)."""
+    extra = {
+        "store-url": store,
+        "started-by": started_by,
+        "signing-key": signing_key and str(signing_key.resolve()),
+    }
     components = "".join(f"{kind} = {toml_string(ref)}\n" for kind, ref in COMPONENTS.items())
     return (
         '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'

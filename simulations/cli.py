@@ -96,8 +96,13 @@ def simulate(
         tables, failed_cases = _extract_sites(manifests, paths, config, workers)
     console.rule("federation (Flower simulation engine)")
     writer = _run_store(store, out)
+    models: list[dict] = []
     results = run_federation(
-        tables, config, log=lambda line: console.print(f"  {line}"), store=writer
+        tables,
+        config,
+        log=lambda line: console.print(f"  {line}"),
+        store=writer,
+        on_model=models.append,
     )
     results["extraction_failures"] = failed_cases
     if results.get("status") == "stopped":
@@ -120,12 +125,31 @@ def simulate(
     console.print(f"results: {paths.results}")
     report = write_report(results, paths.results.with_name("report.html"))
     console.print(f"figures: {report}")
+    files = {"results": paths.results, "report": report}
+    if models:
+        files["model"] = _release_model(models[0], out)
     if writer is not None:
-        writer.published(results, {"results": paths.results, "report": report})
+        writer.published(results, files)
         console.print(f"run store: {escape(str(writer.engine.url))}, run {writer.run_id}")
     dropped = [s for s in results["sites"] if s["status"] != "included"]
     if dropped or any(failed_cases.values()):
         raise typer.Exit(1)
+
+
+def _release_model(payload: dict, out: Path) -> Path:
+    """model.fedrad signed with a key this simulation makes in OUT (a deployed aggregator
+    signs with the key `fedrad keys init` made), said loudly: trust it only for a demo."""
+    from fedrad.common.model_signing import SIGNING_PUBLIC_KEY
+    from fedrad.server.model_release import release_bundle, signing_key_in
+
+    key = signing_key_in(out, lambda line: console.print(f"  {escape(line)}"))
+    path = release_bundle(payload, key, out)
+    console.print(
+        f"model: {escape(str(path))} [yellow]signed with this simulation's own key[/yellow] "
+        f"{escape(str(key))}; apply it with `fedrad site predict --bundle {escape(str(path))} "
+        f"--trust {escape(str(out / SIGNING_PUBLIC_KEY))}`"
+    )
+    return path
 
 
 def _run_store(url: str | None, out: Path):

@@ -78,11 +78,13 @@ def run_federation(
     log: Callable[[str], None] = print,
     cpus: int | None = None,
     store: RunWriter | None = None,
+    on_model: Callable[[dict], None] | None = None,
 ) -> dict:
     """Run the study protocol in Flower's simulation engine over the given site tables,
     with the sites' identity keys pinned in the study (`pin_site_keys`): the results'
     `study.config.federation.site_keys` shows them. With a `store`, the ServerApp records
-    the run there as it goes (docs/store.md)."""
+    the run there as it goes (docs/store.md). The final model's bundle payload, unsigned,
+    goes to `on_model` (docs/model-bundle.md)."""
     from flwr.simulation import run_simulation
 
     study = pin_site_keys(tables, study)
@@ -92,7 +94,12 @@ def run_federation(
         outcome["results"] = results
 
     server_app = make_server_app(
-        study, on_results=keep, expected_sites=len(tables), log=log, store=store
+        study,
+        on_results=keep,
+        expected_sites=len(tables),
+        log=log,
+        store=store,
+        on_model=on_model,
     )
     client_app = make_client_app(TableLoader(PartitionLocator(tables), lambda _: study))
     cpus = cpus or os.cpu_count() or 1

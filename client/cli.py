@@ -24,7 +24,7 @@ from fedrad.client.label_conventions import PRESET_NAMES, require_convention
 from fedrad.client.qc_page import write_html
 from fedrad.client.qc_preview import preview_site
 from fedrad.client.qc_report import print_report, status_frame
-from fedrad.client.readiness_report import print_readiness
+from fedrad.client.readiness_report import STYLES, readiness_lines
 from fedrad.client.site_check import check_site
 from fedrad.client.site_config import SiteConfig
 from fedrad.client.site_plan import manifest_path
@@ -108,11 +108,18 @@ def check(
     out.mkdir(parents=True, exist_ok=True)
     status_frame(report.statuses).to_csv(out / "qc.csv", index=False)
     previews = preview_site(report.plan, workers) if thumbnails else None
+    readiness = readiness_lines(report)
     write_html(
-        report.plan, report.statuses, out / "qc.html", study_config.extraction_hash, previews
+        report.plan,
+        report.statuses,
+        out / "qc.html",
+        study_config.extraction_hash,
+        previews,
+        readiness,
     )
     console.print(f"QC report -> {escape(str(out / 'qc.csv'))}, {escape(str(out / 'qc.html'))}")
-    print_readiness(report, console)
+    for kind, sentence in readiness:
+        console.print(Text(sentence, style=STYLES[kind]))
     raise typer.Exit(0 if report.ready else 1)
 
 

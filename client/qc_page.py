@@ -37,6 +37,8 @@ figcaption, .absent {{ font-size: 75%; color: #444; }}
   padding: 8px; border: 2px dashed #999; background: #f4f4f4; overflow-wrap: anywhere; }}
 .swatch {{ display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle;
   margin-right: 0.3em; border: 1px solid #333; }}
+#readiness .problem {{ color: #a4161a; font-weight: bold; }} #readiness .note {{ color: #8a5a00; }}
+#readiness .ready {{ color: #1b7837; font-weight: bold; }}
 .local {{ border-left: 4px solid #0072b2; padding: 0.3em 0.8em; background: #eef6fb; }}
 #show-failed:checked ~ table tr.ok, #show-failed:checked ~ table tr.warning,
 #show-flagged:checked ~ table tr.ok {{ display: none; }}
@@ -49,9 +51,12 @@ def write_html(
     path: Path,
     study_hash: str,
     previews: Mapping[int, CasePreview] | None = None,
+    readiness: Sequence[tuple[str, str]] = (),
 ) -> None:
-    """The page: site summary, how to read it, then every case (failed first) with its
-    status, reasons and, given `previews` (manifest line -> preview), its thumbnails.
+    """The page: site summary, whether the site can take part (`readiness`: (kind,
+    sentence) lines, as `site check` prints them), how to read it, then every case (failed
+    first) with its status, reasons and, given `previews` (manifest line -> preview), its
+    thumbnails.
 
     `statuses` are in manifest order, one per row of `plan.entries`."""
     previews = previews or {}
@@ -74,6 +79,7 @@ def write_html(
 site's output folder {_e(str(path.absolute().parent))}. FedRad never sends it, nor any image, to the
 study.</p>
 <ul>{about}</ul>
+{_readiness(readiness)}
 {_how_to_read(plan.layout.regions) if previews else ""}
 <input type="radio" name="show" id="show-all" checked><label for="show-all">all cases</label>
 <input type="radio" name="show" id="show-flagged"><label for="show-flagged">failed and
@@ -87,6 +93,13 @@ warnings</label>
 """
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page)
+
+
+def _readiness(lines: Sequence[tuple[str, str]]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f'<li class="{kind}">{_e(sentence)}</li>' for kind, sentence in lines)
+    return f'<h2>Can this site take part?</h2><ul id="readiness">{items}</ul>'
 
 
 def _how_to_read(regions: Mapping[str, tuple[int, ...]]) -> str:

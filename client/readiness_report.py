@@ -1,36 +1,36 @@
-"""The end of `fedrad site check`: can this site take part, and if not, why, in sentences."""
+"""The end of `fedrad site check`: can this site take part, and if not, why, in sentences,
+on the terminal and at the top of qc.html."""
 
 from __future__ import annotations
-
-from rich.console import Console
-from rich.text import Text
 
 from fedrad.client.site_check import CheckReport
 from fedrad.common.csv_delimiter import delimiter_name
 
+# How each kind of line reads: on the terminal (a rich style) and in qc.html (a CSS class).
+STYLES = {"fact": "", "problem": "red", "note": "yellow", "ready": "green"}
 
-def print_readiness(report: CheckReport, console: Console) -> None:
-    """How the manifest was read, the study's demand, the site's usable cases, then one line
-    per reason or note."""
+
+def readiness_lines(report: CheckReport) -> list[tuple[str, str]]:
+    """(kind, sentence): how the manifest was read, the study's demand, the site's usable
+    cases, then one line per reason or note, and the verdict."""
     plan, feasible = report.plan, report.feasibility
-    console.print(
-        Text(
-            f"manifest {plan.manifest}: {len(plan.entries)} row(s), read as "
-            f"{delimiter_name(plan.delimiter)}-separated"
-        )
-    )
-    console.print(Text(feasible.asks))
     counts = ", ".join(f"{name} {count}" for name, count in feasible.cases.items())
-    console.print(Text(f"usable labelled cases: {counts}"))
-    for sentence in report.duplicates:
-        console.print(Text(f"duplicate: {sentence}", style="red"))
-    for sentence in feasible.refusals:
-        console.print(Text(f"cannot take part: {sentence}", style="red"))
-    for sentence in feasible.notes:
-        console.print(Text(f"note: {sentence}", style="yellow"))
+    lines = [
+        (
+            "fact",
+            f"manifest {plan.manifest}: {len(plan.entries)} row(s), read as "
+            f"{delimiter_name(plan.delimiter)}-separated",
+        ),
+        ("fact", feasible.asks),
+        ("fact", f"usable labelled cases: {counts}"),
+    ]
+    lines += [("problem", f"duplicate: {sentence}") for sentence in report.duplicates]
+    lines += [("problem", f"cannot take part: {sentence}") for sentence in feasible.refusals]
+    lines += [("note", f"note: {sentence}") for sentence in feasible.notes]
     if report.ready:
-        console.print(Text("This site can take part in the study.", style="green"))
+        lines.append(("ready", "This site can take part in the study."))
     elif feasible.can_take_part:
-        console.print(Text("This site can take part once the cases named above are fixed."))
+        lines.append(("fact", "This site can take part once the cases named above are fixed."))
     else:
-        console.print(Text("This site cannot take part as it is: see the reasons above."))
+        lines.append(("problem", "This site cannot take part as it is: see the reasons above."))
+    return lines

@@ -73,6 +73,7 @@ def test_html_page_lists_every_case_and_escapes_reasons(mixed):
         assert f"<td>{case_id}</td>" in page
         assert html.escape(reason) in page
     assert 'class="failed"' in page and "3 of 11 case(s) usable" in page
+    assert "<h2>Can this site take part?</h2>" in page and "usable labelled cases" in page
 
 
 def test_nothing_is_extracted_or_cached(mixed):
@@ -144,6 +145,10 @@ def test_every_case_usable_but_too_few_for_the_folds_exits_1_saying_why(tmp_path
         "cannot take part: fold 2, fold 3, fold 4, fold 5, the final fit on all cases: " in output
     )
     assert "This site cannot take part as it is" in output
+    page = (tmp_path / "qc" / "qc.html").read_text()  # the same verdict, on the page
+    readiness = page[page.index('<ul id="readiness">') :]
+    assert '<li class="problem">cannot take part: fold 2, fold 3' in readiness
+    assert '<li class="problem">This site cannot take part as it is' in readiness
 
 
 def test_lumped_labels_exit_1_naming_the_regions_the_study_loses(tmp_path: Path):

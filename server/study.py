@@ -22,6 +22,7 @@ from fedrad.common.messages import Kind, Request
 from fedrad.common.models.steps import lockstep, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import Standardizer
+from fedrad.common.stats.principal_axes import PrincipalAxes
 from fedrad.server.checkpoint import Checkpoint, Phase, fitted_content, merged_traffic
 from fedrad.server.federation import (
     Federation,
@@ -396,12 +397,14 @@ class StudyProtocol:
 
     def site_effects(self, final: FittedPipeline, partitions: dict[int, Partition]) -> dict:
         nodes = [n for n in partitions if self.federation.label(n) in final.sites]
+        found = final.selection.get("principal_axes")
+        axes = None if found is None else PrincipalAxes.from_json(found)
         try:
             summary, _ = self.federation.without_failures(
                 "site effects",
                 nodes,
                 lambda training: site_effects(
-                    self.federation, self.study, final.params, training, partitions
+                    self.federation, self.study, final.params, training, partitions, axes
                 ),
             )
         except StudyCannotRun as nobody:

@@ -62,8 +62,40 @@ def results_figures(results: dict) -> list[go.Figure]:
         reliability_figure(results),
         harmonization_figure(results),
     ]
+    drawn += [centroid_figure(results)]
     drawn += [curve_figure(curve) for curve in curves(results.get("model", {}))]
     return [figure for figure in drawn if figure is not None]
+
+
+def centroid_figure(results: dict) -> go.Figure | None:
+    """Each site's centroid on the pooled principal axes before and after harmonization:
+    per-site means projected, never a case (results.json's harmonization.centroids)."""
+    centroids = results.get("harmonization", {}).get("centroids")
+    if not centroids:
+        return None
+    explained = centroids["explained"]
+    figure = go.Figure(
+        [
+            go.Scatter(
+                x=[xy[0] for xy in centroids[stage].values()],
+                y=[xy[1] for xy in centroids[stage].values()],
+                mode="markers+text",
+                text=list(centroids[stage]),
+                textposition="top center",
+                name=f"{stage} harmonization",
+                marker={"size": 12, "symbol": "circle-open" if stage == "before" else "circle"},
+            )
+            for stage in ("before", "after")
+            if stage in centroids
+        ]
+    )
+    return figure.update_layout(
+        title="Site centroids on the pooled principal axes",
+        xaxis={"title": f"PC1 ({explained[0]:.0%} of variance)"},
+        yaxis={"title": f"PC2 ({explained[1]:.0%} of variance)"},
+        template="plotly_white",
+        height=420,
+    )
 
 
 def fragment(figure: go.Figure) -> str:

@@ -12,6 +12,7 @@ from fedrad.common.harmonization import combat
 from fedrad.common.messages import Kind, SiteEffectReply
 from fedrad.common.pipeline import CombatFit, Partition, PipelineParams
 from fedrad.common.stats.moments import Moments, group_f_statistic, pool_moments
+from fedrad.common.stats.principal_axes import PrincipalAxes
 from fedrad.server.federation import Federation
 from fedrad.server.phases.common import training_requests
 
@@ -77,9 +78,11 @@ def site_effects(
     params: PipelineParams,
     nodes: list[int],
     partitions: dict[int, Partition],
+    axes: PrincipalAxes | None = None,
 ) -> dict:
     """Per-feature batch-effect F statistic of the training cases, before and after ComBat
-    (batches are sites unless the study names a batch column)."""
+    (batches are sites unless the study names a batch column), and, given the selection's
+    pooled principal `axes`, each batch's centroid on them before and after."""
     replies: dict[int, SiteEffectReply] = federation.ask(
         Kind.SITE_EFFECT, training_requests(params, nodes, partitions)
     )
@@ -93,6 +96,13 @@ def site_effects(
         groups = [pool_moments(parts) for _, parts in sorted(by_batch.items())]
         if len(groups) < 2:
             return summary | {"note": "site effects need at least two batches"}
+        if axes is not None:
+            columns = [params.features.index(name) for name in axes.features]
+            centroids = axes.project(np.array([group.mean[columns] for group in groups]))
+            summary.setdefault("centroids", {"explained": axes.explained.tolist()})[name] = {
+                batch: list(map(float, xy))
+                for batch, xy in zip(sorted(by_batch), centroids, strict=True)
+            }
         statistic, p_value = group_f_statistic(groups)
         summary[name] = {
             "median_f": float(np.nanmedian(statistic)),

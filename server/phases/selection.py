@@ -13,6 +13,7 @@ from fedrad.common.feature_table import clinical_input_names
 from fedrad.common.messages import Kind, summed
 from fedrad.common.pipeline import Partition, PipelineParams
 from fedrad.common.stats.moments import CentredSums, Moments
+from fedrad.common.stats.principal_axes import PrincipalAxes
 from fedrad.common.stats.selection import (
     drop_redundant,
     non_constant_mask,
@@ -56,7 +57,8 @@ def select(
             arrays={"candidates": candidates.astype(np.int64), "centre.candidates": centre},
         ),
     )
-    correlation = cross.comoments(centre).correlation()
+    comoments = cross.comoments(centre)
+    correlation = comoments.correlation()
     kept = drop_redundant(
         correlation,
         score[candidates],
@@ -80,6 +82,12 @@ def select(
         "non_constant": int(keep.sum()),
         "kept": [params.features[i] for i in selected],
         "welch_t": {params.features[i]: float(score[i]) for i in selected},
+        "principal_axes": PrincipalAxes.of(
+            correlation,
+            comoments.mean,
+            np.sqrt(np.diag(comoments.covariance())),
+            [params.features[i] for i in candidates],
+        ).as_json(),
     }
     return replace(params, selected=selected), selection, moments
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.decomposition import PCA
 
 from fedrad.client.data import SiteData
 from fedrad.common.config import ConfigError, FederationSettings, StudyConfig
@@ -44,6 +45,36 @@ def test_sites_keep_harmonized_tables_equal_to_centralized_combat(tmp_path):
         assert provenance["harmonized"] is True
         kept.append(table[features].to_numpy()[rows])
     assert np.max(np.abs(np.vstack(kept) - expected)) <= 1e-10 * np.max(np.abs(y))
+
+
+def test_site_centroids_on_pooled_principal_axes_equal_pca_of_the_pooled_cases(tmp_path):
+    tables = write_site_feature_tables(tmp_path, STUDY, site_shift=3.0)
+    results = _run(tables)
+    found = results["harmonization"]["centroids"]
+    sites = [SiteData.load(path, name, STUDY) for name, path in tables.items()]
+    names = results["selection"]["principal_axes"]["features"]
+    train = [site.rows(Partition("holdout"), "train", STUDY) for site in sites]
+    raw = np.vstack(
+        [site.columns(sites[0].features)[rows] for site, rows in zip(sites, train, strict=True)]
+    )
+    batch = np.concatenate([site.batch[rows] for site, rows in zip(sites, train, strict=True)])
+    harmonized, _ = combat(raw, batch)
+    columns = [sites[0].features.index(name) for name in names]
+    raw, harmonized = raw[:, columns], harmonized[:, columns]
+    mean, sd = harmonized.mean(axis=0), harmonized.std(axis=0, ddof=1)
+    pca = PCA(n_components=2).fit((harmonized - mean) / sd)
+    signs = np.sign(pca.components_[[0, 1], np.abs(pca.components_).argmax(axis=1)])
+    for stage, values in (("before", raw), ("after", harmonized)):
+        for b in sorted(set(batch)):
+            expected = (((values[batch == b] - mean) / sd) @ pca.components_.T).mean(axis=0)
+            assert np.max(np.abs(np.array(found[stage][str(b)]) - expected * signs)) <= 1e-9
+    spread = {
+        stage: np.abs(np.array(list(found[stage].values()))).max()
+        for stage in found
+        if stage != "explained"
+    }
+    assert spread["after"] < spread["before"] / 10  # ComBat takes the sites' locations out
+    assert np.allclose(found["explained"], pca.explained_variance_ratio_)
 
 
 def test_option_b_keeps_the_federated_fit_equal_to_pooled(tmp_path):

@@ -3,7 +3,12 @@ store's rounds; none of results.json's figures for a study that stopped before a
 
 from __future__ import annotations
 
-from fedrad.server.dashboard.figures import fragment, results_figures, rounds_figures
+from fedrad.server.dashboard.figures import (
+    centroid_figure,
+    fragment,
+    results_figures,
+    rounds_figures,
+)
 
 
 def _phase(fit: str, rows: list[dict]) -> dict:
@@ -41,3 +46,19 @@ def test_a_fragment_relies_on_the_served_plotly_script_and_downloads_svg():
     html = fragment(figure)
     assert "Plotly.newPlot" in html and "cdn" not in html.lower()
     assert '"format": "svg"' in html
+
+
+def test_site_centroids_are_drawn_before_and_after_harmonization_one_point_per_site():
+    centroids = {
+        "explained": [0.5, 0.2],
+        "before": {"site01": [2.0, 1.0], "site02": [-2.0, 0.5]},
+        "after": {"site01": [0.1, 0.0], "site02": [-0.1, 0.0]},
+    }
+    figure = centroid_figure({"harmonization": {"centroids": centroids}})
+    assert [trace.name for trace in figure.data] == ["before harmonization", "after harmonization"]
+    assert list(figure.data[0].x) == [2.0, -2.0] and list(figure.data[1].text) == [
+        "site01",
+        "site02",
+    ]
+    assert figure.layout.xaxis.title.text == "PC1 (50% of variance)"
+    assert centroid_figure({"harmonization": {"method": "none"}}) is None

@@ -39,6 +39,7 @@ from fedrad.server.phases.evaluation import (
     pooled_metrics,
 )
 from fedrad.server.phases.harmonization import fit_combat, site_effects
+from fedrad.server.phases.imputation import fit_imputation
 from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
 from fedrad.server.phases.selection import select
 from fedrad.server.results import study_results
@@ -212,7 +213,7 @@ class StudyProtocol:
         (params, selection, nodes), excluded = self.federation.without_failures(
             tag,
             training,
-            lambda nodes: (*self._prepare(features, nodes, partitions), nodes),
+            lambda nodes: (*self._prepare(features, nodes, partitions, tag), nodes),
         )
         selection["excluded_sites"] = excluded
         arrays, values = params.to_fields()
@@ -221,10 +222,12 @@ class StudyProtocol:
         phase = self._save(Phase("prepared", tag, candidates, content, arrays), mark)
         return params, selection, nodes, phase
 
-    def _prepare(self, features, nodes, partitions) -> tuple[PipelineParams, dict]:
-        """Harmonization, selection and scaling fitted on the training parts."""
+    def _prepare(self, features, nodes, partitions, tag) -> tuple[PipelineParams, dict]:
+        """Imputation, harmonization, selection and scaling fitted on the training parts."""
         federation, study = self.federation, self.study
         params = PipelineParams(features=features)
+        if study.missing_values == "impute-mean":
+            params = fit_imputation(federation, params, nodes, partitions, tag)
         if study.harmonization.method == "combat":
             params = fit_combat(federation, study, params, nodes, partitions)
         params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
@@ -259,7 +262,7 @@ class StudyProtocol:
         return fitted
 
     def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
-        params, selection = self._prepare(features, nodes, partitions)
+        params, selection = self._prepare(features, nodes, partitions, tag)
         fit_model = FITTERS[self.study.model.kind]
         params, model = fit_model(
             self.federation, self.study, params, nodes, partitions, tag, self.rounds

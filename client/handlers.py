@@ -295,9 +295,14 @@ def _centre(request: Request, name: str, width: int) -> np.ndarray:
 
 
 def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEffectReply:
-    """Per-batch moments of the training features before and after harmonization."""
+    """Per-batch moments of the training features before and after harmonization. Their
+    missing values hold to imputation's rule per batch; the count of them only as the
+    fit's sums did (inside a total under secure aggregation: these moments mix it with the
+    unknown observed sums, which hide it)."""
     params, partition = request.pipeline, request.partition
-    rows = _combat_training(data, partition, study, summed=False, features=params.features)
+    rows = _combat_training(data, partition, study, summed=False)
+    secure = study.federation.secure_aggregation
+    check_missing_values(data, params.features, partition, study, alone=not secure)
     stages = {
         "raw": study_features(data, params, rows),
         "harmonized": harmonized(data, params, partition, rows, study),

@@ -81,12 +81,18 @@ def _max_difference(a: dict, b: dict) -> float:
 def gapped(tmp_path: Path) -> dict[str, Path]:
     tables = write_site_feature_tables(tmp_path / "sites", STUDY, sizes=(60, 45, 80))
     gaps = {"site01": {F(1): 0.2, F(3): 0.1}, "site02": {F(1): 0.15}, "site03": {F(4): 0.2}}
-    return _with_gaps(tables, gaps)
+    tables = _with_gaps(tables, gaps)
+    table, provenance = read_feature_table(tables["site03"])
+    table.loc[0, F(0)] = np.nan  # one missing value: a count below k, hidden in the totals
+    write_feature_table(table, tables["site03"], provenance)
+    return tables
 
 
 def test_each_fit_imputes_the_pooled_mean_of_its_training_cases(gapped):
     results, fits = _run(gapped, STUDY)
     assert [s["status"] for s in results["sites"]] == ["included"] * 3
+    assert not results["selection"]["excluded_sites"]
+    assert "after" in results["harmonization"]  # the per-site moments, each batch >= k
     assert set(fits) == {"fold 1", "fold 2", "fold 3", "final"}
     for tag, (features, means) in fits.items():
         partition = Partition("all") if tag == "final" else Partition("kfold", int(tag[-1]) - 1)
@@ -96,7 +102,7 @@ def test_each_fit_imputes_the_pooled_mean_of_its_training_cases(gapped):
     everything = _pooled_training(gapped, STUDY, Partition("all"), fits["final"][0])
     for fold in range(3):
         _, means = fits[f"fold {fold + 1}"]
-        assert np.all(np.abs(means - np.nanmean(everything, axis=0))[[1, 3, 4]] > 1e-6)
+        assert np.all(np.abs(means - np.nanmean(everything, axis=0))[[0, 1, 3, 4]] > 1e-6)
 
 
 def test_the_study_equals_the_pooled_study_and_a_complete_table_imputed_centrally(gapped, tmp_path):

@@ -222,7 +222,7 @@ def training_refusal(
 
 def imputation(data: SiteData, study: StudyConfig, request: Request) -> ImputationSums:
     """Per feature, the count and sum of this site's observed training values (the pooled
-    training mean, docs/methods.md 1.5)."""
+    training mean, docs/methods.md 2.6)."""
     params, partition = request.pipeline, request.partition
     rows = _summed_training(data, partition, study, params.features)
     return site_imputation_sums(data.columns(params.features)[rows])

@@ -1,5 +1,5 @@
 """Mean imputation of missing feature values with the pooled training mean (docs/methods.md
-1.5): a missing value of a feature is replaced by the mean of that feature over the fit's
+2.6): a missing value of a feature is replaced by the mean of that feature over the fit's
 training cases that have it, at every site together.
 
 Each site sends, per feature, the count and the sum of its observed training values; the

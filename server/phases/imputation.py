@@ -1,6 +1,6 @@
 """Phase 2b, under `missing_values: impute-mean`: each fit's pooled training mean of every
 feature, from the sites' summed counts and sums of their observed training values
-(docs/methods.md 1.5), before harmonization; the sites fill missing values with it."""
+(docs/methods.md 2.6), before harmonization; the sites fill missing values with it."""
 
 from __future__ import annotations
 

@@ -194,7 +194,7 @@ class StudyProtocol:
             fitted[index] = (pipeline, records[index])
             content, arrays = fitted_content(pipeline)
             self._save_phase(
-                replace(phase, kind="fitted", content=content, arrays=arrays,
+                replace(phase, kind="fitted", content=_started(content, features), arrays=arrays,
                         rounds=records[index])
             )  # fmt: skip
         for index in sorted(fitted):
@@ -218,7 +218,7 @@ class StudyProtocol:
         selection["excluded_sites"] = excluded
         arrays, values = params.to_fields()
         labels = [self.federation.label(node) for node in nodes]
-        content = {"values": values, "selection": selection, "nodes": labels}
+        content = _started({"values": values, "selection": selection, "nodes": labels}, features)
         phase = self._save(Phase("prepared", tag, candidates, content, arrays), mark)
         return params, selection, nodes, phase
 
@@ -258,7 +258,7 @@ class StudyProtocol:
         fitted.selection["excluded_sites"] = excluded
         self.refitted += 1
         content, arrays = fitted_content(fitted)
-        self._save(Phase("fitted", tag, candidates, content, arrays), mark)
+        self._save(Phase("fitted", tag, candidates, _started(content, features), arrays), mark)
         return fitted
 
     def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
@@ -279,7 +279,8 @@ class StudyProtocol:
             return None
         training = [node for node, part in partitions.items() if part.scheme != "unseen"]
         now = self._candidates(training)
-        if saved.candidates != now or saved.params().features != features:
+        started = saved.content.get("census_features", saved.params().features)
+        if saved.candidates != now or started != features:
             gone = sorted(set(saved.candidates) - set(now))
             new = sorted(set(now) - set(saved.candidates))
             why = "; ".join(
@@ -407,3 +408,11 @@ class StudyProtocol:
         except StudyCannotRun as nobody:
             return {"method": self.study.harmonization.method, "note": str(nobody)}
         return summary
+
+
+def _started(content: dict, features: list[str]) -> dict:
+    """A fit's saved content, naming the features it started from when imputation left some
+    out (a feature no training case has): what a resumed study compares its census with."""
+    if content["values"]["features"] == list(features):
+        return content
+    return content | {"census_features": list(features)}

@@ -170,3 +170,30 @@ def test_a_feature_missing_at_every_site_leaves_each_fit_with_a_sentence(tmp_pat
     said = [line for line in lines if F(5) in line]
     assert said and all("no value in any training case at any site" in line for line in said)
     assert "fold 1: 1 feature(s)" in said[0]
+
+
+class _DiesAtPersist(GridTransport):
+    def ask(self, kind, requests):
+        if kind == "persist":
+            raise RuntimeError("the aggregator died")
+        return super().ask(kind, requests)
+
+
+def test_a_resumed_study_loads_the_fits_that_left_a_feature_out(tmp_path):
+    from fedrad.server.checkpoint import Checkpoint
+
+    tables = write_site_feature_tables(tmp_path / "sites", STUDY, sizes=(60, 45, 80))
+    tables = _with_gaps(tables, {site: {F(5): 1.0} for site in tables})
+    folder = tmp_path / "checkpoint"
+    dying = _DiesAtPersist(site_grid(tables, STUDY), timeout_s=60)
+    with pytest.raises(RuntimeError, match="died"):
+        StudyProtocol(
+            dying, STUDY, 3, log=lambda _: None, checkpoint=Checkpoint.fresh(folder, STUDY, 1)
+        ).run()
+    lines: list[str] = []
+    transport = GridTransport(site_grid(tables, STUDY), timeout_s=60)
+    checkpoint = Checkpoint.resume(folder, STUDY, run_id=2)
+    results = StudyProtocol(transport, STUDY, 3, log=lines.append, checkpoint=checkpoint).run()
+    assert sum("loaded from the checkpoint" in line for line in lines) == 5  # 4 fits, evaluation
+    assert not [line for line in lines if "refitting" in line]
+    assert F(5) not in results["model"]["coefficients"]

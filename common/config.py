@@ -560,6 +560,18 @@ class StudyConfig(_Strict):
                 "differential_privacy: an L1 fit's line search compares losses that noise "
                 "would swamp; use model.kind ridge-logistic (or mlp) with it"
             )
+        if (
+            self.missing_values == "impute-mean"
+            and self.validation.scheme == "leave-one-site-out"
+            and self.federation.secure_aggregation
+        ):
+            raise ValueError(
+                "missing_values: impute-mean under leave-one-site-out sums every site's observed "
+                "values in each fit, over every set of all sites but one, and those totals give "
+                "each site's own sums, which secure aggregation is there to hide; use kfold or "
+                "holdout, or set federation.secure_aggregation: false (each site's sums then "
+                "leave in the clear, held to the rules for sums sent alone)"
+            )
         if self.harmonization.batch in self.clinical:
             raise ValueError(
                 f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "

@@ -161,3 +161,14 @@ def test_an_unset_rule_leaves_the_study_hash_as_before():
     assert unset.study_hash == hashlib.sha256(payload.encode()).hexdigest()[:16]
     assert StudyConfig(missing_values="exclude-case").study_hash != unset.study_hash
     assert StudyConfig(missing_values="impute-mean").study_hash != unset.study_hash
+
+
+def test_imputation_under_leave_one_site_out_is_refused_where_its_totals_give_each_site():
+    """Each fit's imputation total is over all sites but one: together they solve for each
+    site's sums, so a study that masks them cannot impute so; one that sends them in the
+    clear holds each to the rules for sums sent alone."""
+    loso = {"missing_values": "impute-mean", "validation": {"scheme": "leave-one-site-out"}}
+    with pytest.raises(ValueError, match="give each site's own sums"):
+        StudyConfig.model_validate(loso)
+    clear = StudyConfig.model_validate(loso | {"federation": {"secure_aggregation": False}})
+    assert clear.missing_values == "impute-mean"

@@ -2,17 +2,26 @@
 
 Every split is a pure function of case ids, strata and the study's seed, so a site and
 the pooled reference split the same cases the same way.
+
+A missing feature value (NaN, or an infinite one) follows the study's `missing_values`:
+under `exclude-case` (the default) a case missing one is left out, named in the site's
+own log, and a feature missing in every case is left out instead (the study then runs on
+the features every site has); under `impute-mean` it stays NaN for each fit to fill
+(`local_pipeline.study_features`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedrad.client.identity import load_or_create_identity
+from fedrad.client.site_log import site_log
 from fedrad.common.config import EXTRACTORS, StudyConfig
 from fedrad.common.feature_table import CLINICAL_PREFIX, feature_columns, read_feature_table
 from fedrad.common.pipeline import Partition
@@ -45,6 +54,7 @@ class SiteData:
     clinical: dict[str, np.ndarray] = field(default_factory=dict)
     table_path: Path | None = None
     versions: dict[str, str] = field(default_factory=dict)  # of the extractors, per its table
+    excluded: dict[str, str] = field(default_factory=dict)  # case id -> why, never sent
     # signs the site's secure-aggregation keys; kept beside its feature table
     identity: Ed25519PrivateKey = field(
         default_factory=Ed25519PrivateKey.generate, repr=False, compare=False
@@ -53,9 +63,9 @@ class SiteData:
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
         table, provenance = read_feature_table(table_path)
-        classes = study.federation.classes
-        table = table[table["label"].isin(classes)].reset_index(drop=True)
-        features = feature_columns(table)
+        usable = usable_cases(table, study)
+        _log_left_out(usable, site_log(name, Path(table_path).parent))
+        table, features = usable.table, usable.features
         return cls(
             name=name,
             extraction_hash=str(provenance.get("extraction_hash", "")),
@@ -74,6 +84,7 @@ class SiteData:
             table_path=Path(table_path),
             versions={name: str(provenance[name]) for name in EXTRACTORS if name in provenance},
             identity=load_or_create_identity(Path(table_path).parent),
+            excluded=usable.excluded,
         )
 
     @classmethod
@@ -137,6 +148,60 @@ class SiteData:
         test = np.zeros(len(self.case_ids), dtype=bool)
         test[members[inner == partition.inner]] = True
         return test if role == "test" else outer & ~test
+
+
+def usable_cases(table: pd.DataFrame, study: StudyConfig) -> UsableCases:
+    """The labelled cases the study can use. Non-finite values are missing; under
+    `impute-mean` they stay (NaN), else a case missing any is left out, named, and a
+    feature missing in every case is left out instead."""
+    table = table[table["label"].isin(study.federation.classes)].reset_index(drop=True)
+    features = feature_columns(table)
+    values = table[features].to_numpy(dtype=np.float64)
+    missing = ~np.isfinite(values)
+    if not missing.any():
+        return UsableCases(table, features)
+    table = table.copy()
+    table[features] = np.where(missing, np.nan, values)
+    if study.missing_values == "impute-mean":
+        return UsableCases(table, features)
+    everywhere = missing.all(axis=0)
+    dropped = [name for name, out in zip(features, everywhere, strict=True) if out]
+    features = [name for name, out in zip(features, everywhere, strict=True) if not out]
+    missing = missing[:, ~everywhere]
+    excluded = {
+        str(table["case_id"].iloc[row]): "no " + _some([features[c] for c in np.flatnonzero(gaps)])
+        for row, gaps in enumerate(missing)
+        if gaps.any()
+    }
+    kept = table.loc[~missing.any(axis=1)].drop(columns=dropped).reset_index(drop=True)
+    return UsableCases(kept, features, excluded, dropped)
+
+
+@dataclass(frozen=True)
+class UsableCases:
+    """A site's table as the study uses it, and what was left out of it and why."""
+
+    table: pd.DataFrame
+    features: list[str]
+    excluded: dict[str, str] = field(default_factory=dict)  # case id -> the features it lacks
+    dropped: list[str] = field(default_factory=list)  # features missing in every case
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def _log_left_out(usable: UsableCases, log: logging.Logger) -> None:
+    """Name, in the site's own log, what `exclude-case` left out (case ids never leave)."""
+    if usable.dropped:
+        log.warning(
+            "%d feature(s) missing in every case left out (missing_values: exclude-case): %s",
+            len(usable.dropped),
+            _some(usable.dropped),
+        )
+    for case, why in usable.excluded.items():
+        log.warning("case %s left out (missing_values: exclude-case): %s", case, why)
 
 
 def _batches(table, site: str, study: StudyConfig) -> np.ndarray:

@@ -16,7 +16,7 @@ from flwr.app import RecordDict
 
 from fedrad.client import mlp_plan, plan
 from fedrad.client.coverage import coverage
-from fedrad.client.data import SiteData, SiteSkipped
+from fedrad.client.data import SiteData, SiteSkipped, usable_cases
 from fedrad.client.differential_privacy import SiteBudget, privatized
 from fedrad.client.local_pipeline import (
     clinical_inputs,
@@ -26,7 +26,9 @@ from fedrad.client.local_pipeline import (
     model_inputs,
     predict,
     site_estimates,
+    study_features,
 )
+from fedrad.client.missing_values import check_missing_values
 from fedrad.client.request_caps import RequestCaps
 from fedrad.client.site_log import site_log
 from fedrad.common.config import StudyConfig
@@ -56,6 +58,7 @@ from fedrad.common.messages import (
 from fedrad.common.models import lasso, mlp
 from fedrad.common.models.logistic import NewtonTerms, newton_terms, with_intercept
 from fedrad.common.pipeline import Partition
+from fedrad.common.stats.imputation import ImputationSums, site_imputation_sums
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
     calibration_sums,
@@ -116,10 +119,15 @@ def _differs_enough(data: SiteData, partition: Partition, study: StudyConfig, al
             )
 
 
-def _training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+def _training(
+    data: SiteData, partition: Partition, study: StudyConfig, features: list[str] | None = None
+) -> np.ndarray:
     """The training rows of `partition`, if the fit's training part holds >= k cases of
-    each class: the class rule comes before anything this site releases alone."""
+    each class: the class rule comes before anything this site releases alone. With the
+    fit's `features`, their missing values must meet imputation's rule too."""
     _differs_enough(data, partition, study, alone=True)
+    if features is not None:
+        check_missing_values(data, features, partition, study, alone=True)
     rows = enough(data.rows(partition, "train", study), data, "training", study)
     fit = data.rows(replace(partition, inner=None), "train", study)
     k, positives = study.federation.min_cell_size, int(data.y[fit].sum())
@@ -142,14 +150,18 @@ def _within_parameter_ratio(rows: np.ndarray, params, data: SiteData, study: Stu
         )
 
 
-def _summed_training(data: SiteData, partition: Partition, study: StudyConfig) -> np.ndarray:
+def _summed_training(
+    data: SiteData, partition: Partition, study: StudyConfig, features: list[str] | None = None
+) -> np.ndarray:
     """The training rows for a SUMMED reply. Under secure aggregation it leaves the site
     only inside a total over several sites, so the class rule applies to that total (the
     aggregator checks it) and a site with a rare class still contributes; otherwise the
     reply is released alone and the site's own rule applies, ComBat's sums included."""
     if not study.federation.secure_aggregation:
-        return _training(data, partition, study)
+        return _training(data, partition, study, features)
     _differs_enough(data, partition, study, alone=False)
+    if features is not None:
+        check_missing_values(data, features, partition, study, alone=False)
     return enough(data.rows(partition, "train", study), data, "training", study)
 
 
@@ -165,21 +177,26 @@ def alone_ok(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -
         for part in request.parts or [request]:
             if part.partition is None:
                 continue
+            features = None if part.pipeline is None else part.pipeline.features
             if kind in combat_kinds:
-                _combat_training(data, part.partition, study, summed=False)
+                _combat_training(data, part.partition, study, summed=False, features=features)
             else:
-                _training(data, part.partition, study)
+                _training(data, part.partition, study, features)
     except SiteSkipped:
         return False
     return True
 
 
 def _combat_training(
-    data: SiteData, partition: Partition, study: StudyConfig, summed: bool = True
+    data: SiteData,
+    partition: Partition,
+    study: StudyConfig,
+    summed: bool = True,
+    features: list[str] | None = None,
 ) -> np.ndarray:
     """Training rows for ComBat sums, which are per batch: every batch needs >= k cases."""
     select = _summed_training if summed else _training
-    rows = select(data, partition, study)
+    rows = select(data, partition, study, features)
     k = study.federation.min_cell_size
     small = [b for b in sorted(set(data.batch[rows])) if np.sum(data.batch[rows] == b) < k]
     if small:
@@ -203,18 +220,26 @@ def training_refusal(
     return None
 
 
+def imputation(data: SiteData, study: StudyConfig, request: Request) -> ImputationSums:
+    """Per feature, the count and sum of this site's observed training values (the pooled
+    training mean, docs/methods.md 2.6)."""
+    params, partition = request.pipeline, request.partition
+    rows = _summed_training(data, partition, study, params.features)
+    return site_imputation_sums(data.columns(params.features)[rows])
+
+
 def combat_ols(data: SiteData, study: StudyConfig, request: Request) -> combat.OLSSums:
     params, partition = request.pipeline, request.partition
-    rows = _combat_training(data, partition, study)
-    x = data.columns(params.features)[rows]
+    rows = _combat_training(data, partition, study, features=params.features)
+    x = study_features(data, params, rows)
     levels = tuple(request.values["combat.levels"])
     return combat.site_ols_sums(x, data.batch[rows], combat_design(data, rows, study), levels)
 
 
 def combat_ssr(data: SiteData, study: StudyConfig, request: Request) -> combat.SSRSums:
     params, partition = request.pipeline, request.partition
-    rows = _combat_training(data, partition, study)
-    x = data.columns(params.features)[rows]
+    rows = _combat_training(data, partition, study, features=params.features)
+    x = study_features(data, params, rows)
     fit = params.combat
     sums = combat.site_ssr(
         x, data.batch[rows], combat_design(data, rows, study), fit.ols, fit.levels
@@ -225,8 +250,8 @@ def combat_ssr(data: SiteData, study: StudyConfig, request: Request) -> combat.S
 def combat_batch_moments(data: SiteData, study: StudyConfig, request: Request):
     """Sums of standardized features per batch that spans sites (docs/methods.md 2.1, round 3)."""
     params, partition = request.pipeline, request.partition
-    rows = _combat_training(data, partition, study)
-    x = data.columns(params.features)[rows]
+    rows = _combat_training(data, partition, study, features=params.features)
+    x = study_features(data, params, rows)
     fit, shared = params.combat, list(request.values["combat.split"])
     return combat.site_batch_moments(
         x, data.batch[rows], combat_design(data, rows, study), fit.ols, fit.var_pooled, shared
@@ -238,7 +263,7 @@ def screen(data: SiteData, study: StudyConfig, request: Request) -> ScreenReply:
     3.2) and sums of the clinical model inputs, about the centres the request names
     (zero in the first pass, the pooled means in the second)."""
     params, partition = request.pipeline, request.partition
-    rows = _summed_training(data, partition, study)
+    rows = _summed_training(data, partition, study, params.features)
     z = harmonized(data, params, partition, rows, study)
     y = data.y[rows].astype(bool)
     width = z.shape[1]
@@ -270,11 +295,16 @@ def _centre(request: Request, name: str, width: int) -> np.ndarray:
 
 
 def site_effect(data: SiteData, study: StudyConfig, request: Request) -> SiteEffectReply:
-    """Per-batch moments of the training features before and after harmonization."""
+    """Per-batch moments of the training features before and after harmonization. Their
+    missing values hold to imputation's rule per batch; the count of them only as the
+    fit's sums did (inside a total under secure aggregation: these moments mix it with the
+    unknown observed sums, which hide it)."""
     params, partition = request.pipeline, request.partition
     rows = _combat_training(data, partition, study, summed=False)
+    secure = study.federation.secure_aggregation
+    check_missing_values(data, params.features, partition, study, alone=not secure)
     stages = {
-        "raw": data.columns(params.features)[rows],
+        "raw": study_features(data, params, rows),
         "harmonized": harmonized(data, params, partition, rows, study),
     }
     batches = sorted(set(data.batch[rows]))
@@ -296,7 +326,7 @@ def comoments(data: SiteData, study: StudyConfig, request: Request) -> CrossSums
     """Cross-products of the candidate features about their pooled mean (redundancy
     removal, docs/methods.md 3.1)."""
     params, partition = request.pipeline, request.partition
-    rows = _summed_training(data, partition, study)
+    rows = _summed_training(data, partition, study, params.features)
     candidates = request.arrays["candidates"].astype(int)
     centre = _centre(request, "candidates", len(candidates))
     return CrossSums.of(harmonized(data, params, partition, rows, study)[:, candidates], centre)
@@ -304,7 +334,7 @@ def comoments(data: SiteData, study: StudyConfig, request: Request) -> CrossSums
 
 def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
     params, partition = request.pipeline, request.partition
-    rows = _summed_training(data, partition, study)
+    rows = _summed_training(data, partition, study, params.features)
     _within_parameter_ratio(rows, params, data, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
     return _without_deviance(newton_terms(x, data.y[rows], params.beta), study)
@@ -321,7 +351,9 @@ def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
     held-out deviance, docs/methods.md 3.4)."""
     params, partition = request.pipeline, request.partition
     role = str(request.values.get("role", "train"))
-    rows = _summed_training(data, partition, study)  # held-out: part of a training fit
+    rows = _summed_training(
+        data, partition, study, params.features
+    )  # held-out: part of a training fit
     if role == "test":
         rows = enough(data.rows(partition, role, study), data, role, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
@@ -331,7 +363,7 @@ def loss(data: SiteData, study: StudyConfig, request: Request) -> LossReply:
 
 def lambda_max_sums(data: SiteData, study: StudyConfig, request: Request) -> lasso.LambdaMaxSums:
     params, partition = request.pipeline, request.partition
-    rows = _summed_training(data, partition, study)
+    rows = _summed_training(data, partition, study, params.features)
     return lasso.LambdaMaxSums.of(model_inputs(data, params, partition, rows, study), data.y[rows])
 
 
@@ -370,7 +402,7 @@ def mlp_round(data: SiteData, study: StudyConfig, request: Request) -> MlpRoundR
     cases; the update is clipped to model.mlp_update_clip. Under secure aggregation the
     reply is the summed form, so only the weighted mean over sites is ever unmasked."""
     params, partition = request.pipeline, request.partition
-    rows = _summed_training(data, partition, study)
+    rows = _summed_training(data, partition, study, params.features)
     settings = study.model
     trained, round_loss = mlp.train_local(
         params.network,
@@ -478,7 +510,7 @@ def persist(data: SiteData, study: StudyConfig, request: Request) -> Empty:
     rows = np.ones(len(data.case_ids), dtype=bool)
     folder = data.table_path.parent
     table, provenance = read_feature_table(data.table_path)
-    table = table[table["label"].isin(study.federation.classes)].reset_index(drop=True)
+    table = usable_cases(table, study).table  # the cases `data` holds, in its order
     table[params.features] = harmonized(data, params, partition, rows, study)
     write_feature_table(table, folder / "harmonized.parquet", {**provenance, "harmonized": True})
     if params.combat is not None:
@@ -490,6 +522,7 @@ def persist(data: SiteData, study: StudyConfig, request: Request) -> Empty:
 Handler = Callable[[SiteData, StudyConfig, Request], object]
 HANDLERS: dict[Kind, Handler] = {
     Kind.CENSUS: census,
+    Kind.IMPUTATION: imputation,
     Kind.COMBAT_OLS: combat_ols,
     Kind.COMBAT_SSR: combat_ssr,
     Kind.COMBAT_BATCH_MOMENTS: combat_batch_moments,

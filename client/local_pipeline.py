@@ -1,5 +1,5 @@
-"""The fitted pipeline as a site applies it to its own cases: ComBat, selection, scaling,
-model. Nothing here reads a label except where the method needs it (option B's ComBat fit).
+"""The fitted pipeline as a site applies it to its own cases: imputation, ComBat, selection,
+scaling, model. Nothing here reads a label except where the method needs it (option B's ComBat fit).
 
 A site's own ComBat estimates (its empirical-Bayes step) depend only on the pooled ComBat
 fit and the partition, so they are computed once per fit and kept for its later requests.
@@ -21,6 +21,7 @@ from fedrad.common.harmonization import combat
 from fedrad.common.models import mlp
 from fedrad.common.models.logistic import with_intercept
 from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.stats.imputation import impute
 
 _ESTIMATES: OrderedDict[tuple, tuple[SiteData, object]] = OrderedDict()
 _KEPT_ESTIMATES = 32
@@ -66,9 +67,25 @@ def clinical_design(
         raise SiteSkipped(f"{data.name}: {exc}") from exc
 
 
+def study_features(
+    data: SiteData, params: PipelineParams, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """The `rows` (default all) of the fit's features, each missing value filled with the
+    fit's pooled training mean: training and test cases alike, never from their own fold."""
+    x = data.columns(params.features)
+    x = x if rows is None else x[rows]
+    if params.imputation is not None:
+        return impute(x, params.imputation)
+    if np.isnan(x).any():
+        raise SiteSkipped(f"{data.name} has missing feature values and no means to impute them")
+    return x
+
+
 def site_estimates(data: SiteData, params: PipelineParams, partition: Partition, study):
-    """This site's ComBat estimates, computed once per pooled ComBat fit and partition."""
-    key = (id(data), study.study_hash, partition, _digest(params.combat))
+    """This site's ComBat estimates, computed once per pooled ComBat fit (and imputation
+    means) and partition."""
+    filled = None if params.imputation is None else np.asarray(params.imputation).tobytes()
+    key = (id(data), study.study_hash, partition, _digest(params.combat), filled)
     kept = _ESTIMATES.get(key)
     if kept is not None and kept[0] is data:
         _ESTIMATES.move_to_end(key)
@@ -101,7 +118,7 @@ def _own_estimates(data: SiteData, params: PipelineParams, partition: Partition,
         "parametric": settings.parametric,
         "mean_only": False,
     }
-    x = data.columns(params.features)
+    x = study_features(data, params)
     train = data.rows(partition, "train", study)
     if not train.any():
         frozen = combat.frozen_estimates(fit.ols, fit.var_pooled, **method)
@@ -129,7 +146,7 @@ def harmonized(
     study: StudyConfig,
 ) -> np.ndarray:
     """The `rows` of the study features after ComBat; the transform never reads a label."""
-    x = data.columns(params.features)[rows]
+    x = study_features(data, params, rows)
     if params.combat is None:
         return x
     estimates = site_estimates(data, params, partition, study)

@@ -50,6 +50,7 @@ class Refused(Exception):
 # Anything else is refused: an unread extra would make a released sum look like a new one
 # to the rule against releasing one quantity among other sites.
 EXTRAS: dict[Kind, set[str]] = {
+    Kind.IMPUTATION: set(),
     Kind.COMBAT_OLS: {"combat.levels"},
     Kind.COMBAT_SSR: set(),
     Kind.COMBAT_BATCH_MOMENTS: {"combat.split"},
@@ -70,6 +71,8 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
     wanted = MODEL_KINDS.get(kind)
     if wanted is not None and study.model.kind not in wanted:
         raise Refused("kind-outside-plan", f"{kind} asked in a {study.model.kind} study")
+    if kind is Kind.IMPUTATION and study.missing_values != "impute-mean":
+        raise Refused("kind-outside-plan", f"{kind} asked in a study that does not impute")
     _check_extras(kind, request)
     if kind is Kind.LASSO_ROUND:
         if study.differential_privacy is not None:  # each step is its own noised release
@@ -89,6 +92,7 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
             raise Refused("role-outside-plan", "held-out sums only inside an inner fold")
         if part.pipeline is not None:
             _check_pipeline(part.pipeline, study)
+            _check_imputation(kind, part.pipeline, study)
         if "threshold" in part.values:
             threshold = float(part.values["threshold"])
             if not 0.0 < threshold < 1.0:
@@ -169,6 +173,20 @@ def _check_pipeline(params: PipelineParams, study: StudyConfig) -> None:
         array = np.asarray(value, dtype=np.float64)
         if not np.all(np.isfinite(array)) or np.any(np.abs(array) > MAX_ABS_PARAMETER):
             raise Refused("value-out-of-bounds", f"{name} not finite or beyond bounds")
+
+
+def _check_imputation(kind: Kind, params: PipelineParams, study: StudyConfig) -> None:
+    """Means to fill missing values with only in a study that imputes, where every pipeline
+    past the imputation step carries them: one finite mean per feature."""
+    means = params.imputation
+    if study.missing_values != "impute-mean" or kind is Kind.IMPUTATION:
+        if means is not None:
+            raise Refused("value-outside-plan", f"imputation means in a {kind} request")
+        return
+    if means is None:
+        raise Refused("value-outside-plan", f"a {kind} pipeline without imputation means")
+    if np.shape(means) != (len(params.features),) or not np.all(np.isfinite(means)):
+        raise Refused("value-out-of-bounds", f"imputation means of shape {np.shape(means)}")
 
 
 def _check_indices(indices: np.ndarray, n_features: int, most: int, name: str) -> None:

@@ -505,21 +505,12 @@ class StudyConfig(_Strict):
     differential_privacy: DifferentialPrivacySettings | None = Field(
         default=None, description="off unless set; {} takes every default"
     )
-    missing_values: Literal["exclude-case"] | None = Field(
+    missing_values: Literal["exclude-case", "impute-mean"] | None = Field(
         default=None,
-        description="a feature table's case missing a feature, label or clinical value: "
-        "exclude-case (also when unset) leaves it out, named by its row",
+        description="a case missing a feature value: exclude-case (also when unset) leaves it "
+        "out, named by its row; impute-mean fills the value with the feature's pooled mean "
+        "over each fit's training cases (a missing label or clinical value still excludes)",
     )
-
-    @field_validator("missing_values", mode="before")
-    @classmethod
-    def _impute_not_yet(cls, value: object) -> object:
-        if value == "impute-mean":
-            raise ValueError(
-                "impute-mean is not available yet: the pooled training mean of each fold "
-                "needs a federated step FedRad does not have; use exclude-case"
-            )
-        return value
 
     @field_validator("clinical")
     @classmethod
@@ -568,6 +559,18 @@ class StudyConfig(_Strict):
             raise ValueError(
                 "differential_privacy: an L1 fit's line search compares losses that noise "
                 "would swamp; use model.kind ridge-logistic (or mlp) with it"
+            )
+        if (
+            self.missing_values == "impute-mean"
+            and self.validation.scheme == "leave-one-site-out"
+            and self.federation.secure_aggregation
+        ):
+            raise ValueError(
+                "missing_values: impute-mean under leave-one-site-out sums every site's observed "
+                "values in each fit, over every set of all sites but one, and those totals give "
+                "each site's own sums, which secure aggregation is there to hide; use kfold or "
+                "holdout, or set federation.secure_aggregation: false (each site's sums then "
+                "leave in the clear, held to the rules for sums sent alone)"
             )
         if self.harmonization.batch in self.clinical:
             raise ValueError(

@@ -26,6 +26,7 @@ from fedrad.common.models import mlp
 from fedrad.common.models.lasso import LambdaMaxSums
 from fedrad.common.models.logistic import NewtonTerms
 from fedrad.common.pipeline import Partition, PipelineParams
+from fedrad.common.stats.imputation import ImputationSums
 from fedrad.common.stats.selection import CrossSums
 
 
@@ -33,6 +34,7 @@ class Kind(StrEnum):
     """Every request the aggregator may send a site."""
 
     CENSUS = "census"
+    IMPUTATION = "imputation"
     COMBAT_OLS = "combat-ols"
     COMBAT_SSR = "combat-ssr"
     COMBAT_BATCH_MOMENTS = "combat-batch-moments"
@@ -56,6 +58,7 @@ class Kind(StrEnum):
 # Flower routes a message by its type; a strategy's training round is plain "train".
 MESSAGE_TYPES: dict[Kind, str] = {
     Kind.CENSUS: "query.census",
+    Kind.IMPUTATION: "query.imputation",
     Kind.COMBAT_OLS: "query.combat_ols",
     Kind.COMBAT_SSR: "query.combat_ssr",
     Kind.COMBAT_BATCH_MOMENTS: "query.combat_batch_moments",
@@ -79,6 +82,7 @@ MESSAGE_TYPES: dict[Kind, str] = {
 # aggregation each site sends them masked, and only their total is ever unmasked.
 SUMMED: frozenset[Kind] = frozenset(
     {
+        Kind.IMPUTATION,
         Kind.COMBAT_OLS,
         Kind.COMBAT_SSR,
         Kind.COMBAT_BATCH_MOMENTS,
@@ -275,6 +279,7 @@ class MaskedReply:
 
 REPLIES: dict[Kind, type] = {
     Kind.CENSUS: CensusReply,
+    Kind.IMPUTATION: ImputationSums,
     Kind.COMBAT_OLS: OLSSums,
     Kind.COMBAT_SSR: SSRSums,
     Kind.COMBAT_BATCH_MOMENTS: BatchMoments,

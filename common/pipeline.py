@@ -1,6 +1,6 @@
 """What the aggregator tells a site about the pipeline fitted so far, as plain arrays.
 
-A study fits harmonization -> standardization -> selection -> model, each from
+A study fits (imputation ->) harmonization -> standardization -> selection -> model, each from
 sums the sites send. The server returns every fitted piece in `PipelineParams`; a
 site rebuilds the same transform from it (the wire contract, `messages`, sends its
 fixed part once per site and lets the site cache it by digest).
@@ -81,10 +81,13 @@ class PipelineParams:
     standardizer: Standardizer | None = None
     beta: np.ndarray | None = None
     network: dict[str, np.ndarray] | None = None
+    imputation: np.ndarray | None = None  # pooled training mean of each feature, for NaNs
 
     def to_fields(self) -> tuple[dict[str, np.ndarray], dict]:
         """(arrays, values) naming every fitted piece, as the wire contract carries them."""
         payload = _Fields(values={"features": list(self.features)})
+        if self.imputation is not None:
+            payload.arrays["imputation.mean"] = np.asarray(self.imputation, dtype=np.float64)
         if self.combat is not None:
             ols = self.combat.ols
             payload.arrays |= {
@@ -146,6 +149,7 @@ class PipelineParams:
                 if name.startswith("network.")
             }
             or None,
+            imputation=arrays.get("imputation.mean"),
         )
 
     @property

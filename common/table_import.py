@@ -4,14 +4,16 @@ Spreadsheets hold more than features: file paths, pyradiomics diagnostics, Excel
 (`#VALUE!`), blank cells, labels coded 1/0. Each column is used or dropped with its reason,
 each label value's meaning is stated, and a case missing a value of a used feature (or a
 label, or a clinical value the study reads) is excluded and named by its row: the study's
-`missing_values: exclude-case`. A NaN passed on would fail the site's ComBat sums and so
-drop the whole site. Rows are numbered as a spreadsheet shows them: the header is row 1.
+`missing_values: exclude-case`. Under `impute-mean` a missing feature value stays missing
+(NaN) for each fit to fill with its pooled training mean (`common/stats/imputation.py`);
+a missing label or clinical value still excludes its row. Rows are numbered as a
+spreadsheet shows them: the header is row 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,6 +45,7 @@ class ImportedTable:
     columns: list[ColumnUse]
     label_mapping: dict[str, str]  # value as written -> study class
     excluded: dict[str, str]  # "row N" (with its case id, if any) -> why
+    imputed: dict[str, int] = field(default_factory=dict)  # feature -> missing cells kept
 
 
 def import_table(
@@ -51,11 +54,13 @@ def import_table(
     classes: Sequence[str],
     roles: Mapping[str, str],
     clinical: Mapping[str, Sequence[str] | None],
+    missing_values: str | None = None,
 ) -> ImportedTable:
     """Sort the columns, map the labels and exclude incomplete rows; ConfigError when the
     table cannot be used at all (unknown label values, by row; no feature column; no
     complete row). `roles` names other non-feature columns (site column -> "site");
-    `clinical` the study's clinical/batch columns -> their levels (None: a number)."""
+    `clinical` the study's clinical/batch columns -> their levels (None: a number);
+    `missing_values` the study's rule (`impute-mean` keeps rows missing a feature value)."""
     if label_column not in table.columns:
         raise ConfigError(f"label column {label_column!r} is not in the table")
     rows = pd.Series([f"row {index + 2}" for index in range(len(table))], index=table.index)
@@ -67,15 +72,17 @@ def import_table(
     columns += [ColumnUse(name, "clinical") for name in clinical]
     for name, levels in clinical.items():
         _add(why, _clinical_problems(table[name], name, levels))
-    features = {}
+    features, missing = {}, {}
     for name in table.columns:
         if name == label_column or name in roles or name in clinical:
             continue
         use, values, problems = _feature_column(name, table[name])
         columns.append(use)
         if values is not None:
-            features[name] = values
-            _add(why, problems)
+            features[name] = values.where(np.isfinite(values))  # inf is no value either
+            missing[name] = problems
+            if missing_values != "impute-mean":
+                _add(why, problems)
     if not features:
         raise ConfigError(
             "the table has no numeric feature column; dropped: "
@@ -90,6 +97,8 @@ def import_table(
         row, reasons = _listed(why, rows)[0]
         raise ConfigError(f"no row of the table is complete, e.g. {row}: {reasons}")
     frame = pd.DataFrame(features).loc[keep].reset_index(drop=True)
+    kept = set(table.index[keep])
+    imputed = {name: len(set(rows_missing) & kept) for name, rows_missing in missing.items()}
     return ImportedTable(
         rows=table.loc[keep].reset_index(drop=True),
         features=frame,
@@ -97,6 +106,7 @@ def import_table(
         columns=columns,
         label_mapping=mapping,
         excluded=dict(_listed(why, rows)),
+        imputed={name: count for name, count in imputed.items() if count},
     )
 
 

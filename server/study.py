@@ -40,6 +40,7 @@ from fedrad.server.phases.evaluation import (
     pooled_metrics,
 )
 from fedrad.server.phases.harmonization import fit_combat, site_effects
+from fedrad.server.phases.imputation import fit_imputation
 from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
 from fedrad.server.phases.selection import select
 from fedrad.server.results import study_results
@@ -196,7 +197,7 @@ class StudyProtocol:
             fitted[index] = (pipeline, records[index])
             content, arrays = fitted_content(pipeline)
             self._save_phase(
-                replace(phase, kind="fitted", content=content, arrays=arrays,
+                replace(phase, kind="fitted", content=_started(content, features), arrays=arrays,
                         rounds=records[index])
             )  # fmt: skip
         for index in sorted(fitted):
@@ -215,19 +216,21 @@ class StudyProtocol:
         (params, selection, nodes), excluded = self.federation.without_failures(
             tag,
             training,
-            lambda nodes: (*self._prepare(features, nodes, partitions), nodes),
+            lambda nodes: (*self._prepare(features, nodes, partitions, tag), nodes),
         )
         selection["excluded_sites"] = excluded
         arrays, values = params.to_fields()
         labels = [self.federation.label(node) for node in nodes]
-        content = {"values": values, "selection": selection, "nodes": labels}
+        content = _started({"values": values, "selection": selection, "nodes": labels}, features)
         phase = self._save(Phase("prepared", tag, candidates, content, arrays), mark)
         return params, selection, nodes, phase
 
-    def _prepare(self, features, nodes, partitions) -> tuple[PipelineParams, dict]:
-        """Harmonization, selection and scaling fitted on the training parts."""
+    def _prepare(self, features, nodes, partitions, tag) -> tuple[PipelineParams, dict]:
+        """Imputation, harmonization, selection and scaling fitted on the training parts."""
         federation, study = self.federation, self.study
         params = PipelineParams(features=features)
+        if study.missing_values == "impute-mean":
+            params = fit_imputation(federation, params, nodes, partitions, tag)
         if study.harmonization.method == "combat":
             params = fit_combat(federation, study, params, nodes, partitions)
         params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
@@ -258,11 +261,11 @@ class StudyProtocol:
         fitted.selection["excluded_sites"] = excluded
         self.refitted += 1
         content, arrays = fitted_content(fitted)
-        self._save(Phase("fitted", tag, candidates, content, arrays), mark)
+        self._save(Phase("fitted", tag, candidates, _started(content, features), arrays), mark)
         return fitted
 
     def _fit_once(self, features, nodes, partitions, tag) -> FittedPipeline:
-        params, selection = self._prepare(features, nodes, partitions)
+        params, selection = self._prepare(features, nodes, partitions, tag)
         fit_model = FITTERS[self.study.model.kind]
         params, model = fit_model(
             self.federation, self.study, params, nodes, partitions, tag, self.rounds
@@ -279,7 +282,8 @@ class StudyProtocol:
             return None
         training = [node for node, part in partitions.items() if part.scheme != "unseen"]
         now = self._candidates(training)
-        if saved.candidates != now or saved.params().features != features:
+        started = saved.content.get("census_features", saved.params().features)
+        if saved.candidates != now or started != features:
             gone = sorted(set(saved.candidates) - set(now))
             new = sorted(set(now) - set(saved.candidates))
             why = "; ".join(
@@ -410,3 +414,11 @@ class StudyProtocol:
         except StudyCannotRun as nobody:
             return {"method": self.study.harmonization.method, "note": str(nobody)}
         return summary
+
+
+def _started(content: dict, features: list[str]) -> dict:
+    """A fit's saved content, naming the features it started from when imputation left some
+    out (a feature no training case has): what a resumed study compares its census with."""
+    if content["values"]["features"] == list(features):
+        return content
+    return content | {"census_features": list(features)}

@@ -69,7 +69,9 @@ def read_table(
         )
     roles = {site_column: "site"} if site_column else {}
     try:
-        return import_table(table, label_column, study.federation.classes, roles, variables)
+        return import_table(
+            table, label_column, study.federation.classes, roles, variables, study.missing_values
+        )
     except ConfigError as exc:
         raise ConfigError(f"feature table {csv}: {exc}") from exc
 
@@ -95,7 +97,8 @@ def write_site_tables(
         rows = (sites == site).to_numpy()
         values = features.loc[rows].to_numpy(dtype=np.float64)
         if site_effects:
-            spread = values.std(axis=0) if len(values) > 1 else np.ones(len(names))
+            spread = np.nanstd(values, axis=0) if len(values) > 1 else np.ones(len(names))
+            spread = np.nan_to_num(spread, nan=1.0)  # a feature missing in every case here
             values = values * rng.lognormal(0, 0.2 * site_effects, len(names))
             values = values + rng.normal(0, site_effects, len(names)) * spread
         part = pd.DataFrame(values, columns=names)

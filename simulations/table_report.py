@@ -56,12 +56,16 @@ def print_table_report(imported: ImportedTable, source: Path, columns_csv: Path,
     )
     tally = ", ".join(f"{label} {count}" for label, count in sorted(counts.items()))
     console.print(f"  labels: {escape(coding)} ({tally} cases)", highlight=False)
-    if imported.excluded:
-        table = Table(
-            "row",
-            "why",
-            title=f"{len(imported.excluded)} row(s) excluded (missing values: exclude-case)",
+    if imported.imputed:
+        cells = sum(imported.imputed.values())
+        console.print(
+            f"  {cells} missing value(s) of {len(imported.imputed)} feature(s) kept for each fit "
+            f"to fill with its pooled training mean (missing values: impute-mean): "
+            f"{escape(_some(sorted(imported.imputed)))}",
+            highlight=False,
         )
+    if imported.excluded:
+        table = Table("row", "why", title=f"{len(imported.excluded)} row(s) excluded")
         for row, why in imported.excluded.items():
             table.add_row(Text(row), Text(why))
         console.print(table)

@@ -37,7 +37,7 @@ def fit_combat(
         trained = tuple(level for level, n in zip(levels, total.counts, strict=True) if n)
         return fit_combat(federation, study, params, nodes, partitions, trained)
     ols = combat.pooled_ols(total)
-    provisional = PipelineParams(params.features, CombatFit(ols, np.ones_like(ols.alpha), levels))
+    provisional = replace(params, combat=CombatFit(ols, np.ones_like(ols.alpha), levels))
     ssr = federation.total(Kind.COMBAT_SSR, training_requests(provisional, nodes, partitions))
     fit = CombatFit(ols, combat.pooled_variance(ssr), levels)
     split = _shared_batches(federation, nodes, levels)

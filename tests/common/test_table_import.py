@@ -29,9 +29,9 @@ f,hgg,f.nii,3.1,inf,15,7,
 """
 
 
-def imported(text: str = CSV, clinical=None):
+def imported(text: str = CSV, clinical=None, missing_values=None):
     table = pd.read_csv(io.StringIO(text), dtype={"label": str})
-    return import_table(table, "label", CLASSES, {}, clinical or {})
+    return import_table(table, "label", CLASSES, {}, clinical or {}, missing_values)
 
 
 def test_every_column_is_used_or_dropped_with_its_reason():
@@ -115,10 +115,38 @@ def test_site_tables_hold_only_complete_finite_rows(tmp_path: Path):
     assert all(np.isfinite(part[["f1", "f2", "f3"]].to_numpy()).all() for part in parts)
 
 
-def test_the_study_states_the_rule_and_refuses_imputation_for_now():
+def test_under_impute_mean_rows_missing_a_feature_stay_with_their_gaps():
+    result = imported(missing_values="impute-mean")
+    assert result.excluded == {"row 5 (d)": "no label"}  # a label is never imputed
+    assert list(result.rows["case_id"]) == ["a", "b", "c", "e", "f"]
+    f1, f2 = result.features["f1"].tolist(), result.features["f2"].tolist()
+    assert f1[:2] + f1[3:4] == [1.0, 2.0, 5.0] and np.isnan(f1[2]) and np.isnan(f1[4])  # inf
+    assert np.isnan(f2[1]) and f2[2:] == [12.0, 14.0, 15.0]  # '#VALUE!' is a gap
+    assert result.imputed == {"f1": 2, "f2": 1}
+
+
+def test_under_impute_mean_site_tables_keep_the_gaps_for_each_fit(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(40, 3)), columns=["f1", "f2", "f3"])
+    table.insert(0, "label", ["HGG", "BM"] * 20)
+    table.loc[[5, 9], "f2"] = np.nan
+    csv = tmp_path / "t.csv"
+    table.to_csv(csv, index=False)
+    study = StudyConfig(missing_values="impute-mean")
+    result = read_table(csv, "label", study)
+    assert result.excluded == {} and result.imputed == {"f2": 2}
+    paths = write_site_tables(result, csv, tmp_path / "sites", study, split_sites=2, site_effects=1)
+    parts = [read_feature_table(path)[0] for path in paths.values()]
+    assert sum(len(part) for part in parts) == 40
+    assert sum(int(part["f2"].isna().sum()) for part in parts) == 2
+    assert all(part[["f1", "f3"]].notna().all().all() for part in parts)
+
+
+def test_the_study_states_the_rule():
     assert StudyConfig(missing_values="exclude-case").missing_values == "exclude-case"
-    with pytest.raises(ValueError, match="impute-mean is not available yet"):
-        StudyConfig(missing_values="impute-mean")
+    assert StudyConfig(missing_values="impute-mean").missing_values == "impute-mean"
+    with pytest.raises(ValueError, match="missing_values"):
+        StudyConfig(missing_values="impute-median")
 
 
 def test_an_unset_rule_leaves_the_study_hash_as_before():
@@ -132,3 +160,15 @@ def test_an_unset_rule_leaves_the_study_hash_as_before():
     )
     assert unset.study_hash == hashlib.sha256(payload.encode()).hexdigest()[:16]
     assert StudyConfig(missing_values="exclude-case").study_hash != unset.study_hash
+    assert StudyConfig(missing_values="impute-mean").study_hash != unset.study_hash
+
+
+def test_imputation_under_leave_one_site_out_is_refused_where_its_totals_give_each_site():
+    """Each fit's imputation total is over all sites but one: together they solve for each
+    site's sums, so a study that masks them cannot impute so; one that sends them in the
+    clear holds each to the rules for sums sent alone."""
+    loso = {"missing_values": "impute-mean", "validation": {"scheme": "leave-one-site-out"}}
+    with pytest.raises(ValueError, match="give each site's own sums"):
+        StudyConfig.model_validate(loso)
+    clear = StudyConfig.model_validate(loso | {"federation": {"secure_aggregation": False}})
+    assert clear.missing_values == "impute-mean"

@@ -30,8 +30,9 @@ def check_test_parts(
     """Stop the study, with one sentence, if a k-fold test part of this fit (its outer fold
     and, when the model tunes on `inner` folds, each inner fold of its training part) might
     hold fewer than k cases of a class over `nodes`."""
-    k = study.federation.min_cell_size
-    validation = study.validation
+    k, validation = study.federation.min_cell_size, study.validation
+    if not nodes:  # nothing is summed: other rules say why
+        return
     for label in study.federation.classes:
         counts = [_least(federation.sites[node].cases.get(label, "0"), k) for node in nodes]
         strata = [max(1, len(federation.sites[node].batches)) for node in nodes]
@@ -54,8 +55,8 @@ def check_test_parts(
         if not inner:
             continue
         training = [
-            n if where is None else _train_least(n, b, where[1], where[0])
-            for n, b, where in zip(counts, strata, outer, strict=True)
+            _training_least(n, b, part, study)
+            for n, b, part in zip(counts, strata, parts, strict=True)
         ]
         for fold in range(validation.inner_folds):
             held = sum(
@@ -97,6 +98,18 @@ def _train_least(n: int, strata: int, folds: int, fold: int) -> int:
     if strata == 1:
         return n - _dealt(n, folds, fold)
     return max(0, math.ceil((folds - 1) * (n - strata) / folds))
+
+
+def _training_least(n: int, strata: int, partition: Partition, study: StudyConfig) -> int:
+    """The fewest of n cases that a fit's training part over `partition` holds."""
+    if partition.scheme == "kfold":
+        return _train_least(n, strata, study.validation.folds, partition.fold)
+    if partition.scheme == "holdout":  # round(fraction x stratum) of each stratum held out
+        fraction = study.validation.holdout_fraction
+        if strata == 1:
+            return n - round(fraction * n)
+        return max(0, math.ceil((1 - fraction) * n - strata / 2))
+    return n if partition.scheme == "all" else 0
 
 
 def _fewer_folds(counts: list[int], strata: list[int], folds: int, k: int) -> str:

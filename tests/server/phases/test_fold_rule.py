@@ -1,14 +1,17 @@
-"""The aggregator's bound on a fold's test part never exceeds the true count: checked
-against the sites' own split (`fold_ids`) over random strata, with one batch a site (the
-bound is then exact) and with several (the aggregator knows only the class total)."""
+"""The aggregator's bound on a fold's test part (and on the training part an inner fold is
+cut from) never exceeds the true count: checked against the sites' own split (`fold_ids`,
+`holdout_mask`) over random strata, with one batch a site (the bound is then exact) and
+with several (the aggregator knows only the class total)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fedrad.common.stats.split import fold_ids
-from fedrad.server.phases.fold_rule import _test_least, _train_least
+from fedrad.common.config import StudyConfig
+from fedrad.common.pipeline import Partition
+from fedrad.common.stats.split import fold_ids, holdout_mask
+from fedrad.server.phases.fold_rule import _test_least, _train_least, _training_least
 
 
 def _split(sizes: list[int], folds: int, seed: int) -> np.ndarray:
@@ -53,3 +56,19 @@ def test_the_bound_on_an_inner_folds_test_part_never_exceeds_the_count(batches):
                 assert least <= np.sum(inner == part)
                 if batches == 1:
                     assert least == np.sum(inner == part)
+
+
+@pytest.mark.parametrize("batches", [1, 3])
+def test_the_bound_on_a_holdout_fits_training_part_never_exceeds_the_count(batches):
+    rng = np.random.default_rng(20 + batches)
+    for trial in range(100):
+        fraction = float(rng.uniform(0.1, 0.5))
+        study = StudyConfig(validation={"scheme": "holdout", "holdout_fraction": fraction})
+        sizes = list(rng.integers(0, 20, size=batches))
+        strata = [f"site|batch{b}|HGG" for b, n in enumerate(sizes) for _ in range(n)]
+        ids = [f"case{i}" for i in range(len(strata))]
+        training = int(np.sum(~holdout_mask(ids, strata, fraction, trial)))
+        least = _training_least(sum(sizes), batches, Partition("holdout"), study)
+        assert least <= training
+        if batches == 1:
+            assert least == training

@@ -68,7 +68,7 @@ def check_test_parts(
                     f"inner fold {fold + 1}'s test part may hold as few as {held} {label} "
                     f"cases over {_sites(federation, nodes)}, fewer than {k} "
                     "(federation.min_cell_size): its training totals would differ from the "
-                    "fit's by them; set validation.inner_folds lower, or a fixed penalty"
+                    "fit's by them; set validation.inner_folds lower, or a fixed model.lasso_lambda"
                 )
 
 

@@ -119,3 +119,21 @@ def test_without_the_rule_fold_differencing_gives_one_cases_feature_row(rare, mo
     assert leaked.positives_n == 1
     (row,) = rows_of(rare, 3, positive=True)  # site01's one positive of fold 4
     np.testing.assert_allclose(leaked.positives_s1, row, rtol=0, atol=1e-9)
+
+
+def test_an_l1_fits_inner_folds_are_held_to_the_rule_before_any_sum(tmp_path, monkeypatch):
+    """Two outer folds of 18 positives hold 9 each; the three inner folds of a fold's
+    training part hold 3, whose training totals an L1 fit's would differ from by them."""
+    study = STUDY.updated(model={"kind": "lasso-logistic"}, validation={"folds": 2})
+    tables = write_site_feature_tables(tmp_path, study, sizes=(30, 30, 30), positives=(6, 6, 6))
+    totals = recording_screens(monkeypatch)
+    with pytest.raises(StudyCannotRun) as stopped:
+        run_study(site_grid(tables, study), study)
+    assert str(stopped.value).startswith(
+        "inner fold 1's test part may hold as few as 3 HGG cases over site01, site02, site03"
+    )
+    assert str(stopped.value).endswith("or a fixed model.lasso_lambda")
+    assert not totals
+    fixed = study.updated(model={"lasso_lambda": 0.05})  # no inner folds: the study runs
+    run_study(site_grid(tables, fixed), fixed)
+    assert totals

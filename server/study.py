@@ -43,6 +43,7 @@ from fedrad.server.phases.harmonization import fit_combat, site_effects
 from fedrad.server.phases.imputation import fit_imputation
 from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
 from fedrad.server.phases.selection import select
+from fedrad.server.phases.fold_rule import check_test_parts
 from fedrad.server.results import study_results
 from fedrad.server.secure_aggregation import SecureAggregation
 
@@ -93,6 +94,10 @@ class StudyProtocol:
         final_with_design = self.shares_rounds and len(fits) > 1
         if final_with_design:
             fits.append(("final", self.final_partitions()))
+        for _, partitions in fits:  # before any sum is asked
+            self.check_test_parts(
+                [node for node, part in partitions.items() if part.scheme != "unseen"], partitions
+            )
         fitted = self.fit_all(features, fits)
         fitted_parts = [
             (tag, model, test_parts)
@@ -228,6 +233,7 @@ class StudyProtocol:
     def _prepare(self, features, nodes, partitions, tag) -> tuple[PipelineParams, dict]:
         """Imputation, harmonization, selection and scaling fitted on the training parts."""
         federation, study = self.federation, self.study
+        self.check_test_parts(nodes, partitions)
         params = PipelineParams(features=features)
         if study.missing_values == "impute-mean":
             params = fit_imputation(federation, params, nodes, partitions, tag)
@@ -235,6 +241,15 @@ class StudyProtocol:
             params = fit_combat(federation, study, params, nodes, partitions)
         params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
         return replace(params, standardizer=Standardizer.from_moments(scaler_moments)), selection
+
+    def check_test_parts(self, nodes: list[int], partitions: dict[int, Partition]) -> None:
+        """Under secure aggregation, stop before a fit whose fold test parts (outer, and inner
+        if the model tunes on them) may hold fewer than k of a class over its sites; in the
+        clear, each site holds its own part to k."""
+        federation, model = self.federation, self.study.model
+        if federation.secure is not None:
+            tunes = model.kind == "lasso-logistic" and model.lasso_lambda is None
+            check_test_parts(federation, self.study, nodes, partitions, inner=tunes)
 
     def _fitted(self, params, model, nodes, selection) -> FittedPipeline:
         threshold = selection.pop("training_prevalence")

@@ -208,3 +208,54 @@ def test_a_site_of_a_masked_study_refuses_to_send_its_weights_in_the_clear(table
     grid = site_grid({SITE: tables[SITE]}, secure)
     start = _own_start(pipeline)
     assert refusal(ask(grid, start, pipeline, server_round=1)) == "unmasked-sum-outside-plan"
+
+
+# -- what the step bound does not stop (docs/privacy.md 7) ------------------------------------
+def _steered_trap(start: dict[str, np.ndarray], neurons: range) -> dict[str, np.ndarray]:
+    """The cheapest trap from the site's own start: each of `neurons` keeps its direction,
+    shrunk to length 0.2, and fires beyond 2 of its standard deviations of standardized
+    inputs (about one case in 40); every other weight stays."""
+    trap = {name: value.copy() for name, value in start.items()}
+    for j in neurons:
+        direction = start["hidden.weight"][j] / np.linalg.norm(start["hidden.weight"][j])
+        trap["hidden.weight"][j] = 0.2 * direction
+        trap["hidden.bias"][j] = -2.0 * 0.2
+    return trap
+
+
+def _read(sent: dict, trained: MlpRoundReply, neurons: range) -> np.ndarray:
+    """Boenisch et al.'s reading of the neurons the aggregator chose."""
+    weight_step = trained.weights["hidden.weight"] - sent["hidden.weight"]
+    bias_step = trained.weights["hidden.bias"] - sent["hidden.bias"]
+    return np.array([weight_step[j] / bias_step[j] for j in neurons if abs(bias_step[j]) > 1e-7])
+
+
+def _close(recovered: np.ndarray, rows: np.ndarray, tolerance: float = 1e-3) -> int:
+    return sum(bool(np.any(np.all(np.abs(rows - row) < tolerance, axis=1))) for row in recovered)
+
+
+def test_trap_neurons_steered_within_the_step_bound_still_read_rows_a_documented_gap(
+    grid, tables, pipeline
+):
+    """The step bound slows trap weights, it does not stop them: 12 trap neurons lie 1.78
+    from the site's own start, within two rounds' bound (model.rounds 3). The clip scales a
+    neuron's weight and bias updates alike, so their ratio, the case's row, survives it; and
+    a neuron that fires for one case over all sites reads the same from a masked total."""
+    start, neurons = _own_start(pipeline), range(12)
+    trap = _steered_trap(start, neurons)
+    bound, rounds = STUDY.model.mlp_step_bound, STUDY.model.rounds
+    assert bound < mlp.distance(trap, start) < (rounds - 1) * bound
+    rows = training_rows(tables, pipeline)
+    sent = start
+    honest = decode_reply(Kind.MLP_ROUND, ask(grid, start, pipeline, server_round=1))
+    assert _close(_read(start, honest, neurons), rows) == 0  # honest weights read no row
+    for server_round in range(2, rounds + 1):
+        step = min(1.0, 0.99 * bound / mlp.distance(trap, sent))
+        sent = {
+            name: (value + (trap[name] - value) * step).astype(np.float32)
+            for name, value in sent.items()
+        }
+        reply = ask(grid, sent, pipeline, server_round)
+        assert refusal(reply) is None  # every step is within the bound
+    recovered = _read(sent, decode_reply(Kind.MLP_ROUND, reply), neurons)
+    assert _close(recovered, rows) >= 3  # rows of the site's cases, to 1e-3

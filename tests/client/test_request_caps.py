@@ -65,3 +65,43 @@ def test_the_same_coefficients_asked_again_cost_nothing_and_other_fits_have_thei
     again = [_params(table, base)] * 6
     other_fit = [_params(table, base + i, scale=3.0) for i in range(4)]
     assert _refusals(table, again + other_fit) == [None] * 10
+
+
+# -- what the caps do not stop (docs/privacy.md 7) --------------------------------------------
+def test_half_space_coefficients_read_a_row_and_a_nudged_scaler_opens_a_new_cap_a_gap(table):
+    """Coefficients within the bounds, beta = M (-t, u) with M = 1e4 on inputs scaled by the
+    pooled means (about 1000 here) and 1, make p a step at the plane u'x = t: the gradient
+    X'(y - p) at two thresholds differs by the rows between them, so a threshold with one
+    case above it reads that case's row. Each threshold is a new coefficient vector; past a
+    fit's cap, a scaler nudged by 1e-12 makes a new fit."""
+    data = SiteData.load(table, "site01", STUDY)
+    rows = data.columns(data.features)[data.rows(Partition("holdout"), "train", STUDY), :3]
+    transport = GridTransport(site_grid({"site01": table}, STUDY), timeout_s=60)
+    asked = []
+
+    def gradient(t: float) -> np.ndarray:
+        fit = len(asked) // STUDY.model.max_newton_iterations  # a fresh cap every 4 asks
+        params = PipelineParams(
+            features=data.features,
+            selected=np.arange(3),
+            standardizer=Standardizer(mean=np.full(3, 1000.0 + fit * 1e-12), scale=np.ones(3)),
+            beta=1e4 * np.array([-t, 1.0, 0.0, 0.0]),
+        )
+        payload, _ = encode_request(Request(params, Partition("holdout")), ())
+        reply = transport.ask(Kind.NEWTON, {1: payload})[0][1]
+        assert REFUSED not in reply.values
+        asked.append(t)
+        return np.asarray(reply.arrays["gradient"])
+
+    nobody = gradient(50.0)  # no case above: p = 0 for all
+    low, high = -50.0, 50.0
+    for _ in range(60):  # bisect to a threshold with exactly one case above it
+        t = (low + high) / 2
+        above = gradient(t) - nobody  # minus the rows above t, with the count first
+        count = round(-above[0])
+        if count == 1:
+            break
+        low, high = (t, high) if count > 1 else (low, t)
+    assert len(asked) > STUDY.model.max_newton_iterations  # past one fit's cap
+    top = rows[np.argmax(rows[:, 0])]
+    np.testing.assert_allclose(-above[1:] + 1000.0, top, rtol=0, atol=1e-9)

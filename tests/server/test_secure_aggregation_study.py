@@ -269,6 +269,36 @@ def _within_the_rules(message_type: str, payload, k: int) -> None:
         assert payload.arrays["pairwise"].size == 0  # nobody dropped: no pairwise seed
 
 
+def _own_test_cases(path: Path, name: str, study: StudyConfig) -> tuple[int, int]:
+    """(positives, negatives) among the cases a site's own figures are over: its holdout
+    test part, or every case of a site held out."""
+    data = SiteData.load(path, name, study)
+    scheme = study.validation.scheme
+    test = data.rows(
+        Partition("unseen" if scheme == "leave-one-site-out" else scheme), "test", study
+    )
+    positives = int(data.y[test].sum())
+    return positives, int(test.sum()) - positives
+
+
+def test_a_site_sends_its_own_figures_exactly_when_it_has_k_test_cases_of_each_class(
+    recorded, tables
+):
+    grid, _ = recorded[True]
+    study = recorded["study"]
+    k = study.federation.min_cell_size
+    figures = {
+        node
+        for node, message_type, reply in grid.sent
+        if message_type == "evaluate.site_metrics"
+        and not set(from_record(reply.content).values) & CONTROL
+    }
+    assert figures
+    for node, (name, path) in enumerate(tables.items(), start=1):
+        positives, negatives = _own_test_cases(path, name, study)
+        assert (node in figures) == (min(positives, negatives) >= k), (name, positives, negatives)
+
+
 @pytest.mark.parametrize("recorded", ["mlp"], indirect=True)
 def test_no_mlp_round_reply_carries_a_sites_weights_in_the_clear(recorded):
     grid, _ = recorded[True]

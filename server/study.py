@@ -127,7 +127,7 @@ class StudyProtocol:
             {"fit": tag, "training_sites": fitted.sites, **fit_figures}
             for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
         ]
-        metrics = pooled_metrics(evaluation)
+        metrics = pooled_metrics(evaluation, study.federation.min_cell_size)
         metrics["calibration"] |= calibration_line(federation, evaluated, study)
         content = {"metrics": metrics, "per_site": evaluation.per_site, "folds": folds}
         self._save(Phase("evaluation", "evaluation", sites, content), mark)

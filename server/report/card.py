@@ -40,25 +40,29 @@ _STYLE = (
 
 
 def roc_figure(results: dict) -> go.Figure | None:
-    """The pooled ROC curve at the points results.json publishes."""
-    roc = results["metrics"]["federated"].get("roc")
-    if not roc:
+    """The pooled ROC curve at the points results.json publishes, and each comparison arm's
+    on sites it never saw, when the run has them."""
+    federated = results["metrics"]["federated"]
+    if not federated.get("roc"):
         return None
-    auc = results["metrics"]["federated"].get("auc")
+    curves = {f"pooled, {results['validation']['scheme']}": federated["roc"]}
+    arms = (results.get("comparison") or {}).get("on_unseen_sites") or {}
+    curves |= {f"unseen sites: {name}": arm["roc"] for name, arm in arms.items() if arm.get("roc")}
     figure = go.Figure(
-        [
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot"}),
+        [go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot"})]
+        + [
             go.Scatter(
                 x=roc["fpr"],
                 y=roc["tpr"],
                 mode="lines+markers",
-                name="pooled, out-of-fold",
+                name=name,
                 text=[f"threshold {number(t)}" for t in roc["threshold"]],
-            ),
+            )
+            for name, roc in curves.items()
         ]
     )
     return figure.update_layout(
-        title=f"ROC, pooled over every fit's test cases (AUC {number(auc)})",
+        title=f"ROC on held-out cases (pooled AUC {number(federated.get('auc'))})",
         xaxis={"title": "1 - specificity", "range": [0, 1]},
         yaxis={"title": "sensitivity", "range": [0, 1]},
         **_LAYOUT,
@@ -138,7 +142,10 @@ def _metrics(results: dict) -> str:
     calibration = pooled.get("calibration") or {}
     for key in ("slope", "intercept", "expected_calibration_error", "calibration_in_the_large"):
         if key in calibration:
-            rows.append([f"calibration {key.replace('_', ' ')}", calibration[key], ""])
+            label = key.replace("_", " ")
+            rows.append(
+                [label if "calibration" in label else f"calibration {label}", calibration[key], ""]
+            )
     return (
         f"<h2>Performance on held-out cases ({html.escape(results['validation']['scheme'])})"
         f"</h2><p>{pooled.get('n_positive', '-')} positive and {pooled.get('n_negative', '-')} "

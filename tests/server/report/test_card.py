@@ -76,7 +76,7 @@ def test_the_census_is_shown_as_released(results, page):
 
 def test_the_roc_plot_draws_results_json_points(results):
     figure = roc_figure(results)
-    curve = next(trace for trace in figure.data if trace.name == "pooled, out-of-fold")
+    curve = next(trace for trace in figure.data if trace.name == "pooled, kfold")
     roc = results["metrics"]["federated"]["roc"]
     assert list(curve.x) == roc["fpr"] and list(curve.y) == roc["tpr"]
     assert len(roc["fpr"]) >= 5 and roc["cells_at_least"] == K

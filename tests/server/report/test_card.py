@@ -217,3 +217,28 @@ def test_the_pdf_is_printed_by_chromium(run, tmp_path):
     assert result.exit_code == 0, result.output
     pdf = out.with_suffix(".pdf")
     assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 20_000
+
+
+def test_the_report_from_the_store_is_the_report_from_the_file(run, results, tmp_path):
+    from fedrad.server.store.engine import open_store, store_url
+    from fedrad.server.store.writer import RunWriter
+
+    engine = open_store(store_url(tmp_path))
+    writer = RunWriter(engine, "simulation", log=lambda _: None)
+    writer.start(STUDY)
+    writer.finished(results)
+    run_id = writer.run_id
+    engine.dispose()
+    database = str(tmp_path / "runs.db")
+    pages = {}
+    for name, arguments in (
+        ("file", [str(run)]),
+        ("store", [str(run_id), "--store", database]),
+    ):
+        out = tmp_path / f"{name}.html"
+        result = CliRunner().invoke(app, ["report", *arguments, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        pages[name] = re.sub(r'id="[0-9a-f-]{36}"|"[0-9a-f-]{36}"', "", out.read_text())
+    assert pages["store"] == pages["file"]
+    wrong = CliRunner().invoke(app, ["report", "newest", "--store", database])
+    assert wrong.exit_code == 2 and "give the run's number" in wrong.output

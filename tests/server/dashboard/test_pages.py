@@ -83,19 +83,3 @@ def test_pages_load_their_scripts_from_the_dashboard_not_a_cdn(client):
     assert "https://" not in page
     plotly = client.get("/static/plotly.min.js")
     assert plotly.status_code == 200 and "plotly.js" in plotly.text[:500]
-
-
-def test_the_run_page_links_the_study_report_which_the_dashboard_renders(client, store):
-    page = client.get(f"/runs/{store.finished_run}").text
-    assert f'href="/runs/{store.finished_run}/report"' in page
-    report = client.get(f"/runs/{store.finished_run}/report")
-    assert report.status_code == 200
-    assert "<script src='/static/plotly.min.js'></script>" in report.text
-    assert "Reporting checklist" in report.text and "Cohort per site" in report.text
-    assert client.get(f"/runs/{store.running.run_id}/report").status_code == 404
-
-
-def test_the_study_report_is_behind_the_token(store):
-    anonymous = TestClient(create_app(store.engine))
-    response = anonymous.get(f"/runs/{store.finished_run}/report", follow_redirects=False)
-    assert response.status_code in (303, 401)

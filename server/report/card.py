@@ -99,7 +99,7 @@ def _cohort(results: dict) -> str:
     ]
     header = ["site", "status", *classes, "sequences missing", "refused at QC", "note"]
     return (
-        "<h2>Cohort per site</h2><p>Case counts as each site released them (a count "
+        "<h2 id='cohort'>Cohort per site</h2><p>Case counts as each site released them (a count "
         'below k is sent as "&lt;k").</p>' + _table(header, rows)
     )
 
@@ -118,7 +118,8 @@ def _settings(results: dict) -> str:
         parts.append(f"<h3>{title}</h3>" + _table(["setting", "value"], rows))
     extraction_hash = results.get("study", {}).get("extraction_hash", "-")
     return (
-        f"<h2>Settings</h2><p>Extraction hash {html.escape(str(extraction_hash))} (every site "
+        "<h2 id='settings'>Settings</h2>"
+        f"<p>Extraction hash {html.escape(str(extraction_hash))} (every site "
         "extracted with this configuration).</p>" + "".join(parts)
     )
 
@@ -147,8 +148,9 @@ def _metrics(results: dict) -> str:
                 [label if "calibration" in label else f"calibration {label}", calibration[key], ""]
             )
     return (
-        f"<h2>Performance on held-out cases ({html.escape(results['validation']['scheme'])})"
-        f"</h2><p>{pooled.get('n_positive', '-')} positive and {pooled.get('n_negative', '-')} "
+        "<h2 id='performance'>Performance on held-out cases "
+        f"({html.escape(results['validation']['scheme'])})</h2>"
+        f"<p>{pooled.get('n_positive', '-')} positive and {pooled.get('n_negative', '-')} "
         "negative test cases, pooled over every fit. AUC certified within "
         f"&plusmn;{number(pooled.get('auc_error_bound'), 4)} of the exact value (scores binned "
         "on the public grid).</p>" + _table(["metric", "value", "95% CI"], rows)
@@ -185,11 +187,11 @@ def _per_site(results: dict) -> str:
         for fit in results["validation"].get("fits", [])
     ]
     text = (
-        "<h2>Per site</h2><p>Each site's own figures, as it released them (AUC to 2 "
+        "<h2 id='per-site'>Per site</h2><p>Each site's own figures, as it released them (AUC to 2 "
         "decimals, rates on a public step, none with a cell below k).</p>"
         + _table(["site", "status", "AUC", "sensitivity", "specificity", "note"], rows)
     )
-    text += "<h2>Per fit</h2>" + _table(
+    text += "<h2 id='per-fit'>Per fit</h2>" + _table(
         [
             "fit",
             "trained on",
@@ -204,7 +206,7 @@ def _per_site(results: dict) -> str:
     )
     arms = (results.get("comparison") or {}).get("on_unseen_sites")
     if arms:
-        text += "<h2>Leave-one-site-out: sites the model never saw</h2>" + _table(
+        text += "<h2 id='unseen'>Leave-one-site-out: sites the model never saw</h2>" + _table(
             ["arm", "AUC", "95% CI", "sensitivity", "specificity", "balanced accuracy"],
             [
                 [
@@ -240,14 +242,15 @@ def _model(results: dict, bundle: str | None) -> str:
 
 def _limitations(results: dict) -> str:
     items = "".join(f"<li>{html.escape(sentence)}</li>" for sentence in limitations(results))
-    return f"<h2>Limitations</h2><ul>{items}</ul>"
+    return f"<h2 id='limitations'>Limitations</h2><ul>{items}</ul>"
 
 
 def _checklist(results: dict) -> str:
     items = checklist(results)
     names = catalogue()["guidelines"]
     parts = [
-        "<h2>Reporting checklist</h2><p>Each item filled from the run, with the value "
+        "<h2 id='checklist'>Reporting checklist</h2>"
+        "<p>Each item filled from the run, with the value "
         "and where in results.json it comes from, or marked as the study's "
         f"<span class='provide'>{TO_PROVIDE}</span>.</p>"
     ]

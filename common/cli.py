@@ -15,6 +15,7 @@ from fedrad.common.cli_errors import ReportsUserErrors
 from fedrad.server.cli import show
 from fedrad.server.dashboard.cli import dashboard_app
 from fedrad.server.keys_cli import keys_init, keys_register
+from fedrad.server.report_cli import report
 from fedrad.server.resume_cli import resume
 from fedrad.server.start_cli import server_app
 from fedrad.server.status_cli import status
@@ -31,6 +32,7 @@ app.add_typer(site_app, name="site", help="Site operator commands: check, extrac
 app.command()(synth)
 app.command()(simulate)
 app.command()(show)
+app.command()(report)
 
 keys_app = typer.Typer(no_args_is_help=True, help="Keys for a real federation: TLS and node keys.")
 keys_app.command("init")(keys_init)

@@ -39,11 +39,11 @@ from fedrad.server.phases.evaluation import (
     evaluate,
     pooled_metrics,
 )
+from fedrad.server.phases.fold_rule import check_test_parts
 from fedrad.server.phases.harmonization import fit_combat, site_effects
 from fedrad.server.phases.imputation import fit_imputation
 from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
 from fedrad.server.phases.selection import select
-from fedrad.server.phases.fold_rule import check_test_parts
 from fedrad.server.results import study_results
 from fedrad.server.secure_aggregation import SecureAggregation
 
@@ -136,7 +136,7 @@ class StudyProtocol:
             {"fit": tag, "training_sites": fitted.sites, **fit_figures}
             for (tag, fitted, _), fit_figures in zip(fitted_parts, figures, strict=True)
         ]
-        metrics = pooled_metrics(evaluation)
+        metrics = pooled_metrics(evaluation, study.federation.min_cell_size)
         metrics["calibration"] |= calibration_line(federation, evaluated, study)
         content = {"metrics": metrics, "per_site": evaluation.per_site, "folds": folds}
         self._save(Phase("evaluation", "evaluation", sites, content), mark)

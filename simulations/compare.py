@@ -35,10 +35,10 @@ def _run(tables: dict[str, Path], study: StudyConfig) -> dict:
 
 def _summary(results: dict) -> dict:
     federated = results["metrics"]["federated"]
-    keys = ("auc", "auc_ci", "sensitivity", "specificity", "balanced_accuracy")
+    keys = ("auc", "auc_ci", "sensitivity", "specificity", "balanced_accuracy", "roc")
     budget = results["privacy"]["differential_privacy"]
     spent = {"epsilon": budget["epsilon"], "delta": budget["delta"]} if budget else {}
-    return {key: federated[key] for key in keys} | spent
+    return {key: federated[key] for key in keys if key in federated} | spent
 
 
 def compare(results: dict, tables: dict[str, Path], study: StudyConfig) -> dict:

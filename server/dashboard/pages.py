@@ -104,6 +104,17 @@ def run_html(request: Request, run_id: int, holder: SignedIn):
     return templates.TemplateResponse(request, "run.html", context)
 
 
+@pages.get("/runs/{run_id}/report", response_class=HTMLResponse)
+def report_html(request: Request, run_id: int):
+    """The run's study report (`fedrad report`), with Plotly's script served from here."""
+    from fedrad.server.report.card import card_html
+
+    results = results_of(request.app.state.engine, run_id)
+    if results is None:
+        raise HTTPException(404, f"no results (yet) for run {run_id}")
+    return HTMLResponse(card_html(results, plotly_src="/static/plotly.min.js"))
+
+
 @pages.get("/runs/{run_id}/progress", response_class=HTMLResponse)
 def progress_fragment(request: Request, run_id: int):
     """The timeline for htmx's poll; once the run has ended, htmx reloads the whole page,

@@ -27,6 +27,7 @@ from fedrad.common.stats.metrics import (
     reliability,
     wilson_interval,
 )
+from fedrad.common.stats.roc import known_counts, released_roc
 from fedrad.server.federation import Federation, SiteSkippedFit, StudyCannotRun
 
 
@@ -51,6 +52,7 @@ class Evaluation:
     confusion: ConfusionCounts = field(default_factory=lambda: ConfusionCounts(0, 0, 0, 0))
     calibration: np.ndarray = field(default_factory=lambda: np.zeros((3, 10)))  # sum_p, sum_y, n
     per_site: dict = field(default_factory=dict)
+    thresholds: list[float] = field(default_factory=list)  # every fit's, for the ROC's release
 
     def add(self, total: ScoresReply) -> None:
         empty = not self.positives.size
@@ -115,7 +117,7 @@ def evaluate(
         ]
 
     released, excluded = federation.without_failures("evaluation", list(tests), totals)
-    evaluation = Evaluation()
+    evaluation = Evaluation(thresholds=[fitted.threshold for fitted, _ in evaluated])
     per_fit: dict[int, ConfusionCounts] = {}
     for plan, total in released:
         evaluation.add(total)
@@ -265,9 +267,14 @@ def calibration_line(federation: Federation, evaluated: Evaluated, study: StudyC
     return {"intercept": float(line.beta[0]), "slope": float(line.beta[1])}
 
 
-def pooled_metrics(evaluation: Evaluation) -> dict:
+def pooled_metrics(evaluation: Evaluation, min_cell_size: int) -> dict:
+    """The pooled figures, and the ROC points that make no cell below `min_cell_size`
+    readable (common/stats/roc.py), all from the totals already read."""
     auc = histogram_auc(evaluation.positives, evaluation.negatives)
     counts = evaluation.confusion
+    bins = len(evaluation.positives)
+    known = known_counts(evaluation.calibration, counts, evaluation.thresholds, bins)
+    roc = released_roc(evaluation.positives, evaluation.negatives, min_cell_size, known)
     return {
         "auc": auc.auc,
         "auc_error_bound": auc.error_bound,
@@ -278,6 +285,7 @@ def pooled_metrics(evaluation: Evaluation) -> dict:
         "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
         "balanced_accuracy": counts.balanced_accuracy,
         "calibration": reliability(*evaluation.calibration),
+        "roc": roc | {"cells_at_least": min_cell_size},
         "n_positive": int(evaluation.positives.sum()),
         "n_negative": int(evaluation.negatives.sum()),
     }

@@ -183,18 +183,45 @@ def released_auc(exact: float) -> float:
     return round(float(exact), SITE_AUC_DECIMALS)
 
 
-def reliability(sum_p: np.ndarray, sum_y: np.ndarray, counts: np.ndarray) -> dict:
-    """Reliability bins and expected calibration error from per-bin sums of p and y."""
-    filled = counts > 0
-    mean_p = np.divide(sum_p, counts, out=np.full(len(counts), np.nan), where=filled)
-    observed = np.divide(sum_y, counts, out=np.full(len(counts), np.nan), where=filled)
+def reliability(
+    sum_p: np.ndarray, sum_y: np.ndarray, counts: np.ndarray, min_cell_size: int = 1
+) -> dict:
+    """Reliability bins and expected calibration error from per-bin sums of p and y. Adjacent
+    bins are merged until each published one holds at least `min_cell_size` cases of each
+    class (a bin's count and observed rate give both cells); the error is computed from the
+    finer bins, one number. Each bin says which tenths of the score it spans."""
     total = counts.sum()
-    ece = float(np.sum(np.abs(sum_p - sum_y)[filled]) / total) if total else float("nan")
+    ece = float(np.sum(np.abs(sum_p - sum_y)[counts > 0]) / total) if total else float("nan")
+    groups = merged_bins(sum_y, counts, min_cell_size)
+    bins = []
+    for first, last in groups:
+        n, p, y = (float(np.sum(a[first : last + 1])) for a in (counts, sum_p, sum_y))
+        bins.append(
+            {
+                "mean_predicted": p / n if n else float("nan"),
+                "observed_rate": y / n if n else float("nan"),
+                "count": int(round(n)),
+                "from": first / len(counts),
+                "to": (last + 1) / len(counts),
+            }
+        )
     return {
-        "bins": [
-            {"mean_predicted": float(p), "observed_rate": float(o), "count": int(c)}
-            for p, o, c in zip(mean_p, observed, counts, strict=True)
-        ],
+        "bins": bins,
         "expected_calibration_error": ece,
         "calibration_in_the_large": float((sum_y.sum() - sum_p.sum()) / total) if total else None,
     }
+
+
+def merged_bins(sum_y: np.ndarray, counts: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """(first, last) bin of each group: bins taken left to right until the group holds at
+    least k positives and k negatives; a short remainder joins the group before it."""
+    groups: list[tuple[int, int]] = []
+    start, positives, negatives = 0, 0.0, 0.0
+    for index, (y, n) in enumerate(zip(sum_y, counts, strict=True)):
+        positives, negatives = positives + y, negatives + (n - y)
+        if positives >= k and negatives >= k:
+            groups.append((start, index))
+            start, positives, negatives = index + 1, 0.0, 0.0
+    if start < len(counts):
+        groups[-1:] = [(groups[-1][0] if groups else start, len(counts) - 1)]
+    return groups

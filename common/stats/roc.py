@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedrad.common.stats.metrics import merged_bins
+
 _TOLERANCE = 1e-9
 
 
@@ -98,19 +100,20 @@ def trapezoid_area(curve: dict) -> float:
 
 
 def known_counts(
-    calibration: np.ndarray, confusion, thresholds: list[float], bins: int
+    calibration: np.ndarray, confusion, thresholds: list[float], bins: int, min_cell_size: int
 ) -> list[Known]:
     """The cumulative counts results.json already gives besides the class totals: at each
-    reliability bin's lower edge (tenths of the score: Σy and n per bin), and the pooled
-    confusion counts at the fits' thresholds (between the edges around the lowest and the
-    highest of them)."""
+    published reliability bin's lower edge (tenths of the score, merged as `reliability`
+    merges them: Σy and n per bin), and the pooled confusion counts at the fits'
+    thresholds (between the edges around the lowest and the highest of them)."""
     sum_y, counts = np.asarray(calibration)[1], np.asarray(calibration)[2]
     tenths = len(counts)
     positives_above = np.cumsum(sum_y[::-1])[::-1]
     negatives_above = np.cumsum((counts - sum_y)[::-1])[::-1]
+    starts = [first for first, _ in merged_bins(sum_y, counts, min_cell_size)][1:]
     known = [
         Known(m * bins // tenths, -(-m * bins // tenths), float(p), float(n))
-        for m, p, n in zip(range(1, tenths), positives_above[1:], negatives_above[1:], strict=True)
+        for m, p, n in ((m, positives_above[m], negatives_above[m]) for m in starts)
     ]
     if thresholds:
         low = int(np.floor(min(thresholds) * bins))

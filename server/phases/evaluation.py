@@ -273,7 +273,9 @@ def pooled_metrics(evaluation: Evaluation, min_cell_size: int) -> dict:
     auc = histogram_auc(evaluation.positives, evaluation.negatives)
     counts = evaluation.confusion
     bins = len(evaluation.positives)
-    known = known_counts(evaluation.calibration, counts, evaluation.thresholds, bins)
+    known = known_counts(
+        evaluation.calibration, counts, evaluation.thresholds, bins, min_cell_size
+    )
     roc = released_roc(evaluation.positives, evaluation.negatives, min_cell_size, known)
     return {
         "auc": auc.auc,
@@ -284,7 +286,7 @@ def pooled_metrics(evaluation: Evaluation, min_cell_size: int) -> dict:
         "specificity": counts.specificity,
         "specificity_ci": list(wilson_interval(counts.tn, counts.tn + counts.fp)),
         "balanced_accuracy": counts.balanced_accuracy,
-        "calibration": reliability(*evaluation.calibration),
+        "calibration": reliability(*evaluation.calibration, min_cell_size),
         "roc": roc | {"cells_at_least": min_cell_size},
         "n_positive": int(evaluation.positives.sum()),
         "n_negative": int(evaluation.negatives.sum()),

@@ -64,7 +64,7 @@ def reliability_figure(results: dict) -> go.Figure | None:
                 x=[b["mean_predicted"] for b in bins],
                 y=[b["observed_rate"] for b in bins],
                 mode="markers+lines",
-                name="bins (>= k cases each)",
+                name="bins (>= k cases of each class)",
                 marker={"size": [6 + 2 * math.sqrt(b["count"]) for b in bins]},
                 text=[f"{b['count']} cases" for b in bins],
             ),

@@ -78,7 +78,7 @@ def _release(sites, k: int, thresholds=(0.45,)):
         (ConfusionCounts.of(y, s, t) for (y, s), t in zip(sites, itertools.cycle(thresholds))),
         ConfusionCounts(0, 0, 0, 0),
     )
-    known = known_counts(calibration, confusion, list(thresholds), BINS)
+    known = known_counts(calibration, confusion, list(thresholds), BINS, k)
     return totals, known, released_roc(*totals, k, known)
 
 
@@ -121,7 +121,7 @@ def test_the_published_points_reveal_no_new_cell_below_k(sites, k):
     points = [p for p in _published(curve, *(h.sum() for h in totals)) if p.low not in edges]
     assert not _cells_below_k(points, public + points, k)
     # points besides the reliability bins' edges (already public), and a curve to draw
-    assert points and len(curve["fpr"]) >= 10
+    assert points and len(curve["fpr"]) >= 5
 
 
 def test_the_attack_reads_small_cells_off_the_whole_curve(sites):

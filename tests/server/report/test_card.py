@@ -96,7 +96,8 @@ def test_results_json_roc_reveals_no_new_cell_below_k(results):
         above = reliability[m:]
         positives = sum((b["observed_rate"] or 0) * b["count"] for b in above)
         negatives = sum(b["count"] for b in above) - positives
-        public.append(Known(m * bins // 10, m * bins // 10, positives, negatives))
+        edge = round(reliability[m]["from"] * bins)  # merged tenths start on a tenth
+        public.append(Known(edge, edge, positives, negatives))
     thresholds = [fit["threshold"] for fit in results["validation"]["fits"]]
     low, high = int(min(thresholds) * bins), -int(-max(thresholds) * bins)
     tp, fp = federated["sensitivity"] * n1, (1 - federated["specificity"]) * n0

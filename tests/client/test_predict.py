@@ -141,3 +141,29 @@ def test_a_manifest_without_a_sequence_column_is_named_not_its_copy(tmp_path, ca
     assert result.exit_code == 2
     output = "".join(result.output.split())
     assert f"manifest{manifest}lackscolumn(s)['flair']".replace(" ", "") in output
+
+
+def test_an_impute_mean_model_fills_a_missing_value_with_its_training_mean(tmp_path, cases):
+    table = cases[1]
+    real = _params(table)
+    features = [*real.features, "t1c_necrosis_original_firstorder_NotExtracted"]
+    means = np.append(real.standardizer.mean, 0.5)
+    params = PipelineParams(
+        features=features,
+        standardizer=Standardizer(mean=means, scale=np.append(real.standardizer.scale, 2.0)),
+        beta=np.append(real.beta, 0.7),
+        imputation=means,
+    )
+    result = _predict(_bundle(tmp_path, params), cases, tmp_path / "p.csv")
+    frame = pd.read_csv(tmp_path / "p.csv", keep_default_na=False).set_index("case_id")
+    predicted = frame[frame["status"] == "predicted"]
+    assert sorted(predicted.index) == ["g1", "g2", "g3"], result.output
+    x = np.column_stack([table.loc[predicted.index, real.features].to_numpy(), np.full(3, 0.5)])
+    expected = expit(params.beta[0] + params.standardizer.transform(x) @ params.beta[1:])
+    assert np.max(np.abs(predicted["probability_HGG"].to_numpy(float) - expected)) < 1e-12
+    assert predicted["harmonization"].str.contains("1 missing value(s) filled", regex=False).all()
+    without = PipelineParams(features, standardizer=params.standardizer, beta=params.beta)
+    _predict(_bundle(tmp_path / "b", without), cases, tmp_path / "q.csv")
+    refused = pd.read_csv(tmp_path / "q.csv", keep_default_na=False).set_index("case_id")
+    assert refused.loc["g1", "status"] == "not predicted"
+    assert "no value of 1 model feature(s)" in refused.loc["g1", "reason"]

@@ -7,6 +7,8 @@ commands so `fedrad --help` stays instant.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from fedrad.client.cli import site_app
@@ -28,7 +30,37 @@ app = typer.Typer(
     add_completion=False,
     cls=ReportsUserErrors,
 )
-app.add_typer(site_app, name="site", help="Site operator commands: check, extract and predict.")
+
+
+def _print_version(wanted: bool) -> None:
+    """The aggregator and every site must run the same FedRad (a site refuses a study from
+    another version), so site IT checks it before joining."""
+    if wanted:
+        from importlib.metadata import version
+
+        typer.echo(f"fedrad {version('fedrad')} (flwr {version('flwr')})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the FedRad (and Flower) version installed here, which must be the "
+            "aggregator's.",
+        ),
+    ] = False,
+) -> None:
+    pass
+
+
+app.add_typer(
+    site_app, name="site", help="Site operator commands: check, extract, keygen, join, predict."
+)
 app.command()(synth)
 app.command()(simulate)
 app.command()(show)

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +30,13 @@ INSECURE_WARNING = (
 
 
 def flower_env(**extra: str) -> dict[str, str]:
-    """This process's environment with FedRad's Flower settings (and `extra`) on top."""
-    return {**os.environ, **FLOWER_ENV, **extra}
+    """This process's environment with FedRad's Flower settings (and `extra`) on top.
+
+    The Flower commands are looked up first beside this Python, so a FedRad run by its full
+    path (a systemd unit, cron, a venv not activated) starts the Flower it was installed with.
+    """
+    path = os.pathsep.join(filter(None, (str(Path(sys.executable).parent), os.environ.get("PATH"))))
+    return {**os.environ, "PATH": path, **FLOWER_ENV, **extra}
 
 
 def toml_string(value: str) -> str:

@@ -30,3 +30,14 @@ def test_stopping_a_process_stops_the_processes_it_started_in_their_own_session(
 
 def _state(pid: int) -> str:
     return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
+def test_flower_commands_are_found_beside_this_python_when_its_folder_is_not_on_path(
+    monkeypatch,
+):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    done = subprocess.run(
+        ["flwr", "--version"], env=flower_env(), capture_output=True, encoding="utf-8"
+    )
+    assert done.returncode == 0
+    assert "1.42" in done.stdout

@@ -92,7 +92,7 @@ warnings</label>
 </tbody></table></body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page)
+    path.write_text(page, encoding="utf-8")
 
 
 def _readiness(lines: Sequence[tuple[str, str]]) -> str:

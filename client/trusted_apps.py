@@ -52,7 +52,7 @@ def check_study_app(project_dir: Path, fab_version: str) -> None:
             f"the aggregator's app carries code or files ({', '.join(extra[:5])}); "
             "this site runs only the FedRad it installed"
         )
-    config = tomllib.loads((project_dir / PROJECT_FILE).read_text())
+    config = tomllib.loads((project_dir / PROJECT_FILE).read_text(encoding="utf-8"))
     components = config.get("tool", {}).get("flwr", {}).get("app", {}).get("components")
     if components != COMPONENTS:
         raise AppRefused(

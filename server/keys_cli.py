@@ -95,7 +95,7 @@ def connection_address(state: Path) -> str:
     """The address `fedrad server start` wrote for the `flwr` commands run on it."""
     config = flower_home(state) / "config.toml"
     try:
-        return tomllib.loads(config.read_text())["superlink"][CONNECTION]["address"]
+        return tomllib.loads(config.read_text(encoding="utf-8"))["superlink"][CONNECTION]["address"]
     except (OSError, tomllib.TOMLDecodeError, KeyError) as exc:
         raise fail(
             f"{state} holds no aggregator connection; start the aggregator with "

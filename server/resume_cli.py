@@ -83,7 +83,8 @@ def resume(
             store=store,
             started_by=getpass.getuser(),
             signing_key=signing_key_of(record.certificates),
-        )
+        ),
+        encoding="utf-8",
     )
 
     def resubmit() -> None:

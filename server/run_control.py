@@ -59,7 +59,8 @@ class RunControl:
                     store=record.store,
                     started_by=started_by,
                     signing_key=signing_key_of(record.certificates),
-                )
+                ),
+                encoding="utf-8",
             )
             answer = ask(submit_command(app_dir), self._env)
         except OSError as exc:

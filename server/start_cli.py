@@ -108,8 +108,10 @@ def start(
     store = store or state_store_url(state)
     try:
         home.mkdir(parents=True, exist_ok=True)
-        (home / "config.toml").write_text(connection_config(f"127.0.0.1:{port}", certificates))
-        (state / STORE_FILE).write_text(store + "\n")
+        (home / "config.toml").write_text(
+            connection_config(f"127.0.0.1:{port}", certificates), encoding="utf-8"
+        )
+        (state / STORE_FILE).write_text(store + "\n", encoding="utf-8")
         app_dir = state / "study-app"
         app_dir.mkdir(exist_ok=True)
         (app_dir / "pyproject.toml").write_text(
@@ -119,7 +121,8 @@ def start(
                 store=store,
                 started_by=getpass.getuser(),
                 signing_key=signing_key_of(certificates),
-            )
+            ),
+            encoding="utf-8",
         )
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc

@@ -100,7 +100,7 @@ CUSTOM = {"Original": (), "LoG": ("sigma",), "Wavelet": ("wavelet", "level", "st
 def read_params_file(path: Path) -> dict:
     """The file's sections: JSON for a `.json` file (pyradiomics' `loadJSONParams`), else YAML."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read pyradiomics parameter file {path}: {exc}") from exc

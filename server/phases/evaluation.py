@@ -273,9 +273,7 @@ def pooled_metrics(evaluation: Evaluation, min_cell_size: int) -> dict:
     auc = histogram_auc(evaluation.positives, evaluation.negatives)
     counts = evaluation.confusion
     bins = len(evaluation.positives)
-    known = known_counts(
-        evaluation.calibration, counts, evaluation.thresholds, bins, min_cell_size
-    )
+    known = known_counts(evaluation.calibration, counts, evaluation.thresholds, bins, min_cell_size)
     roc = released_roc(evaluation.positives, evaluation.negatives, min_cell_size, known)
     return {
         "auc": auc.auc,

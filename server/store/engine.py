@@ -24,7 +24,7 @@ def state_store_url(state: Path) -> str:
     """The store of an aggregator's state folder: the one `fedrad server start` last chose
     for it, else its runs.db; registration, start and resume all write to this one."""
     chosen = Path(state) / STORE_FILE
-    return chosen.read_text().strip() if chosen.is_file() else store_url(state)
+    return chosen.read_text(encoding="utf-8").strip() if chosen.is_file() else store_url(state)
 
 
 def open_store(url: str, revision: str = "head") -> Engine:

@@ -47,7 +47,7 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def results(run) -> dict:
-    return json.loads(run.read_text())
+    return json.loads(run.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_the_command_writes_the_report_and_links_a_bundle_beside_the_results(run
         result = CliRunner().invoke(app, ["report", str(run), "--out", str(out)])
         assert result.exit_code == 0, result.output
         href = os.path.relpath(run.parent / BUNDLE_FILE, out.parent)
-        assert f"<a href='{href}'>" in out.read_text()
+        assert f"<a href='{href}'>" in out.read_text(encoding="utf-8")
     finally:
         (run.parent / BUNDLE_FILE).unlink()
 
@@ -239,7 +239,9 @@ def test_the_report_from_the_store_is_the_report_from_the_file(run, results, tmp
         out = tmp_path / f"{name}.html"
         result = CliRunner().invoke(app, ["report", *arguments, "--out", str(out)])
         assert result.exit_code == 0, result.output
-        pages[name] = re.sub(r'id="[0-9a-f-]{36}"|"[0-9a-f-]{36}"', "", out.read_text())
+        pages[name] = re.sub(
+            r'id="[0-9a-f-]{36}"|"[0-9a-f-]{36}"', "", out.read_text(encoding="utf-8")
+        )
     assert pages["store"] == pages["file"]
     wrong = CliRunner().invoke(app, ["report", "newest", "--store", database])
     assert wrong.exit_code == 2 and "give the run's number" in wrong.output

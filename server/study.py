@@ -35,8 +35,10 @@ from fedrad.server.phases.census import census
 from fedrad.server.phases.evaluation import (
     FittedPipeline,
     calibration_line,
+    cross_fitted_calibration,
     evaluate,
     pooled_metrics,
+    recalibrate,
 )
 from fedrad.server.phases.harmonization import fit_combat, site_effects
 from fedrad.server.phases.models import FITTERS, STEPPED, fit_steps, fitted_line, lasso_round
@@ -103,6 +105,8 @@ class StudyProtocol:
             final = fitted[-1]
         else:
             final = self.fit(features, final_parts, "final")
+        if study.recalibrates:
+            final = recalibrate(final, metrics["calibration"])
         self.persist(final, final_parts)
         harmonization = self.site_effects(final, final_parts)
         federation.log(f"pooled {study.validation.scheme} AUC {metrics['auc']:.3f}")
@@ -129,6 +133,12 @@ class StudyProtocol:
         ]
         metrics = pooled_metrics(evaluation)
         metrics["calibration"] |= calibration_line(federation, evaluated, study)
+        if study.recalibrates:  # how well recalibration calibrates, measured out of fold
+            cross = cross_fitted_calibration(federation, evaluated, study)
+            metrics["calibration"]["recalibrated"] = cross | {
+                "method": "cross-fitted: each fold's test scores recalibrated by the line "
+                "fitted on the other folds' test scores"
+            }
         content = {"metrics": metrics, "per_site": evaluation.per_site, "folds": folds}
         self._save(Phase("evaluation", "evaluation", sites, content), mark)
         return metrics, evaluation.per_site, folds

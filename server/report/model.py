@@ -117,7 +117,7 @@ def facts(model: dict) -> list[tuple[str, str]]:
     for penalty in ("ridge_lambda", "lasso_lambda"):
         if penalty in model:
             how = (
-                "chosen by federated inner cross-validation (lowest held-out deviance)"
+                "chosen by federated inner cross-validation (lowest mean deviance)"
                 if _cv_curve(model) is not None
                 else "set in the study"
             )

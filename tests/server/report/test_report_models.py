@@ -105,8 +105,10 @@ def test_ridge_summary_and_report_show_its_newton_fit(tmp_path: Path):
     results = recorded("table-ridge.json")
     rows = dict(facts(results["model"]))
     assert rows["Newton iterations"] == "7, converged"
-    assert rows["ridge lambda"] == "1"
-    assert rows["intercept"] == "-1.387"
+    assert rows["ridge lambda"] == (
+        "1, chosen by federated inner cross-validation (lowest mean deviance)"
+    )
+    assert rows["intercept"] == "-1.588"  # recalibrated
     page = write_report(results, tmp_path / "report.html").read_text()
     assert "Coefficients" in page
     for name in results["model"]["coefficients"]:

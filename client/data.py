@@ -55,6 +55,9 @@ class SiteData:
     table_path: Path | None = None
     versions: dict[str, str] = field(default_factory=dict)  # of the extractors, per its table
     excluded: dict[str, str] = field(default_factory=dict)  # case id -> why, never sent
+    # the pooled reference's data, a central analysis: its sums leave no site, so no site's
+    # rule on sums sent alone binds them
+    central: bool = False
     # signs the site's secure-aggregation keys; kept beside its feature table
     identity: Ed25519PrivateKey = field(
         default_factory=Ed25519PrivateKey.generate, repr=False, compare=False
@@ -104,6 +107,7 @@ class SiteData:
                 name: np.concatenate([site.clinical[name] for site in sites])
                 for name in set.intersection(*(set(site.clinical) for site in sites))
             },
+            central=True,
         )
 
     def columns(self, features: list[str]) -> np.ndarray:

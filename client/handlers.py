@@ -139,8 +139,10 @@ def _training(
 def _within_parameter_ratio(rows: np.ndarray, params, data: SiteData, study: StudyConfig) -> None:
     """A regression's sums over this site's cases alone leave it only with at most
     federation.max_parameter_ratio parameters per case (else they solve back to its rows);
-    inside a masked total the aggregator holds the total to that rule."""
-    if study.federation.secure_aggregation:
+    inside a masked total the aggregator holds the total to that rule. (A tuned fit's inner
+    folds train on fewer cases than the outer fit its selection counted; the pooled
+    reference, whose sums leave no site, is not held to it.)"""
+    if study.federation.secure_aggregation or data.central:
         return
     p, ratio = len(params.model_features) + 1, study.federation.max_parameter_ratio
     if p > ratio * rows.sum():

@@ -31,8 +31,8 @@ MODEL_KINDS = {  # the message kinds only some model kinds send
     Kind.LAMBDA_MAX: {"lasso-logistic"},
     Kind.MLP_ROUND: {"mlp"},
 }
-ROUND_PARTS = {  # the kinds a LASSO_ROUND's parts may be: a ridge fit asks Newton terms only
-    "ridge-logistic": {Kind.NEWTON},
+ROUND_PARTS = {  # the kinds a LASSO_ROUND's parts may be: a ridge fit asks Newton terms,
+    "ridge-logistic": {Kind.NEWTON},  # and when it tunes its penalty, held-out losses
     "lasso-logistic": {Kind.NEWTON, Kind.LOSS, Kind.LAMBDA_MAX},
 }
 MAX_ABS_PARAMETER = 1e6  # coefficients and weights beyond this are not a fit's
@@ -124,7 +124,10 @@ def _check_extras(kind: Kind, request: Request) -> None:
 
 def _check_round_parts(request: Request, study: StudyConfig) -> None:
     allowed = ROUND_PARTS[study.model.kind]
+    held_out = study.model.kind == "ridge-logistic" and study.tunes_penalty
     for part in request.parts or [request]:
+        if held_out and part.values.get("kind") == Kind.LOSS and part.values.get("role") == "test":
+            continue
         if part.values.get("kind") not in allowed:
             raise Refused(
                 "kind-outside-plan",
@@ -142,10 +145,10 @@ def _check_partition(partition: Partition, study: StudyConfig) -> None:
     folds = validation.folds if partition.scheme == "kfold" else 1
     if not 0 <= partition.fold < folds:
         raise Refused("partition-outside-plan", f"fold {partition.fold} of {folds}")
-    if partition.inner is not None:
-        tuned = study.model.kind == "lasso-logistic" and study.model.lasso_lambda is None
-        if not tuned or not 0 <= partition.inner < validation.inner_folds:
-            raise Refused("partition-outside-plan", f"inner fold {partition.inner}")
+    if partition.inner is not None and (
+        not study.tunes_penalty or not 0 <= partition.inner < validation.inner_folds
+    ):
+        raise Refused("partition-outside-plan", f"inner fold {partition.inner}")
 
 
 def _check_pipeline(params: PipelineParams, study: StudyConfig) -> None:

@@ -1,5 +1,5 @@
-"""How many times a site answers one fit: no more Newton iterations, line-search calls or
-calibration steps than its study lets a fit take (docs/privacy.md 3).
+"""How many times a site answers one fit: no more Newton iterations, line-search calls,
+held-out losses or calibration steps than its study lets a fit take (docs/privacy.md 3).
 
 A curious aggregator could otherwise ask a fit's sums at as many coefficient vectors as it
 likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per fit
@@ -30,15 +30,22 @@ _STATE = "caps"
 
 
 def caps(study: StudyConfig) -> dict[str, int]:
-    """The most distinct coefficient vectors one fit is asked at, per kind (and role)."""
+    """The most distinct coefficient vectors one fit is asked at, per kind (and role, or
+    inner fold): a tuned ridge fit's inner fold fits every penalty of the site's own grid."""
     iterations = study.newton_stopping[1]
     l1 = study.model.lasso_path_length * L1_ITERATIONS
+    lasso = study.model.kind == "lasso-logistic"
+    grid = len(study.model.ridge_lambdas)
     return {
-        Kind.NEWTON: l1 if study.model.kind == "lasso-logistic" else iterations,
+        Kind.NEWTON: l1 if lasso else iterations,
+        f"{Kind.NEWTON}/inner": l1 if lasso else grid * iterations,
         Kind.LOSS: l1 * LINE_SEARCH_CALLS,
-        f"{Kind.LOSS}/test": study.model.lasso_path_length,  # a held-out loss per penalty
+        f"{Kind.LOSS}/inner": l1 * LINE_SEARCH_CALLS,
+        # a held-out loss per penalty of the path or grid
+        f"{Kind.LOSS}/test": study.model.lasso_path_length if lasso else grid,
         Kind.LAMBDA_MAX: 1,
-        Kind.CALIBRATION: iterations,
+        # the calibration line, and with recalibration that of the recalibrated scores
+        Kind.CALIBRATION: iterations * (2 if study.recalibrates else 1),
     }
 
 
@@ -54,16 +61,28 @@ def _digest(*parts) -> str:
 
 def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
     """(fit, coefficient vector) of each capped part of a request, as digests."""
-    if kind is Kind.CALIBRATION:
+    if kind is Kind.CALIBRATION:  # the fits' coefficients move the sums as gamma does
         fits = [
             (pipeline_digest(split_pipeline(p.pipeline)[0]), p.partition) for p in request.parts
         ]
-        return [(f"{kind}|{_digest(fits)}", _digest(request.arrays["gamma"]))]
+        moving = [
+            value
+            for p in request.parts
+            for _, value in sorted(split_pipeline(p.pipeline)[1].arrays.items())
+        ]
+        return [(f"{kind}|{_digest(fits)}", _digest(request.arrays["gamma"], *moving))]
     asks = []
     for part in request.parts if kind is Kind.LASSO_ROUND else [request]:
         part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else kind
         role = str(part.values.get("role", "train"))
-        cap = f"{part_kind}/test" if role == "test" else str(part_kind)
+        inner = part.partition is not None and part.partition.inner is not None
+        cap = (
+            f"{part_kind}/test"
+            if role == "test"
+            else f"{part_kind}/inner"
+            if inner
+            else str(part_kind)
+        )
         fixed, moving = split_pipeline(part.pipeline)
         fit = _digest(pipeline_digest(fixed), part.partition, role)
         asks.append((f"{cap}|{fit}", _digest(moving.arrays.get("beta", np.zeros(0)))))

@@ -420,11 +420,29 @@ class SelectionSettings(_Strict):
     max_features: int = Field(default=20, ge=1)
 
 
+# The ridge penalty when `model.ridge_lambda` is unset under differential privacy.
+NOISED_RIDGE_LAMBDA = 1.0
+
+
 class ModelSettings(_Strict):
     """Exact federated ridge logistic regression, or an MLP trained with a Flower strategy."""
 
     kind: Literal["ridge-logistic", "lasso-logistic", "mlp"] = "ridge-logistic"
-    ridge_lambda: float = Field(default=1.0, ge=0)
+    ridge_lambda: float | None = Field(
+        default=None,
+        ge=0,
+        description="ridge penalty; None chooses it from `ridge_lambdas` by federated inner "
+        f"CV (under differential privacy, which does not tune, None is {NOISED_RIDGE_LAMBDA})",
+    )
+    ridge_lambdas: tuple[PositiveFloat, ...] = Field(
+        default=(1000.0, 300.0, 100.0, 30.0, 10.0, 3.0, 1.0, 0.3, 0.1),
+        description="the grid inner CV chooses the ridge penalty from (on the summed loss)",
+    )
+    recalibrate: bool = Field(
+        default=True,
+        description="k-fold ridge or L1: refit the final model's intercept and slope on the "
+        "out-of-fold scores (logistic recalibration, docs/methods.md 4.3)",
+    )
     lasso_lambda: float | None = Field(
         default=None, gt=0, description="L1 penalty; None chooses it by federated inner CV"
     )
@@ -454,6 +472,14 @@ class ModelSettings(_Strict):
         "the selected radiomics features; they bypass feature selection",
     )
     seed: int = 0
+
+    @field_validator("ridge_lambdas")
+    @classmethod
+    def _a_grid(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        """Largest first, as the L1 path: a tie in the criterion goes to the stronger penalty."""
+        if len(set(value)) < 2:
+            raise ValueError("list at least two distinct penalties to choose from")
+        return tuple(sorted(set(value), reverse=True))
 
     @property
     def mlp_step_bound(self) -> float:
@@ -578,6 +604,32 @@ class StudyConfig(_Strict):
                 "a batch column only names batches"
             )
         return self
+
+    @property
+    def ridge_penalty(self) -> float | None:
+        """The fixed ridge penalty, or None when federated inner CV chooses it; under
+        differential privacy, where each Newton step is its own noised release, it is fixed."""
+        if self.model.ridge_lambda is not None:
+            return self.model.ridge_lambda
+        return NOISED_RIDGE_LAMBDA if self.differential_privacy is not None else None
+
+    @property
+    def tunes_penalty(self) -> bool:
+        """Whether each ridge or L1 fit chooses its penalty on inner folds of its training part."""
+        if self.model.kind == "lasso-logistic":
+            return self.model.lasso_lambda is None
+        return self.model.kind == "ridge-logistic" and self.ridge_penalty is None
+
+    @property
+    def recalibrates(self) -> bool:
+        """Whether the released model is recalibrated on out-of-fold scores: k-fold ridge or
+        L1 fits (their test scores are out of fold), not under noise (keeps its releases)."""
+        return (
+            self.model.recalibrate
+            and self.model.kind in ("ridge-logistic", "lasso-logistic")
+            and self.validation.scheme == "kfold"
+            and self.differential_privacy is None
+        )
 
     @property
     def score_bins(self) -> int:

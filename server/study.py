@@ -36,8 +36,10 @@ from fedrad.server.phases.census import census
 from fedrad.server.phases.evaluation import (
     FittedPipeline,
     calibration_line,
+    cross_fitted_calibration,
     evaluate,
     pooled_metrics,
+    recalibrate,
 )
 from fedrad.server.phases.fold_rule import check_test_parts
 from fedrad.server.phases.harmonization import fit_combat, site_effects
@@ -111,6 +113,8 @@ class StudyProtocol:
             final = fitted[-1]
         else:
             final = self.fit(features, final_parts, "final")
+        if study.recalibrates:
+            final = recalibrate(final, metrics["calibration"])
         self.final = final
         self.persist(final, final_parts)
         harmonization = self.site_effects(final, final_parts)
@@ -138,6 +142,12 @@ class StudyProtocol:
         ]
         metrics = pooled_metrics(evaluation, study.federation.min_cell_size)
         metrics["calibration"] |= calibration_line(federation, evaluated, study)
+        if study.recalibrates:  # how well recalibration calibrates, measured out of fold
+            cross = cross_fitted_calibration(federation, evaluated, study)
+            metrics["calibration"]["recalibrated"] = cross | {
+                "method": "cross-fitted: each fold's test scores recalibrated by the line "
+                "fitted on the other folds' test scores"
+            }
         content = {"metrics": metrics, "per_site": evaluation.per_site, "folds": folds}
         self._save(Phase("evaluation", "evaluation", sites, content), mark)
         return metrics, evaluation.per_site, folds
@@ -246,10 +256,9 @@ class StudyProtocol:
         """Under secure aggregation, stop before a fit whose fold test parts (outer, and inner
         if the model tunes on them) may hold fewer than k of a class over its sites; in the
         clear, each site holds its own part to k."""
-        federation, model = self.federation, self.study.model
-        if federation.secure is not None:
-            tunes = model.kind == "lasso-logistic" and model.lasso_lambda is None
-            check_test_parts(federation, self.study, nodes, partitions, inner=tunes)
+        if self.federation.secure is not None:
+            inner = self.study.tunes_penalty
+            check_test_parts(self.federation, self.study, nodes, partitions, inner=inner)
 
     def _fitted(self, params, model, nodes, selection) -> FittedPipeline:
         threshold = selection.pop("training_prevalence")

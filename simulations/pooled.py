@@ -9,6 +9,7 @@ the federated result is a difference of aggregation, which must be nil.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from fedrad.client.data import SiteData
@@ -29,7 +30,9 @@ def pooled_reference(
     study = study.updated(
         federation={"min_cell_size": 1, "secure_aggregation": False}, differential_privacy=None
     )
-    sites = [SiteData.load(path, name, study) for name, path in tables.items()]
+    sites = [
+        replace(SiteData.load(path, name, study), central=True) for name, path in tables.items()
+    ]
     if study.validation.scheme != "leave-one-site-out":
         features = sorted(set.intersection(*(set(site.features) for site in sites)))
         sites = [SiteData.pooled(sites, features)]

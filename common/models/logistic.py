@@ -97,15 +97,20 @@ def fit_newton_steps(
     max_iterations: int = 50,
     on_iteration: Callable[[int, float], None] | None = None,
     curvature_floor: float = 0.0,
+    start_terms: NewtonTerms | None = None,
 ) -> Steps[Ask, LogisticFit]:
     """`fit_newton` as a coroutine: asks "terms" once per iteration, so a federation can
-    answer several fits' iterations in one round (`steps.lockstep`)."""
+    answer several fits' iterations in one round (`steps.lockstep`). `start_terms`, if
+    given, are the terms at beta = 0, where it starts, so they are not asked again."""
     penalty = np.full(n_params, ridge_lambda)
     penalty[0] = 0.0
     beta = np.zeros(n_params)
     previous = np.inf
     for iteration in range(1, max_iterations + 1):
-        (terms,) = yield [Ask("terms", beta)]
+        if iteration == 1 and start_terms is not None:
+            terms = start_terms
+        else:
+            (terms,) = yield [Ask("terms", beta)]
         deviance = terms.deviance + float(beta @ (penalty * beta))
         if on_iteration is not None:
             on_iteration(iteration, deviance)
@@ -115,6 +120,13 @@ def fit_newton_steps(
         beta = beta + np.linalg.solve(information, terms.gradient - penalty * beta)
         previous = deviance
     return LogisticFit(beta, max_iterations, deviance, converged=False)
+
+
+def recalibrated(beta: np.ndarray, intercept: float, slope: float) -> np.ndarray:
+    """The coefficients whose linear predictor is intercept + slope x (that of `beta`): a
+    logistic recalibration of the scores (docs/methods.md 4.3)."""
+    beta = np.asarray(beta, dtype=np.float64)
+    return np.concatenate([[intercept + slope * beta[0]], slope * beta[1:]])
 
 
 def positive_definite(matrix: np.ndarray, floor: float = 0.0) -> np.ndarray:

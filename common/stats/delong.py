@@ -1,5 +1,5 @@
 """DeLong's test between two models' AUCs on the same test cases, from summed joint
-histograms (docs/methods.md 4.4).
+histograms (docs/methods.md 4.5).
 
 Comparing two AUCs on the same cases needs their covariance, which one histogram per model
 cannot give: it needs, per class, how the two models' scores fall together. A site sends

@@ -1,5 +1,5 @@
 """The pooled ROC curve from summed per-class histograms on the public grid, and the points
-of it a study publishes (docs/methods.md 4.3, docs/privacy.md 6).
+of it a study publishes (docs/methods.md 4.4, docs/privacy.md 6).
 
 A point of the curve at grid edge j is a pair of cumulative counts: the cases of each class
 scored at or above edge j. Two points subtract to a cell (the cases of a class between

@@ -12,14 +12,14 @@ its own figures alone (SITE_METRICS), rounded as docs/privacy.md 3 says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import curvature_floor
 from fedrad.common.messages import Kind, Request, ScoresReply, SiteMetricsReply
-from fedrad.common.models.logistic import fit_newton
+from fedrad.common.models.logistic import fit_newton, recalibrated
 from fedrad.common.pipeline import Partition
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
@@ -265,6 +265,52 @@ def calibration_line(federation: Federation, evaluated: Evaluated, study: StudyC
     except (StudyCannotRun, ValueError, np.linalg.LinAlgError) as exc:
         return {"line": f"not available: {exc}"}
     return {"intercept": float(line.beta[0]), "slope": float(line.beta[1])}
+
+
+def cross_fitted_calibration(
+    federation: Federation, evaluated: Evaluated, study: StudyConfig
+) -> dict:
+    """The calibration line of recalibrated out-of-fold scores, each fit's test scores
+    recalibrated by the line fitted on the other fits' test scores only, so no score is
+    recalibrated by a line it helped fit (docs/methods.md 4.3)."""
+    crossed = []
+    for index, (fitted, partitions) in enumerate(evaluated):
+        line = calibration_line(federation, evaluated[:index] + evaluated[index + 1 :], study)
+        if "slope" not in line:
+            return line
+        beta = recalibrated(fitted.params.beta, line["intercept"], line["slope"])
+        crossed.append((replace(fitted, params=replace(fitted.params, beta=beta)), partitions))
+    return calibration_line(federation, crossed, study)
+
+
+def recalibrate(final: FittedPipeline, calibration: dict) -> FittedPipeline:
+    """The final model with its linear predictor x'beta replaced by a + b x'beta, a and b
+    the calibration line of the out-of-fold scores (docs/methods.md 4.3); its model
+    summary keeps the line, the coefficients before, and the cross-fitted check."""
+    if "slope" not in calibration:
+        note = {"applied": False, "reason": f"no calibration line: {calibration.get('line')}"}
+        return replace(final, model=final.model | {"recalibration": note})
+    intercept, slope = calibration["intercept"], calibration["slope"]
+    beta = recalibrated(final.params.beta, intercept, slope)
+    features = final.params.model_features
+    recalibration = {
+        "applied": True,
+        "intercept": intercept,
+        "slope": slope,
+        "fitted_on": "the out-of-fold test scores of the k-fold fits (logit of their "
+        "predicted risk), every case once",
+        "before": {
+            "intercept": final.model["intercept"],
+            "coefficients": final.model["coefficients"],
+        },
+        "cross_fitted": calibration.get("recalibrated"),
+    }
+    model = final.model | {
+        "intercept": float(beta[0]),
+        "coefficients": dict(zip(features, map(float, beta[1:]), strict=True)),
+        "recalibration": recalibration,
+    }
+    return replace(final, params=replace(final.params, beta=beta), model=model)
 
 
 def pooled_metrics(evaluation: Evaluation, min_cell_size: int) -> dict:

@@ -18,7 +18,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from fedrad.common.config import StudyConfig
 from fedrad.common.differential_privacy import curvature_floor
 from fedrad.common.messages import Kind, LassoRoundReply, Request
-from fedrad.common.models import lasso, mlp
+from fedrad.common.models import lasso, mlp, ridge
 from fedrad.common.models.logistic import NewtonTerms, fit_newton_steps
 from fedrad.common.models.steps import Ask, Steps, one_by_one, run_steps
 from fedrad.common.pipeline import Partition, PipelineParams
@@ -163,13 +163,14 @@ def _unpacked(reply: LassoRoundReply, asks: list[FitAsk]) -> list:
 
 
 def fit_logistic(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
-    """Ridge logistic regression by Newton (docs/methods.md 3.3), each iteration one
-    NEWTON round."""
-    terms_at = summed_terms(federation, params, nodes, partitions)
-    fitted, model = run_steps(
-        logistic_steps(study, params, nodes, partitions, _newton_record(tag, rounds)),
-        one_by_one(lambda ask: terms_at(ask.pipeline.beta)),
-    )
+    """Ridge logistic regression by Newton (docs/methods.md 3.3): with a fixed penalty each
+    iteration one NEWTON round; with a tuned one, every ask of a round in one LASSO_ROUND."""
+    steps = logistic_steps(study, params, nodes, partitions, _newton_record(tag, rounds))
+    if study.ridge_penalty is None:
+        fitted, model = run_steps(steps, lambda asks: lasso_round(federation, asks))
+    else:
+        terms_at = summed_terms(federation, params, nodes, partitions)
+        fitted, model = run_steps(steps, one_by_one(lambda ask: terms_at(ask.pipeline.beta)))
     federation.log(fitted_line(tag, nodes, model))
     return fitted, model
 
@@ -183,6 +184,14 @@ def _newton_record(tag: str, rounds: list[dict]) -> Callable[[int, float], None]
     return record
 
 
+def _inner_folds(study: StudyConfig, training: dict[int, Partition]) -> list[dict]:
+    """The inner folds of a fit's training part, each site's partition per fold."""
+    return [
+        {node: replace(partition, inner=inner) for node, partition in training.items()}
+        for inner in range(study.validation.inner_folds)
+    ]
+
+
 def logistic_steps(
     study: StudyConfig,
     params: PipelineParams,
@@ -190,27 +199,52 @@ def logistic_steps(
     partitions,
     on_iteration: Callable[[int, float], None],
 ) -> Steps[FitAsk, tuple[PipelineParams, dict]]:
-    """`fit_logistic` as a coroutine: yields the Newton terms ask of each iteration,
-    receives its answer; returns the pipeline with its beta and the model summary. Several
-    fits' coroutines can share rounds (`steps.lockstep`)."""
+    """`fit_logistic` as a coroutine: yields the asks of each round, receives their
+    answers; returns the pipeline with its beta and the model summary. Several fits'
+    coroutines can share rounds (`steps.lockstep`).
+
+    With a tuned penalty, the first round asks the Newton terms at beta = 0 of every inner
+    fold and of the final fit (where each of their fits starts); then every inner fold's
+    fit at every penalty of the grid runs in lockstep (`ridge.cross_validate_steps`), each
+    followed by its held-out loss; then the final fit at the chosen penalty.
+    """
     settings = study.model
     training = {node: partitions[node] for node in nodes}
     tolerance, iterations = study.newton_stopping
     n_params = len(params.model_features) + 1
+
+    def over(fit: dict[int, Partition], ask: Ask) -> FitAsk:
+        return FitAsk(replace(params, beta=ask.beta), fit, ask.what)
+
+    penalty, curve, start = study.ridge_penalty, None, None
+    if penalty is None:
+        folds = _inner_folds(study, training)
+        at_zero = replace(params, beta=np.zeros(n_params))
+        *fold_starts, start = yield [FitAsk(at_zero, fit, "terms") for fit in [*folds, training]]
+        cv = yield from _translated(
+            ridge.cross_validate_steps(
+                len(folds), settings.ridge_lambdas, n_params, tolerance, iterations, fold_starts
+            ),
+            lambda asks: [over(folds[fold], ask) for fold, ask in asks],
+        )
+        penalty = cv.lambda_min
+        curve = {"lambdas": cv.lambdas.tolist(), "mean_deviance": cv.criteria.tolist()}
     fit = yield from _translated(
         fit_newton_steps(
             n_params,
-            ridge_lambda=settings.ridge_lambda,
+            ridge_lambda=penalty,
             tolerance=tolerance,
             max_iterations=iterations,
             on_iteration=on_iteration,
             curvature_floor=curvature_floor(study.differential_privacy, n_params),
+            start_terms=start,
         ),
-        lambda asks: [FitAsk(replace(params, beta=ask.beta), training, ask.what) for ask in asks],
+        lambda asks: [over(training, ask) for ask in asks],
     )
     model = {
         "kind": settings.kind,
-        "ridge_lambda": settings.ridge_lambda,
+        "ridge_lambda": penalty,
+        "cross_validation": curve,
         "scale": "coefficients act on harmonized features standardized with the pooled "
         "training mean and standard deviation",
         "iterations": fit.iterations,
@@ -227,7 +261,10 @@ def fitted_line(tag: str, nodes: list[int], model: dict) -> str:
         nonzero = sum(value != 0 for value in model["coefficients"].values())
         return f"{tag}: L1 lambda {model['lasso_lambda']:.4g}, {nonzero} nonzero"
     features, iterations = len(model["coefficients"]), model["iterations"]
-    return f"{tag}: {len(nodes)} sites, {features} features, {iterations} Newton iterations"
+    line = f"{tag}: {len(nodes)} sites, {features} features, {iterations} Newton iterations"
+    return line + (
+        f", ridge lambda {model['ridge_lambda']:.4g}" if model["cross_validation"] else ""
+    )
 
 
 def fit_lasso(federation, study: StudyConfig, params, nodes, partitions, tag, rounds):
@@ -264,10 +301,7 @@ def lasso_steps(
 
     penalty, curve, start = settings.lasso_lambda, None, None
     if penalty is None:
-        folds = [
-            {node: replace(training[node], inner=inner) for node in nodes}
-            for inner in range(study.validation.inner_folds)
-        ]
+        folds = _inner_folds(study, training)
         at_zero = replace(params, beta=np.zeros(n_params))
         sums, *fold_starts, start = yield [FitAsk(params, training, "lambda-max")] + [
             FitAsk(at_zero, fit, "terms") for fit in [*folds, training]

@@ -26,6 +26,7 @@ _KNOWN = {
     "ridge_lambda",
     "lasso_lambda",
     "cross_validation",
+    "recalibration",
     "train_loss_by_round",
     "threshold",
     "threshold_rule",
@@ -113,15 +114,17 @@ def facts(model: dict) -> list[tuple[str, str]]:
         rows.append(("Newton iterations", f"{model['iterations']}{state}"))
     elif "converged" in model:
         rows.append(("converged", str(model["converged"])))
-    if "ridge_lambda" in model:
-        rows.append(("ridge lambda", _general(model["ridge_lambda"])))
-    if "lasso_lambda" in model:
-        how = (
-            "chosen by federated inner cross-validation (lowest mean deviance)"
-            if _cv_curve(model) is not None
-            else "set in the study"
-        )
-        rows.append(("lasso lambda", f"{_general(model['lasso_lambda'])}, {how}"))
+    for penalty in ("ridge_lambda", "lasso_lambda"):
+        if penalty in model:
+            how = (
+                "chosen by federated inner cross-validation (lowest mean deviance)"
+                if _cv_curve(model) is not None
+                else "set in the study"
+            )
+            rows.append((penalty.replace("_", " "), f"{_general(model[penalty])}, {how}"))
+    recalibration = model.get("recalibration")
+    if isinstance(recalibration, dict):
+        rows.append(("calibration slope", _recalibration_sentence(recalibration)))
     losses = model.get("train_loss_by_round")
     if isinstance(losses, list) and losses:
         rows.append(("training loss by round", " -> ".join(number(loss) for loss in losses)))
@@ -142,6 +145,17 @@ def facts(model: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def _recalibration_sentence(recalibration: dict) -> str:
+    """The out-of-fold calibration slope before recalibration and (cross-fitted) after."""
+    if not recalibration.get("applied"):
+        return f"not recalibrated: {recalibration.get('reason', '-')}"
+    after = (recalibration.get("cross_fitted") or {}).get("slope")
+    return (
+        f"{number(recalibration.get('slope'), 2)} out of fold before recalibration, "
+        f"{number(after, 2)} after (cross-fitted: each fold recalibrated on the others)"
+    )
+
+
 def _cv_curve(model: dict) -> Curve | None:
     curve = model.get("cross_validation")
     if not isinstance(curve, dict):
@@ -149,9 +163,10 @@ def _cv_curve(model: dict) -> Curve | None:
     lambdas, deviance = curve.get("lambdas"), curve.get("mean_deviance")
     if not lambdas or not deviance or len(lambdas) != len(deviance):
         return None
-    chosen = model.get("lasso_lambda")
+    penalty = "lasso_lambda" if "lasso_lambda" in model else "ridge_lambda"
+    chosen = model.get(penalty)
     return Curve(
-        title="Lasso penalty by federated inner cross-validation"
+        title=f"{penalty.split('_')[0].capitalize()} penalty by federated inner cross-validation"
         + (f": chosen lambda {_general(chosen)}" if chosen is not None else ""),
         x=list(lambdas),
         y=list(deviance),

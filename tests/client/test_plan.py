@@ -75,7 +75,7 @@ def test_a_sum_asked_in_the_clear_is_refused_under_secure_aggregation(site):
         ("newton", {"partition": Partition("unseen")}, "partition-outside-plan"),
         ("newton", {"partition": Partition("holdout")}, "partition-outside-plan"),
         ("newton", {"partition": Partition("kfold", 3)}, "partition-outside-plan"),
-        ("newton", {"partition": Partition("kfold", 0, inner=0)}, "partition-outside-plan"),
+        ("newton", {"partition": Partition("kfold", 0, inner=3)}, "partition-outside-plan"),
         ("loss", {}, "kind-outside-plan"),
         ("lasso-round", {}, "kind-outside-plan"),
         ("newton", {"beta": np.array([0.1, np.nan, 0.0, 0.0])}, "value-out-of-bounds"),
@@ -192,7 +192,11 @@ def test_a_scaler_of_radiomic_magnitude_is_within_the_plan(site):
 def test_a_site_with_too_few_of_a_class_sends_no_training_sum_not_even_combats(tmp_path):
     from fedrad.client.data import SiteData
 
-    study = STUDY.updated(harmonization={"method": "combat"}, validation={"scheme": "holdout"})
+    study = STUDY.updated(  # a fixed penalty: inner folds would leave site01 too few cases
+        harmonization={"method": "combat"},
+        validation={"scheme": "holdout"},
+        model={"ridge_lambda": 1.0},
+    )
     tables = write_site_feature_tables(tmp_path, study, sizes=(40, 14, 50))
     data = SiteData.load(tables["site02"], "site02", study)
     k = study.federation.min_cell_size

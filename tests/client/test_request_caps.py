@@ -105,3 +105,53 @@ def test_half_space_coefficients_read_a_row_and_a_nudged_scaler_opens_a_new_cap_
     assert len(asked) > STUDY.model.max_newton_iterations  # past one fit's cap
     top = rows[np.argmax(rows[:, 0])]
     np.testing.assert_allclose(-above[1:] + 1000.0, top, rtol=0, atol=1e-9)
+
+
+TUNED = StudyConfig(
+    federation=FederationSettings(min_cell_size=3, secure_aggregation=False),
+    harmonization={"method": "none"},
+    validation={"scheme": "kfold", "folds": 3},
+    model={"max_newton_iterations": 3, "ridge_lambdas": [10.0, 1.0]},
+)
+
+
+def _round_refusals(table: Path, parts: list[Request]) -> list[str | None]:
+    """The site's refusal code (or None) to each of `parts`, each asked as its own round."""
+    transport = GridTransport(site_grid({"site01": table}, TUNED), timeout_s=60)
+    codes = []
+    for part in parts:
+        payload, _ = encode_request(Request(parts=[part]), ())
+        codes.append(transport.ask(Kind.LASSO_ROUND, {1: payload})[0][1].values.get(REFUSED))
+    return codes
+
+
+def test_a_tuned_ridge_site_answers_an_inner_fold_only_as_often_as_its_own_grid_allows(
+    tmp_path,
+):
+    """The penalty never reaches the site (it adds nothing to the site's sums): the site
+    bounds what an aggregator can ask of an inner fold by its own study's grid, one held-out
+    loss per penalty and each penalty's Newton iterations, whatever penalties the aggregator
+    claims to try or however it nudges beta."""
+    (table,) = write_site_feature_tables(tmp_path, TUNED, sizes=(40,)).values()
+    base = np.array([0.1, 0.2, -0.1, 0.05])
+    inner = Partition("kfold", 0, inner=0)
+
+    def part(beta, kind, role=None):
+        values = {"kind": kind} | ({"role": role} if role else {})
+        return Request(_params(table, beta), inner, values=values)
+
+    grid, iterations = len(TUNED.model.ridge_lambdas), TUNED.model.max_newton_iterations
+    held_out = [part(base + i * 1e-15, "loss", "test") for i in range(grid + 1)]
+    assert _round_refusals(table, held_out) == [None] * grid + ["requests-per-fit-exceeded"]
+    terms = [part(base + i * 1e-3, "newton") for i in range(grid * iterations + 1)]
+    assert _round_refusals(table, terms) == [None] * grid * iterations + [
+        "requests-per-fit-exceeded"
+    ]
+    # a training loss (an L1 line search) is not a ridge fit's to ask, at any penalty
+    assert _round_refusals(table, [part(base, "loss", "train")]) == ["kind-outside-plan"]
+    # a fixed penalty has no inner folds
+    fixed = TUNED.updated(model={"ridge_lambda": 1.0})
+    transport = GridTransport(site_grid({"site01": table}, fixed), timeout_s=60)
+    payload, _ = encode_request(Request(parts=[part(base, "newton")]), ())
+    reply = transport.ask(Kind.LASSO_ROUND, {1: payload})[0][1]
+    assert reply.values.get(REFUSED) == "partition-outside-plan"

@@ -29,7 +29,18 @@ def test_unknown_and_invalid_keys_are_named(tmp_path):
 def test_changing_any_setting_changes_the_study_hash():
     study = StudyConfig()
     assert study.updated(model={"ridge_lambda": 2.0}).study_hash != study.study_hash
-    assert study.updated(model={"ridge_lambda": 1.0}).study_hash == study.study_hash
+    assert study.updated(model={"ridge_lambda": None}).study_hash == study.study_hash
+    assert study.updated(model={"ridge_lambdas": [1.0, 10.0]}).study_hash != study.study_hash
+
+
+def test_a_ridge_grid_is_kept_largest_first_and_needs_two_penalties():
+    study = StudyConfig(model={"ridge_lambdas": [1.0, 10.0, 1.0, 0.1]})
+    assert study.model.ridge_lambdas == (10.0, 1.0, 0.1)
+    assert study.ridge_penalty is None and study.tunes_penalty
+    with pytest.raises(ValueError, match="at least two distinct penalties"):
+        StudyConfig(model={"ridge_lambdas": [3.0, 3.0]})
+    noised = StudyConfig(differential_privacy={})  # each noised step its own release: fixed
+    assert noised.ridge_penalty == 1.0 and not noised.tunes_penalty and not noised.recalibrates
 
 
 @pytest.mark.parametrize("strategy", ["fedmedian", "fedtrimmedavg", "krum"])

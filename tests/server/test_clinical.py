@@ -29,6 +29,7 @@ STUDY = StudyConfig(
     federation=FederationSettings(min_cell_size=3, histogram_bins=200),
     validation={"scheme": "holdout"},
     clinical={"age": None, "sex": ("F", "M")},
+    model={"ridge_lambda": 1.0},  # fixed, as the scikit-learn reference below
 )
 
 

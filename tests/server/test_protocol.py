@@ -14,8 +14,10 @@ from fedrad.common.pipeline import Partition
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
-STUDY = StudyConfig(
-    federation=FederationSettings(min_cell_size=3), validation={"scheme": "holdout"}
+STUDY = StudyConfig(  # a fixed penalty: the tuned one's protocol is test_recalibration.py's
+    federation=FederationSettings(min_cell_size=3),
+    validation={"scheme": "holdout"},
+    model={"ridge_lambda": 1.0},
 )
 
 

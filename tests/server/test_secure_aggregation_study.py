@@ -51,10 +51,11 @@ from fedrad.server.study import StudyProtocol
 from fedrad.simulations.pooled import pooled_reference
 from fedrad.simulations.synth.features import write_site_feature_tables
 
-BASE = StudyConfig(
+BASE = StudyConfig(  # a fixed ridge penalty: the clear arms' small sites cannot carry inner folds
     federation=FederationSettings(min_cell_size=3),
     harmonization={"method": "none"},
     validation={"scheme": "holdout"},
+    model={"ridge_lambda": 1.0},
 )
 STUDIES = {
     "ridge-with-combat": BASE.updated(harmonization={"method": "combat"}),

@@ -111,8 +111,9 @@ def test_shuffled_labels_give_chance_level_cross_validated_auc(tmp_path):
 
 
 def test_traffic_is_counted_per_site_and_request(tmp_path):
-    tables = write_site_feature_tables(tmp_path, STUDY)
-    traffic = _run(tables)["traffic_bytes_from_sites"]
+    study = STUDY.updated(model={"ridge_lambda": 1.0})  # a fit alone: a NEWTON per step
+    tables = write_site_feature_tables(tmp_path, study)
+    traffic = _run(tables, study)["traffic_bytes_from_sites"]
     assert set(traffic["newton"]) == {"site01", "site02", "site03"}
     assert all(size > 0 for size in traffic["newton"].values())
     # a site's Newton replies (gradient + Hessian) outweigh its census-free ComBat SSR reply

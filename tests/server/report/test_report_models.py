@@ -105,8 +105,10 @@ def test_ridge_summary_and_report_show_its_newton_fit(tmp_path: Path):
     results = recorded("table-ridge.json")
     rows = dict(facts(results["model"]))
     assert rows["Newton iterations"] == "7, converged"
-    assert rows["ridge lambda"] == "1"
-    assert rows["intercept"] == "-1.387"
+    assert rows["ridge lambda"] == (
+        "1, chosen by federated inner cross-validation (lowest mean deviance)"
+    )
+    assert rows["intercept"] == "-1.588"  # recalibrated
     page = write_report(results, tmp_path / "report.html").read_text()
     assert "Coefficients" in page
     for name in results["model"]["coefficients"]:
@@ -145,3 +147,19 @@ def test_undefined_figures_render_as_dashes(tmp_path: Path):
     assert [cell.strip() for cell in auc_row.split("│")[1:4]] == ["AUC", "- ± - (bound)", "-"]
     page = write_report(results, tmp_path / "report.html").read_text()
     assert "pooled AUC - (95% CI --" in page
+
+
+def test_a_tuned_recalibrated_ridge_states_its_lambda_and_slopes_in_a_sentence_each():
+    model = recorded("table-ridge.json")["model"]
+    rows = dict(facts(model))
+    assert rows["ridge lambda"] == (
+        f"{model['ridge_lambda']:.4g}, chosen by federated inner cross-validation "
+        "(lowest mean deviance)"
+    )
+    before, after = model["recalibration"]["slope"], model["recalibration"]["cross_fitted"]
+    assert rows["calibration slope"] == (
+        f"{before:.2f} out of fold before recalibration, {after['slope']:.2f} after "
+        "(cross-fitted: each fold recalibrated on the others)"
+    )
+    unapplied = model | {"recalibration": {"applied": False, "reason": "no calibration line"}}
+    assert dict(facts(unapplied))["calibration slope"] == "not recalibrated: no calibration line"

@@ -75,7 +75,9 @@ def test_a_finished_study_stores_runs_phases_and_metrics_equal_to_its_results(st
     assert [p["kind"] for p in page.phases][-1] == "evaluation"
     final = page.selected_features["final"]
     assert [f["feature"] for f in final] == results["selection"]["kept"]
-    assert {f["feature"]: f["coefficient"] for f in final} == results["model"]["coefficients"]
+    # the final fit's phase holds the fit itself; results, the model recalibrated after it
+    fit = results["model"]["recalibration"]["before"]["coefficients"]
+    assert {f["feature"]: f["coefficient"] for f in final} == fit
     assert page.harmonization == results["harmonization"]
     assert page.census == {site["name"]: site["cases"] for site in results["sites"]}
     assert run_results(store, writer.run_id) == results

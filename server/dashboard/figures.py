@@ -8,6 +8,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.io import to_html
 
+from fedrad.server.report.card import roc_figure
 from fedrad.server.report.html import (
     comparison_figure,
     curve_figure,
@@ -52,11 +53,13 @@ def rounds_figures(phases: list[dict]) -> list[go.Figure]:
 
 
 def results_figures(results: dict) -> list[go.Figure]:
-    """report.html's figures of a run's results.json: arms on unseen sites, per site,
-    calibration, harmonization, and the model's curves and coefficients."""
+    """The study report's ROC curve (the points results.json publishes) and report.html's
+    figures of a run's results.json: arms on unseen sites, per site, calibration,
+    harmonization, and the model's curves and coefficients."""
     if results.get("status") == "stopped":
         return []
     drawn = [
+        roc_figure(results),
         comparison_figure(results),
         per_site_figure(results),
         reliability_figure(results),

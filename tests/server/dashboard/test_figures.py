@@ -62,3 +62,14 @@ def test_site_centroids_are_drawn_before_and_after_harmonization_one_point_per_s
     ]
     assert figure.layout.xaxis.title.text == "PC1 (50% of variance)"
     assert centroid_figure({"harmonization": {"method": "none"}}) is None
+
+
+def test_the_run_page_draws_the_roc_curve_at_the_points_results_json_publishes():
+    roc = {"threshold": [None, 0.6, 0.3, 0.0], "fpr": [0, 0.1, 0.4, 1], "tpr": [0, 0.5, 0.9, 1]}
+    results = {
+        "metrics": {"federated": {"auc": 0.8, "roc": roc}, "per_site": {}},
+        "validation": {"scheme": "kfold"},
+    }
+    (figure,) = [f for f in results_figures(results) if f.layout.title.text.startswith("ROC")]
+    (curve,) = [trace for trace in figure.data if trace.name == "pooled, kfold"]
+    assert (list(curve.x), list(curve.y)) == (roc["fpr"], roc["tpr"])

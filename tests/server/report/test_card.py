@@ -165,9 +165,11 @@ def test_turning_differential_privacy_on_changes_the_items_it_touches(results):
 
 
 def test_recalibration_fills_the_updating_items_when_the_model_has_it(results):
-    items = {(i.guideline, i.item): i for i in checklist(results)}
+    plain = copy.deepcopy(results)
+    plain["model"].pop("recalibration", None)  # a model released as fitted
+    items = {(i.guideline, i.item): i for i in checklist(plain)}
     assert items["TRIPOD+AI", "24"].status == TO_PROVIDE
-    recalibrated = copy.deepcopy(results)
+    recalibrated = copy.deepcopy(plain)
     recalibrated["model"]["recalibration"] = {"intercept": 0.1, "slope": 0.93}
     items = {(i.guideline, i.item): i for i in checklist(recalibrated)}
     assert "slope 0.930" in items["TRIPOD+AI", "24"].value

@@ -31,7 +31,7 @@ from fedrad.server.federation import (
     SiteSkippedFit,
     StudyCannotRun,
 )
-from fedrad.server.observer import StudyObserver
+from fedrad.server.observer import RoundLog, StudyObserver
 from fedrad.server.phases.census import census
 from fedrad.server.phases.evaluation import (
     FittedPipeline,
@@ -69,7 +69,7 @@ class StudyProtocol:
         self.federation = Federation(transport, log)
         self.observer = observer or StudyObserver()
         self.federation.observer = self.observer
-        self.rounds: list[dict] = []
+        self.rounds: list[dict] = RoundLog(self.observer)
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
         self.final: FittedPipeline | None = None  # the released model, once fitted
@@ -193,7 +193,8 @@ class StudyProtocol:
             if index not in restored:
                 params, selection, nodes, phase = self._prepared(features, tag, partitions)
                 prepared[index] = (tag, params, selection, nodes, partitions, phase)
-        records = {index: [] for index in prepared}  # each fit's rounds, kept in fit order
+        # each fit's rounds, told as they come, kept in fit order
+        records = {index: RoundLog(self.observer) for index in prepared}
         walks = [
             fit_steps(self.study, params, nodes, partitions, tag, records[index])
             for index, (tag, params, _, nodes, partitions, _) in prepared.items()

@@ -30,7 +30,7 @@ def run_figures(engine: Engine, run_id: int) -> dict[str, go.Figure] | None:
     if view is None:
         return None
     results = results_of(engine, run_id)
-    drawn = figures.rounds_figures(view.phases)
+    drawn = figures.rounds_figures(figures.every_round(view))
     drawn += figures.results_figures(results) if results else []
     named: dict[str, go.Figure] = {}
     for index, figure in enumerate(drawn, start=1):

@@ -23,6 +23,11 @@ _MEASURES = {"deviance": "Newton deviance by iteration", "train_loss": "MLP trai
 _CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg"}}
 
 
+def every_round(view) -> list[dict]:
+    """The run's phases and, as one more, the rounds of fits still going (`RunView`)."""
+    return [*view.phases, {"rounds": view.live_rounds}]
+
+
 def rounds_figures(phases: list[dict]) -> list[go.Figure]:
     """One plot per measure (deviance, training loss), a line per fit, from the rounds."""
     series: dict[str, dict[str, tuple[list, list]]] = {}

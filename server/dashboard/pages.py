@@ -95,8 +95,10 @@ def run_html(request: Request, run_id: int, holder: SignedIn):
     context = {
         "view": view,
         "holder": holder,
-        "progress": progress_of(view.run, view.phases),
-        "rounds_plots": [figures.fragment(f) for f in figures.rounds_figures(view.phases)],
+        "progress": progress_of(view.run, view.phases, view.live_rounds),
+        "rounds_plots": [
+            figures.fragment(f) for f in figures.rounds_figures(figures.every_round(view))
+        ],
         "results_plots": [figures.fragment(f) for f in figures.results_figures(results or {})]
         if results
         else [],

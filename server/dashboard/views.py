@@ -54,6 +54,7 @@ class Progress(BaseModel):
     status: str
     reason: str
     phases: list[PhaseStep]
+    live_rounds: int = 0  # rounds of fits whose phase has not ended yet
 
 
 class FitRow(BaseModel):
@@ -78,6 +79,7 @@ class Stability(BaseModel):
 class RunView(BaseModel):
     run: RunSummary
     phases: list[dict]
+    live_rounds: list[dict]  # of fits whose phase has not ended
     metrics: dict
     selected_features: dict[str, list[dict]]
     harmonization: dict | None
@@ -138,14 +140,15 @@ def run_view(engine: Engine, run_id: int) -> RunView | None:
 
 def progress_view(engine: Engine, run_id: int) -> Progress | None:
     page = run_page(engine, run_id)
-    return None if page is None else progress_of(page.run, page.phases)
+    return None if page is None else progress_of(page.run, page.phases, page.live_rounds)
 
 
-def progress_of(run: RunSummary, phases: list[dict]) -> Progress:
+def progress_of(run: RunSummary, phases: list[dict], live_rounds: list[dict]) -> Progress:
     return Progress(
         run=run.id,
         status=run.status,
         reason=run.reason,
+        live_rounds=len(live_rounds),
         phases=[
             PhaseStep(
                 position=p["position"],

@@ -77,6 +77,7 @@ class RunPage:
     events: list[dict]
     artifacts: list[dict]
     census: dict[str, dict[str, str]] = field(default_factory=dict)  # site -> class -> count
+    live_rounds: list[dict] = field(default_factory=list)  # of fits whose phase has not ended
 
 
 def overview(engine: Engine) -> Overview:
@@ -151,6 +152,12 @@ def run_page(engine: Engine, run_id: int) -> RunPage | None:
         by_phase: dict[int, list[dict]] = {}
         for row in rounds:
             by_phase.setdefault(row.phase_id, []).append(_round(row))
+        live = session.scalars(
+            select(RoundRow)
+            .where(RoundRow.run_id == run_id, RoundRow.phase_id.is_(None))
+            .order_by(RoundRow.id)
+        )
+        live_rounds = [_round(row) for row in live]
         selected: dict[str, list[dict]] = {}
         for row in session.scalars(
             select(SelectedFeature)
@@ -192,6 +199,7 @@ def run_page(engine: Engine, run_id: int) -> RunPage | None:
                 )
             ],
             census=census,
+            live_rounds=live_rounds,
         )
 
 

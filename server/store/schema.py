@@ -119,11 +119,14 @@ class PhaseRow(Base):
 
 
 class RoundRow(Base):
-    """One round of a fit: a Newton iteration's deviance or an MLP round's training loss."""
+    """One round of a fit: a Newton iteration's deviance or an MLP round's training loss.
+    Written as it ends, with its run and no phase; its phase's rows replace it when the
+    phase ends (0004)."""
 
     __tablename__ = "rounds"
     id: Mapped[int] = mapped_column(primary_key=True)
-    phase_id: Mapped[int] = mapped_column(ForeignKey("phases.id"))
+    phase_id: Mapped[int | None] = mapped_column(ForeignKey("phases.id"))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", name="fk_rounds_run_id_runs"))
     fit: Mapped[str]
     step: Mapped[str]  # newton or mlp
     number: Mapped[int]

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -177,8 +177,26 @@ class RunWriter(StudyObserver):
         )
 
     @_kept_going
-    def phase(self, phase: Phase, loaded: bool = False) -> None:
+    def round(self, entry: dict) -> None:
+        """A round as it ends: the run's, in no phase yet (live progress)."""
         with Session(self.engine) as session, session.begin():
+            (row,) = _rounds(None, [entry])
+            row.run_id = self.run_id
+            session.add(row)
+
+    @_kept_going
+    def phase(self, phase: Phase, loaded: bool = False) -> None:
+        """The phase, its rounds (replacing those written live), selection and metrics."""
+        with Session(self.engine) as session, session.begin():
+            fits = {entry["fit"] for entry in phase.rounds}
+            if fits and not loaded:
+                session.execute(
+                    delete(RoundRow).where(
+                        RoundRow.run_id == self.run_id,
+                        RoundRow.phase_id.is_(None),
+                        RoundRow.fit.in_(fits),
+                    )
+                )
             position = session.scalar(
                 select(func.count()).select_from(PhaseRow).where(PhaseRow.run_id == self.run_id)
             )
@@ -195,7 +213,7 @@ class RunWriter(StudyObserver):
             )
             session.add(row)
             session.flush()
-            session.add_all(_rounds(row.id, phase.rounds))
+            session.add_all(_rounds(row.id, phase.rounds, self.run_id))
             if phase.kind == "fitted":
                 session.add_all(_selected(row.id, phase.tag, phase.content))
             if phase.kind == "evaluation":
@@ -299,10 +317,11 @@ def _bytes_by_site(traffic: dict) -> dict | None:
     return totals
 
 
-def _rounds(phase_id: int, rounds: list[dict]) -> list[RoundRow]:
+def _rounds(phase_id: int | None, rounds: list[dict], run_id: int | None = None) -> list[RoundRow]:
     return [
         RoundRow(
             phase_id=phase_id,
+            run_id=run_id,
             fit=entry["fit"],
             step=entry["phase"],
             number=entry.get("iteration", entry.get("round", 0)),

@@ -17,7 +17,7 @@ def test_a_new_store_holds_exactly_the_tables_the_schema_declares(store):
         differences = compare_metadata(context, Base.metadata)
         revision = context.get_current_revision()
     assert differences == []
-    assert revision == "0003"
+    assert revision == "0004"
 
 
 def test_a_store_at_revision_1_with_runs_upgrades_to_head_keeping_them(store_url):
@@ -42,7 +42,7 @@ def test_a_store_at_revision_1_with_runs_upgrades_to_head_keeping_them(store_url
         revision = MigrationContext.configure(connection).get_current_revision()
     old.dispose()
     assert rows == [(7, "finished", None)]
-    assert revision == "0003"
+    assert revision == "0004"
 
 
 def test_reopening_a_store_leaves_it_as_it_was(tmp_path):
@@ -53,7 +53,7 @@ def test_reopening_a_store_leaves_it_as_it_was(tmp_path):
         revision = MigrationContext.configure(connection).get_current_revision()
     engine.dispose()
     assert (tmp_path / "state" / "runs.db").is_file()
-    assert revision == "0003"
+    assert revision == "0004"
 
 
 def test_the_default_store_is_runs_db_in_the_folder(tmp_path):

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.server.app import make_server_app
+from fedrad.server.checkpoint import Phase
 from fedrad.server.dashboard.views import run_view
 from fedrad.server.federation import SiteRecord
 from fedrad.server.results import finite_or_null
@@ -152,6 +153,23 @@ def test_a_site_set_aside_is_logged_with_its_reason_code_and_shown_dropped(store
     site02 = site_page(store, "site02").site
     assert (site02.status, site02.online) == ("dropped", False)
     assert site_page(store, "site01").site.online
+
+
+def test_rounds_show_as_they_end_and_belong_to_their_phase_once_it_ends(store):
+    writer = RunWriter(store, "deployment", log=lambda _: None)
+    writer.start(STUDY)
+    rounds = [
+        {"fit": "fold 1", "phase": "newton", "iteration": i, "deviance": 10.0 / i} for i in (1, 2)
+    ]
+    for entry in rounds:
+        writer.round(entry)
+    page = run_page(store, writer.run_id)
+    assert (page.live_rounds, page.phases) == (rounds, [])
+    writer.round({"fit": "fold 2", "phase": "newton", "iteration": 1, "deviance": 9.0})
+    writer.phase(Phase("prepared", "fold 1", ["site01"], {}, rounds=rounds))
+    page = run_page(store, writer.run_id)
+    assert page.phases[0]["rounds"] == rounds  # once, in its phase
+    assert [entry["fit"] for entry in page.live_rounds] == ["fold 2"]  # still going
 
 
 def test_census_rows_keep_suppressed_counts_as_sent_and_never_a_number(store):

@@ -13,16 +13,8 @@ from fedrad.server.store.schema import Event, Run, now
 
 def record_stop(engine: Engine, run_id: int, by: str) -> None:
     """Status "stopped", with who stopped it in its reason and in the event log."""
-    reason = f"stopped by {by} from the dashboard"
     with Session(engine) as session, session.begin():
-        run = session.get(Run, run_id)
-        run.status, run.reason, run.ended_at = "stopped", reason, now()
-        session.add(
-            Event(
-                run_id=run_id, at=now(), event="stopped", site="", reason=reason,
-                reason_code=reason_code("stopped", reason),
-            )
-        )  # fmt: skip
+        _end(session, session.get(Run, run_id), "stopped", f"stopped by {by} from the dashboard")
 
 
 # Flower's end states of a run whose ServerApp did not live to record its end itself.
@@ -43,12 +35,16 @@ def record_ended_runs(engine: Engine, flower_statuses: dict[str, str]) -> list[i
             if flower_status not in _ENDED_UNRECORDED:
                 continue
             reason = f"the aggregator ended without recording it (Flower: {flower_status})"
-            run.status, run.reason, run.ended_at = _ENDED_UNRECORDED[flower_status], reason, now()
-            session.add(
-                Event(
-                    run_id=run.id, at=now(), event="ended", site="", reason=reason,
-                    reason_code=reason_code("ended", reason),
-                )
-            )  # fmt: skip
+            _end(session, run, _ENDED_UNRECORDED[flower_status], reason, event="ended")
             ended.append(run.id)
     return ended
+
+
+def _end(session: Session, run: Run, status: str, reason: str, event: str = "stopped") -> None:
+    run.status, run.reason, run.ended_at = status, reason, now()
+    session.add(
+        Event(
+            run_id=run.id, at=now(), event=event, site="", reason=reason,
+            reason_code=reason_code(event, reason),
+        )
+    )  # fmt: skip

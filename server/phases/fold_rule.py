@@ -68,7 +68,8 @@ def check_test_parts(
                     f"inner fold {fold + 1}'s test part may hold as few as {held} {label} "
                     f"cases over {_sites(federation, nodes)}, fewer than {k} "
                     "(federation.min_cell_size): its training totals would differ from the "
-                    "fit's by them; set validation.inner_folds lower, or a fixed model.lasso_lambda"
+                    "fit's by them; set validation.inner_folds lower, or a fixed "
+                    f"{_penalty_key(study)}"
                 )
 
 
@@ -125,3 +126,8 @@ def _fewer_folds(counts: list[int], strata: list[int], folds: int, k: int) -> st
 
 def _sites(federation: Federation, nodes: list[int]) -> str:
     return ", ".join(federation.label(node) for node in nodes)
+
+
+def _penalty_key(study: StudyConfig) -> str:
+    """The setting that fixes the penalty the inner folds would choose."""
+    return "model.lasso_lambda" if study.model.kind == "lasso-logistic" else "model.ridge_lambda"

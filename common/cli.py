@@ -16,7 +16,7 @@ from fedrad.client.keys_cli import keys_site
 from fedrad.common.cli_errors import ReportsUserErrors
 from fedrad.server.cli import show
 from fedrad.server.dashboard.cli import dashboard_app
-from fedrad.server.keys_cli import keys_init, keys_register
+from fedrad.server.keys_cli import keys_init, keys_register, keys_unregister
 from fedrad.server.report_cli import report
 from fedrad.server.resume_cli import resume
 from fedrad.server.start_cli import server_app
@@ -70,6 +70,7 @@ keys_app = typer.Typer(no_args_is_help=True, help="Keys for a real federation: T
 keys_app.command("init")(keys_init)
 keys_app.command("site")(keys_site)
 keys_app.command("register")(keys_register)
+keys_app.command("unregister")(keys_unregister)
 app.add_typer(keys_app, name="keys")
 server_app.command()(status)
 server_app.command()(resume)

@@ -16,7 +16,7 @@ from fedrad.common.keyfiles import KeyFilesExist
 from fedrad.common.model_signing import SIGNING_PUBLIC_KEY, make_signing_key
 from fedrad.common.text_files import path_problem
 from fedrad.server.certificates import make_federation_certificates
-from fedrad.server.registration import RegistrationFailed, register_site
+from fedrad.server.registration import RegistrationFailed, register_site, unregister_site
 from fedrad.server.superlink import CONNECTION, flower_home
 
 LOOPBACK = ("localhost", "127.0.0.1")
@@ -89,6 +89,31 @@ def keys_register(
         raise fail(str(exc)) from exc
     done = "registered" if new else "was already registered"
     Console(highlight=False).print(f"{escape(name)} {done}: {escape(str(public_key))}")
+
+
+def keys_unregister(
+    name: Annotated[str, typer.Argument(help="The site's name, as it was registered.")],
+    state: StateOption = Path("fedrad-state"),
+) -> None:
+    """Coordinator: remove a site from the federation (wraps `flwr supernode unregister`).
+
+    Run it on the aggregator while `fedrad server start` runs. The site's SuperNode is
+    refused from then on, also when it joins again with the same key; its results in
+    finished runs stay. To let it back, register its key again.
+
+    Exit status: 0 unregistered, 2 unknown site or the aggregator is not running.
+    """
+    address = connection_address(state)
+    if not reachable(address):
+        raise fail(
+            f"cannot reach the aggregator at {address}; start it with "
+            f"`fedrad server start --state {state}` and run this again."
+        )
+    try:
+        node_ids = unregister_site(name, state)
+    except RegistrationFailed as exc:
+        raise fail(str(exc)) from exc
+    Console(highlight=False).print(f"{escape(name)} unregistered (node {', '.join(node_ids)})")
 
 
 def connection_address(state: Path) -> str:

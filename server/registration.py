@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 from fedrad.common.flower_processes import flower_env
-from fedrad.server.superlink import flower_home, register_command
+from fedrad.server.flwr_cli import StatusUnavailable, ask
+from fedrad.server.superlink import flower_home, register_command, unregister_command
 
 SITES_FILE = "sites.json"
 
@@ -47,6 +48,50 @@ def register_site(public_key: Path, name: str, state: Path) -> bool:
     (state / SITES_FILE).write_text(json.dumps(names | {node_id: name}, indent=2))
     _remember(state, name, node_id)
     return True
+
+
+def unregister_site(name: str, state: Path) -> list[str]:
+    """Remove site `name`'s node key from the aggregator whose state is `state`, so its
+    SuperNode is refused from now on; the node ids it had. The run store keeps the site and
+    its history, marked unregistered."""
+    names = site_names(state)
+    node_ids = sorted(node for node, site in names.items() if site == name)
+    if not node_ids:
+        known = ", ".join(sorted(set(names.values()))) or "none"
+        raise RegistrationFailed(
+            f"no site {name!r} was registered through FedRad here (registered: {known}); "
+            f"a node registered with `flwr` directly is removed with "
+            f"`flwr supernode unregister NODE_ID`."
+        )
+    env = flower_env(FLWR_HOME=str(flower_home(state)))
+    for node_id in node_ids:
+        try:
+            ask(unregister_command(node_id), env)
+        except StatusUnavailable as exc:
+            raise RegistrationFailed(f"{name} is still registered: {exc}") from exc
+    remaining = {node: site for node, site in names.items() if site != name}
+    (state / SITES_FILE).write_text(json.dumps(remaining, indent=2))
+    _forget(state, name)
+    return node_ids
+
+
+def _forget(state: Path, name: str) -> None:
+    """The removal, in the state's run store; a store that refuses it only warns (the key
+    is removed, which is what keeps the site out)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fedrad.server.store.engine import open_store, state_store_url
+    from fedrad.server.store.writer import record_unregistration
+
+    try:
+        engine = open_store(state_store_url(state))
+        record_unregistration(engine, name)
+        engine.dispose()
+    except (SQLAlchemyError, OSError) as exc:
+        raise RegistrationFailed(
+            f"{name} is unregistered, but the run store did not record it "
+            f"({type(exc).__name__}); `fedrad server status` shows the truth."
+        ) from exc
 
 
 def _remember(state: Path, name: str, node_id: str | None) -> None:

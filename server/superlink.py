@@ -108,6 +108,11 @@ def register_command(public_key: Path, name: str) -> list[str]:
     ]  # fmt: skip
 
 
+def unregister_command(node_id: str) -> list[str]:
+    """`flwr supernode unregister`: remove a site's node key; its SuperNode is refused."""
+    return ["flwr", "supernode", "unregister", node_id, CONNECTION, "--format", "json"]
+
+
 def nodes_command() -> list[str]:
     """`flwr supernode ls`: every registered node and whether it is online, as JSON."""
     return ["flwr", "supernode", "ls", CONNECTION, "--format", "json"]

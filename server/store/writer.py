@@ -301,8 +301,19 @@ def record_registration(engine: Engine, name: str, node_id: str | None) -> None:
         if site is None:
             site = Site(name=name, registered_at=now(), online=False, status="registered")
             session.add(site)
+        elif site.status == "unregistered":
+            site.status = "registered"
         if node_id is not None:
             site.node_id = node_id
+
+
+def record_unregistration(engine: Engine, name: str) -> None:
+    """A site whose node key the coordinator removed: kept with its history, marked
+    "unregistered" and offline; registering it again makes it "registered" anew."""
+    with Session(engine) as session, session.begin():
+        site = session.scalar(select(Site).where(Site.name == name))
+        if site is not None:
+            site.status, site.online, site.node_id = "unregistered", False, None
 
 
 def _bytes_by_site(traffic: dict) -> dict | None:

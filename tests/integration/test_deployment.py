@@ -107,6 +107,26 @@ def test_registering_a_known_site_again_is_not_an_error(federation):
     assert register_site(federation.node_keys[name].public, name, federation.state) is False
 
 
+def test_an_unregistered_site_is_refused_when_it_joins_again(federation):
+    name = next(iter(federation.tables))
+    leaver = make_node_key(federation.root / "node-keys" / "leaver", "leaver")
+    register_site(leaver.public, "leaver", federation.state)
+    assert "leaver" in federation.site_status()
+    result = CliRunner().invoke(
+        app, ["keys", "unregister", "leaver", "--state", str(federation.state)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "leaver unregistered" in result.output
+    assert "leaver" not in federation.site_status()
+    process = federation.start_process(federation.site_command(name, leaver.private), "leaver")
+    try:
+        status = process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a SuperNode with an unregistered key was let in (it kept running)")
+    assert status != 0
+    assert "Failed to activate SuperNode" in federation.log("leaver")
+
+
 def test_server_status_names_every_site_and_the_finished_run(federation):
     result = CliRunner().invoke(app, ["server", "status", "--state", str(federation.state)])
     assert result.exit_code == 0, result.output

@@ -9,7 +9,12 @@ import pytest
 
 from fedrad.common.config import StudyConfig
 from fedrad.server.federation import SiteRecord
-from fedrad.server.registration import RegistrationFailed, register_site
+from fedrad.server.registration import (
+    RegistrationFailed,
+    register_site,
+    site_names,
+    unregister_site,
+)
 from fedrad.server.store.engine import STORE_FILE, open_store, state_store_url
 from fedrad.server.store.reader import site_page
 from fedrad.server.store.writer import RunWriter
@@ -65,3 +70,64 @@ def test_a_store_that_cannot_record_the_site_is_named_and_the_site_stays_registe
     with pytest.raises(RegistrationFailed, match="site01 is registered, but the run store"):
         register_site(tmp_path / "node.pub", "site01", tmp_path)
     assert "site01" in (tmp_path / "sites.json").read_text()
+
+
+@pytest.fixture
+def flwr_unregisters(monkeypatch, flwr_registers):
+    """`flwr supernode unregister` answering as the SuperLink does (other `flwr` commands
+    as `flwr_registers` answers them); the node ids asked."""
+    asked, answers = [], []
+    register = subprocess.run  # the same module object: `flwr_registers`' answer
+
+    def run(command, **options):
+        if command[:3] != ["flwr", "supernode", "unregister"]:
+            return register(command, **options)
+        asked.append(command[3])
+        stdout = answers.pop(0) if answers else '{"success": true}'
+        return subprocess.CompletedProcess(command, 0, stdout=stdout, stderr="")
+
+    monkeypatch.setattr("fedrad.server.flwr_cli.subprocess.run", run)
+    return asked, answers
+
+
+def test_an_unregistered_site_is_forgotten_by_node_id_and_kept_in_the_store_as_unregistered(
+    tmp_path, flwr_registers, flwr_unregisters
+):
+    (tmp_path / "node.pub").write_text("ecdsa-sha2-nistp384 AAAA site01\n")
+    register_site(tmp_path / "node.pub", "site01", tmp_path)
+    flwr_registers.append('{"node-id": 456}')
+    register_site(tmp_path / "node.pub", "site02", tmp_path)
+    asked, _ = flwr_unregisters
+    assert unregister_site("site01", tmp_path) == ["123"]
+    assert asked == ["123"]
+    assert site_names(tmp_path) == {"456": "site02"}
+    engine = open_store(state_store_url(tmp_path))
+    gone = site_page(engine, "site01").site
+    assert (gone.status, gone.online, gone.node_id) == ("unregistered", False, None)
+    assert site_page(engine, "site02").site.status == "registered"
+    engine.dispose()
+    flwr_registers.append('{"node-id": 789}')
+    register_site(tmp_path / "node.pub", "site01", tmp_path)
+    engine = open_store(state_store_url(tmp_path))
+    back = site_page(engine, "site01").site
+    engine.dispose()
+    assert (back.status, back.node_id) == ("registered", "789")
+
+
+def test_unregistering_an_unknown_site_names_the_registered_ones(tmp_path, flwr_registers):
+    (tmp_path / "node.pub").write_text("ecdsa-sha2-nistp384 AAAA site01\n")
+    register_site(tmp_path / "node.pub", "site01", tmp_path)
+    with pytest.raises(RegistrationFailed, match=r"no site 'site9'.*registered: site01"):
+        unregister_site("site9", tmp_path)
+
+
+def test_a_refused_unregistration_keeps_the_site_registered_and_says_why(
+    tmp_path, flwr_registers, flwr_unregisters
+):
+    (tmp_path / "node.pub").write_text("ecdsa-sha2-nistp384 AAAA site01\n")
+    register_site(tmp_path / "node.pub", "site01", tmp_path)
+    _, answers = flwr_unregisters
+    answers.append('{"success": false, "error-message": "Node ID not found"}')
+    with pytest.raises(RegistrationFailed, match="site01 is still registered: .*Node ID not found"):
+        unregister_site("site01", tmp_path)
+    assert site_names(tmp_path) == {"123": "site01"}

@@ -8,7 +8,8 @@ process (`trusted_apps.py`) and every other kind of app process refuses to run. 
 folder is a fresh private one, or the one named by $FEDRAD_APP_COMMANDS, written by
 `app_commands` when the site was installed (the site image: its /tmp is mounted noexec).
 Then it runs `flower-supernode` in this process, its loop paced by the study
-(`supernode_pacing.py`).
+(`supernode_pacing.py`), answering a message whose app process died unread
+(`supernode_guard.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from flwr.supercore.constant import TASK_TYPE_TO_COMMAND, TaskType
 from flwr.supernode.cli import flower_supernode
 
+from fedrad.client.supernode_guard import answer_unread_messages
 from fedrad.client.supernode_pacing import pace
 
 CLIENT_APP = TASK_TYPE_TO_COMMAND[TaskType.CLIENT_APP]
@@ -56,6 +58,7 @@ def main() -> None:
         sys.exit(f"FedRad site: ${FOLDER_VARIABLE} ({installed}) has no {CLIENT_APP}.")
     os.environ["PATH"] = os.pathsep.join([str(folder), os.environ.get("PATH", "")])
     pace()
+    answer_unread_messages()
     sys.argv = ["flower-supernode", *sys.argv[1:]]
     flower_supernode()
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from flwr.app import ConfigRecord, RecordDict
 
 from fedrad.client.data import SiteData
+from fedrad.client.fold_check import counts_from_text, counts_to_text, own_counts, short_part
 from fedrad.client.ledger import site_ledger
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import (
@@ -43,7 +44,9 @@ from fedrad.common.secagg import (
     TagLedger,
 )
 from fedrad.common.secagg.consent import sign_consent, verify_consent
+from fedrad.common.secagg.counts import sign_counts, verify_counts
 from fedrad.common.secagg.site import Release
+from fedrad.common.stats.fold_bounds import SiteCounts
 
 _STATE = "secagg"
 # Releases are revealed a round or two after they are masked; older ones are forgotten.
@@ -98,7 +101,19 @@ class SiteSecAgg:
         self.save()
         signed = keys.sign(self.data.name, study_key(self.study), self.data.identity)
         identity = self.data.identity.public_key().public_bytes_raw()
-        return KeysReply(_bytes(signed.public_key), _bytes(signed.signature), _bytes(identity))
+        counts = own_counts(self.data, self.study)
+        cases = list(counts.cases.values())  # in the study's class order, as the census
+        counts_signature = sign_counts(
+            self.data.identity, self.data.name, study_key(self.study), cases, counts.batches
+        )
+        return KeysReply(
+            _bytes(signed.public_key),
+            _bytes(signed.signature),
+            _bytes(identity),
+            cases,
+            counts.batches,
+            _bytes(counts_signature),
+        )
 
     def set_peers(self, request: Request) -> Empty:
         """Verify every relayed key against the study's pins (or, where the study pins none,
@@ -118,11 +133,48 @@ class SiteSecAgg:
         except (KeyError, IndexError) as exc:
             raise SecAggRefused("peer-keys-unreadable", f"relayed keys: {exc}") from exc
         masker = self._verifying_masker(signed)  # verifies every key, or raises
+        verified = masker.verified_peers()
+        identities = {peer: identity for peer, (_, identity) in verified.items()}
+        own = self.data.identity.public_key().public_bytes_raw()
+        counts = self._verified_counts(names, request, identities | {self.data.name: own})
         self.record["verified"] = json.dumps(
-            {peer: [s.hex(), i.hex()] for peer, (s, i) in masker.verified_peers().items()}
+            {peer: [s.hex(), i.hex()] for peer, (s, i) in verified.items()}
         )
+        self.record["counts"] = counts_to_text(counts)
         self.save()
         return Empty()
+
+    def _verified_counts(
+        self, names: list[str], request: Request, identities: Mapping[str, bytes]
+    ) -> dict[str, SiteCounts]:
+        """Every relayed site's census counts, each checked against its identity's signature."""
+        classes = self.study.federation.classes
+        try:
+            cases = [json.loads(str(text)) for text in request.values["secagg.cases"]]
+            batches = [int(n) for n in request.values["secagg.batches"]]
+            signatures = [bytes(row) for row in request.arrays["counts_signature"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SecAggRefused("peer-counts-unreadable", f"relayed counts: {exc}") from exc
+        counts = {}
+        for name, site_cases, site_batches, signature in zip(
+            names, cases, batches, signatures, strict=False
+        ):
+            identity = identities.get(name)
+            if identity is None or len(site_cases) != len(classes):
+                raise SecAggRefused("peer-counts-unreadable", f"counts relayed for {name!r}")
+            try:
+                verify_counts(
+                    identity,
+                    signature,
+                    name,
+                    study_key(self.study),
+                    site_cases,
+                    site_batches,
+                )
+            except SecAggError as exc:
+                raise SecAggRefused("peer-counts-unverified", str(exc)) from exc
+            counts[name] = SiteCounts(dict(zip(classes, site_cases, strict=True)), site_batches)
+        return counts
 
     def masker(self) -> SiteMasker:
         """This site's masker over the peers it verified when they were relayed."""
@@ -195,6 +247,7 @@ class SiteSecAgg:
             self._check_repeat(quantity, participants, released.get(quantity), request)
         vector, layout = flatten(reply)
         words = masker.mask(FixedPoint(len(participants)).encode(vector), tag, peers)
+        self._check_fold_rule(request, participants)  # before anything of it is kept
         # signed now, for the one survivor set it will reveal for: all of them (so an
         # aggregator cannot later tell it, or them, that a site dropped)
         survivors = masker.sign_survivors(tag, participants, [])
@@ -207,6 +260,21 @@ class SiteSecAgg:
         if alone_ok:
             consent = sign_consent(self.data.identity, _joined(quantities), participants)
         return MaskedReply(words, layout, _bytes(survivors), _bytes(consent))
+
+    def _check_fold_rule(self, request: Request, participants: list[str]) -> None:
+        """Refuse a share of a total whose fold test parts, over its sites, may hold fewer
+        than k of a class (`fold_check.py`): the aggregator's rule, not taken on trust."""
+        counts = counts_from_text(str(self.record.get("counts", "{}")))
+        short = short_part(self.study, request, participants, counts)
+        if isinstance(short, str):
+            raise SecAggRefused("peer-counts-unknown", f"no signed counts of {short!r}")
+        if short is not None:
+            which = "inner fold" if short.inner else "fold"
+            raise SecAggRefused(
+                "fold-below-k",
+                f"{which} {short.fold + 1}'s test part may hold {short.held} {short.label} "
+                f"cases over {', '.join(participants)}",
+            )
 
     def _check_repeat(
         self, quantity: str, participants: list[str], before: list[str] | None, request: Request

@@ -247,11 +247,15 @@ class Empty:
 
 @dataclass(frozen=True)
 class KeysReply:
-    """A site's exchange key for this study, signed by its identity key (raw bytes)."""
+    """A site's exchange key for this study and its census counts, each signed by its
+    identity key (raw bytes): the counts let every other site check fold test parts."""
 
     public_key: np.ndarray  # 32 uint8
     signature: np.ndarray  # 64 uint8
     identity: np.ndarray  # 32 uint8: the identity key that signed (checked against the pin)
+    cases: list  # its census counts per study class, as the census sent them
+    batches: int  # its number of batches
+    counts_signature: np.ndarray  # 64 uint8: the identity's signature over the two above
 
 
 @dataclass(frozen=True)

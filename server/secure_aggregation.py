@@ -40,6 +40,7 @@ from fedrad.common.secagg import (
     UnmaskError,
     verify,
 )
+from fedrad.common.secagg.counts import verify_counts
 from fedrad.server.federation import Federation, SiteFailed, StudyCannotRun
 
 
@@ -75,9 +76,13 @@ class SecureAggregation:
         relay = Request(
             arrays={
                 field: np.stack([getattr(keys[n], field) for n in keys])
-                for field in ("public_key", "signature", "identity")
+                for field in ("public_key", "signature", "identity", "counts_signature")
             },
-            values={"secagg.sites": [federation.label(n) for n in keys]},
+            values={
+                "secagg.sites": [federation.label(n) for n in keys],
+                "secagg.cases": [json.dumps(list(keys[n].cases)) for n in keys],
+                "secagg.batches": [int(keys[n].batches) for n in keys],
+            },
         )
         relay.arrays["public"] = relay.arrays.pop("public_key")
         _, problems = federation.gather(Kind.SECAGG_PEERS, {n: relay for n in keys})
@@ -101,6 +106,22 @@ class SecureAggregation:
             verify(signed, identity, self.study.study_hash.encode())
         except (KeyVerificationError, ValueError) as exc:
             return f"its study key does not verify ({exc})"
+        cases = [str(count) for count in reply.cases]
+        try:
+            verify_counts(
+                identity,
+                bytes(reply.counts_signature),
+                name,
+                self.study.study_hash.encode(),
+                cases,
+                reply.batches,
+            )
+        except KeyVerificationError as exc:
+            return f"its census counts do not verify ({exc})"
+        census = self.federation.sites[node]
+        told = [census.cases.get(label, "0") for label in self.study.federation.classes]
+        if cases != told or reply.batches != len(census.batches):
+            return "the counts it signed for the other sites differ from its census"
         return None
 
     # -- one release per SUMMED request --------------------------------------------------------

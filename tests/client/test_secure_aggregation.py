@@ -113,15 +113,24 @@ class Aggregator:
 
 
 def relay_request(keys: dict[str, Payload]) -> Request:
-    """What the aggregator relays: every site's exchange key, its signature and identity."""
+    """What the aggregator relays: every site's exchange key, its signature and identity,
+    and its signed census counts (none for a key the aggregator made up)."""
     names = list(keys)
+    unsigned = np.zeros(64, dtype=np.uint8)
     return Request(
         arrays={
             "public": np.stack([keys[n].arrays["public_key"] for n in names]),
             "signature": np.stack([keys[n].arrays["signature"] for n in names]),
             "identity": np.stack([keys[n].arrays["identity"] for n in names]),
+            "counts_signature": np.stack(
+                [keys[n].arrays.get("counts_signature", unsigned) for n in names]
+            ),
         },
-        values={"secagg.sites": names},
+        values={
+            "secagg.sites": names,
+            "secagg.cases": [json.dumps(list(keys[n].values.get("cases", []))) for n in names],
+            "secagg.batches": [int(keys[n].values.get("batches", 0)) for n in names],
+        },
     )
 
 
@@ -271,6 +280,18 @@ def test_a_genuine_key_relayed_under_another_sites_name_is_refused(tables, study
     assert {name: refused(reply) for name, reply in replies.items()} == dict.fromkeys(
         SITES, "KeyVerificationError"
     )
+
+
+def test_census_counts_the_aggregator_inflates_in_the_relay_are_refused(tables, study):
+    """More cases of a class at a peer than it signed would let a short fold pass every
+    site's own fold rule (`client/fold_check.py`): the relay is refused whole."""
+    agg = Aggregator(site_grid(tables, study))
+    keys = agg.keys()
+    inflated = [str(int(count) + 100) for count in keys[B].values["cases"]]
+    keys[B] = Payload(arrays=keys[B].arrays, values=keys[B].values | {"cases": inflated})
+    assert refused(agg.relay(keys, to=[A])[A]) == "peer-counts-unverified"
+    reply = agg.ask_one(Kind.NEWTON, A, newton(tables, study, peers=[B, C]))
+    assert "words" not in reply.arrays
 
 
 def test_a_site_whose_identity_the_study_does_not_pin_masks_nothing(tables, study, pins):

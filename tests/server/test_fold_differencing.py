@@ -3,7 +3,9 @@ screening total over every case (the final fit's) minus the same total over one 
 training cases is that fold's test part, summed over all sites. The aggregator refuses,
 before any sum is asked, a fold whose test part may hold fewer than k cases of a class
 (`server/phases/fold_rule.py`), so what the subtraction yields is a total over >= k
-cases of each class; patched out, the subtraction gives one case's feature row."""
+cases of each class. An aggregator that skips its rule gets no share of such a fold: each
+site applies it again from the signed census counts (`client/fold_check.py`). With both
+patched out, the subtraction gives one case's feature row."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from conftest import run_study, site_grid
 
 from fedrad.client.data import SiteData
+from fedrad.client.secure_aggregation import SiteSecAgg
 from fedrad.common.config import StudyConfig
 from fedrad.common.messages import Kind, ScreenReply
 from fedrad.common.pipeline import Partition
@@ -111,8 +114,22 @@ def test_a_fold_whose_pooled_test_part_holds_fewer_than_k_of_a_class_stops_the_s
     assert asked == {"query.census", "query.secagg_keys", "query.secagg_peers"}
 
 
-def test_without_the_rule_fold_differencing_gives_one_cases_feature_row(rare, monkeypatch):
+def test_sites_give_no_share_of_a_fold_an_aggregator_skipping_its_rule_asks(rare, monkeypatch):
     monkeypatch.setattr(study_module, "check_test_parts", lambda *_, **__: None)
+    totals = recording_screens(monkeypatch)
+    grid = site_grid(rare, STUDY)
+    with pytest.raises(StudyCannotRun) as stopped:
+        run_study(grid, STUDY)
+    assert not any(partition.scheme == "kfold" for partition in totals)
+    assert "fold-below-k" in str(stopped.value)
+    for name, path in rare.items():
+        log = (path.parent / "site.log").read_text(encoding="utf-8")
+        assert "fold 1's test part may hold 2 HGG cases over site01, site02" in log, name
+
+
+def test_without_either_rule_fold_differencing_gives_one_cases_feature_row(rare, monkeypatch):
+    monkeypatch.setattr(study_module, "check_test_parts", lambda *_, **__: None)
+    monkeypatch.setattr(SiteSecAgg, "_check_fold_rule", lambda *_, **__: None)
     totals = recording_screens(monkeypatch)
     run_study(site_grid(rare, STUDY), STUDY)
     leaked = differenced(totals, fold=3)

@@ -10,8 +10,8 @@ import pytest
 
 from fedrad.common.config import StudyConfig
 from fedrad.common.pipeline import Partition
+from fedrad.common.stats.fold_bounds import held_least, train_least, training_least
 from fedrad.common.stats.split import fold_ids, holdout_mask
-from fedrad.server.phases.fold_rule import _test_least, _train_least, _training_least
 
 
 def _split(sizes: list[int], folds: int, seed: int) -> np.ndarray:
@@ -30,9 +30,9 @@ def test_the_bound_on_a_folds_test_and_training_part_never_exceeds_the_count(bat
         n = sum(sizes)
         for fold in range(folds):
             held = int(np.sum(fold_of == fold))
-            least = _test_least(n, batches, folds, fold)
+            least = held_least(n, batches, folds, fold)
             assert least <= held
-            assert _train_least(n, batches, folds, fold) <= n - held
+            assert train_least(n, batches, folds, fold) <= n - held
             if batches == 1:  # one stratum: the bound is the count
                 assert least == held
 
@@ -50,9 +50,9 @@ def test_the_bound_on_an_inner_folds_test_part_never_exceeds_the_count(batches):
         for fold in range(folds):
             members = fold_of != fold  # the outer fold's training part, as a site splits it
             inner = fold_ids(list(ids[members]), list(strata[members]), inner_folds, trial + 1)
-            training = _train_least(n, batches, folds, fold)
+            training = train_least(n, batches, folds, fold)
             for part in range(inner_folds):
-                least = _test_least(training, batches, inner_folds, part)
+                least = held_least(training, batches, inner_folds, part)
                 assert least <= np.sum(inner == part)
                 if batches == 1:
                     assert least == np.sum(inner == part)
@@ -68,7 +68,7 @@ def test_the_bound_on_a_holdout_fits_training_part_never_exceeds_the_count(batch
         strata = [f"site|batch{b}|HGG" for b, n in enumerate(sizes) for _ in range(n)]
         ids = [f"case{i}" for i in range(len(strata))]
         training = int(np.sum(~holdout_mask(ids, strata, fraction, trial)))
-        least = _training_least(sum(sizes), batches, Partition("holdout"), study)
+        least = training_least(sum(sizes), batches, Partition("holdout"), study)
         assert least <= training
         if batches == 1:
             assert least == training

@@ -422,6 +422,7 @@ class SelectionSettings(_Strict):
 
 # The ridge penalty when `model.ridge_lambda` is unset under differential privacy.
 NOISED_RIDGE_LAMBDA = 1.0
+JOINT_BINS = 100  # bins per model score of the comparison's joint grid (width 0.01)
 
 
 class ModelSettings(_Strict):
@@ -470,6 +471,12 @@ class ModelSettings(_Strict):
         default=(),
         description="clinical variables (declared under `clinical`) the model reads next to "
         "the selected radiomics features; they bypass feature selection",
+    )
+    compare: tuple[Literal["ridge-logistic", "lasso-logistic"], ...] = Field(
+        default=(),
+        description="other model kinds fitted on the same partitions as `kind` (same folds, "
+        "harmonization and selection), each evaluated as `kind` is, and every pair compared "
+        "by DeLong's test on summed joint score histograms (docs/methods.md 4.5)",
     )
     seed: int = 0
 
@@ -603,7 +610,49 @@ class StudyConfig(_Strict):
                 f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "
                 "a batch column only names batches"
             )
+        self._check_compare()
         return self
+
+    def _check_compare(self) -> None:
+        """Compared kinds: distinct, other than `kind`, each a Newton fit the comparison's
+        joint histograms can read, on a score grid the joint grid coarsens exactly."""
+        compare = self.model.compare
+        if not compare:
+            return
+        if len(set(self.model_kinds)) != len(self.model_kinds):
+            raise ValueError(
+                f"model.compare: list kinds other than model.kind ({self.model.kind}), each once"
+            )
+        if self.model.kind == "mlp":
+            raise ValueError(
+                "model.compare: an MLP study's comparison is not built yet; compare "
+                "ridge-logistic with lasso-logistic"
+            )
+        if self.differential_privacy is not None:
+            raise ValueError(
+                "model.compare: the joint score histograms a comparison needs are not noised; "
+                "compare models in a study without differential_privacy"
+            )
+        if self.federation.histogram_bins % JOINT_BINS:
+            raise ValueError(
+                f"model.compare: federation.histogram_bins ({self.federation.histogram_bins}) "
+                f"must be a multiple of {JOINT_BINS}, the joint grid's bins per score"
+            )
+
+    @property
+    def model_kinds(self) -> tuple[str, ...]:
+        """The study's model kind, then those it is compared with."""
+        return (self.model.kind, *self.model.compare)
+
+    def arm(self, kind: str) -> StudyConfig:
+        """This study fitting `kind` instead of its own model (a comparison's arm)."""
+        return self.updated(model={"kind": kind, "compare": []})
+
+    def tunes_penalty_of(self, kind: str) -> bool:
+        """Whether a `kind` fit of this study chooses its penalty on inner folds."""
+        if kind == "lasso-logistic":
+            return self.model.lasso_lambda is None
+        return kind == "ridge-logistic" and self.ridge_penalty is None
 
     @property
     def ridge_penalty(self) -> float | None:
@@ -616,9 +665,12 @@ class StudyConfig(_Strict):
     @property
     def tunes_penalty(self) -> bool:
         """Whether each ridge or L1 fit chooses its penalty on inner folds of its training part."""
-        if self.model.kind == "lasso-logistic":
-            return self.model.lasso_lambda is None
-        return self.model.kind == "ridge-logistic" and self.ridge_penalty is None
+        return self.tunes_penalty_of(self.model.kind)
+
+    @property
+    def tunes_any_penalty(self) -> bool:
+        """Whether a fit of any of the study's kinds (compared ones too) tunes on inner folds."""
+        return any(self.tunes_penalty_of(kind) for kind in self.model_kinds)
 
     @property
     def recalibrates(self) -> bool:
@@ -667,6 +719,8 @@ class StudyConfig(_Strict):
         for option in ("differential_privacy", "missing_values"):
             if study[option] is None:  # an option's absence leaves hashes as they were
                 del study[option]
+        if not study["model"]["compare"]:
+            del study["model"]["compare"]
         payload = {"study": study, "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

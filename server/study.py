@@ -33,7 +33,9 @@ from fedrad.server.federation import (
 )
 from fedrad.server.observer import RoundLog, StudyObserver
 from fedrad.server.phases.census import census
+from fedrad.server.phases.comparison import compare_models
 from fedrad.server.phases.evaluation import (
+    Evaluated,
     FittedPipeline,
     calibration_line,
     cross_fitted_calibration,
@@ -73,6 +75,7 @@ class StudyProtocol:
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
         self.final: FittedPipeline | None = None  # the released model, once fitted
+        self.arms: dict[str, Evaluated] = {}  # with model.compare: each kind's evaluated fits
 
     @property
     def sites(self):
@@ -106,6 +109,7 @@ class StudyProtocol:
             for (tag, _, test_parts), model in zip(design, fitted, strict=False)
         ]
         metrics, per_site, folds = self.evaluation(fitted_parts)
+        comparison = self.compared(features, design, fitted_parts, metrics)
         final_parts = self.final_partitions()
         if study.validation.scheme == "holdout":
             final = fitted[0]
@@ -122,7 +126,32 @@ class StudyProtocol:
         results = study_results(study, federation, final, metrics, per_site, folds, self.rounds)
         if self.checkpoint is not None:  # every run's traffic
             results |= merged_traffic(self.checkpoint.earlier_traffic, federation.traffic())
+        if comparison is not None:
+            results["model_comparison"] = comparison
         return results | {"harmonization": harmonization}
+
+    def compared(self, features, design, fitted_parts, metrics) -> dict | None:
+        """With `model.compare`, each compared kind fitted on the design's partitions (the
+        same folds; harmonization and selection refitted from the same sums, so the same),
+        evaluated as the study's model is, and every pair of kinds tested by DeLong."""
+        study = self.study
+        if not study.model.compare:
+            return None
+        arms = {study.model.kind: ([(f, test) for _, f, test in fitted_parts], metrics)}
+        for kind in study.model.compare:
+            fits = [(f"{kind} {tag}", train_parts) for tag, train_parts, _ in design]
+            self.study = study.arm(kind)  # the fits read the model kind from the study
+            try:
+                fitted = self.fit_all(features, fits)
+            finally:
+                self.study = study
+            evaluated = [(f, test) for f, (_, _, test) in zip(fitted, design, strict=True)]
+            evaluation, _ = evaluate(self.federation, evaluated, study.score_bins, False)
+            arms[kind] = (evaluated, pooled_metrics(evaluation, study.federation.min_cell_size))
+            auc = arms[kind][1]["auc"]
+            self.federation.log(f"{kind}: pooled {study.validation.scheme} AUC {auc:.3f}")
+        self.arms = {kind: evaluated for kind, (evaluated, _) in arms.items()}
+        return compare_models(self.federation, arms)
 
     def evaluation(self, fitted_parts) -> tuple[dict, dict, list[dict]]:
         """(pooled metrics with the calibration line, each site's figures, each fit's

@@ -1,0 +1,166 @@
+"""Model kinds compared under one validation (`model.compare`): each kind fitted on the same
+folds with the same harmonization and selection, and DeLong's test of each pair from the
+summed joint score histograms equal to DeLong on the pooled binned scores of the same fits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from fedrad.client.data import SiteData
+from fedrad.client.handlers import handle
+from fedrad.client.local_pipeline import model_inputs, predict
+from fedrad.common.config import JOINT_BINS, ConfigError, StudyConfig
+from fedrad.common.messages import REFUSED, SKIPPED, Kind, Request
+from fedrad.common.stats.delong import pooled_delong, site_joint
+from fedrad.common.stats.metrics import histogram_auc, score_histograms
+from fedrad.server.report.card import card_html
+from fedrad.server.report.text import print_results
+from fedrad.server.study import StudyProtocol
+from fedrad.simulations.in_process import in_process_transport
+from fedrad.simulations.synth.features import write_site_feature_tables
+
+STUDY = StudyConfig().updated(
+    federation={"min_cell_size": 3},
+    model={"ridge_lambda": 1.0, "lasso_lambda": 0.05, "compare": ["lasso-logistic"]},
+    validation={"scheme": "kfold", "folds": 3},
+)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """The study run under secure aggregation, its sites, and the fits of every kind."""
+    tables = write_site_feature_tables(tmp_path_factory.mktemp("compare"), STUDY)
+    sites = [SiteData.load(path, name, STUDY) for name, path in tables.items()]
+    protocol = StudyProtocol(
+        in_process_transport(sites, STUDY), STUDY, len(sites), log=lambda _: None
+    )
+    results = protocol.run()
+    return results, sites, protocol.arms
+
+
+def _pooled_scores(sites, study, fits):
+    """Outcomes and scores of every fold's test cases, pooled over the sites."""
+    y, scores = [], []
+    for site in sites:
+        for fitted, partitions in fits:
+            partition = partitions[1 + sites.index(site)]
+            rows = site.rows(partition, "test", study)
+            y.append(site.y[rows])
+            scores.append(
+                predict(fitted.params, model_inputs(site, fitted.params, partition, rows, study))
+            )
+    return np.concatenate(y), np.concatenate(scores)
+
+
+def test_delong_from_summed_joint_histograms_is_delong_on_the_pooled_binned_scores(compared):
+    results, sites, arms = compared
+    y, ridge = _pooled_scores(sites, STUDY, arms["ridge-logistic"])
+    _, lasso = _pooled_scores(sites, STUDY, arms["lasso-logistic"])
+    expected = pooled_delong(site_joint(y, ridge, lasso, JOINT_BINS))
+    (pair,) = results["model_comparison"]["pairs"]
+    assert (pair["a"], pair["b"]) == ("ridge-logistic", "lasso-logistic")
+    assert pair["n_positive"] + pair["n_negative"] == len(y)
+    for key, value in (
+        ("auc_a", expected.auc_a),
+        ("auc_b", expected.auc_b),
+        ("difference", expected.difference),
+        ("standard_error", expected.standard_error),
+        ("p_value", expected.p_value),
+        ("z", expected.difference / expected.standard_error),
+    ):
+        assert abs(pair[key] - value) <= 1e-12, key
+    assert np.allclose(pair["difference_ci"], expected.confidence_interval(), atol=1e-12)
+    assert expected.standard_error > 0 and 0 < expected.p_value < 1  # a test, not a degenerate one
+    # each kind's table row is its own pooled evaluation on the study's score grid
+    for kind, scores in (("ridge-logistic", ridge), ("lasso-logistic", lasso)):
+        auc = histogram_auc(*score_histograms(y, scores, STUDY.score_bins)).auc
+        assert abs(results["model_comparison"]["kinds"][kind]["auc"] - auc) <= 1e-12
+    assert results["model_comparison"]["kinds"]["ridge-logistic"]["auc"] == pytest.approx(
+        results["metrics"]["federated"]["auc"], abs=1e-12
+    )
+
+
+def test_every_kind_is_fitted_on_the_same_folds_harmonization_and_selection(compared):
+    _, _, arms = compared
+    for (ridge, ridge_parts), (lasso, lasso_parts) in zip(
+        arms["ridge-logistic"], arms["lasso-logistic"], strict=True
+    ):
+        assert ridge_parts == lasso_parts
+        assert np.array_equal(ridge.params.selected, lasso.params.selected)
+        assert np.array_equal(ridge.params.standardizer.mean, lasso.params.standardizer.mean)
+        assert not np.allclose(ridge.params.beta, lasso.params.beta)  # two models, not one
+
+
+def test_the_report_and_the_terminal_show_the_comparison(compared):
+    results, _, _ = compared
+    page = card_html(results, plotly_src="plotly.js")
+    assert "id='models-compared'" in page
+    assert "lasso-logistic" in page and "DeLong" in page
+    console = Console(record=True, width=200)
+    print_results(results, console)
+    line = next(t for t in console.export_text().splitlines() if t.startswith("models compared"))
+    p_value = results["model_comparison"]["pairs"][0]["p_value"]
+    assert "ridge-logistic vs lasso-logistic" in line and f"p = {p_value:.3g}" in line
+
+
+def test_a_study_without_compare_has_no_comparison_and_its_hash_is_unchanged():
+    assert (
+        STUDY.updated(model={"compare": []}).study_hash
+        == StudyConfig()
+        .updated(
+            federation={"min_cell_size": 3},
+            model={"ridge_lambda": 1.0, "lasso_lambda": 0.05},
+            validation={"scheme": "kfold", "folds": 3},
+        )
+        .study_hash
+    )
+    with pytest.raises((ConfigError, ValueError), match="model.compare"):
+        StudyConfig().updated(model={"compare": ["ridge-logistic"]})
+
+
+def _joint_request(fits_a, fits_b, a, b, node=1):
+    parts = []
+    for (fitted_a, partitions), (fitted_b, _) in zip(fits_a, fits_b, strict=True):
+        parts.append(Request(fitted_a.params, partitions[node], values={"model": a}))
+        parts.append(Request(fitted_b.params, partitions[node], values={"model": b}))
+    return Request(parts=parts)
+
+
+def _scored(site, study, fits, state):
+    """The site answers SCORES for `fits` (so it has evaluated them)."""
+    parts = [
+        Request(f.params, partitions[1], values={"threshold": f.threshold})
+        for f, partitions in fits
+    ]
+    reply = handle(Kind.SCORES, site, study, Request(parts=parts), state=state)
+    assert REFUSED not in reply.values and SKIPPED not in reply.values
+
+
+def test_a_site_answers_joint_scores_only_for_kinds_of_its_study_and_fits_it_scored(compared):
+    _, sites, arms = compared
+    site = sites[0]
+    clear = STUDY.updated(federation={"secure_aggregation": False})
+    ridge, lasso = arms["ridge-logistic"], arms["lasso-logistic"]
+    from flwr.app import RecordDict
+
+    state = RecordDict()
+    asked = _joint_request(ridge, lasso, "ridge-logistic", "lasso-logistic")
+    # not yet scored: a curious aggregator's cross-tabulation of models it never evaluated
+    assert handle(Kind.JOINT_SCORES, site, clear, asked, state=state).values[REFUSED] == (
+        "pipeline-not-evaluated"
+    )
+    _scored(site, clear, ridge, state)
+    _scored(site, clear, lasso, state)
+    answered = handle(Kind.JOINT_SCORES, site, clear, asked, state=state)
+    assert answered.arrays["positives"].shape == (JOINT_BINS, JOINT_BINS)
+    # a kind the site's own study does not list is refused, whatever it has scored
+    alone = clear.updated(model={"compare": []})
+    assert handle(Kind.JOINT_SCORES, site, alone, asked, state=state).values[REFUSED] == (
+        "kind-outside-plan"
+    )
+    mlp = _joint_request(ridge, lasso, "ridge-logistic", "mlp")
+    assert handle(Kind.JOINT_SCORES, site, clear, mlp, state=state).values[REFUSED] == (
+        "kind-outside-plan"
+    )

@@ -593,7 +593,7 @@ def handle(
         if kind is Kind.MLP_ROUND:
             mlp_plan.accept(request, study, mlp_plan.FitWeights(state))
         if kind is Kind.JOINT_SCORES:
-            EvaluatedFits(state, study).check(request)
+            EvaluatedFits(state, study).admit(request)
         if kind in SUMMED and release is None and study.federation.secure_aggregation:
             raise plan.Refused(
                 "unmasked-sum-outside-plan",

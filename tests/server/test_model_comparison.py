@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flwr.app import RecordDict
 from rich.console import Console
 
 from fedrad.client.data import SiteData
@@ -143,8 +144,6 @@ def test_a_site_answers_joint_scores_only_for_kinds_of_its_study_and_fits_it_sco
     site = sites[0]
     clear = STUDY.updated(federation={"secure_aggregation": False})
     ridge, lasso = arms["ridge-logistic"], arms["lasso-logistic"]
-    from flwr.app import RecordDict
-
     state = RecordDict()
     asked = _joint_request(ridge, lasso, "ridge-logistic", "lasso-logistic")
     # not yet scored: a curious aggregator's cross-tabulation of models it never evaluated
@@ -155,6 +154,13 @@ def test_a_site_answers_joint_scores_only_for_kinds_of_its_study_and_fits_it_sco
     _scored(site, clear, lasso, state)
     answered = handle(Kind.JOINT_SCORES, site, clear, asked, state=state)
     assert answered.arrays["positives"].shape == (JOINT_BINS, JOINT_BINS)
+    again = handle(Kind.JOINT_SCORES, site, clear, asked, state=state)  # a retry: answered
+    assert np.array_equal(again.arrays["positives"], answered.arrays["positives"])
+    # one joint histogram per pair of kinds: another cross-tabulation of the pair is refused
+    other = _joint_request(lasso, ridge, "lasso-logistic", "ridge-logistic")
+    assert handle(Kind.JOINT_SCORES, site, clear, other, state=state).values[REFUSED] == (
+        "requests-per-fit-exceeded"
+    )
     # a kind the site's own study does not list is refused, whatever it has scored
     alone = clear.updated(model={"compare": []})
     assert handle(Kind.JOINT_SCORES, site, alone, asked, state=state).values[REFUSED] == (

@@ -472,7 +472,7 @@ class ModelSettings(_Strict):
         description="clinical variables (declared under `clinical`) the model reads next to "
         "the selected radiomics features; they bypass feature selection",
     )
-    compare: tuple[Literal["ridge-logistic", "lasso-logistic"], ...] = Field(
+    compare: tuple[Literal["ridge-logistic", "lasso-logistic", "mlp"], ...] = Field(
         default=(),
         description="other model kinds fitted on the same partitions as `kind` (same folds, "
         "harmonization and selection), each evaluated as `kind` is, and every pair compared "
@@ -570,7 +570,7 @@ class StudyConfig(_Strict):
         if clash:
             raise ValueError(f"clinical/batch column(s) {clash} are also study sequences")
         if (
-            self.model.kind == "mlp"
+            "mlp" in self.model_kinds
             and self.federation.secure_aggregation
             and self.model.strategy in PER_SITE_STRATEGIES
         ):
@@ -614,19 +614,14 @@ class StudyConfig(_Strict):
         return self
 
     def _check_compare(self) -> None:
-        """Compared kinds: distinct, other than `kind`, each a Newton fit the comparison's
-        joint histograms can read, on a score grid the joint grid coarsens exactly."""
+        """Compared kinds: distinct and other than `kind`, without noise (the joint
+        histograms are not noised), on a score grid the joint grid coarsens exactly."""
         compare = self.model.compare
         if not compare:
             return
         if len(set(self.model_kinds)) != len(self.model_kinds):
             raise ValueError(
                 f"model.compare: list kinds other than model.kind ({self.model.kind}), each once"
-            )
-        if self.model.kind == "mlp":
-            raise ValueError(
-                "model.compare: an MLP study's comparison is not built yet; compare "
-                "ridge-logistic with lasso-logistic"
             )
         if self.differential_privacy is not None:
             raise ValueError(

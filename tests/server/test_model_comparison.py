@@ -24,7 +24,12 @@ from fedrad.simulations.synth.features import write_site_feature_tables
 
 STUDY = StudyConfig().updated(
     federation={"min_cell_size": 3},
-    model={"ridge_lambda": 1.0, "lasso_lambda": 0.05, "compare": ["lasso-logistic"]},
+    model={
+        "ridge_lambda": 1.0,
+        "lasso_lambda": 0.05,
+        "compare": ["lasso-logistic", "mlp"],
+        "rounds": 5,
+    },
     validation={"scheme": "kfold", "folds": 3},
 )
 
@@ -57,26 +62,32 @@ def _pooled_scores(sites, study, fits):
 
 def test_delong_from_summed_joint_histograms_is_delong_on_the_pooled_binned_scores(compared):
     results, sites, arms = compared
-    y, ridge = _pooled_scores(sites, STUDY, arms["ridge-logistic"])
-    _, lasso = _pooled_scores(sites, STUDY, arms["lasso-logistic"])
-    expected = pooled_delong(site_joint(y, ridge, lasso, JOINT_BINS))
-    (pair,) = results["model_comparison"]["pairs"]
-    assert (pair["a"], pair["b"]) == ("ridge-logistic", "lasso-logistic")
-    assert pair["n_positive"] + pair["n_negative"] == len(y)
-    for key, value in (
-        ("auc_a", expected.auc_a),
-        ("auc_b", expected.auc_b),
-        ("difference", expected.difference),
-        ("standard_error", expected.standard_error),
-        ("p_value", expected.p_value),
-        ("z", expected.difference / expected.standard_error),
-    ):
-        assert abs(pair[key] - value) <= 1e-12, key
-    assert np.allclose(pair["difference_ci"], expected.confidence_interval(), atol=1e-12)
-    assert expected.standard_error > 0 and 0 < expected.p_value < 1  # a test, not a degenerate one
+    scores = {}
+    for kind in STUDY.model_kinds:
+        y, scores[kind] = _pooled_scores(sites, STUDY, arms[kind])
+    pairs = results["model_comparison"]["pairs"]
+    assert [(p["a"], p["b"]) for p in pairs] == [
+        ("ridge-logistic", "lasso-logistic"),
+        ("ridge-logistic", "mlp"),
+        ("lasso-logistic", "mlp"),
+    ]
+    for pair in pairs:
+        expected = pooled_delong(site_joint(y, scores[pair["a"]], scores[pair["b"]], JOINT_BINS))
+        assert pair["n_positive"] + pair["n_negative"] == len(y)
+        for key, value in (
+            ("auc_a", expected.auc_a),
+            ("auc_b", expected.auc_b),
+            ("difference", expected.difference),
+            ("standard_error", expected.standard_error),
+            ("p_value", expected.p_value),
+            ("z", expected.difference / expected.standard_error),
+        ):
+            assert abs(pair[key] - value) <= 1e-12, (pair["a"], pair["b"], key)
+        assert np.allclose(pair["difference_ci"], expected.confidence_interval(), atol=1e-12)
+        assert expected.standard_error > 0 and 0 < expected.p_value < 1  # not degenerate
     # each kind's table row is its own pooled evaluation on the study's score grid
-    for kind, scores in (("ridge-logistic", ridge), ("lasso-logistic", lasso)):
-        auc = histogram_auc(*score_histograms(y, scores, STUDY.score_bins)).auc
+    for kind in STUDY.model_kinds:
+        auc = histogram_auc(*score_histograms(y, scores[kind], STUDY.score_bins)).auc
         assert abs(results["model_comparison"]["kinds"][kind]["auc"] - auc) <= 1e-12
     assert results["model_comparison"]["kinds"]["ridge-logistic"]["auc"] == pytest.approx(
         results["metrics"]["federated"]["auc"], abs=1e-12
@@ -85,13 +96,14 @@ def test_delong_from_summed_joint_histograms_is_delong_on_the_pooled_binned_scor
 
 def test_every_kind_is_fitted_on_the_same_folds_harmonization_and_selection(compared):
     _, _, arms = compared
-    for (ridge, ridge_parts), (lasso, lasso_parts) in zip(
-        arms["ridge-logistic"], arms["lasso-logistic"], strict=True
-    ):
-        assert ridge_parts == lasso_parts
-        assert np.array_equal(ridge.params.selected, lasso.params.selected)
-        assert np.array_equal(ridge.params.standardizer.mean, lasso.params.standardizer.mean)
-        assert not np.allclose(ridge.params.beta, lasso.params.beta)  # two models, not one
+    for ridge, lasso, mlp in zip(*(arms[kind] for kind in STUDY.model_kinds), strict=True):
+        for (fitted, partitions), name in ((lasso, "lasso"), (mlp, "mlp")):
+            assert partitions == ridge[1], name
+            assert np.array_equal(fitted.params.selected, ridge[0].params.selected), name
+            scaler = fitted.params.standardizer
+            assert np.array_equal(scaler.mean, ridge[0].params.standardizer.mean), name
+        assert not np.allclose(ridge[0].params.beta, lasso[0].params.beta)  # two models
+        assert mlp[0].params.network is not None and mlp[0].params.beta is None
 
 
 def test_the_report_and_the_terminal_show_the_comparison(compared):
@@ -99,26 +111,24 @@ def test_the_report_and_the_terminal_show_the_comparison(compared):
     page = card_html(results, plotly_src="plotly.js")
     assert "id='models-compared'" in page
     assert "lasso-logistic" in page and "DeLong" in page
-    console = Console(record=True, width=200)
+    console = Console(record=True, width=1000)
     print_results(results, console)
     line = next(t for t in console.export_text().splitlines() if t.startswith("models compared"))
     p_value = results["model_comparison"]["pairs"][0]["p_value"]
     assert "ridge-logistic vs lasso-logistic" in line and f"p = {p_value:.3g}" in line
+    assert "lasso-logistic vs mlp" in line
 
 
-def test_a_study_without_compare_has_no_comparison_and_its_hash_is_unchanged():
-    assert (
-        STUDY.updated(model={"compare": []}).study_hash
-        == StudyConfig()
-        .updated(
-            federation={"min_cell_size": 3},
-            model={"ridge_lambda": 1.0, "lasso_lambda": 0.05},
-            validation={"scheme": "kfold", "folds": 3},
-        )
-        .study_hash
-    )
+def test_compare_is_off_by_default_and_refuses_what_it_cannot_compare():
+    # an unset option leaves every earlier study's hash as it was; a set one changes it
+    assert StudyConfig().updated(model={"compare": []}).study_hash == StudyConfig().study_hash
+    assert STUDY.updated(model={"compare": []}).study_hash != STUDY.study_hash
     with pytest.raises((ConfigError, ValueError), match="model.compare"):
-        StudyConfig().updated(model={"compare": ["ridge-logistic"]})
+        StudyConfig().updated(model={"compare": ["ridge-logistic"]})  # the study's own kind
+    with pytest.raises((ConfigError, ValueError), match="model.compare"):
+        STUDY.updated(differential_privacy={})
+    with pytest.raises((ConfigError, ValueError), match="model.compare"):
+        STUDY.updated(federation={"histogram_bins": 150})
 
 
 def _joint_request(fits_a, fits_b, a, b, node=1):
@@ -166,7 +176,8 @@ def test_a_site_answers_joint_scores_only_for_kinds_of_its_study_and_fits_it_sco
     assert handle(Kind.JOINT_SCORES, site, alone, asked, state=state).values[REFUSED] == (
         "kind-outside-plan"
     )
-    mlp = _joint_request(ridge, lasso, "ridge-logistic", "mlp")
-    assert handle(Kind.JOINT_SCORES, site, clear, mlp, state=state).values[REFUSED] == (
+    two = clear.updated(model={"compare": ["lasso-logistic"]})  # ridge and L1 only
+    mlp = _joint_request(ridge, arms["mlp"], "ridge-logistic", "mlp")
+    assert handle(Kind.JOINT_SCORES, site, two, mlp, state=state).values[REFUSED] == (
         "kind-outside-plan"
     )

@@ -129,6 +129,7 @@ def _check_joint(request: Request, study: StudyConfig) -> None:
     partition, each naming a model kind of this site's own study, the two kinds distinct;
     nothing else asked."""
     parts = request.parts
+
     def extras(part: Request) -> set[str]:
         names = {*part.values, *part.arrays} - ALWAYS
         return {name for name in names if not name.startswith("secagg.")}
@@ -138,11 +139,11 @@ def _check_joint(request: Request, study: StudyConfig) -> None:
     kinds = set()
     for first, second in zip(parts[::2], parts[1::2], strict=True):
         pair = [part.values.get("model") for part in (first, second)]
-        outside = [kind for kind in pair if kind not in study.model_kinds]
+        outside = [kind for kind in pair if kind not in study.compared_models]
         if outside:
             raise Refused(
                 "kind-outside-plan",
-                f"joint scores of {outside} in a study of {list(study.model_kinds)}",
+                f"joint scores of {outside} in a study of {list(study.compared_models)}",
             )
         if pair[0] == pair[1] or first.partition != second.partition:
             raise Refused("value-outside-plan", "a joint-scores pair of one kind or two partitions")

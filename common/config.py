@@ -423,6 +423,7 @@ class SelectionSettings(_Strict):
 # The ridge penalty when `model.ridge_lambda` is unset under differential privacy.
 NOISED_RIDGE_LAMBDA = 1.0
 JOINT_BINS = 100  # bins per model score of the comparison's joint grid (width 0.01)
+WITHOUT_CLINICAL = " without clinical inputs"  # a compared model's name: kind + this
 
 
 class ModelSettings(_Strict):
@@ -477,6 +478,11 @@ class ModelSettings(_Strict):
         description="other model kinds fitted on the same partitions as `kind` (same folds, "
         "harmonization and selection), each evaluated as `kind` is, and every pair compared "
         "by DeLong's test on summed joint score histograms (docs/methods.md 4.5)",
+    )
+    compare_without_clinical: bool = Field(
+        default=False,
+        description="also fit `kind` without its `clinical_inputs` on the same partitions, "
+        "harmonization and radiomics features, and compare it as `compare`'s kinds are",
     )
     seed: int = 0
 
@@ -616,8 +622,12 @@ class StudyConfig(_Strict):
     def _check_compare(self) -> None:
         """Compared kinds: distinct and other than `kind`, without noise (the joint
         histograms are not noised), on a score grid the joint grid coarsens exactly."""
-        compare = self.model.compare
-        if not compare:
+        if self.model.compare_without_clinical and not self.model.clinical_inputs:
+            raise ValueError(
+                "model.compare_without_clinical: the study's model has no clinical_inputs to "
+                "leave out"
+            )
+        if len(self.compared_models) < 2:
             return
         if len(set(self.model_kinds)) != len(self.model_kinds):
             raise ValueError(
@@ -639,9 +649,21 @@ class StudyConfig(_Strict):
         """The study's model kind, then those it is compared with."""
         return (self.model.kind, *self.model.compare)
 
-    def arm(self, kind: str) -> StudyConfig:
-        """This study fitting `kind` instead of its own model (a comparison's arm)."""
-        return self.updated(model={"kind": kind, "compare": []})
+    @property
+    def compared_models(self) -> tuple[str, ...]:
+        """The names of the models a comparison fits: the study's kind, those it is compared
+        with, and its kind without clinical inputs (`model.compare_without_clinical`)."""
+        without = (
+            (self.model.kind + WITHOUT_CLINICAL,) if self.model.compare_without_clinical else ()
+        )
+        return (*self.model_kinds, *without)
+
+    def arm(self, model: str) -> StudyConfig:
+        """This study fitting `model` (a name of `compared_models`) instead of its own; a
+        model without clinical inputs is the study's kind, its clinical inputs dropped after
+        selection (`server/study.py`)."""
+        kind = model.removesuffix(WITHOUT_CLINICAL)
+        return self.updated(model={"kind": kind, "compare": [], "compare_without_clinical": False})
 
     def tunes_penalty_of(self, kind: str) -> bool:
         """Whether a `kind` fit of this study chooses its penalty on inner folds."""
@@ -714,8 +736,9 @@ class StudyConfig(_Strict):
         for option in ("differential_privacy", "missing_values"):
             if study[option] is None:  # an option's absence leaves hashes as they were
                 del study[option]
-        if not study["model"]["compare"]:
-            del study["model"]["compare"]
+        for option in ("compare", "compare_without_clinical"):
+            if not study["model"][option]:  # off: hashes as they were
+                del study["model"][option]
         payload = {"study": study, "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from fedrad.common.config import StudyConfig
+from fedrad.common.config import WITHOUT_CLINICAL, StudyConfig
 from fedrad.common.differential_privacy import Budget
 from fedrad.common.messages import Kind, Request
 from fedrad.common.models.steps import lockstep, run_steps
@@ -75,7 +75,8 @@ class StudyProtocol:
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
         self.final: FittedPipeline | None = None  # the released model, once fitted
-        self.arms: dict[str, Evaluated] = {}  # with model.compare: each kind's evaluated fits
+        self.arms: dict[str, Evaluated] = {}  # with model.compare: each model's evaluated fits
+        self.without_clinical = False  # fitting a compared model without clinical inputs
 
     @property
     def sites(self):
@@ -131,20 +132,22 @@ class StudyProtocol:
         return results | {"harmonization": harmonization}
 
     def compared(self, features, design, fitted_parts, metrics) -> dict | None:
-        """With `model.compare`, each compared kind fitted on the design's partitions (the
-        same folds; harmonization and selection refitted from the same sums, so the same),
-        evaluated as the study's model is, and every pair of kinds tested by DeLong."""
+        """With `model.compare` (or `compare_without_clinical`), each compared model fitted
+        on the design's partitions (the same folds; harmonization and selection refitted
+        from the same sums, so the same), evaluated as the study's model is, and every pair
+        of models tested by DeLong."""
         study = self.study
-        if not study.model.compare:
+        if len(study.compared_models) < 2:
             return None
         arms = {study.model.kind: ([(f, test) for _, f, test in fitted_parts], metrics)}
-        for kind in study.model.compare:
+        for kind in study.compared_models[1:]:
             fits = [(f"{kind} {tag}", train_parts) for tag, train_parts, _ in design]
             self.study = study.arm(kind)  # the fits read the model kind from the study
+            self.without_clinical = kind.endswith(WITHOUT_CLINICAL)
             try:
                 fitted = self.fit_all(features, fits)
             finally:
-                self.study = study
+                self.study, self.without_clinical = study, False
             evaluated = [(f, test) for f, (_, _, test) in zip(fitted, design, strict=True)]
             evaluation, _ = evaluate(self.federation, evaluated, study.score_bins, False)
             arms[kind] = (evaluated, pooled_metrics(evaluation, study.federation.min_cell_size))
@@ -280,7 +283,14 @@ class StudyProtocol:
         if study.harmonization.method == "combat":
             params = fit_combat(federation, study, params, nodes, partitions)
         params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
-        return replace(params, standardizer=Standardizer.from_moments(scaler_moments)), selection
+        params = replace(params, standardizer=Standardizer.from_moments(scaler_moments))
+        if self.without_clinical:  # the same radiomics inputs, scaled alike, and no others
+            width = len(params.model_features) - len(params.clinical_inputs)
+            scaler = Standardizer(
+                params.standardizer.mean[:width], params.standardizer.scale[:width]
+            )
+            params = replace(params, clinical_inputs=(), standardizer=scaler)
+        return params, selection
 
     def check_test_parts(self, nodes: list[int], partitions: dict[int, Partition]) -> None:
         """Under secure aggregation, stop before a fit whose fold test parts (outer, and inner

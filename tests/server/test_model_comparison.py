@@ -181,3 +181,42 @@ def test_a_site_answers_joint_scores_only_for_kinds_of_its_study_and_fits_it_sco
     assert handle(Kind.JOINT_SCORES, site, two, mlp, state=state).values[REFUSED] == (
         "kind-outside-plan"
     )
+
+
+def test_the_model_without_its_clinical_inputs_is_compared_on_the_same_radiomics(tmp_path):
+    study = StudyConfig().updated(
+        federation={"min_cell_size": 3},
+        clinical={"age": None, "sex": ["F", "M"]},
+        harmonization={"method": "none"},
+        model={
+            "ridge_lambda": 1.0,
+            "clinical_inputs": ["sex", "age"],
+            "compare_without_clinical": True,
+        },
+        validation={"scheme": "kfold", "folds": 3},
+    )
+    tables = write_site_feature_tables(tmp_path, study, clinical=True)
+    sites = [SiteData.load(path, name, study) for name, path in tables.items()]
+    protocol = StudyProtocol(
+        in_process_transport(sites, study), study, len(sites), log=lambda _: None
+    )
+    results = protocol.run()
+    without = "ridge-logistic without clinical inputs"
+    assert list(results["model_comparison"]["kinds"]) == ["ridge-logistic", without]
+    for (full, _), (bare, _) in zip(*protocol.arms.values(), strict=True):
+        assert full.params.clinical_inputs and not bare.params.clinical_inputs
+        assert np.array_equal(full.params.selected, bare.params.selected)
+        width = len(bare.params.model_features)
+        assert np.array_equal(full.params.standardizer.mean[:width], bare.params.standardizer.mean)
+    y, with_clinical = _pooled_scores(sites, study, protocol.arms["ridge-logistic"])
+    _, radiomics_only = _pooled_scores(sites, study, protocol.arms[without])
+    expected = pooled_delong(site_joint(y, with_clinical, radiomics_only, JOINT_BINS))
+    (pair,) = results["model_comparison"]["pairs"]
+    assert abs(pair["p_value"] - expected.p_value) <= 1e-12
+    assert abs(pair["difference"] - expected.difference) <= 1e-12
+    # a site whose study does not compare it refuses the model without clinical inputs
+    asked = _joint_request(
+        protocol.arms["ridge-logistic"], protocol.arms[without], "ridge-logistic", without
+    )
+    alone = study.updated(model={"compare_without_clinical": False})
+    assert handle(Kind.JOINT_SCORES, sites[0], alone, asked).values[REFUSED] == "kind-outside-plan"

@@ -191,7 +191,7 @@ def _compared(results: dict) -> str:
     ]
     width = comparison["joint_grid"]["width"]
     return (
-        "<h2 id='models-compared'>Models compared</h2><p>Every kind fitted on the same folds, "
+        "<h2 id='models-compared'>Models compared</h2><p>Every model fitted on the same folds, "
         "with the same harmonization and selection per fold, and evaluated as the study's "
         "model is (95% CIs). DeLong's test of each pair's AUC difference from the summed joint "
         f"histogram of their out-of-fold scores (bins of width {width:g}; its AUCs are those "

@@ -18,6 +18,7 @@ from fedrad.client import mlp_plan, plan
 from fedrad.client.coverage import coverage
 from fedrad.client.data import SiteData, SiteSkipped, usable_cases
 from fedrad.client.differential_privacy import SiteBudget, privatized
+from fedrad.client.evaluated import EvaluatedFits
 from fedrad.client.local_pipeline import (
     clinical_inputs,
     combat_design,
@@ -31,7 +32,7 @@ from fedrad.client.local_pipeline import (
 from fedrad.client.missing_values import check_missing_values
 from fedrad.client.request_caps import RequestCaps
 from fedrad.client.site_log import site_log
-from fedrad.common.config import StudyConfig
+from fedrad.common.config import JOINT_BINS, StudyConfig
 from fedrad.common.differential_privacy import NOISED
 from fedrad.common.feature_table import read_feature_table, write_feature_table
 from fedrad.common.harmonization import combat
@@ -41,6 +42,7 @@ from fedrad.common.messages import (
     SUMMED,
     CensusReply,
     Empty,
+    JointScoresReply,
     Kind,
     LassoRoundReply,
     LossReply,
@@ -58,6 +60,7 @@ from fedrad.common.messages import (
 from fedrad.common.models import lasso, mlp
 from fedrad.common.models.logistic import NewtonTerms, newton_terms, with_intercept
 from fedrad.common.pipeline import Partition
+from fedrad.common.stats.delong import site_joint
 from fedrad.common.stats.imputation import ImputationSums, site_imputation_sums
 from fedrad.common.stats.metrics import (
     ConfusionCounts,
@@ -173,7 +176,7 @@ def alone_ok(kind: Kind, data: SiteData, study: StudyConfig, request: Request) -
     combat_kinds = (Kind.COMBAT_OLS, Kind.COMBAT_SSR, Kind.COMBAT_BATCH_MOMENTS)
     if kind is Kind.CALIBRATION:
         return True  # test cases only, which every site has >= k of before it answers
-    if kind is Kind.SCORES:
+    if kind in (Kind.SCORES, Kind.JOINT_SCORES):
         return False  # its histograms alone would place each of its test scores on the grid
     try:
         for part in request.parts or [request]:
@@ -465,6 +468,31 @@ def scores(data: SiteData, study: StudyConfig, request: Request) -> ScoresReply:
     )
 
 
+def joint_scores(data: SiteData, study: StudyConfig, request: Request) -> JointScoresReply:
+    """A comparison's test counts, a SUMMED reply: per class, this site's test cases of
+    every fold by (bin of model a's score, bin of model b's score) on the public joint grid;
+    the parts come in pairs (a, b) of one fold (`plan._check_joint`), >= k test cases or
+    none, as SCORES (docs/privacy.md 6)."""
+    y, scores_a, scores_b = [], [], []
+    for first, second in zip(request.parts[::2], request.parts[1::2], strict=True):
+        rows = data.rows(first.partition, "test", study)
+        y.append(data.y[rows])
+        for part, scores in ((first, scores_a), (second, scores_b)):
+            scores.append(
+                predict(
+                    part.pipeline, model_inputs(data, part.pipeline, part.partition, rows, study)
+                )
+            )
+    outcomes = np.concatenate(y)
+    k = study.federation.min_cell_size
+    if len(outcomes) < k:
+        raise SiteSkipped(f"{data.name} has fewer than {k} test cases")
+    joint = site_joint(outcomes, np.concatenate(scores_a), np.concatenate(scores_b), JOINT_BINS)
+    return JointScoresReply(
+        positives=joint.positives.astype(np.int64), negatives=joint.negatives.astype(np.int64)
+    )
+
+
 def site_metrics(data: SiteData, study: StudyConfig, request: Request) -> SiteMetricsReply:
     """This site's own AUC, sensitivity and specificity over its test cases of every fit in
     the bundle, released alone: >= k test cases of each class, the AUC rounded, each rate
@@ -539,6 +567,7 @@ HANDLERS: dict[Kind, Handler] = {
     Kind.SCORES: scores,
     Kind.CALIBRATION: calibration,
     Kind.SITE_METRICS: site_metrics,
+    Kind.JOINT_SCORES: joint_scores,
     Kind.PERSIST: persist,
 }
 
@@ -563,12 +592,16 @@ def handle(
         RequestCaps(state, study).admit(kind, request)
         if kind is Kind.MLP_ROUND:
             mlp_plan.accept(request, study, mlp_plan.FitWeights(state))
+        if kind is Kind.JOINT_SCORES:
+            EvaluatedFits(state, study).admit(request)
         if kind in SUMMED and release is None and study.federation.secure_aggregation:
             raise plan.Refused(
                 "unmasked-sum-outside-plan",
                 f"{kind} asked for in the clear in a study with secure aggregation",
             )
         reply = HANDLERS[kind](data, study, request)
+        if kind is Kind.SCORES:
+            EvaluatedFits(state, study).record(request)
         if study.differential_privacy and kind in NOISED:
             SiteBudget(state, study).charge()
             reply = privatized(kind, reply, request, data, study)

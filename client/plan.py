@@ -69,8 +69,10 @@ ALWAYS = {"pipeline.digest"}  # and the release's own `secagg.*` values
 def check(kind: Kind, request: Request, study: StudyConfig) -> None:
     """Refuse `request` unless the site's own study implies it."""
     wanted = MODEL_KINDS.get(kind)
-    if wanted is not None and study.model.kind not in wanted:
+    if wanted is not None and not wanted & set(study.model_kinds):
         raise Refused("kind-outside-plan", f"{kind} asked in a {study.model.kind} study")
+    if kind is Kind.JOINT_SCORES:
+        _check_joint(request, study)
     if kind is Kind.IMPUTATION and study.missing_values != "impute-mean":
         raise Refused("kind-outside-plan", f"{kind} asked in a study that does not impute")
     _check_extras(kind, request)
@@ -86,7 +88,7 @@ def check(kind: Kind, request: Request, study: StudyConfig) -> None:
             raise Refused("role-outside-plan", f"role {role!r}")
         if (
             role == "test"
-            and kind not in (Kind.SCORES, Kind.SITE_METRICS)
+            and kind not in (Kind.SCORES, Kind.SITE_METRICS, Kind.JOINT_SCORES)
             and (part.partition is None or part.partition.inner is None)
         ):
             raise Refused("role-outside-plan", "held-out sums only inside an inner fold")
@@ -122,16 +124,47 @@ def _check_extras(kind: Kind, request: Request) -> None:
             raise Refused("value-outside-plan", f"{kind} request with extras {unread}")
 
 
+def _check_joint(request: Request, study: StudyConfig) -> None:
+    """A comparison's joint scores: fits in pairs (model a, model b) tested on the same
+    partition, each naming a model kind of this site's own study, the two kinds distinct;
+    nothing else asked."""
+    parts = request.parts
+
+    def extras(part: Request) -> set[str]:
+        names = {*part.values, *part.arrays} - ALWAYS
+        return {name for name in names if not name.startswith("secagg.")}
+
+    if extras(request) or not parts or len(parts) % 2:
+        raise Refused("value-outside-plan", "joint scores asked other than as pairs of fits")
+    kinds = set()
+    for first, second in zip(parts[::2], parts[1::2], strict=True):
+        pair = [part.values.get("model") for part in (first, second)]
+        outside = [kind for kind in pair if kind not in study.compared_models]
+        if outside:
+            raise Refused(
+                "kind-outside-plan",
+                f"joint scores of {outside} in a study of {list(study.compared_models)}",
+            )
+        if pair[0] == pair[1] or first.partition != second.partition:
+            raise Refused("value-outside-plan", "a joint-scores pair of one kind or two partitions")
+        if any(extras(part) != {"model"} for part in (first, second)):
+            raise Refused("value-outside-plan", "a joint-scores part with extras")
+        kinds.add(tuple(pair))
+    if len(kinds) != 1:
+        raise Refused("value-outside-plan", "joint scores of more than one pair of kinds")
+
+
 def _check_round_parts(request: Request, study: StudyConfig) -> None:
-    allowed = ROUND_PARTS[study.model.kind]
-    held_out = study.model.kind == "ridge-logistic" and study.tunes_penalty
+    kinds = [kind for kind in study.model_kinds if kind in ROUND_PARTS]
+    allowed = set().union(*(ROUND_PARTS[kind] for kind in kinds))
+    held_out = "ridge-logistic" in kinds and study.tunes_penalty_of("ridge-logistic")
     for part in request.parts or [request]:
         if held_out and part.values.get("kind") == Kind.LOSS and part.values.get("role") == "test":
             continue
         if part.values.get("kind") not in allowed:
             raise Refused(
                 "kind-outside-plan",
-                f"a {part.values.get('kind')} part in a {study.model.kind} study's round",
+                f"a {part.values.get('kind')} part in a {'/'.join(kinds)} study's round",
             )
 
 
@@ -146,7 +179,7 @@ def _check_partition(partition: Partition, study: StudyConfig) -> None:
     if not 0 <= partition.fold < folds:
         raise Refused("partition-outside-plan", f"fold {partition.fold} of {folds}")
     if partition.inner is not None and (
-        not study.tunes_penalty or not 0 <= partition.inner < validation.inner_folds
+        not study.tunes_any_penalty or not 0 <= partition.inner < validation.inner_folds
     ):
         raise Refused("partition-outside-plan", f"inner fold {partition.inner}")
 

@@ -34,15 +34,22 @@ def caps(study: StudyConfig) -> dict[str, int]:
     inner fold): a tuned ridge fit's inner fold fits every penalty of the site's own grid."""
     iterations = study.newton_stopping[1]
     l1 = study.model.lasso_path_length * L1_ITERATIONS
-    lasso = study.model.kind == "lasso-logistic"
     grid = len(study.model.ridge_lambdas)
+    kinds = set(study.model_kinds)
+
+    def cap(lasso: int, other: int) -> int:
+        """An L1 fit's cap, another kind's, or comparing both their sum: a fold's ridge and
+        L1 fits start from one pipeline, so their asks count as one fit's."""
+        lasso_cap = lasso if "lasso-logistic" in kinds else 0
+        return lasso_cap + (other if kinds - {"lasso-logistic"} else 0)
+
     return {
-        Kind.NEWTON: l1 if lasso else iterations,
-        f"{Kind.NEWTON}/inner": l1 if lasso else grid * iterations,
+        Kind.NEWTON: cap(l1, iterations),
+        f"{Kind.NEWTON}/inner": cap(l1, grid * iterations),
         Kind.LOSS: l1 * LINE_SEARCH_CALLS,
         f"{Kind.LOSS}/inner": l1 * LINE_SEARCH_CALLS,
         # a held-out loss per penalty of the path or grid
-        f"{Kind.LOSS}/test": study.model.lasso_path_length if lasso else grid,
+        f"{Kind.LOSS}/test": cap(study.model.lasso_path_length, grid),
         Kind.LAMBDA_MAX: 1,
         # the calibration line, and with recalibration that of the recalibrated scores
         Kind.CALIBRATION: iterations * (2 if study.recalibrates else 1),

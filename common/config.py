@@ -422,6 +422,8 @@ class SelectionSettings(_Strict):
 
 # The ridge penalty when `model.ridge_lambda` is unset under differential privacy.
 NOISED_RIDGE_LAMBDA = 1.0
+JOINT_BINS = 100  # bins per model score of the comparison's joint grid (width 0.01)
+WITHOUT_CLINICAL = " without clinical inputs"  # a compared model's name: kind + this
 
 
 class ModelSettings(_Strict):
@@ -470,6 +472,17 @@ class ModelSettings(_Strict):
         default=(),
         description="clinical variables (declared under `clinical`) the model reads next to "
         "the selected radiomics features; they bypass feature selection",
+    )
+    compare: tuple[Literal["ridge-logistic", "lasso-logistic", "mlp"], ...] = Field(
+        default=(),
+        description="other model kinds fitted on the same partitions as `kind` (same folds, "
+        "harmonization and selection), each evaluated as `kind` is, and every pair compared "
+        "by DeLong's test on summed joint score histograms (docs/methods.md 4.5)",
+    )
+    compare_without_clinical: bool = Field(
+        default=False,
+        description="also fit `kind` without its `clinical_inputs` on the same partitions, "
+        "harmonization and radiomics features, and compare it as `compare`'s kinds are",
     )
     seed: int = 0
 
@@ -563,7 +576,7 @@ class StudyConfig(_Strict):
         if clash:
             raise ValueError(f"clinical/batch column(s) {clash} are also study sequences")
         if (
-            self.model.kind == "mlp"
+            "mlp" in self.model_kinds
             and self.federation.secure_aggregation
             and self.model.strategy in PER_SITE_STRATEGIES
         ):
@@ -603,7 +616,60 @@ class StudyConfig(_Strict):
                 f"harmonization.batch: {self.harmonization.batch!r} is a clinical variable; "
                 "a batch column only names batches"
             )
+        self._check_compare()
         return self
+
+    def _check_compare(self) -> None:
+        """Compared kinds: distinct and other than `kind`, without noise (the joint
+        histograms are not noised), on a score grid the joint grid coarsens exactly."""
+        if self.model.compare_without_clinical and not self.model.clinical_inputs:
+            raise ValueError(
+                "model.compare_without_clinical: the study's model has no clinical_inputs to "
+                "leave out"
+            )
+        if len(self.compared_models) < 2:
+            return
+        if len(set(self.model_kinds)) != len(self.model_kinds):
+            raise ValueError(
+                f"model.compare: list kinds other than model.kind ({self.model.kind}), each once"
+            )
+        if self.differential_privacy is not None:
+            raise ValueError(
+                "model.compare: the joint score histograms a comparison needs are not noised; "
+                "compare models in a study without differential_privacy"
+            )
+        if self.federation.histogram_bins % JOINT_BINS:
+            raise ValueError(
+                f"model.compare: federation.histogram_bins ({self.federation.histogram_bins}) "
+                f"must be a multiple of {JOINT_BINS}, the joint grid's bins per score"
+            )
+
+    @property
+    def model_kinds(self) -> tuple[str, ...]:
+        """The study's model kind, then those it is compared with."""
+        return (self.model.kind, *self.model.compare)
+
+    @property
+    def compared_models(self) -> tuple[str, ...]:
+        """The names of the models a comparison fits: the study's kind, those it is compared
+        with, and its kind without clinical inputs (`model.compare_without_clinical`)."""
+        without = (
+            (self.model.kind + WITHOUT_CLINICAL,) if self.model.compare_without_clinical else ()
+        )
+        return (*self.model_kinds, *without)
+
+    def arm(self, model: str) -> StudyConfig:
+        """This study fitting `model` (a name of `compared_models`) instead of its own; a
+        model without clinical inputs is the study's kind, its clinical inputs dropped after
+        selection (`server/study.py`)."""
+        kind = model.removesuffix(WITHOUT_CLINICAL)
+        return self.updated(model={"kind": kind, "compare": [], "compare_without_clinical": False})
+
+    def tunes_penalty_of(self, kind: str) -> bool:
+        """Whether a `kind` fit of this study chooses its penalty on inner folds."""
+        if kind == "lasso-logistic":
+            return self.model.lasso_lambda is None
+        return kind == "ridge-logistic" and self.ridge_penalty is None
 
     @property
     def ridge_penalty(self) -> float | None:
@@ -616,9 +682,12 @@ class StudyConfig(_Strict):
     @property
     def tunes_penalty(self) -> bool:
         """Whether each ridge or L1 fit chooses its penalty on inner folds of its training part."""
-        if self.model.kind == "lasso-logistic":
-            return self.model.lasso_lambda is None
-        return self.model.kind == "ridge-logistic" and self.ridge_penalty is None
+        return self.tunes_penalty_of(self.model.kind)
+
+    @property
+    def tunes_any_penalty(self) -> bool:
+        """Whether a fit of any of the study's kinds (compared ones too) tunes on inner folds."""
+        return any(self.tunes_penalty_of(kind) for kind in self.model_kinds)
 
     @property
     def recalibrates(self) -> bool:
@@ -667,6 +736,9 @@ class StudyConfig(_Strict):
         for option in ("differential_privacy", "missing_values"):
             if study[option] is None:  # an option's absence leaves hashes as they were
                 del study[option]
+        for option in ("compare", "compare_without_clinical"):
+            if not study["model"][option]:  # off: hashes as they were
+                del study["model"][option]
         payload = {"study": study, "extraction": self.extraction_hash}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -49,6 +49,7 @@ class Kind(StrEnum):
     SCORES = "scores"
     CALIBRATION = "calibration"
     SITE_METRICS = "site-metrics"
+    JOINT_SCORES = "joint-scores"
     PERSIST = "persist"
     SECAGG_KEYS = "secagg-keys"
     SECAGG_PEERS = "secagg-peers"
@@ -73,6 +74,7 @@ MESSAGE_TYPES: dict[Kind, str] = {
     Kind.SCORES: "evaluate.scores",
     Kind.CALIBRATION: "evaluate.calibration",
     Kind.SITE_METRICS: "evaluate.site_metrics",
+    Kind.JOINT_SCORES: "evaluate.joint_scores",
     Kind.PERSIST: "query.persist",
     Kind.SECAGG_KEYS: "query.secagg_keys",
     Kind.SECAGG_PEERS: "query.secagg_peers",
@@ -95,6 +97,7 @@ SUMMED: frozenset[Kind] = frozenset(
         Kind.MLP_ROUND,
         Kind.SCORES,
         Kind.CALIBRATION,
+        Kind.JOINT_SCORES,
     }
 )
 
@@ -194,6 +197,16 @@ class ScoresReply:
     negatives: np.ndarray
     confusion: np.ndarray
     calibration: np.ndarray
+
+
+@dataclass(frozen=True)
+class JointScoresReply:
+    """A site's test counts for a comparison of two models (SUMMED: only totals are read):
+    per class, its test cases of every fit of the request by (bin of model a's score, bin
+    of model b's score) on the public joint grid (`config.JOINT_BINS` per score)."""
+
+    positives: np.ndarray
+    negatives: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -298,6 +311,7 @@ REPLIES: dict[Kind, type] = {
     Kind.SCORES: ScoresReply,
     Kind.CALIBRATION: NewtonTerms,
     Kind.SITE_METRICS: SiteMetricsReply,
+    Kind.JOINT_SCORES: JointScoresReply,
     Kind.PERSIST: Empty,
     Kind.SECAGG_KEYS: KeysReply,
     Kind.SECAGG_PEERS: Empty,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from fedrad.common.config import StudyConfig
+from fedrad.common.config import WITHOUT_CLINICAL, StudyConfig
 from fedrad.common.differential_privacy import Budget
 from fedrad.common.messages import Kind, Request
 from fedrad.common.models.steps import lockstep, run_steps
@@ -33,7 +33,9 @@ from fedrad.server.federation import (
 )
 from fedrad.server.observer import RoundLog, StudyObserver
 from fedrad.server.phases.census import census
+from fedrad.server.phases.comparison import compare_models
 from fedrad.server.phases.evaluation import (
+    Evaluated,
     FittedPipeline,
     calibration_line,
     cross_fitted_calibration,
@@ -73,6 +75,8 @@ class StudyProtocol:
         self.checkpoint = checkpoint
         self.refitted = 0  # fits made in this run, not loaded from the checkpoint
         self.final: FittedPipeline | None = None  # the released model, once fitted
+        self.arms: dict[str, Evaluated] = {}  # with model.compare: each model's evaluated fits
+        self.without_clinical = False  # fitting a compared model without clinical inputs
 
     @property
     def sites(self):
@@ -106,6 +110,7 @@ class StudyProtocol:
             for (tag, _, test_parts), model in zip(design, fitted, strict=False)
         ]
         metrics, per_site, folds = self.evaluation(fitted_parts)
+        comparison = self.compared(features, design, fitted_parts, metrics)
         final_parts = self.final_partitions()
         if study.validation.scheme == "holdout":
             final = fitted[0]
@@ -122,7 +127,34 @@ class StudyProtocol:
         results = study_results(study, federation, final, metrics, per_site, folds, self.rounds)
         if self.checkpoint is not None:  # every run's traffic
             results |= merged_traffic(self.checkpoint.earlier_traffic, federation.traffic())
+        if comparison is not None:
+            results["model_comparison"] = comparison
         return results | {"harmonization": harmonization}
+
+    def compared(self, features, design, fitted_parts, metrics) -> dict | None:
+        """With `model.compare` (or `compare_without_clinical`), each compared model fitted
+        on the design's partitions (the same folds; harmonization and selection refitted
+        from the same sums, so the same), evaluated as the study's model is, and every pair
+        of models tested by DeLong."""
+        study = self.study
+        if len(study.compared_models) < 2:
+            return None
+        arms = {study.model.kind: ([(f, test) for _, f, test in fitted_parts], metrics)}
+        for kind in study.compared_models[1:]:
+            fits = [(f"{kind} {tag}", train_parts) for tag, train_parts, _ in design]
+            self.study = study.arm(kind)  # the fits read the model kind from the study
+            self.without_clinical = kind.endswith(WITHOUT_CLINICAL)
+            try:
+                fitted = self.fit_all(features, fits)
+            finally:
+                self.study, self.without_clinical = study, False
+            evaluated = [(f, test) for f, (_, _, test) in zip(fitted, design, strict=True)]
+            evaluation, _ = evaluate(self.federation, evaluated, study.score_bins, False)
+            arms[kind] = (evaluated, pooled_metrics(evaluation, study.federation.min_cell_size))
+            auc = arms[kind][1]["auc"]
+            self.federation.log(f"{kind}: pooled {study.validation.scheme} AUC {auc:.3f}")
+        self.arms = {kind: evaluated for kind, (evaluated, _) in arms.items()}
+        return compare_models(self.federation, arms)
 
     def evaluation(self, fitted_parts) -> tuple[dict, dict, list[dict]]:
         """(pooled metrics with the calibration line, each site's figures, each fit's
@@ -251,7 +283,14 @@ class StudyProtocol:
         if study.harmonization.method == "combat":
             params = fit_combat(federation, study, params, nodes, partitions)
         params, selection, scaler_moments = select(federation, study, params, nodes, partitions)
-        return replace(params, standardizer=Standardizer.from_moments(scaler_moments)), selection
+        params = replace(params, standardizer=Standardizer.from_moments(scaler_moments))
+        if self.without_clinical:  # the same radiomics inputs, scaled alike, and no others
+            width = len(params.model_features) - len(params.clinical_inputs)
+            scaler = Standardizer(
+                params.standardizer.mean[:width], params.standardizer.scale[:width]
+            )
+            params = replace(params, clinical_inputs=(), standardizer=scaler)
+        return params, selection
 
     def check_test_parts(self, nodes: list[int], partitions: dict[int, Partition]) -> None:
         """Under secure aggregation, stop before a fit whose fold test parts (outer, and inner

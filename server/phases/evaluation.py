@@ -103,10 +103,11 @@ def scores_totals(tests: dict[int, list[tuple[int, Request]]], fewest: int) -> l
 
 
 def evaluate(
-    federation: Federation, evaluated: Evaluated, bins: int
+    federation: Federation, evaluated: Evaluated, bins: int, site_metrics: bool = True
 ) -> tuple[Evaluation, list[dict]]:
     """Pooled test aggregates over every fit (histograms of `bins`), each fit's own
-    sensitivity and specificity where a total of its own exists, and each site's figures."""
+    sensitivity and specificity where a total of its own exists, and each site's figures
+    (unless `site_metrics` is off: a compared kind's are not asked)."""
     tests = _tests(federation, evaluated)
 
     def totals(nodes: list[int]) -> list[tuple[ScoresTotal, ScoresReply]]:
@@ -129,7 +130,8 @@ def evaluate(
         for node in tests
         if federation.sites[node].status == "included" and federation.label(node) not in excluded
     ]
-    evaluation.per_site = site_figures(federation, tests, contributed, excluded)
+    if site_metrics:
+        evaluation.per_site = site_figures(federation, tests, contributed, excluded)
     fewest = federation.fewest_sites
     figures = [
         _fit_figures(per_fit.get(index), fitted.threshold, fewest)

@@ -161,6 +161,48 @@ def _interval(values) -> str:
     return f"{number(values[0])}-{number(values[1])}" if values else ""
 
 
+def _compared(results: dict) -> str:
+    """The study's model kinds side by side, and DeLong's test of each pair (model.compare)."""
+    comparison = results.get("model_comparison")
+    if not comparison:
+        return ""
+    kinds = [
+        [
+            kind,
+            f.get("auc"),
+            _interval(f.get("auc_ci")),
+            f.get("sensitivity"),
+            _interval(f.get("sensitivity_ci")),
+            f.get("specificity"),
+            _interval(f.get("specificity_ci")),
+        ]
+        for kind, f in comparison["kinds"].items()
+    ]
+    pairs = [
+        [
+            f"{p['a']} vs {p['b']}",
+            p.get("difference"),
+            _interval(p.get("difference_ci")),
+            p.get("z"),
+            number(p.get("p_value"), 4),
+            p.get("note", ""),
+        ]
+        for p in comparison["pairs"]
+    ]
+    width = comparison["joint_grid"]["width"]
+    return (
+        "<h2 id='models-compared'>Models compared</h2><p>Every model fitted on the same folds, "
+        "with the same harmonization and selection per fold, and evaluated as the study's "
+        "model is (95% CIs). DeLong's test of each pair's AUC difference from the summed joint "
+        f"histogram of their out-of-fold scores (bins of width {width:g}; its AUCs are those "
+        "of the scores on that grid).</p>"
+        + _table(
+            ["model", "AUC", "95% CI", "sensitivity", "95% CI", "specificity", "95% CI"], kinds
+        )
+        + _table(["pair (a vs b)", "AUC a - b", "95% CI", "z", "DeLong p", "note"], pairs)
+    )
+
+
 def _per_site(results: dict) -> str:
     rows = [
         [
@@ -303,7 +345,7 @@ def card_html(results: dict, plotly_src: str | None = None, bundle: str | None =
     )
     body = (
         f"<h1>Study report: {name}</h1><p>{html.escape(privacy_sentence(results))}</p>"
-        f"{_cohort(results)}{_settings(results)}{_metrics(results)}{plots}"
+        f"{_cohort(results)}{_settings(results)}{_metrics(results)}{_compared(results)}{plots}"
         f"{_per_site(results)}{_model(results, bundle)}{_limitations(results)}"
         f"{_checklist(results)}"
     )

@@ -67,6 +67,8 @@ def print_results(results: dict, console: Console) -> None:
         )
     console.print(sites)
     console.print(model_table(results["model"]))
+    if line := compared_line(results):
+        console.print(escape(line))
     if sentence := privacy_sentence(results):
         console.print(escape(sentence))
     harmonization = results.get("harmonization", {})
@@ -79,6 +81,20 @@ def print_results(results: dict, console: Console) -> None:
             f"{_share(before)} before, {_share(after)} after "
             f"{escape(str(harmonization.get('method', 'harmonization')))}"
         )
+
+
+def compared_line(results: dict) -> str | None:
+    """The model comparison in a line: each kind's AUC, and each pair's DeLong p."""
+    comparison = results.get("model_comparison")
+    if not comparison:
+        return None
+    aucs = ", ".join(f"{kind} AUC {_fmt(f.get('auc'))}" for kind, f in comparison["kinds"].items())
+    pairs = "; ".join(
+        f"{p['a']} vs {p['b']}: difference {_fmt(p.get('difference'))}, DeLong "
+        + ("-" if p.get("p_value") is None else f"p = {p['p_value']:.3g}")
+        for p in comparison["pairs"]
+    )
+    return f"models compared: {aucs}; {pairs}"
 
 
 def model_table(model: dict) -> Table:

@@ -86,8 +86,16 @@ IN_THE_CLEAR = {
         "versions",
         "sequences_missing",
     },
-    # its public study key, signed by its identity: no data
-    "query.secagg_keys": {"public_key", "signature", "identity"},
+    # its public study key and its census counts, each signed by its identity: no data
+    # beyond the census (the counts, as suppressed, and how many batches)
+    "query.secagg_keys": {
+        "public_key",
+        "signature",
+        "identity",
+        "cases",
+        "batches",
+        "counts_signature",
+    },
     # nothing (or a refusal)
     "query.secagg_peers": set(),
     # the self seed of a release every survivor signed for: it unmasks only the total
@@ -256,6 +264,9 @@ def _within_the_rules(message_type: str, payload, k: int) -> None:
     """A per-site reply holds counts and figures only as the rules release them."""
     values = payload.values
     if message_type == "query.census":
+        for count in values["cases"]:
+            assert count in (f"<{k}", f">={k}") or int(count) >= k, count
+    elif message_type == "query.secagg_keys":
         for count in values["cases"]:
             assert count in (f"<{k}", f">={k}") or int(count) >= k, count
     elif message_type == "query.site_effect":

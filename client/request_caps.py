@@ -100,7 +100,9 @@ def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
         )
         fixed, moving = split_pipeline(part.pipeline)
         vector = _digest(moving.arrays.get("beta", np.zeros(0)))
-        asks.append((f"{cap}|{_digest(part.partition, role)}", f"{pipeline_digest(fixed)}:{vector}"))
+        asks.append(
+            (f"{cap}|{_digest(part.partition, role)}", f"{pipeline_digest(fixed)}:{vector}")
+        )
     return asks
 
 

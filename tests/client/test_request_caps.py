@@ -133,6 +133,61 @@ def test_half_space_coefficients_are_refused_by_the_bound_an_honest_fit_keeps(tm
     assert attack["answered"] == [] and "read" not in attack
 
 
+def _sharpest_readings(table: Path) -> tuple[list[float], float]:
+    """The attack at its best within the slope bound: the pooled scaler, steps as sharp as
+    the site answers (M from the slope bound down), planes either side of the top case,
+    placed by an oracle that knows where it lies. Two answered gradients differ by the rows
+    between their planes, weighted by how far p moved. Returns each reading's largest error
+    on the top row (in standard deviations), and the gap from the top case to the next."""
+    data = SiteData.load(table, "site01", ATTACKED)
+    rows = data.columns(data.features)[data.rows(Partition("holdout"), "train", ATTACKED), :3]
+    scaler = Standardizer(mean=rows.mean(axis=0), scale=rows.std(axis=0))
+    z = np.sort(scaler.transform(rows)[:, 0])
+    top, gap = rows[np.argmax(rows[:, 0])], z[-1] - z[-2]
+    transport = GridTransport(site_grid({"site01": table}, ATTACKED), timeout_s=60)
+    _, most = coefficient_bounds.slope_bound(ATTACKED)
+
+    def gradient(m: float, t: float) -> np.ndarray | None:
+        params = PipelineParams(
+            features=data.features,
+            selected=np.arange(3),
+            standardizer=scaler,
+            beta=m * np.array([-t, 1.0, 0.0, 0.0]),
+        )
+        payload, _ = encode_request(Request(params, Partition("holdout")), ())
+        reply = transport.ask(Kind.NEWTON, {1: payload})[0][1]
+        return None if REFUSED in reply.values else np.asarray(reply.arrays["gradient"])
+
+    errors = []
+    for m in (most, 8.0, 4.0, 2.0, 1.0):
+        below, above = gradient(m, z[-1] - gap / 2), gradient(m, z[-1] + gap / 2)
+        if below is not None and above is not None:
+            between = above - below  # count first
+            read = between[1:] / between[0] * scaler.scale + scaler.mean
+            errors.append(float(np.max(np.abs(read - top) / scaler.scale)))
+    return errors, gap
+
+
+def test_the_sharpest_half_spaces_a_site_answers_do_not_tell_its_top_case_from_the_next(
+    tmp_path,
+):
+    """Within the slope bound a step still costs deviance: planes that leave the site's
+    positive cases behind them are refused unless p is shallow (M <= 2 here), and no
+    answered pair reads the top row within twice the gap to its neighbour."""
+    (table,) = write_site_feature_tables(tmp_path, ATTACKED, sizes=(40,)).values()
+    errors, gap = _sharpest_readings(table)
+    assert errors and min(errors) > 2 * gap
+
+
+def test_without_the_deviance_bound_the_slope_bound_alone_lets_the_top_row_through(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(coefficient_bounds, "check_deviance", lambda deviance, study: None)
+    (table,) = write_site_feature_tables(tmp_path, ATTACKED, sizes=(40,)).values()
+    errors, gap = _sharpest_readings(table)
+    assert min(errors) < gap
+
+
 def test_without_the_bound_the_same_attack_reads_a_training_row_within_one_fits_cap(
     tmp_path, monkeypatch
 ):

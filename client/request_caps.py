@@ -6,8 +6,8 @@ likes (nudged by 1e-15, say) and solve the cases back from them. The site counts
 partition and role (message kind, partition with its inner fold, role), the distinct
 coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
 study, and refuses past the cap. A fit restarts under a new pipeline only when a site
-drops out, so a partition and role sees no more pipelines than the study has sites that can
-drop, plus one: a scaler nudged by 1e-12 buys no new cap. Asking the same vector under the
+leaves it (drops out, or sits the fit out), so a partition and role sees no more pipelines
+than the study has sites that can leave, plus one: a scaler nudged by 1e-12 buys no new cap. Asking the same vector under the
 same pipeline again (a restart, or the same study run again, whose fits are deterministic)
 costs nothing. Under differential privacy a noised fit's coefficients differ each run with
 the noise; its privacy budget bounds the runs, and its cap the run.
@@ -30,7 +30,7 @@ from fedrad.common.messages import Kind, Request, pipeline_digest, split_pipelin
 L1_ITERATIONS = 100  # `lasso.fit_lasso_steps`'s most iterations per penalty
 LINE_SEARCH_CALLS = 64  # halvings before a step is below the tolerance
 # Without pinned site keys a site cannot count the study's sites: it allows this many
-# drop-outs, each of which restarts a fit under a new pipeline.
+# sites to leave a fit (each restarts it under a new pipeline), all of a 3-site study's.
 UNPINNED_DROP_OUTS = 2
 _STATE = "caps"
 

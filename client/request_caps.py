@@ -5,12 +5,13 @@ A curious aggregator could otherwise ask a fit's sums at as many coefficient vec
 likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per
 partition and role (message kind, partition with its inner fold, role), the distinct
 coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
-study, and refuses past the cap. A fit restarts under a new pipeline only when a site
-leaves it (drops out, or sits the fit out), so a partition and role sees no more pipelines
-than the study has sites that can leave, plus one: a scaler nudged by 1e-12 buys no new cap. Asking the same vector under the
-same pipeline again (a restart, or the same study run again, whose fits are deterministic)
-costs nothing. Under differential privacy a noised fit's coefficients differ each run with
-the noise; its privacy budget bounds the runs, and its cap the run.
+study, and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
+(drops out, or sits the fit out), so a partition and role sees no more pipelines than the
+study has sites that can leave, plus one: a scaler nudged by 1e-12 buys no new cap. Asking
+the same vector under the same pipeline again (a restart, or the same study run again, whose
+fits are deterministic) costs nothing. Under differential privacy a noised fit's
+coefficients differ each run with the noise; its privacy budget bounds the runs, and its
+cap the run.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def caps(study: StudyConfig) -> dict[str, int]:
 
 def pipelines(study: StudyConfig) -> int:
     """The most pipelines a partition and role is fitted under: one, and one more for each
-    site that can drop out before the study stops (fewer than max(2, `min_sites`) sites for
-    a total, or `min_sites` in the clear)."""
+    site that can leave its fit before too few are left (max(2, `min_sites`) for a masked
+    total, `min_sites` in the clear)."""
     federation = study.federation
     if not federation.site_keys:
         return 1 + UNPINNED_DROP_OUTS

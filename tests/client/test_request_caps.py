@@ -1,6 +1,8 @@
-"""A site answers a fit at no more coefficient vectors than its study lets the fit take:
-an aggregator nudging beta to ask the same fit's sums again and again is refused past the
-cap, through the real ClientApp, while asking the same vector again (a restart) is free."""
+"""A site answers a fit at no more coefficient vectors than its study lets the fit take,
+and only at coefficients an honest fit can reach: an aggregator nudging beta (or the
+scaler) to ask the same partition's sums again and again is refused past the cap, and one
+asking at half-space steps that read a case's row is refused outright, through the real
+ClientApp, while asking the same vector again (a restart) is free."""
 
 from __future__ import annotations
 

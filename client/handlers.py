@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 from flwr.app import RecordDict
 
-from fedrad.client import mlp_plan, plan
+from fedrad.client import coefficient_bounds, mlp_plan, plan
 from fedrad.client.coverage import coverage
 from fedrad.client.data import SiteData, SiteSkipped, usable_cases
 from fedrad.client.differential_privacy import SiteBudget, privatized
@@ -342,7 +342,9 @@ def newton(data: SiteData, study: StudyConfig, request: Request) -> NewtonTerms:
     rows = _summed_training(data, partition, study, params.features)
     _within_parameter_ratio(rows, params, data, study)
     x = with_intercept(model_inputs(data, params, partition, rows, study))
-    return _without_deviance(newton_terms(x, data.y[rows], params.beta), study)
+    terms = newton_terms(x, data.y[rows], params.beta)
+    coefficient_bounds.check_deviance(terms.deviance, study)
+    return _without_deviance(terms, study)
 
 
 def _without_deviance(terms: NewtonTerms, study: StudyConfig) -> NewtonTerms:
@@ -529,6 +531,7 @@ def calibration(data: SiteData, study: StudyConfig, request: Request) -> NewtonT
         bound = study.differential_privacy.input_clip
         logit = np.clip(logit, -bound, bound)
     terms = newton_terms(with_intercept(logit), y, request.arrays["gamma"])
+    coefficient_bounds.check_deviance(terms.deviance, study)
     return _without_deviance(terms, study)
 
 
@@ -589,6 +592,7 @@ def handle(
     state = RecordDict() if state is None else state
     try:
         plan.check(kind, request, study)
+        coefficient_bounds.check_slopes(kind, request, study)
         RequestCaps(state, study).admit(kind, request)
         if kind is Kind.MLP_ROUND:
             mlp_plan.accept(request, study, mlp_plan.FitWeights(state))

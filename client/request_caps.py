@@ -2,12 +2,16 @@
 held-out losses or calibration steps than its study lets a fit take (docs/privacy.md 3).
 
 A curious aggregator could otherwise ask a fit's sums at as many coefficient vectors as it
-likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per fit
-(message kind, fixed pipeline, partition, role), the distinct coefficient vectors it was
-asked at, in its ledger over every run of the study, and refuses past the cap. Asking the
-same vector again (a restart after a drop-out, or the same study run again, whose fits
-are deterministic) costs nothing. Under differential privacy a noised fit's coefficients
-differ each run with the noise; its privacy budget bounds the runs, and its cap the run.
+likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per
+partition and role (message kind, partition with its inner fold, role), the distinct
+coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
+study, and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
+(drops out, or sits the fit out), so a partition and role sees no more pipelines than the
+study has sites that can leave, plus one: a scaler nudged by 1e-12 buys no new cap. Asking
+the same vector under the same pipeline again (a restart, or the same study run again, whose
+fits are deterministic) costs nothing. Under differential privacy a noised fit's
+coefficients differ each run with the noise; its privacy budget bounds the runs, and its
+cap the run.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from fedrad.common.messages import Kind, Request, pipeline_digest, split_pipelin
 
 L1_ITERATIONS = 100  # `lasso.fit_lasso_steps`'s most iterations per penalty
 LINE_SEARCH_CALLS = 64  # halvings before a step is below the tolerance
+# Without pinned site keys a site cannot count the study's sites: it allows this many
+# sites to leave a fit (each restarts it under a new pipeline), all of a 3-site study's.
+UNPINNED_DROP_OUTS = 2
 _STATE = "caps"
 
 
@@ -56,6 +63,17 @@ def caps(study: StudyConfig) -> dict[str, int]:
     }
 
 
+def pipelines(study: StudyConfig) -> int:
+    """The most pipelines a partition and role is fitted under: one, and one more for each
+    site that can leave its fit before too few are left (max(2, `min_sites`) for a masked
+    total, `min_sites` in the clear)."""
+    federation = study.federation
+    if not federation.site_keys:
+        return 1 + UNPINNED_DROP_OUTS
+    fewest = max(2, federation.min_sites) if federation.secure_aggregation else federation.min_sites
+    return 1 + max(0, len(federation.site_keys) - fewest)
+
+
 def _digest(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -67,17 +85,15 @@ def _digest(*parts) -> str:
 
 
 def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
-    """(fit, coefficient vector) of each capped part of a request, as digests."""
+    """(partition and role, pipeline:coefficient vector) of each capped part of a request,
+    as digests."""
     if kind is Kind.CALIBRATION:  # the fits' coefficients move the sums as gamma does
-        fits = [
-            (pipeline_digest(split_pipeline(p.pipeline)[0]), p.partition) for p in request.parts
-        ]
-        moving = [
-            value
-            for p in request.parts
-            for _, value in sorted(split_pipeline(p.pipeline)[1].arrays.items())
-        ]
-        return [(f"{kind}|{_digest(fits)}", _digest(request.arrays["gamma"], *moving))]
+        fits = [split_pipeline(p.pipeline) for p in request.parts]
+        partitions = [p.partition for p in request.parts]
+        fixed = [pipeline_digest(f) for f, _ in fits]
+        moving = [value for _, m in fits for _, value in sorted(m.arrays.items())]
+        vector = _digest(request.arrays["gamma"], *moving)
+        return [(f"{kind}|{_digest(partitions)}", f"{_digest(fixed)}:{vector}")]
     asks = []
     for part in request.parts if kind is Kind.LASSO_ROUND else [request]:
         part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else kind
@@ -91,9 +107,15 @@ def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
             else str(part_kind)
         )
         fixed, moving = split_pipeline(part.pipeline)
-        fit = _digest(pipeline_digest(fixed), part.partition, role)
-        asks.append((f"{cap}|{fit}", _digest(moving.arrays.get("beta", np.zeros(0)))))
+        vector = _digest(moving.arrays.get("beta", np.zeros(0)))
+        asks.append(
+            (f"{cap}|{_digest(part.partition, role)}", f"{pipeline_digest(fixed)}:{vector}")
+        )
     return asks
+
+
+def _pipeline(vector: str) -> str:
+    return vector.split(":")[0]
 
 
 class RequestCaps:
@@ -112,7 +134,7 @@ class RequestCaps:
 
     def admit(self, kind: Kind, request: Request) -> None:
         """Record the request's asks, or refuse it if one takes a fit past its cap."""
-        limits = caps(self.study)
+        limits, most_pipelines = caps(self.study), pipelines(self.study)
         if kind not in limits and kind is not Kind.LASSO_ROUND:
             return
         lasting = self.ledger.current().asked
@@ -124,10 +146,16 @@ class RequestCaps:
             vectors += [v for f, v in new[kept] if f == fit]
             if vector in vectors:
                 continue
+            under = [v for v in vectors if _pipeline(v) == _pipeline(vector)]
             cap = limits[cap_name]
-            if len(vectors) >= cap:
+            if len(under) >= cap:
                 raise Refused(
                     "requests-per-fit-exceeded", f"{fit}: asked at more than {cap} coefficients"
+                )
+            if not under and len({_pipeline(v) for v in vectors}) >= most_pipelines:
+                raise Refused(
+                    "requests-per-fit-exceeded",
+                    f"{fit}: asked under more than {most_pipelines} pipelines",
                 )
             new[kept].append([fit, vector])
         if new[True]:

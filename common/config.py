@@ -306,6 +306,12 @@ class FederationSettings(_Strict):
         description="a regression's parameters are at most this share of its training cases "
         "(DataSHIELD's nfilter.glm): fewer cases could be solved back from its sums",
     )
+    max_cases: int = Field(
+        default=1000,
+        ge=1,
+        description="the most cases the study holds over all its sites: a site answers a fit "
+        "only at coefficients an honest fit over that many cases can reach (docs/privacy.md 3)",
+    )
     secure_aggregation: bool = Field(
         default=True,
         description="sites send summed quantities masked; only totals over sites are unmasked",

@@ -50,7 +50,8 @@ def _pipeline(tables, beta: float = 0.1, study: StudyConfig = STUDY) -> Pipeline
     return PipelineParams(
         features=features,
         selected=np.arange(3),
-        standardizer=Standardizer(mean=np.zeros(3), scale=np.ones(3)),
+        # about the synthetic features' centre: an honest fit's inputs are standardized
+        standardizer=Standardizer(mean=np.full(3, 1000.0), scale=np.ones(3)),
         beta=np.full(4, beta),
     )
 
@@ -182,7 +183,7 @@ def test_a_suppressed_class_cannot_be_recovered_from_the_sites_total(tmp_path):
 
 def test_a_scaler_of_radiomic_magnitude_is_within_the_plan(site):
     pipeline = _pipeline(site)
-    large = Standardizer(mean=np.array([3e9, -2e7, 5.0]), scale=np.array([1e9, 4e6, 1.0]))
+    large = Standardizer(mean=np.array([3e9, -2e7, 1e3]), scale=np.array([1e9, 4e6, 1.0]))
     reply = _ask(
         site, Kind.NEWTON, Request(replace(pipeline, standardizer=large), Partition("all"))
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fedrad.common.config import StudyConfig, extractor_versions
 from fedrad.common.messages import CensusReply, Kind, Request
+from fedrad.common.stats.fold_bounds import least
 from fedrad.server.federation import Federation, SiteRecord, StudyCannotRun
 
 
@@ -39,11 +40,25 @@ def census(federation: Federation, study: StudyConfig, expected_sites: int) -> l
             "the included sites share no feature: "
             + ", ".join(federation.label(node) for node in included)
         )
+    _check_max_cases(federation, study, included)
     for node in included:
         site = federation.sites[node]
         missing = f", missing {site.sequences_missing}" if site.sequences_missing else ""
         federation.log(f"census: {site.label} cases {site.cases}{missing}")
     return features
+
+
+def _check_max_cases(federation: Federation, study: StudyConfig, included: list[int]) -> None:
+    """Every site bounds the coefficients it answers at by `federation.max_cases`
+    (docs/privacy.md 3): a study holding more would be refused at its first fit."""
+    k, most = study.federation.min_cell_size, study.federation.max_cases
+    held = sum(least(count, k) for n in included for count in federation.sites[n].cases.values())
+    if held > most:
+        raise StudyCannotRun(
+            f"the included sites hold at least {held} cases, more than federation.max_cases "
+            f"({most}), which bounds the coefficients every site answers at: set "
+            f"federation.max_cases to the study's cases over all sites, at least {held}"
+        )
 
 
 def _admit(federation: Federation, site: SiteRecord, reply: CensusReply, study) -> None:

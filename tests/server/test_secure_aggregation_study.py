@@ -311,6 +311,13 @@ def test_no_mlp_round_reply_carries_a_sites_weights_in_the_clear(recorded):
     for reply in rounds:
         assert set(reply.content["arrays"]) == MASKED_ARRAYS
         assert "metrics" not in reply.content  # no example count or loss of its own either
+    # every round past the first came with the release its weights were averaged from,
+    # which each site recomputed and found to give exactly those weights (client/mlp_verify)
+    asked = [v for (_, t, _), v in zip(grid.sent, grid.asked, strict=True) if t == "train"]
+    later = [values for values in asked if values["server-round"] > 1]
+    total_rounds = recorded["study"].model.rounds
+    assert len(later) == len(rounds) // total_rounds * (total_rounds - 1) > 0
+    assert all("secagg.prior.tag" in values for values in later)
     plain, _ = recorded[False]
     clear = [reply for _, message_type, reply in plain.sent if message_type == "train"]
     assert len(clear) == len(rounds)

@@ -17,9 +17,9 @@ import numpy as np
 from fedrad.common.messages import Request
 
 PREFIX = "secagg.prior."
-# FedAvg's weighted mean of the round's total (FedProx aggregates as FedAvg does); robust
-# strategies (median, trimmed mean, Krum) combine per-site replies, which a masked round
-# never shows, so their rounds keep the step bound alone
+# The strategies whose global weights are FedAvg's weighted mean of the round's total
+# (FedProx aggregates as FedAvg does): all a masked study runs, as the study file refuses
+# the robust ones (median, trimmed mean, Krum), which need each site's weights
 VERIFIED_STRATEGIES = ("fedavg", "fedprox")
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
+from fedrad.client import mlp_verify
 from fedrad.client.data import SiteData, TableMismatch
 from fedrad.client.handlers import alone_ok, handle
 from fedrad.client.ledger import LedgerUnusable, bind_ledger
@@ -174,8 +175,13 @@ def answer(kind: Kind, data: SiteData, study: StudyConfig, content: RecordDict, 
             release_tag(study, request.values)  # an unreadable tag is refused before any work
 
             def release(reply):
-                return secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
+                masked = secagg.mask(kind, reply, request, alone_ok(kind, data, study, request))
+                if kind is Kind.MLP_ROUND:
+                    mlp_verify.remember(state, request, masked)
+                return masked
 
+        if kind is Kind.MLP_ROUND and mlp_verify.applies(study):
+            mlp_verify.check(request, study, state, data.name, secagg.identities())
         return handle(kind, data, study, request, release, state)
     except (SecAggError, SecAggRefused, LedgerUnusable) as refused:
         code = getattr(refused, "code", type(refused).__name__)

@@ -42,7 +42,7 @@ def accept(request: Request, study: StudyConfig, received: FitWeights) -> None:
     n_inputs = len(params.model_features) if params is not None else 0
     plan = mlp.initial_weights(n_inputs, settings.hidden_units, settings.seed)
     _check_layout(weights, plan)
-    fit = _fit_of(request)
+    fit = fit_of(request)
     if server_round == 1:
         if not all(np.array_equal(weights[name], plan[name]) for name in plan):
             raise Refused("weights-outside-plan", "round 1 weights are not the study's own")
@@ -101,7 +101,7 @@ def _check_step(
         )
 
 
-def _fit_of(request: Request) -> str:
+def fit_of(request: Request) -> str:
     """A fit as the site sees it: its fixed pipeline (by digest) over its partition."""
     partition = request.partition.to_values() if request.partition is not None else {}
     key = json.dumps([request.values.get("pipeline.digest"), partition], sort_keys=True)

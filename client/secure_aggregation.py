@@ -46,6 +46,7 @@ from fedrad.common.secagg import (
 from fedrad.common.secagg.consent import sign_consent, verify_consent
 from fedrad.common.secagg.counts import sign_counts, verify_counts
 from fedrad.common.secagg.site import Release
+from fedrad.common.secagg.verified_total import sign_words
 from fedrad.common.stats.fold_bounds import SiteCounts
 
 _STATE = "secagg"
@@ -259,7 +260,8 @@ class SiteSecAgg:
         consent = b""
         if alone_ok:
             consent = sign_consent(self.data.identity, _joined(quantities), participants)
-        return MaskedReply(words, layout, _bytes(survivors), _bytes(consent))
+        signed = sign_words(self.data.identity, tag, participants, [], words)
+        return MaskedReply(words, layout, _bytes(survivors), _bytes(consent), _bytes(signed))
 
     def _check_fold_rule(self, request: Request, participants: list[str]) -> None:
         """Refuse a share of a total whose fold test parts, over its sites, may hold fewer
@@ -318,6 +320,11 @@ class SiteSecAgg:
         """The identity keys of the peers this site verified: whose consents it accepts."""
         verified = _verified_peers(str(self.record.get("verified", "{}")))
         return {peer: identity for peer, (_, identity) in verified.items()}
+
+    def identities(self) -> dict[str, Ed25519PublicKey]:
+        """Whose signed words this site accepts in a relayed release: its verified peers'
+        identity keys and its own."""
+        return self._identities() | {self.data.name: self.data.identity.public_key()}
 
     def reveal(self, request: Request) -> RevealReply:
         tag = release_tag(self.study, request.values)

@@ -292,6 +292,9 @@ class MaskedReply:
     survivors: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
     # the site's signature that its share alone meets the rules (`secagg.consent`), or empty
     consent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
+    # the site's signature on these words for that survivor set (`verified_total`), so a
+    # peer handed them by the aggregator knows they are this site's
+    words_signature: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint8))
 
 
 REPLIES: dict[Kind, type] = {
@@ -332,7 +335,12 @@ PIPELINES_KEPT = 8
 def encode_reply(kind: Kind, reply: Any) -> Payload:
     if isinstance(reply, MaskedReply) and kind in SUMMED:
         return Payload(
-            arrays={"words": reply.words, "survivors": reply.survivors, "consent": reply.consent},
+            arrays={
+                "words": reply.words,
+                "survivors": reply.survivors,
+                "consent": reply.consent,
+                "words-signature": reply.words_signature,
+            },
             values={"layout": json.dumps(reply.layout)},
         )
     if kind is Kind.MLP_ROUND:
@@ -491,7 +499,8 @@ def decode_masked(kind: Kind, payload: Payload) -> MaskedReply:
         empty = np.zeros(0, dtype=np.uint8)
         survivors = payload.arrays.get("survivors", empty).astype(np.uint8)
         consent = payload.arrays.get("consent", empty).astype(np.uint8)
-        return MaskedReply(words, list(json.loads(str(layout))), survivors, consent)
+        signed = payload.arrays.get("words-signature", empty).astype(np.uint8)
+        return MaskedReply(words, list(json.loads(str(layout))), survivors, consent, signed)
     except (TypeError, ValueError) as exc:
         raise MalformedReply(f"masked {kind} reply: unreadable layout") from exc
 

@@ -21,6 +21,7 @@ from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.superlink.grid.http_grid import HttpGrid  # the deployed grid (not exported)
 
+from fedrad.common import relayed_release
 from fedrad.common.differential_privacy import NOISED, Budget, post_processed
 from fedrad.common.messages import (
     MESSAGE_TYPES,
@@ -43,6 +44,7 @@ from fedrad.common.messages import (
     to_record,
 )
 from fedrad.common.models import mlp
+from fedrad.common.relayed_release import RelayedRelease
 from fedrad.server.observer import StudyObserver
 
 T = TypeVar("T")
@@ -394,6 +396,7 @@ class _PolicyGrid(Grid):
         self.grid = federation.transport.grid
         self.nodes = list(nodes)
         self.request = request
+        self.relayed: RelayedRelease | None = None  # the last round's release, to relay
 
     def set_run(self, run) -> None:
         self.grid.set_run(run)
@@ -464,6 +467,8 @@ class _PolicyGrid(Grid):
             pipeline=replace(self.request.pipeline, network=weights),
             values={**self.request.values, **config},
         )
+        if self.relayed is not None:  # what these weights were averaged from, to verify
+            request = relayed_release.attach(request, self.relayed)
         size = mlp.flat(weights).size
 
         def shaped(total: MlpRoundSums) -> str | None:
@@ -473,6 +478,9 @@ class _PolicyGrid(Grid):
 
         nodes = [message.metadata.dst_node_id for message in messages]
         total = self.federation.total(Kind.MLP_ROUND, {n: request for n in nodes}, shaped)
+        secure = self.federation.secure
+        if secure.study.model.strategy in relayed_release.VERIFIED_STRATEGIES:
+            self.relayed = secure.last
         mean = total.mean(weights)
         content = RecordDict(
             {

@@ -29,6 +29,7 @@ from fedrad.common.messages import (
     quantity_digests,
     unflatten,
 )
+from fedrad.common.relayed_release import RelayedRelease
 from fedrad.common.secagg import (
     EncodingError,
     FixedPoint,
@@ -51,6 +52,7 @@ class SecureAggregation:
         self.federation, self.study = federation, study
         self.min_sites = max(2, study.federation.min_sites)
         self.releases = 0
+        self.last: RelayedRelease | None = None  # the last release, as sites may verify it
         # quantity digest -> (the sites of its last release, their consents to be left out)
         self.released: dict[str, tuple[list[str], dict[str, tuple[str, np.ndarray]]]] = {}
 
@@ -180,13 +182,15 @@ class SecureAggregation:
         reveals: dict[int, RevealReply] = self._ask(
             Kind.SECAGG_REVEAL, {n: reveal_request for n in masked}
         )
+        applied: dict[str, Reveal] = {}
         for node, reply in reveals.items():
             pairwise = {
                 str(peer): bytes(row)
                 for peer, row in zip(reply.peers, reply.pairwise, strict=False)
             }
+            applied[names[node]] = Reveal(names[node], tag, bytes(reply.self_seed), pairwise)
             try:
-                unmasker.apply(Reveal(names[node], tag, bytes(reply.self_seed), pairwise))
+                unmasker.apply(applied[names[node]])
             except UnmaskError as exc:
                 raise SiteFailed(node, f"malformed reveal: {exc}") from exc
         try:
@@ -197,6 +201,7 @@ class SecureAggregation:
                 "a site sent masked words that do not match its reveal"
             ) from exc
         self._keep_consents(masked, quantities, participants)
+        self.last = _relayable(fields, names, masked, applied, dropped)
         problem = check(total) if check is not None else None
         if problem:
             raise StudyCannotRun(f"{kind}: the sites' total is malformed: {problem}")
@@ -282,6 +287,20 @@ class SecureAggregation:
                     f"{self.federation.label(nodes[0])}'s",
                 )
         return layout
+
+
+def _relayable(fields, names, masked, reveals: dict[str, Reveal], dropped) -> RelayedRelease:
+    """A release as the aggregator unmasked it, for the sites to recompute its total."""
+    signed = {names[n]: (reply.words, bytes(reply.words_signature)) for n, reply in masked.items()}
+    return RelayedRelease(
+        list(fields),
+        sorted(signed),
+        sorted(dropped),
+        {name: words for name, (words, _) in signed.items()},
+        {name: signature for name, (_, signature) in signed.items()},
+        {name: reveal.self_seed for name, reveal in reveals.items()},
+        {name: dict(reveal.pairwise) for name, reveal in reveals.items()},
+    )
 
 
 def _as_failure(problem: Exception) -> SiteFailed:

@@ -210,7 +210,7 @@ def test_a_site_of_a_masked_study_refuses_to_send_its_weights_in_the_clear(table
     assert refusal(ask(grid, start, pipeline, server_round=1)) == "unmasked-sum-outside-plan"
 
 
-# -- what the step bound does not stop (docs/privacy.md 7) ------------------------------------
+# -- what the step bound alone does not stop, in the clear (docs/privacy.md 7) ----------------
 def _steered_trap(start: dict[str, np.ndarray], neurons: range) -> dict[str, np.ndarray]:
     """The cheapest trap from the site's own start: each of `neurons` keeps its direction,
     shrunk to length 0.2, and fires beyond 2 of its standard deviations of standardized
@@ -234,13 +234,14 @@ def _close(recovered: np.ndarray, rows: np.ndarray, tolerance: float = 1e-3) -> 
     return sum(bool(np.any(np.all(np.abs(rows - row) < tolerance, axis=1))) for row in recovered)
 
 
-def test_trap_neurons_steered_within_the_step_bound_still_read_rows_a_documented_gap(
+def test_in_the_clear_trap_neurons_steered_within_the_step_bound_still_read_rows(
     grid, tables, pipeline
 ):
-    """The step bound slows trap weights, it does not stop them: 12 trap neurons lie 1.78
-    from the site's own start, within two rounds' bound (model.rounds 3). The clip scales a
-    neuron's weight and bias updates alike, so their ratio, the case's row, survives it; and
-    a neuron that fires for one case over all sites reads the same from a masked total."""
+    """Without secure aggregation the step bound slows trap weights, it does not stop them
+    (a documented gap, docs/privacy.md 7): 12 trap neurons lie 1.78 from the site's own
+    start, within two rounds' bound (model.rounds 3). The clip scales a neuron's weight and
+    bias updates alike, so their ratio, the case's row, survives it. A masked study's site
+    refuses the same steering: test_mlp_verify.py."""
     start, neurons = _own_start(pipeline), range(12)
     trap = _steered_trap(start, neurons)
     bound, rounds = STUDY.model.mlp_step_bound, STUDY.model.rounds

@@ -46,6 +46,7 @@ from fedrad.common.secagg import (
     verify_survivor_signature,
 )
 from fedrad.common.secagg.consent import sign_consent, verify_consent
+from fedrad.common.secagg.verified_total import sign_words
 from fedrad.common.stats.moments import Standardizer
 from fedrad.server.federation import GridTransport
 from fedrad.simulations.synth.features import write_site_feature_tables
@@ -168,13 +169,17 @@ def masked_round(
 def assert_masked_only(
     tables, study, name, kind: Kind, request: Request, reply: Payload, sites
 ) -> bytes:
-    """A masked reply holds its words, a survivor-set signature and a consent, nothing else.
+    """A masked reply holds its words, a survivor-set signature, a consent and a signature
+    on its words for that set, nothing else.
     The signature is the site's over "all the release's sites survive, none dropped" for the
     request's tag; the consent is empty or the site's signature over the request's quantities
     and the release's sites. Neither carries anything more (Ed25519 signs deterministically:
-    the same bytes as signing just those, so nothing derived from the values). Returns the
+    the same bytes as signing just those, so nothing more derived from the values). Returns the
     consent."""
-    assert set(reply.arrays) == {"words", "survivors", "consent"}, (name, list(reply.arrays))
+    assert set(reply.arrays) == {"words", "survivors", "consent", "words-signature"}, (
+        name,
+        list(reply.arrays),
+    )
     assert set(reply.values) == {"layout"}, (name, reply.values)
     assert reply.arrays["words"].dtype == np.uint64
     identity = load_or_create_identity(tables[name].parent)
@@ -190,6 +195,8 @@ def assert_masked_only(
         quantities = " ".join(quantity_digests(kind, request))
         assert verify_consent(identity.public_key(), quantities, sites, bytes(consent))
         assert bytes(consent) == sign_consent(identity, quantities, sites)
+    words_signature = bytes(reply.arrays["words-signature"])
+    assert words_signature == sign_words(identity, release, sites, [], reply.arrays["words"])
     return bytes(consent)
 
 

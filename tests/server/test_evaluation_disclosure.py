@@ -48,7 +48,8 @@ def test_score_sums_leave_a_site_as_masked_words_only(study_run):
     assert replies
     for _, arrays, values in replies:
         assert (
-            set(arrays) <= {"words", "survivors", "consent"} and arrays["words"].dtype == np.uint64
+            set(arrays) <= {"words", "survivors", "consent", "words-signature"}
+            and arrays["words"].dtype == np.uint64
         )
         assert set(values) == {"layout"}
 
@@ -89,7 +90,7 @@ def test_a_site_with_a_cell_below_k_never_sends_it(tmp_path):
     assert results["metrics"]["per_site"]["site02"]["status"] == "skipped"
     for node, arrays, values in _replies(grid, "evaluate.scores"):
         if node == 2 and "skipped" not in values:
-            assert set(arrays) <= {"words", "survivors", "consent"}
+            assert set(arrays) <= {"words", "survivors", "consent", "words-signature"}
 
 
 def _tests(design: dict[int, list[int]]) -> dict[int, list[tuple[int, Request]]]:

@@ -45,6 +45,7 @@ from fedrad.common.secagg import (
     verify_survivor_signature,
 )
 from fedrad.common.secagg.consent import sign_consent, verify_consent
+from fedrad.common.secagg.verified_total import sign_words
 from fedrad.server.app import make_server_app
 from fedrad.server.secure_aggregation import SecureAggregation
 from fedrad.server.study import StudyProtocol
@@ -68,6 +69,8 @@ STUDIES = {
     "mlp": BASE.updated(model={"kind": "mlp", "rounds": 3, "hidden_units": 4}),
 }
 SUMMED_TYPES = {MESSAGE_TYPES[kind]: kind for kind in SUMMED}
+# a masked reply: its words, and the site's signatures on its survivor set and on the words
+MASKED_ARRAYS = {"words", "survivors", "consent", "words-signature"}
 # Control replies, instead of a result: why the site sits a request out (one line, in the
 # study's terms), a refusal's code, that it failed (details in its own log), or that it lost
 # its pipeline cache.
@@ -227,7 +230,7 @@ def test_every_summed_reply_leaves_a_site_as_masked_words_and_a_consent_only(rec
     for message_type, reply in replies:
         assert not reply.has_error(), message_type
         arrays = reply.content["arrays"]
-        assert set(arrays) == {"words", "survivors", "consent"}, (message_type, list(arrays))
+        assert set(arrays) == MASKED_ARRAYS, (message_type, list(arrays))
         assert arrays["words"].numpy().dtype == np.uint64
         survivors = arrays["survivors"].numpy()
         assert survivors.dtype == np.uint8 and survivors.shape == (64,), message_type
@@ -249,7 +252,7 @@ def test_every_reply_of_a_study_is_masked_words_or_a_per_site_reply_the_rules_al
             assert set(content["arrays"]) == set() and len(from_record(content).values) == 1
             continue
         if message_type in SUMMED_TYPES:  # only masked words, as the test above checks
-            assert set(content["arrays"]) == {"words", "survivors", "consent"}, message_type
+            assert set(content["arrays"]) == MASKED_ARRAYS, message_type
             assert set(content) == {"arrays", "values"}, message_type  # no metrics in the clear
             continue
         assert message_type in IN_THE_CLEAR, f"{message_type} leaves a site in the clear"
@@ -314,8 +317,15 @@ def test_no_mlp_round_reply_carries_a_sites_weights_in_the_clear(recorded):
     rounds = [reply for _, message_type, reply in grid.sent if message_type == "train"]
     assert len(rounds) == 3 * recorded["study"].model.rounds * len(recorded["fits", True])
     for reply in rounds:
-        assert set(reply.content["arrays"]) == {"words", "survivors", "consent"}
+        assert set(reply.content["arrays"]) == MASKED_ARRAYS
         assert "metrics" not in reply.content  # no example count or loss of its own either
+    # every round past the first came with the release its weights were averaged from,
+    # which each site recomputed and found to give exactly those weights (client/mlp_verify)
+    asked = [v for (_, t, _), v in zip(grid.sent, grid.asked, strict=True) if t == "train"]
+    later = [values for values in asked if values["server-round"] > 1]
+    total_rounds = recorded["study"].model.rounds
+    assert len(later) == len(rounds) // total_rounds * (total_rounds - 1) > 0
+    assert all("secagg.prior.tag" in values for values in later)
     plain, _ = recorded[False]
     clear = [reply for _, message_type, reply in plain.sent if message_type == "train"]
     assert len(clear) == len(rounds)
@@ -368,6 +378,10 @@ def test_a_sites_survivor_signature_is_over_its_releases_full_set_only(recorded,
         assert verify_survivor_signature(identity.public_key(), digest, signature)
         # Ed25519 is deterministic: exactly this signature, nothing of the site's values
         assert signature == sign_survivor_set(identity, digest)
+        # and its signature on its masked words, for that set, is exactly this one
+        words = reply.content["arrays"]["words"].numpy()
+        signed = bytes(reply.content["arrays"]["words-signature"].numpy())
+        assert signed == sign_words(identity, tag, participants, [], words)
         checked += 1
     assert checked == len(summed_replies(grid))
 

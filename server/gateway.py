@@ -53,14 +53,11 @@ def gateway_config(
     listen: str,
     upstream: Upstream,
     runtime: Path,
-    *,
-    key_folder: Path | None = None,
 ) -> str:
     """nginx.conf for the gateway: listen on `listen` (HOST:PORT), pass POST /v1/fleet/...
     to `upstream`, 403 for the rest. `keys` None: plain text on both sides (--insecure).
-    `runtime`: the folder for its pid and temporary files (writable by nginx).
-    `key_folder`: where nginx reads the keys, if not where they are here (a container)."""
-    folder = key_folder or (keys.folder.resolve() if keys else None)
+    `runtime`: the folder for its pid and temporary files (writable by nginx)."""
+    folder = keys.folder.resolve() if keys else None
     scheme = "http" if keys is None else "https"
     tls_listen = (
         ""
@@ -82,7 +79,7 @@ def gateway_config(
     )
     ssl = "" if keys is None else " ssl"
     refusal = REFUSED_BODY.replace("\n", "\\n")
-    return f"""# FedRad's gateway (fedrad.server.gateway): only sites' Fleet API reaches the SuperLink.
+    return f"""# FedRad's gateway (fedrad.server.gateway): only the Fleet API reaches the SuperLink.
 worker_processes 1;
 pid {runtime}/nginx.pid;
 error_log stderr warn;

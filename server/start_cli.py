@@ -230,9 +230,7 @@ def certificates_in(keys: Path | None) -> FederationCertificates:
     return certificates
 
 
-def wait_until_listening(
-    process: subprocess.Popen, address: tuple[str, int], name: str
-) -> None:
+def wait_until_listening(process: subprocess.Popen, address: tuple[str, int], name: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -83,15 +83,17 @@ def _flwr(env: dict[str, str], *args: str) -> dict:
 def _post(port: int, path: str, cafile, method: str = "POST") -> tuple[int, str]:
     """One raw request, the path sent byte for byte (no client normalises it)."""
     context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            tls.sendall(
-                f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
-                "application/protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
-            )
-            reply = b""
-            while chunk := tls.recv(65536):
-                reply += chunk
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
+            "application/protobuf\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := tls.recv(65536):
+            reply += chunk
     head, _, body = reply.decode("latin-1").partition("\r\n\r\n")
     return int(head.split()[1]), body
 

@@ -45,6 +45,7 @@ SuperlinkHostOption = Annotated[
 AllowExposureOption = Annotated[
     bool,
     typer.Option(
+        "--allow-control-api-exposure",
         help="Let --superlink-host be other than loopback, exposing the Control API to "
         "whoever reaches it: only on a private network that sites cannot reach (the "
         "containers' network behind the gateway, deploy/compose.yaml).",
@@ -117,7 +118,7 @@ def start_gateway_command(
         raise UserError(NGINX_MISSING)
     host = exposure.superlink_host
     local = is_loopback(host) or host in WILDCARDS
-    upstream = Upstream("127.0.0.1", port) if local else Upstream(host, port, tls_name=host)
+    upstream = Upstream("127.0.0.1" if local else host, port)
     config = write_gateway_config(keys, exposure.public, upstream, state / "gateway")
     return gateway_command(config)
 

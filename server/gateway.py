@@ -40,8 +40,9 @@ NGINX_MISSING = (
 
 @dataclass(frozen=True)
 class Upstream:
-    """Where the gateway finds the SuperLink, and the name its certificate is checked for
-    (a DNS name in server.pem: `keys init` always adds localhost)."""
+    """Where the gateway finds the SuperLink, and the name its certificate is checked for:
+    localhost, which `keys init` always adds, wherever the SuperLink is (only the
+    federation's CA signs for it)."""
 
     host: str = "127.0.0.1"
     port: int = 8000

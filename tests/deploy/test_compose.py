@@ -92,7 +92,7 @@ def test_the_gateway_is_published_and_runs_the_config_fedrad_writes(compose):
     expected = gateway_config(
         FederationCertificates(folder),
         f"0.0.0.0:{public_port}",
-        Upstream("aggregator", upstream_port, tls_name="aggregator"),
+        Upstream("aggregator", upstream_port),
         Path("/tmp"),
     )
     assert (DEPLOY / "gateway.conf").read_text() == expected, "regenerate deploy/gateway.conf"

@@ -99,6 +99,11 @@ http {{
     log_format refused '$remote_addr refused: $request_method $uri -> $status';
     access_log off;
 
+    upstream superlink {{
+        server {upstream.host}:{upstream.port};
+        keepalive 8;
+    }}
+
     server {{
         listen {listen}{ssl};{tls_listen}
         client_max_body_size {MAX_BODY};
@@ -109,7 +114,7 @@ http {{
                 deny all;
             }}
             # the URI part makes nginx send its normalised path, the one it matched
-            proxy_pass {scheme}://{upstream.host}:{upstream.port}{FLEET_PREFIX};{tls_upstream}
+            proxy_pass {scheme}://superlink{FLEET_PREFIX};{tls_upstream}
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_request_buffering off;

@@ -96,7 +96,6 @@ http {{
     uwsgi_temp_path {runtime}/uwsgi;
     scgi_temp_path {runtime}/scgi;
     server_tokens off;
-    log_format refused '$remote_addr refused: $request_method $uri -> $status';
     access_log off;
 
     upstream superlink {{
@@ -108,6 +107,9 @@ http {{
         listen {listen}{ssl};{tls_listen}
         client_max_body_size {MAX_BODY};
         default_type text/plain;
+        # every refusal ("access forbidden by rule", with the request) goes to the error
+        # log, stderr, whichever user runs nginx
+        error_page 403 @refused;
 
         location {FLEET_PREFIX} {{
             limit_except POST {{
@@ -124,12 +126,14 @@ http {{
 
         # without it nginx would redirect /v1/fleet to /v1/fleet/
         location = {FLEET_PREFIX.rstrip("/")} {{
-            access_log /dev/stderr refused;
-            return 403 "{refusal}";
+            deny all;
         }}
 
         location / {{
-            access_log /dev/stderr refused;
+            deny all;
+        }}
+
+        location @refused {{
             return 403 "{refusal}";
         }}
     }}
@@ -138,8 +142,17 @@ http {{
 
 
 def gateway_command(config: Path) -> list[str]:
-    """nginx in the foreground with `config` (its own master process, stopped with it)."""
-    return [nginx_path() or "nginx", "-c", str(config.resolve()), "-g", "daemon off;"]
+    """nginx in the foreground with `config` (its own master process, stopped with it),
+    logging to stderr from the start (not to a system log file a user cannot write)."""
+    return [
+        nginx_path() or "nginx",
+        "-e",
+        "stderr",
+        "-c",
+        str(config.resolve()),
+        "-g",
+        "daemon off;",
+    ]
 
 
 def nginx_path() -> str | None:

@@ -80,7 +80,15 @@ def test_the_gateway_is_published_and_runs_the_config_fedrad_writes(compose):
     assert set(gateway["networks"]) == {"backend", "sites"}
     config_mount = next(v for v in gateway["volumes"] if v.startswith("./gateway.conf:"))
     command = gateway["command"]
-    assert command == ["nginx", "-c", config_mount.split(":")[1], "-g", "daemon off;"]
+    assert command == [
+        "nginx",
+        "-e",
+        "stderr",
+        "-c",
+        config_mount.split(":")[1],
+        "-g",
+        "daemon off;",
+    ]
     targets = _secret_targets(gateway)
     folder = Path(next(iter(targets))).parent
     assert targets == {

@@ -147,6 +147,7 @@ def test_on_loopback_the_same_request_without_credentials_lists_the_runs(aggrega
 
 def test_the_fleet_api_passes_only_as_post_and_only_signed(aggregator):
     ca = aggregator.keys.ca_certificate
-    assert _post(aggregator.public_port, "/v1/fleet/get-run", ca, method="GET")[0] == 403
+    get = _post(aggregator.public_port, "/v1/fleet/get-run", ca, method="GET")
+    assert get == (403, REFUSED_BODY)
     status, body = _post(aggregator.public_port, "/v1/fleet/get-run", ca)
     assert status == 401 and "SuperNode authentication" in body  # the SuperLink's own check

@@ -29,7 +29,11 @@ def join(
         Path, typer.Option(help="The site's folder, holding features.parquet (and identity.key).")
     ],
     server: Annotated[
-        str, typer.Option(help="The aggregator, HOST:PORT, as the coordinator said.")
+        str,
+        typer.Option(
+            help="The aggregator's public address, HOST:PORT (its gateway, e.g. "
+            "fedrad.hospital.org:8443), as the coordinator said."
+        ),
     ],
     keys: Annotated[
         Path | None,
@@ -52,9 +56,10 @@ def join(
 ) -> None:
     """Site IT: connect this site to the federation (a Flower SuperNode) until Ctrl-C.
 
-    Only an outbound connection to the aggregator is needed. The site answers the study's
-    requests from its feature table; nothing else leaves it. Refuses to start when the
-    feature table is missing or was extracted with settings other than the study's.
+    Only an outbound connection to the aggregator's public port (--server) is needed.
+    The site answers the study's requests from its feature table; nothing else leaves it.
+    Refuses to start when the feature table is missing or was extracted with settings
+    other than the study's.
 
     The site runs only code installed here: every request is answered by this machine's
     FedRad ClientApp, and an app the aggregator sends is refused (and logged, with why)

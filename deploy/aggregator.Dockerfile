@@ -1,7 +1,8 @@
 # The aggregator image: `fedrad server start`, a Flower SuperLink that runs the study.
 # Build from the repository root:
 #   docker build -f deploy/aggregator.Dockerfile -t fedrad-aggregator:0.1.0 .
-# Sites connect to its one port (8000); its state and results live in /var/lib/fedrad.
+# Its SuperLink's port (8000) is for the gateway only (deploy/compose.yaml): sites connect
+# to the gateway's. Its state and results live in /var/lib/fedrad.
 FROM python:3.11.11-slim-bookworm
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
@@ -28,6 +29,7 @@ RUN pip install --no-cache-dir --no-deps /opt/fedrad
 USER 10001:10001
 WORKDIR /home/fedrad
 VOLUME ["/var/lib/fedrad"]
+# reached by the gateway on a private network, never published: its Control API has no authentication
 EXPOSE 8000
 # healthy while the SuperLink accepts connections on its port
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

@@ -16,6 +16,13 @@ from fedrad.common.cli_support import load_study
 from fedrad.common.flower_processes import flower_env
 from fedrad.server.certificates import signing_key_of
 from fedrad.server.checkpoint import CheckpointUnusable, read_checkpoint
+from fedrad.server.exposure import (
+    AllowExposureOption,
+    PublicOption,
+    SuperlinkHostOption,
+    exposure,
+    start_gateway_command,
+)
 from fedrad.server.flwr_cli import StatusUnavailable
 from fedrad.server.keys_cli import StateOption, reachable
 from fedrad.server.runs import RunRecord, known_runs, read_run, record_run
@@ -31,6 +38,9 @@ def resume(
         int, typer.Argument(help="The run id `fedrad server start` printed for the study.")
     ],
     state: StateOption = Path("fedrad-state"),
+    public: PublicOption = None,
+    superlink_host: SuperlinkHostOption = "127.0.0.1",
+    allow_control_api_exposure: AllowExposureOption = False,
 ) -> None:
     """Coordinator: continue a study whose aggregator stopped (a crash, a reboot) from
     the last phase it finished, with the same sites.
@@ -40,8 +50,8 @@ def resume(
     finished, and does the rest. Its results equal those of a run that never stopped.
     A site that is gone now is left out, and every saved fit it trained is refitted
     without it (the log says which). If the aggregator is not running, it is started
-    as `fedrad server start` started it and runs until Ctrl-C; the sites reconnect by
-    themselves.
+    as `fedrad server start` started it (give the same --public) and runs until Ctrl-C;
+    the sites reconnect by themselves.
 
     Exit status: 0 submitted (and, if started here, stopped with Ctrl-C), 1 the
     aggregator failed, 2 nothing to resume (the reason is printed).
@@ -50,6 +60,7 @@ def resume(
     if record is None:
         runs = ", ".join(known_runs(state)) or "none"
         raise fail(f"no run {run} was submitted from {state} (runs recorded there: {runs}).")
+    reach = exposure(public, superlink_host, allow_control_api_exposure, record.port)
     study_path, out_dir = Path(record.study), Path(record.out_dir)
     study = load_study(study_path)
     try:
@@ -99,8 +110,11 @@ def resume(
         )
 
     if not reachable(f"127.0.0.1:{record.port}"):
-        command = superlink_command(record.certificates, state, port=record.port)
-        serve(command, env, record.port, console, resubmit)
+        command = superlink_command(
+            record.certificates, state, host=superlink_host, port=record.port
+        )
+        gateway = start_gateway_command(reach, record.certificates, state, record.port)
+        serve(command, env, record.port, console, resubmit, reach, gateway)
         return
     _refuse_a_running_study(state, run)
     resubmit()

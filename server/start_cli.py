@@ -24,6 +24,15 @@ from fedrad.common.flower_processes import (
 )
 from fedrad.common.option_conflicts import refuse_pairs
 from fedrad.server.certificates import FederationCertificates, signing_key_of
+from fedrad.server.exposure import (
+    AllowExposureOption,
+    Exposure,
+    PublicOption,
+    SuperlinkHostOption,
+    exposure,
+    public_port,
+    start_gateway_command,
+)
 from fedrad.server.registration import RegistrationFailed, register_site
 from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.superlink import (
@@ -51,8 +60,12 @@ def start(
         Path | None, typer.Option(help="Folder of `fedrad keys init` (ca.crt, server.pem, ...).")
     ] = None,
     port: Annotated[
-        int, typer.Option(help="The one port sites connect to (open it inbound).")
+        int,
+        typer.Option(help="The SuperLink's own port; sites connect to --public, not here."),
     ] = 8000,
+    public: PublicOption = None,
+    superlink_host: SuperlinkHostOption = "127.0.0.1",
+    allow_control_api_exposure: AllowExposureOption = False,
     state: Annotated[
         Path, typer.Option(help="Folder for the aggregator's database and results.")
     ] = Path("fedrad-state"),
@@ -75,6 +88,13 @@ def start(
     ] = None,
 ) -> None:
     """Coordinator: start the aggregator (Flower SuperLink) and submit the study.
+
+    For site IT: open only the --public port (e.g. --public 0.0.0.0:8443) inbound. A
+    gateway (nginx) there serves TLS with the aggregator's certificate and passes only
+    the sites' Fleet API to the SuperLink, which listens on 127.0.0.1:PORT; everything
+    else, e.g. Flower's Control API (list, submit and stop studies, register site keys),
+    which has no authentication, is refused there with 403. Sites dial --public's host
+    name as it is in the certificate (`fedrad keys init --host`), and its port.
 
     The SuperLink serves TLS with the certificate from `fedrad keys init`, admits only
     SuperNodes registered with `fedrad keys register`, keeps its state in STATE/state.db,
@@ -100,6 +120,7 @@ def start(
         },
     )
     load_study(study)
+    reach = exposure(public, superlink_host, allow_control_api_exposure, port)
     certificates = None if insecure else certificates_in(keys)
     sites = _sites(site or [])
     if insecure:
@@ -126,6 +147,7 @@ def start(
         )
     except OSError as exc:
         raise fail(f"cannot write the aggregator's state into {state}: {exc.strerror}.") from exc
+    gateway = start_gateway_command(reach, certificates, state, port)
     console = Console(highlight=False, soft_wrap=True)
 
     def ready() -> None:
@@ -143,29 +165,49 @@ def start(
         console.print(f"study submitted as run {run_id}; results -> {escape(str(results))}")
 
     env = flower_env(FLWR_HOME=str(home))
-    serve(superlink_command(certificates, state, port=port), env, port, console, ready)
+    command = superlink_command(certificates, state, host=superlink_host, port=port)
+    serve(command, env, port, console, ready, reach, gateway)
 
 
-def serve(command: list[str], env: dict, port: int, console: Console, ready) -> None:
-    """Start the SuperLink (`command`), call `ready()` once it listens, and keep it running
-    until Ctrl-C; it is stopped, with its children, however this ends."""
+def serve(
+    command: list[str],
+    env: dict,
+    port: int,
+    console: Console,
+    ready,
+    reach: Exposure,
+    gateway: list[str] | None = None,
+) -> None:
+    """Start the SuperLink (`command`) and, if `gateway`, the gateway in front of it; call
+    `ready()` once they listen, and keep them running until Ctrl-C; they are stopped,
+    with their children, however this ends."""
     stop_on_sigterm()
+    if warning := reach.warning(port):
+        warn_insecure(warning)
     try:
         superlink = subprocess.Popen(command, env=env)
     except FileNotFoundError as exc:
         raise fail("`flower-superlink` is missing; install FedRad's dependencies.") from exc
+    processes = [superlink]
     try:
-        wait_until_listening(superlink, port)
+        wait_until_listening(superlink, ("127.0.0.1", port), "the aggregator")
+        if gateway is not None:
+            processes.append(subprocess.Popen(gateway, env=env))
+            wait_until_listening(processes[-1], public_port(reach), "the gateway")
         ready()
+        console.print(reach.note(port))
         console.print("the aggregator runs until Ctrl-C")
-        status = superlink.wait()
-        raise fail(f"the aggregator stopped with status {status}; see its log above.", 1)
+        while all(process.poll() is None for process in processes):
+            time.sleep(1)
+        name = "aggregator" if superlink.poll() is not None else "gateway"
+        status = next(p.returncode for p in processes if p.poll() is not None)
+        raise fail(f"the {name} stopped with status {status}; see its log above.", 1)
     except RegistrationFailed as exc:
         raise fail(str(exc)) from exc
     except KeyboardInterrupt:
         console.print("stopping the aggregator")
     finally:
-        stop_tree([superlink])
+        stop_tree(processes)
 
 
 def _sites(pairs: list[str]) -> list[tuple[str, Path]]:
@@ -188,17 +230,17 @@ def certificates_in(keys: Path | None) -> FederationCertificates:
     return certificates
 
 
-def wait_until_listening(superlink: subprocess.Popen, port: int) -> None:
+def wait_until_listening(process: subprocess.Popen, address: tuple[str, int], name: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        if superlink.poll() is not None:
-            raise fail(f"the aggregator exited at start (status {superlink.returncode}).", 1)
+        if process.poll() is not None:
+            raise fail(f"{name} exited at start (status {process.returncode}).", 1)
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
+            with socket.create_connection(address, timeout=1):
                 return
         except OSError:
             time.sleep(0.5)
-    raise fail(f"the aggregator did not listen on port {port} within {READY_TIMEOUT_S} s.", 1)
+    raise fail(f"{name} did not listen on port {address[1]} within {READY_TIMEOUT_S} s.", 1)
 
 
 def submit(app_dir: Path, env: dict[str, str]) -> int:

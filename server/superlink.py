@@ -18,10 +18,12 @@ CONNECTION = "fedrad"
 
 
 def superlink_command(
-    keys: FederationCertificates | None, state: Path, host: str = "0.0.0.0", port: int = 8000
+    keys: FederationCertificates | None, state: Path, host: str = "127.0.0.1", port: int = 8000
 ) -> list[str]:
     """`flower-superlink` with TLS from `keys` (None: plain text), node authentication,
-    its database in `state`, and no package installation at run time."""
+    its database in `state`, and no package installation at run time. On loopback by
+    default: its Control API has no authentication, so sites come through the gateway
+    (server/gateway.py)."""
     security = (
         ["--insecure"]
         if keys is None

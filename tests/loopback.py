@@ -1,6 +1,8 @@
 """A real federation on loopback for the process tests: a SuperLink with TLS and node
 authentication, one SuperNode per site, each a process started by the very command lines
-`fedrad server start` / `fedrad site join` and the containers use.
+`fedrad server start` / `fedrad site join` and the containers use. With `gateway=True`
+the sites connect through the gateway (nginx, server/gateway.py) that `fedrad server start
+--public` puts in front of the SuperLink, as they do in a real deployment.
 
 Every process is started in its own session and killed at the end with all its children
 (Flower starts one per run and per message). Logs land beside the federation, one file
@@ -30,6 +32,7 @@ from fedrad.client.supernode import supernode_command
 from fedrad.common.config import StudyConfig
 from fedrad.common.flower_processes import descendants, flower_env, stop_tree, toml_string
 from fedrad.server.certificates import FederationCertificates, make_federation_certificates
+from fedrad.server.gateway import Upstream, gateway_command, write_gateway_config
 from fedrad.server.registration import register_site
 from fedrad.server.runs import RunRecord, record_run
 from fedrad.server.status import query as status_query
@@ -55,16 +58,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout_s: float = 60) -> None:
+def wait_for_port(
+    port: int, process: subprocess.Popen, timeout_s: float = 60, name: str = "superlink"
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        assert process.poll() is None, "the SuperLink exited; see superlink.log"
+        assert process.poll() is None, f"the {name} exited; see {name}.log"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError(f"the SuperLink did not listen on {port} within {timeout_s} s")
+    raise AssertionError(f"the {name} did not listen on {port} within {timeout_s} s")
 
 
 @dataclass
@@ -76,11 +81,13 @@ class LoopbackFederation:
     study: StudyConfig
     sizes: tuple[int, ...] = (40, 40, 40)
     n_features: int = 4
+    gateway: bool = False
     tables: dict[str, Path] = field(init=False)
     keys: FederationCertificates = field(init=False)
     node_keys: dict[str, NodeKeyFiles] = field(init=False, default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(init=False, default_factory=dict)
     port: int = field(init=False, default_factory=free_port)
+    public_port: int | None = field(init=False, default=None)
 
     def __post_init__(self):
         self.tables = write_site_feature_tables(
@@ -100,6 +107,11 @@ class LoopbackFederation:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def site_address(self) -> str:
+        """Where sites connect: the gateway once started, else the SuperLink itself."""
+        return self.address if self.public_port is None else f"127.0.0.1:{self.public_port}"
 
     def log(self, name: str) -> str:
         path = self.root / f"{name}.log"
@@ -121,6 +133,8 @@ class LoopbackFederation:
 
     def start(self) -> LoopbackFederation:
         self.start_superlink()
+        if self.gateway:
+            self.start_gateway()
         for name in self.tables:
             self.register(name)
             self.start_site(name)
@@ -132,6 +146,16 @@ class LoopbackFederation:
         wait_for_port(self.port, superlink)
         return superlink
 
+    def start_gateway(self) -> subprocess.Popen:
+        """The gateway `fedrad server start --public` starts, in front of the SuperLink."""
+        self.public_port = free_port()
+        config = write_gateway_config(
+            self.keys, self.site_address, Upstream("127.0.0.1", self.port), self.root / "gateway"
+        )
+        gateway = self.start_process(gateway_command(config), "gateway")
+        wait_for_port(self.public_port, gateway, name="gateway")
+        return gateway
+
     def register(self, name: str) -> NodeKeyFiles:
         self.node_keys[name] = make_node_key(self.root / "node-keys" / name, name)
         register_site(self.node_keys[name].public, name, self.state)
@@ -141,15 +165,15 @@ class LoopbackFederation:
         self, name: str, node_key: Path | None = None, address: str | None = None
     ) -> list[str]:
         return supernode_command(
-            address or self.address, self.tables[name], name, self.study_path,
+            address or self.site_address, self.tables[name], name, self.study_path,
             self.keys.ca_certificate, node_key or self.node_keys[name].private, port=free_port(),
         )  # fmt: skip
 
     def start_site(
         self, name: str, address: str | None = None, env: dict[str, str] | None = None
     ) -> subprocess.Popen:
-        """Start a site's SuperNode, connecting to the SuperLink (or to `address`, e.g. a
-        `TcpProxy` in front of it), `env` added to its environment."""
+        """Start a site's SuperNode, connecting to the SuperLink or its gateway (or to
+        `address`, e.g. a `TcpProxy` in front of it), `env` added to its environment."""
         return self.start_process(self.site_command(name, address=address), name, env)
 
     def app_processes(self, name: str) -> list[int]:

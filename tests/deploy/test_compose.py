@@ -1,6 +1,8 @@
 """deploy/compose.yaml: a valid Compose file whose containers run FedRad's own commands,
-with TLS material as secrets, read-only site data, the CA key left out, and the dashboard
-over the aggregator's store."""
+with TLS material as secrets, read-only site data, the CA key left out, the dashboard
+over the aggregator's store, and only the gateway's port open to sites: the SuperLink's
+own port (its Control API has no authentication) is neither published nor on the sites'
+network."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import typer
 import yaml
 
 from fedrad.common.cli import app
+from fedrad.server.certificates import FederationCertificates
+from fedrad.server.gateway import Upstream, gateway_config
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 SITES = ("site01", "site02", "site03")
@@ -52,18 +56,64 @@ def test_the_aggregator_runs_fedrad_server_start_with_its_tls_secrets(compose):
     assert not any("ca.key" in compose["secrets"][s]["file"] for s in compose["secrets"])
     assert [pair.split("=")[0] for pair in options["site"]] == list(SITES)
     assert all(pair.split("=")[1] in targets for pair in options["site"])
-    assert (
-        options["insecure"] is False
-        and f"{options['port']}:{options['port']}" in (aggregator["ports"])
+    assert options["insecure"] is False
+
+
+def test_the_superlinks_port_is_not_published_nor_on_the_sites_network(compose):
+    aggregator = compose["services"]["aggregator"]
+    port = _parsed(aggregator["command"])["port"]
+    assert not any(mapping.split(":")[-1] == str(port) for mapping in aggregator["ports"])
+    assert all(mapping.startswith("127.0.0.1:") for mapping in aggregator["ports"])
+    for site in SITES:
+        assert "backend" not in compose["services"][site]["networks"]
+    assert aggregator["networks"] == ["backend"]
+
+
+def test_the_gateway_is_published_and_runs_the_config_fedrad_writes(compose):
+    """deploy/gateway.conf is `gateway_config` for this file's ports, secrets and names, so
+    the container passes exactly what `fedrad server start --public` passes."""
+    gateway, aggregator = compose["services"]["gateway"], compose["services"]["aggregator"]
+    (published,) = gateway["ports"]
+    public_port = int(published.split(":")[-1])
+    assert published == f"{public_port}:{public_port}"
+    assert gateway["image"].startswith("nginx:1.") and gateway["image"].count(".") == 2
+    assert set(gateway["networks"]) == {"backend", "sites"}
+    config_mount = next(v for v in gateway["volumes"] if v.startswith("./gateway.conf:"))
+    command = gateway["command"]
+    assert command == [
+        "nginx",
+        "-e",
+        "stderr",
+        "-c",
+        config_mount.split(":")[1],
+        "-g",
+        "daemon off;",
+    ]
+    targets = _secret_targets(gateway)
+    folder = Path(next(iter(targets))).parent
+    assert targets == {
+        f"{folder}/ca.crt": "ca-certificate",
+        f"{folder}/server.pem": "server-certificate",
+        f"{folder}/server.key": "server-key",
+    }
+    upstream_port = _parsed(aggregator["command"])["port"]
+    expected = gateway_config(
+        FederationCertificates(folder),
+        f"0.0.0.0:{public_port}",
+        Upstream("aggregator", upstream_port),
+        Path("/tmp"),
     )
+    assert (DEPLOY / "gateway.conf").read_text() == expected, "regenerate deploy/gateway.conf"
+    assert "/tmp" in gateway["tmpfs"] and gateway["read_only"] is True
 
 
 @pytest.mark.parametrize("site", SITES)
 def test_each_site_joins_with_its_own_key_over_tls_and_reads_its_data_read_only(compose, site):
     service = compose["services"][site]
     options = _parsed(service["command"])
-    aggregator_port = _parsed(compose["services"]["aggregator"]["command"])["port"]
-    assert options["server"] == f"aggregator:{aggregator_port}" and options["insecure"] is False
+    (published,) = compose["services"]["gateway"]["ports"]
+    assert options["server"] == f"gateway:{published.split(':')[-1]}"
+    assert options["insecure"] is False and service["networks"] == ["sites"]
     targets = _secret_targets(service)
     assert targets[f"{options['keys']}/node.key"] == f"{site}-node-key"
     assert targets[f"{options['keys']}/ca.crt"] == "ca-certificate"

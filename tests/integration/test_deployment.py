@@ -1,4 +1,5 @@
-"""A real federation on loopback: SuperLink + 3 SuperNodes as processes, TLS and node keys.
+"""A real federation on loopback: SuperLink + 3 SuperNodes as processes, TLS and node keys,
+the sites connecting through the gateway (nginx) as in a real deployment.
 
 The results must equal the in-process federation's on the same feature tables, and a
 SuperNode whose key was never registered must be refused. Every process started here is
@@ -21,6 +22,7 @@ from fedrad.client.node_key import make_node_key
 from fedrad.common.cli import app
 from fedrad.common.config import StudyConfig
 from fedrad.common.feature_table import read_feature_table, write_feature_table
+from fedrad.server.gateway import nginx_path
 from fedrad.server.registration import register_site
 from fedrad.server.study import StudyProtocol
 from fedrad.simulations.in_process import in_process_transport
@@ -45,7 +47,12 @@ def _study() -> StudyConfig:
 
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory):
-    loopback = LoopbackFederation(tmp_path_factory.mktemp("deployment"), _study())
+    loopback = LoopbackFederation(
+        # through the gateway wherever nginx is (CI installs it), else to the SuperLink
+        tmp_path_factory.mktemp("deployment"),
+        _study(),
+        gateway=nginx_path() is not None,
+    )
     table, provenance = read_feature_table(loopback.tables["site03"])
     stale = loopback.root / "sites" / "site04" / "features.parquet"
     write_feature_table(table, stale, {**provenance, "extraction_hash": "0" * 16})

@@ -28,7 +28,7 @@ def test_the_superlink_serves_tls_admits_registered_nodes_and_keeps_its_state(tm
     assert "--enable-supernode-auth" in command and "--insecure" not in command
     assert _after(command, "--database") == str((tmp_path / "state" / "state.db").resolve())
     assert "--disable-runtime-dependency-installation" in command
-    assert (_after(command, "--host"), _after(command, "--port")) == ("0.0.0.0", "8443")
+    assert (_after(command, "--host"), _after(command, "--port")) == ("127.0.0.1", "8443")
 
 
 def test_an_insecure_superlink_says_so_and_still_installs_nothing(tmp_path):

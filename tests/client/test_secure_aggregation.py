@@ -348,7 +348,8 @@ def test_a_faked_drop_out_cannot_expose_the_site_it_names(tables, study):
     with pytest.raises(EncodingError):
         FixedPoint(1).decode(residue)
     assert np.mean(residue == FixedPoint.encode(plain[A])) < 0.01
-    assert 0.4 < np.mean(residue / 2.0**64) < 0.6
+    # uniform words: their mean within 5 standard errors of 1/2 (a chance of 6e-7 to fail)
+    assert abs(np.mean(residue / 2.0**64) - 0.5) < 5 * np.sqrt(1 / 12 / residue.size)
     # nor do the others' words give it: their sum still holds those pairwise and self masks
     with pytest.raises(EncodingError):
         FixedPoint(2).decode(words[B] + words[C])

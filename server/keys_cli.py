@@ -77,12 +77,7 @@ def keys_register(
 
     Exit status: 0 registered, 2 bad key or the aggregator is not running.
     """
-    address = connection_address(state)
-    if not reachable(address):
-        raise fail(
-            f"cannot reach the aggregator at {address}; start it with "
-            f"`fedrad server start --state {state}` and run this again."
-        )
+    require_running_aggregator(state)
     try:
         new = register_site(public_key, name, state)
     except RegistrationFailed as exc:
@@ -103,17 +98,22 @@ def keys_unregister(
 
     Exit status: 0 unregistered, 2 unknown site or the aggregator is not running.
     """
+    require_running_aggregator(state)
+    try:
+        node_ids = unregister_site(name, state)
+    except RegistrationFailed as exc:
+        raise fail(str(exc)) from exc
+    Console(highlight=False).print(f"{escape(name)} unregistered (node {', '.join(node_ids)})")
+
+
+def require_running_aggregator(state: Path) -> None:
+    """Stop, saying how to start it, unless the aggregator of `state` answers."""
     address = connection_address(state)
     if not reachable(address):
         raise fail(
             f"cannot reach the aggregator at {address}; start it with "
             f"`fedrad server start --state {state}` and run this again."
         )
-    try:
-        node_ids = unregister_site(name, state)
-    except RegistrationFailed as exc:
-        raise fail(str(exc)) from exc
-    Console(highlight=False).print(f"{escape(name)} unregistered (node {', '.join(node_ids)})")
 
 
 def connection_address(state: Path) -> str:

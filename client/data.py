@@ -62,6 +62,9 @@ class SiteData:
     identity: Ed25519PrivateKey = field(
         default_factory=Ed25519PrivateKey.generate, repr=False, compare=False
     )
+    # each split computed once (`rows`): a tuned fit asks for the same few of them
+    # thousands of times, and each hashes every case id again
+    _splits: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
@@ -118,7 +121,22 @@ class SiteData:
         return self.x[:, [index[name] for name in features]]
 
     def rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
-        """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`."""
+        """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`.
+        A pure function of the cases and the study's split settings, so it is remembered."""
+        validation = study.validation
+        key = (
+            partition,
+            role,
+            validation.folds,
+            validation.inner_folds,
+            validation.seed,
+            validation.holdout_fraction,
+        )
+        if key not in self._splits:
+            self._splits[key] = self._rows(partition, role, study)
+        return self._splits[key].copy()
+
+    def _rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
         if partition.inner is not None:
             return self._inner_rows(partition, role, study)
         n = len(self.case_ids)

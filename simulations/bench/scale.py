@@ -76,13 +76,22 @@ class PeakMemory:
 def bench_study(cases: int) -> StudyConfig:
     """The study of every run, its model capped so that plain runs too: in the clear each
     site must carry the model's parameters on its own training cases alone
-    (federation.max_parameter_ratio), and one cap keeps both modes' models the same."""
+    (federation.max_parameter_ratio), in its smallest fit (an inner fold's, where the ridge
+    penalty is tuned), and one cap keeps both modes' models the same."""
     study = StudyConfig(federation=FederationSettings(min_cell_size=3))
-    training = cases - math.ceil(cases / study.validation.folds) - 1  # a fold may hold one more
+    training = _fewest_training(cases, study.validation.folds)
+    if study.tunes_penalty:
+        training = _fewest_training(training, study.validation.inner_folds)
     most = math.floor(study.federation.max_parameter_ratio * training) - 1  # 1: the intercept
     return study.updated(
         selection={"max_features": max(1, min(most, study.selection.max_features))}
     )
+
+
+def _fewest_training(cases: int, folds: int) -> int:
+    """The fewest training cases a fit on `folds` folds of `cases` has: a fold may hold one
+    more than its share (strata are dealt separately)."""
+    return cases - math.ceil(cases / folds) - 1
 
 
 def bench_size(

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from fedrad.simulations.bench.scale import kind_table, ratios, report
+import numpy as np
+import pytest
+
+from fedrad.client.data import SiteData
+from fedrad.common.pipeline import Partition
+from fedrad.simulations.bench.scale import bench_study, kind_table, ratios, report
 
 
 def run(sites: int, secure: bool, wall_s: float) -> dict:
@@ -44,3 +49,35 @@ def test_a_stopped_run_is_named_and_left_out_of_the_comparison():
     rows = [run(3, False, 10.0), run(3, True, 15.0), stopped, run(50, True, 25.0)]
     assert ratios(rows) == {3: 1.5}
     assert "50 sites  plain: STOPPED after 9.0 s: why" in report(rows)
+
+
+def _site(cases: int, positives: int) -> SiteData:
+    labels = ["HGG"] * positives + ["BM"] * (cases - positives)
+    return SiteData(
+        name="site01",
+        extraction_hash="x",
+        features=["f"],
+        case_ids=[f"case{i:03d}" for i in range(cases)],
+        labels=labels,
+        x=np.zeros((cases, 1)),
+        y=np.array([label == "HGG" for label in labels], dtype=float),
+        batch=np.array(["site01"] * cases),
+        origin=np.array(["site01"] * cases),
+    )
+
+
+@pytest.mark.parametrize("cases", [40, 60])
+@pytest.mark.parametrize("share", [0.3, 0.5])
+def test_every_fit_of_the_bench_study_carries_its_parameters_in_the_clear(cases, share):
+    """The plain run must not stop at max_parameter_ratio: the capped model fits in every
+    site's smallest training part, an inner fold's where the ridge penalty is tuned."""
+    study = bench_study(cases)
+    site = _site(cases, round(share * cases))
+    inner = range(study.validation.inner_folds) if study.tunes_penalty else [None]
+    fewest = min(
+        site.rows(Partition("kfold", fold, inner=i), "train", study).sum()
+        for fold in range(study.validation.folds)
+        for i in inner
+    )
+    parameters = study.selection.max_features + 1
+    assert parameters <= study.federation.max_parameter_ratio * fewest

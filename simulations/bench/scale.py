@@ -99,7 +99,8 @@ def bench_size(
 ) -> list[dict]:
     """One row per secure-aggregation mode, all on the same tables and one pooled reference,
     so that the secure/plain ratio measures the protocol and not the data."""
-    study = bench_study(cases)
+    # every site bounds the coefficients it answers at by the study's size (privacy.md 3)
+    study = bench_study(cases).updated(federation={"max_cases": n_sites * cases})
     tables = write_site_feature_tables(
         root / f"{n_sites}-sites",
         study,

@@ -1,6 +1,6 @@
 """The gateway's nginx configuration (server/gateway.py) is one nginx accepts, with TLS on
 both sides or plain text on both; what it lets through is proven on real processes in
-tests/integration/test_gateway.py."""
+tests/integration/test_deployment_gateway.py."""
 
 from __future__ import annotations
 

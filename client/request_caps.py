@@ -7,7 +7,9 @@ partition and role (message kind, partition with its inner fold, role), the dist
 coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
 study, and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
 (drops out, or sits the fit out), so a partition and role sees no more pipelines than the
-study has sites that can leave, plus one: a scaler nudged by 1e-12 buys no new cap. Asking
+study has sites that can leave, plus one (times the fits a partition serves: under
+leave-one-site-out a training site's `all` serves every fold it trains in and the final
+fit): a scaler nudged by 1e-12 buys no new cap. Asking
 the same vector under the same pipeline again (a restart, or the same study run again, whose
 fits are deterministic) costs nothing. Under differential privacy a noised fit's
 coefficients differ each run with the noise; its privacy budget bounds the runs, and its
@@ -33,6 +35,7 @@ LINE_SEARCH_CALLS = 64  # halvings before a step is below the tolerance
 # Without pinned site keys a site cannot count the study's sites: it allows this many
 # sites to leave a fit (each restarts it under a new pipeline), all of a 3-site study's.
 UNPINNED_DROP_OUTS = 2
+UNPINNED_SITES = 3
 _STATE = "caps"
 
 
@@ -74,6 +77,17 @@ def pipelines(study: StudyConfig) -> int:
     return 1 + max(0, len(federation.site_keys) - fewest)
 
 
+def fits_sharing(study: StudyConfig, partitions: list) -> int:
+    """How many of a study's fits one partition serves: under leave-one-site-out a training
+    site's `all` is that of every fold it trains in and of the final fit, one per site (as
+    many as the study pins, or a 3-site study's); else one."""
+    if study.validation.scheme == "leave-one-site-out" and any(
+        part is not None and part.scheme == "all" for part in partitions
+    ):
+        return len(study.federation.site_keys) or UNPINNED_SITES
+    return 1
+
+
 def _digest(*parts) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -84,16 +98,16 @@ def _digest(*parts) -> str:
     return digest.hexdigest()[:16]
 
 
-def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
+def _asks(kind: Kind, request: Request) -> list[tuple[str, str, list]]:
     """(partition and role, pipeline:coefficient vector) of each capped part of a request,
-    as digests."""
+    as digests, and the partitions they are over."""
     if kind is Kind.CALIBRATION:  # the fits' coefficients move the sums as gamma does
         fits = [split_pipeline(p.pipeline) for p in request.parts]
         partitions = [p.partition for p in request.parts]
         fixed = [pipeline_digest(f) for f, _ in fits]
         moving = [value for _, m in fits for _, value in sorted(m.arrays.items())]
         vector = _digest(request.arrays["gamma"], *moving)
-        return [(f"{kind}|{_digest(partitions)}", f"{_digest(fixed)}:{vector}")]
+        return [(f"{kind}|{_digest(partitions)}", f"{_digest(fixed)}:{vector}", partitions)]
     asks = []
     for part in request.parts if kind is Kind.LASSO_ROUND else [request]:
         part_kind = Kind(part.values["kind"]) if kind is Kind.LASSO_ROUND else kind
@@ -108,9 +122,8 @@ def _asks(kind: Kind, request: Request) -> list[tuple[str, str]]:
         )
         fixed, moving = split_pipeline(part.pipeline)
         vector = _digest(moving.arrays.get("beta", np.zeros(0)))
-        asks.append(
-            (f"{cap}|{_digest(part.partition, role)}", f"{pipeline_digest(fixed)}:{vector}")
-        )
+        fit = f"{cap}|{_digest(part.partition, role)}"
+        asks.append((fit, f"{pipeline_digest(fixed)}:{vector}", [part.partition]))
     return asks
 
 
@@ -139,7 +152,7 @@ class RequestCaps:
             return
         lasting = self.ledger.current().asked
         new: dict[bool, list[list[str]]] = {True: [], False: []}
-        for fit, vector in _asks(kind, request):
+        for fit, vector, partitions in _asks(kind, request):
             cap_name = fit.split("|")[0]
             kept = self._lasting(cap_name)
             vectors = [*(lasting if kept else self.in_run).get(fit, [])]
@@ -152,10 +165,11 @@ class RequestCaps:
                 raise Refused(
                     "requests-per-fit-exceeded", f"{fit}: asked at more than {cap} coefficients"
                 )
-            if not under and len({_pipeline(v) for v in vectors}) >= most_pipelines:
+            allowed = most_pipelines * fits_sharing(self.study, partitions)
+            if not under and len({_pipeline(v) for v in vectors}) >= allowed:
                 raise Refused(
                     "requests-per-fit-exceeded",
-                    f"{fit}: asked under more than {most_pipelines} pipelines",
+                    f"{fit}: asked under more than {allowed} pipelines",
                 )
             new[kept].append([fit, vector])
         if new[True]:

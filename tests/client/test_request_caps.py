@@ -15,7 +15,7 @@ from conftest import site_grid
 from fedrad.client import coefficient_bounds
 from fedrad.client.data import SiteData
 from fedrad.client.plan import Refused
-from fedrad.client.request_caps import UNPINNED_DROP_OUTS, pipelines
+from fedrad.client.request_caps import UNPINNED_DROP_OUTS, fits_sharing, pipelines
 from fedrad.common.config import FederationSettings, StudyConfig
 from fedrad.common.messages import REFUSED, Kind, Payload, Request, decode_reply, encode_request
 from fedrad.common.models.logistic import NewtonTerms, fit_newton, newton_terms, with_intercept
@@ -224,6 +224,22 @@ def test_a_partition_is_fitted_under_one_pipeline_and_one_more_per_site_that_can
     masked = pinned.updated(federation={"secure_aggregation": True, "min_sites": 1})
     assert pipelines(masked) == 1 + 5 - 2  # a total needs two sites
     assert pipelines(STUDY) == 1 + UNPINNED_DROP_OUTS  # the site cannot count the sites
+
+
+def test_under_leave_one_site_out_a_training_sites_all_partition_serves_one_fit_per_site():
+    """A training site's `all` is that of every fold it trains in and of the final fit:
+    each of them, and its drop-out restarts, may come under a pipeline of its own."""
+    keys = {f"site0{i}": f"{i:064x}" for i in range(1, 4)}
+    loso = STUDY.updated(
+        federation={"site_keys": keys}, validation={"scheme": "leave-one-site-out"}
+    )
+    assert fits_sharing(loso, [Partition("all")]) == 3
+    assert fits_sharing(loso, [Partition("all", inner=1)]) == 3
+    assert fits_sharing(loso, [Partition("unseen")]) == 1
+    assert fits_sharing(STUDY, [Partition("all")]) == 1  # holdout: the final fit alone
+    kfold = STUDY.updated(validation={"scheme": "kfold"})
+    assert fits_sharing(kfold, [Partition("all")]) == 1
+    assert fits_sharing(kfold, [Partition("kfold", 2)]) == 1
 
 
 def test_an_honest_ridge_fit_at_the_edge_of_the_bound_is_answered(tmp_path):

@@ -155,6 +155,7 @@ def test_an_unset_rule_leaves_the_study_hash_as_before():
     unset = StudyConfig()
     study = unset.model_dump(mode="json")
     del study["missing_values"], study["differential_privacy"]
+    del study["model"]["compare"], study["model"]["compare_without_clinical"]  # off: left out
     payload = json.dumps(
         {"study": study, "extraction": unset.extraction_hash}, sort_keys=True, separators=(",", ":")
     )

@@ -12,6 +12,8 @@ the features every site has); under `impute-mean` it stays NaN for each fit to f
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -65,6 +67,7 @@ class SiteData:
     # each split computed once (`rows`): a tuned fit asks for the same few of them
     # thousands of times, and each hashes every case id again
     _splits: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _fingerprint: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @classmethod
     def load(cls, table_path: str | Path, name: str, study: StudyConfig) -> SiteData:
@@ -119,6 +122,17 @@ class SiteData:
             raise SiteSkipped(f"{self.name} lacks {len(missing)} study features, e.g. {missing[0]}")
         index = {name: i for i, name in enumerate(self.features)}
         return self.x[:, [index[name] for name in features]]
+
+    def fingerprint(self) -> str:
+        """A digest of the cases this site answers from (ids, labels, values, batches): a
+        study's request caps count per these cases, so a site that corrects its table may
+        answer the study again, which no aggregator can bring about. Computed once."""
+        if not self._fingerprint:
+            digest = hashlib.sha256(json.dumps([self.case_ids, self.labels]).encode())
+            for array in (self.x, self.batch.astype(str)):
+                digest.update(np.ascontiguousarray(array).tobytes())
+            self._fingerprint.append(digest.hexdigest()[:16])
+        return self._fingerprint[0]
 
     def rows(self, partition: Partition, role: str, study: StudyConfig) -> np.ndarray:
         """Boolean mask of the cases that play `role` ('train' or 'test') in `partition`.

@@ -593,7 +593,7 @@ def handle(
     try:
         plan.check(kind, request, study)
         coefficient_bounds.check_slopes(kind, request, study)
-        RequestCaps(state, study).admit(kind, request)
+        RequestCaps(state, study, data.fingerprint()).admit(kind, request)
         if kind is Kind.MLP_ROUND:
             mlp_plan.accept(request, study, mlp_plan.FitWeights(state))
         if kind is Kind.JOINT_SCORES:

@@ -5,7 +5,8 @@ A curious aggregator could otherwise ask a fit's sums at as many coefficient vec
 likes (nudged by 1e-15, say) and solve the cases back from them. The site counts, per
 partition and role (message kind, partition with its inner fold, role), the distinct
 coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
-study, and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
+study and of the site's cases (a site that corrects its table starts afresh, which no
+aggregator can bring about), and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
 (drops out, or sits the fit out), so a partition and role sees no more pipelines than the
 study has sites that can leave, plus one (times the fits a partition serves: under
 leave-one-site-out a training site's `all` serves every fold it trains in and the final
@@ -135,8 +136,10 @@ class RequestCaps:
     """The coefficient vectors this site has been asked at, per fit: in its ledger, or, for
     a noised fit, in its context state for the run."""
 
-    def __init__(self, state: RecordDict, study: StudyConfig):
+    def __init__(self, state: RecordDict, study: StudyConfig, cases: str = ""):
+        """`cases`: the site's `SiteData.fingerprint`; the caps count per study and cases."""
         self.state, self.study, self.ledger = state, study, site_ledger(state)
+        self.cases = cases
         record = state[_STATE] if _STATE in state else ConfigRecord()
         same_study = record.get("study") == study.study_hash
         self.in_run: dict[str, list[str]] = json.loads(str(record["asked"])) if same_study else {}
@@ -152,7 +155,8 @@ class RequestCaps:
             return
         lasting = self.ledger.current().asked
         new: dict[bool, list[list[str]]] = {True: [], False: []}
-        for fit, vector, partitions in _asks(kind, request):
+        for ask, vector, partitions in _asks(kind, request):
+            fit = f"{ask}|{self.cases}"
             cap_name = fit.split("|")[0]
             kept = self._lasting(cap_name)
             vectors = [*(lasting if kept else self.in_run).get(fit, [])]

@@ -6,15 +6,14 @@ likes (nudged by 1e-15, say) and solve the cases back from them. The site counts
 partition and role (message kind, partition with its inner fold, role), the distinct
 coefficient vectors it was asked at under each pipeline, in its ledger over every run of the
 study and of the site's cases (a site that corrects its table starts afresh, which no
-aggregator can bring about), and refuses past the cap. A fit restarts under a new pipeline only when a site leaves it
-(drops out, or sits the fit out), so a partition and role sees no more pipelines than the
-study has sites that can leave, plus one (times the fits a partition serves: under
-leave-one-site-out a training site's `all` serves every fold it trains in and the final
-fit): a scaler nudged by 1e-12 buys no new cap. Asking
-the same vector under the same pipeline again (a restart, or the same study run again, whose
-fits are deterministic) costs nothing. Under differential privacy a noised fit's
-coefficients differ each run with the noise; its privacy budget bounds the runs, and its
-cap the run.
+aggregator can bring about), and refuses past the cap. A fit restarts under a new pipeline
+only when a site leaves it (drops out, or sits the fit out), so a partition and role sees no
+more pipelines than the study has sites that can leave, plus one (times the fits a partition
+serves: under leave-one-site-out a training site's `all` serves every fold it trains in and
+the final fit): a scaler nudged by 1e-12 buys no new cap. Asking the same vector under the
+same pipeline again (a restart, or the same study run again, whose fits are deterministic)
+costs nothing. Under differential privacy a noised fit's coefficients differ each run with
+the noise; its privacy budget bounds the runs, and its cap the run.
 """
 
 from __future__ import annotations
